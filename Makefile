@@ -1,0 +1,56 @@
+# pm-engine — see README.md. Every target installs what it needs through `make install`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PG_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-pgtap
+
+.PHONY: install system-deps test test-fast lint db-deploy run live status bench chaos backtest clean
+
+install: system-deps $(STAMP)
+
+# PostgreSQL 15 server binaries and pgTAP, from Debian, when missing (root only; otherwise say what to install).
+system-deps:
+	@if [ -f /usr/share/postgresql/15/extension/pgtap.control ] && [ -x /usr/lib/postgresql/15/bin/initdb ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(PG_PACKAGES) with apt-get"; \
+		(apt-get install -y -q --no-install-recommends $(PG_PACKAGES) >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(PG_PACKAGES) >/dev/null)) \
+		&& echo "installed $(PG_PACKAGES)"; \
+	else \
+		echo "PostgreSQL 15 with pgTAP is missing: run as root: apt-get install $(PG_PACKAGES)" >&2; exit 1; \
+	fi
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PIP) check
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/flake8 --max-line-length 120 pm_engine tests
+	$(VENV)/bin/mypy pm_engine
+
+test: install lint
+	$(VENV)/bin/pytest -q --cov=pm_engine --cov-report=term:skip-covered
+
+db-deploy: install
+	$(VENV)/bin/pm-engine db-deploy $(if $(DB_CONFIG),--db-config $(DB_CONFIG))
+
+run: install
+	$(VENV)/bin/pm-engine run
+
+status: install
+	$(VENV)/bin/pm-engine status
+
+bench: install
+	$(VENV)/bin/pm-engine bench
+
+backtest: install
+	$(VENV)/bin/pm-engine backtest examples/signals.csv --plot equity.png
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .coverage

@@ -1,0 +1,26 @@
+-- pm.raise_error
+-- Raises one of pm-engine's named errors (db/README.md, "Error contract") with its SQLSTATE.
+CREATE OR REPLACE FUNCTION pm.raise_error(code text, message text, detail text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF code IS NULL OR code !~ '^PM[0-9]{3}$' THEN
+        RAISE EXCEPTION 'pm.raise_error: % is not a pm-engine SQLSTATE', code USING ERRCODE = 'PM004';
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, DETAIL = coalesce(detail, '');
+END;
+$$;
+
+-- pm.require
+-- Raises PM004 (invalid argument) naming the field when a required argument is NULL.
+CREATE OR REPLACE FUNCTION pm.require(value anyelement, field text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        PERFORM pm.raise_error('PM004', format('%s is required', field));
+    END IF;
+END;
+$$;

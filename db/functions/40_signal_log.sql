@@ -1,0 +1,63 @@
+-- Signal log functions: the de-duplicating record of every signal and its outcome.
+
+-- pm.log_signal
+-- Claims a fingerprint by inserting its row; returns true if the fingerprint was new.
+-- A repeated fingerprint changes nothing and returns false (INSERT ... ON CONFLICT DO NOTHING,
+-- so two concurrent callers with one fingerprint get exactly one true).
+CREATE OR REPLACE FUNCTION pm.log_signal(p_fingerprint text, p_instrument text, p_signal_type text,
+                                         p_position text, p_signal_timestamp timestamptz,
+                                         p_processing_status text, p_reason text DEFAULT NULL,
+                                         p_payload jsonb DEFAULT NULL, p_instance text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    inserted integer;
+BEGIN
+    PERFORM pm.require(p_fingerprint, 'fingerprint');
+    PERFORM pm.require(p_instrument, 'instrument');
+    PERFORM pm.require(p_signal_type, 'signal_type');
+    PERFORM pm.require(p_position, 'position');
+    PERFORM pm.require(p_signal_timestamp, 'signal_timestamp');
+    PERFORM pm.require(p_processing_status, 'processing_status');
+    IF p_fingerprint !~ '^[0-9a-f]{64}$' THEN
+        PERFORM pm.raise_error('PM004', 'fingerprint must be 64 lowercase hex characters');
+    END IF;
+    INSERT INTO pm.signal_log (fingerprint, instrument, signal_type, position, signal_timestamp,
+                               processing_status, reason, payload, processed_by_instance)
+    VALUES (p_fingerprint, p_instrument, p_signal_type, p_position, p_signal_timestamp,
+            p_processing_status, p_reason, p_payload, p_instance)
+    ON CONFLICT (fingerprint) DO NOTHING;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    RETURN inserted = 1;
+END;
+$$;
+
+-- pm.is_duplicate_signal
+-- Whether a fingerprint has already been logged.
+CREATE OR REPLACE FUNCTION pm.is_duplicate_signal(p_fingerprint text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pm.signal_log WHERE fingerprint = p_fingerprint);
+$$;
+
+-- pm.cleanup_signal_log
+-- Deletes signal_log rows processed longer ago than the retention; returns how many went.
+CREATE OR REPLACE FUNCTION pm.cleanup_signal_log(retention interval DEFAULT interval '7 days')
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    deleted integer;
+BEGIN
+    PERFORM pm.require(retention, 'retention');
+    IF retention < interval '0' THEN
+        PERFORM pm.raise_error('PM004', format('retention must not be negative, got %s', retention));
+    END IF;
+    DELETE FROM pm.signal_log WHERE processed_at < now() - retention;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
+END;
+$$;

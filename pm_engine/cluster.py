@@ -1,0 +1,155 @@
+"""A private PostgreSQL cluster: for the test suite, the benchmark and ``make run``.
+
+initdb and postgres refuse to run as root, so when we are root the cluster is created and run by
+the ``postgres`` system user (``runuser -u postgres --``) in a folder it owns; as any other user
+the same code runs the binaries directly. The cluster listens on 127.0.0.1 only (trust
+authentication: it is a private development cluster) and keeps its socket in its own folder, so it
+never touches a server on 5432.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from pm_engine.config import DatabaseConfig
+from pm_engine.errors import PmError
+
+
+class ClusterError(PmError):
+    """The private cluster could not be created, started or stopped."""
+
+
+def find_bindir() -> Optional[Path]:
+    """The newest installed PostgreSQL server binaries (``PM_PG_BINDIR`` wins), or None."""
+    override = os.environ.get("PM_PG_BINDIR")
+    if override:
+        return Path(override)
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
+    if candidates:
+        return Path(candidates[-1]).parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
+        if out and (Path(out) / "initdb").exists():
+            return Path(out)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@dataclass
+class LocalCluster:
+    """One PostgreSQL cluster in ``datadir``; ``start()`` creates it on first use."""
+
+    datadir: Path
+    port: int = 0
+    bindir: Optional[Path] = None
+    fsync: bool = True
+    _owner: Optional[str] = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.datadir = Path(self.datadir).resolve()
+        self.bindir = self.bindir or find_bindir()
+        if self.bindir is None:
+            raise ClusterError("no PostgreSQL server binaries found (install postgresql-15, or set PM_PG_BINDIR)")
+        if not self.port:
+            self.port = free_port()
+        self._owner = "postgres" if _as_root() else None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        assert self.bindir is not None
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if self._owner:
+            cmd = ["runuser", "-u", self._owner, "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise ClusterError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    def _chown(self, path: Path) -> None:
+        if self._owner:
+            entry = pwd.getpwnam(self._owner)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    @property
+    def initialized(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    @property
+    def running(self) -> bool:
+        return self.initialized and self._run("pg_ctl", "-D", str(self.datadir), "status", check=False).returncode == 0
+
+    def config(self, database: str = "postgres") -> DatabaseConfig:
+        return DatabaseConfig(host="127.0.0.1", port=self.port, database=database, user="postgres")
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def init(self) -> None:
+        """initdb the folder (owned by the postgres user when we are root)."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.datadir, 0o700)
+        self._chown(self.datadir)
+        # the postgres user must be able to reach the folder through its parents
+        for parent in self.datadir.parents:
+            if self._owner and parent != Path("/") and not os.access(parent, os.X_OK, effective_ids=False):
+                os.chmod(parent, os.stat(parent).st_mode | 0o011)
+        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--locale=C", "--no-instructions")
+
+    def start(self) -> None:
+        """Create if needed, then start and wait until it accepts connections."""
+        if not self.initialized:
+            self.init()
+        if self.running:
+            return
+        opts = (f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 "
+                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200")
+        if not self.fsync:
+            opts += " -c synchronous_commit=off -c full_page_writes=off"
+        log = self.datadir / "server.log"
+        self._run("pg_ctl", "-D", str(self.datadir), "-o", opts, "-l", str(log), "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``, or ``immediate`` to simulate a crash)."""
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop")
+
+    def create_database(self, name: str) -> None:
+        """CREATE DATABASE unless it exists."""
+        proc = self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name, check=False)
+        if proc.returncode != 0 and "already exists" not in proc.stderr:
+            raise ClusterError(f"createdb {name} failed: {proc.stderr.strip()}")
+
+    def destroy(self) -> None:
+        """Stop and delete the data folder."""
+        self.stop("immediate")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+def temporary_cluster(fsync: bool = False) -> LocalCluster:
+    """A started, throw-away cluster in a new temporary folder (call ``destroy()`` when done)."""
+    base = Path(tempfile.mkdtemp(prefix="pm-engine-pg-"))
+    os.chmod(base, 0o755)
+    cluster = LocalCluster(base / "data", fsync=fsync)
+    cluster.start()
+    return cluster

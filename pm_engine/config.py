@@ -1,0 +1,120 @@
+"""Database and webhook settings: ``database_config.json`` sections, overridden by the environment.
+
+Precedence (highest first): ``DATABASE_URL`` / ``PM_WEBHOOK_SECRET`` in the environment, then the
+section of the config file named by ``PM_ENV`` (default ``local``). Secrets never live in code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import unquote, urlparse
+
+from pm_engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Connection settings for the engine's pool (DOMAIN.md section 8)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5432
+    database: str = "pm_engine"
+    user: str = "postgres"
+    password: Optional[str] = field(default=None, repr=False)
+    minconn: int = 1
+    maxconn: int = 10
+    connect_timeout: int = 2
+
+    def dsn_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg2.connect``."""
+        kwargs: dict[str, Any] = {
+            "host": self.host, "port": self.port, "dbname": self.database, "user": self.user,
+            "connect_timeout": self.connect_timeout, "application_name": "pm-engine",
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        return kwargs
+
+    def url(self, hide_password: bool = True) -> str:
+        """A postgresql:// URL; the password is masked unless asked for."""
+        auth = self.user
+        if self.password:
+            auth += ":" + ("***" if hide_password else self.password)
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+
+    @classmethod
+    def from_url(cls, url: str, **extra: Any) -> "DatabaseConfig":
+        """Parse ``postgresql://user:password@host:port/database``."""
+        parsed = urlparse(url)
+        if parsed.scheme not in ("postgres", "postgresql"):
+            raise ConfigError(f"DATABASE_URL must start with postgresql://, got scheme {parsed.scheme!r}")
+        if not parsed.path.strip("/"):
+            raise ConfigError("DATABASE_URL names no database (postgresql://user@host:port/DATABASE)")
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 5432,
+            database=unquote(parsed.path.lstrip("/")),
+            user=unquote(parsed.username or "postgres"),
+            password=unquote(parsed.password) if parsed.password else None,
+            **extra,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the engine reads from configuration."""
+
+    database: DatabaseConfig
+    webhook_secret: Optional[str] = field(default=None, repr=False)
+    max_signal_age_s: int = 600
+    allowed_ips: tuple[str, ...] = ()
+
+
+_DB_KEYS = {"host", "port", "database", "user", "password", "minconn", "maxconn", "connect_timeout"}
+
+
+def _section(path: Path, env: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    section = raw.get(env, raw if env not in raw and "host" in raw else None)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path} has no {env!r} section (sections: {', '.join(raw)})")
+    return section
+
+
+def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str, str]] = None) -> Settings:
+    """Read settings from the config file (if any) and the environment."""
+    env = dict(os.environ if environ is None else environ)
+    section: dict[str, Any] = {}
+    if config_file:
+        section = _section(Path(config_file), env.get("PM_ENV", "local"))
+    unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips"}
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+    db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
+    try:
+        if env.get("DATABASE_URL"):
+            pool = {k: int(db_values[k]) for k in ("minconn", "maxconn") if k in db_values}
+            database = DatabaseConfig.from_url(env["DATABASE_URL"], **pool)
+        else:
+            database = DatabaseConfig(**db_values)
+        if not 1 <= database.minconn <= database.maxconn:
+            raise ConfigError("need 1 <= minconn <= maxconn")
+    except TypeError as exc:
+        raise ConfigError(f"bad database settings: {exc}") from None
+    return Settings(
+        database=database,
+        webhook_secret=env.get("PM_WEBHOOK_SECRET") or section.get("webhook_secret"),
+        max_signal_age_s=int(section.get("max_signal_age_s", 600)),
+        allowed_ips=tuple(section.get("allowed_ips", ())),
+    )
