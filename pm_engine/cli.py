@@ -25,6 +25,26 @@ def cmd_db_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pm_engine.backtest import plot_equity, run_backtest
+    from pm_engine.engine import LiveTradingEngine
+    from pm_engine.instruments import load_instruments
+
+    path = Path(args.csv)
+    if not path.is_file():
+        print(f"pm-engine backtest: error: {path} not found", file=sys.stderr)
+        return 2
+    engine = LiveTradingEngine(instruments=load_instruments(args.instruments), max_signal_age=None)
+    report = run_backtest(path, engine)
+    print(report.summary())
+    if args.plot:
+        plot_equity(report, Path(args.plot))
+        print(f"equity curve written to {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pm-engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db-deploy", help="apply pending migrations and changed functions (idempotent)")
     _db_config_arg(p)
     p.set_defaults(func=cmd_db_deploy)
+
+    p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")
+    p.add_argument("csv", help="CSV whose header is the payload fields (type,instrument,position,price,...)")
+    p.add_argument("--plot", metavar="PNG", help="write the equity curve to this PNG file")
+    p.add_argument("--instruments", metavar="FILE", help="instrument configuration JSON (defaults built in)")
+    p.set_defaults(func=cmd_backtest)
     return parser
 
 

@@ -1,0 +1,257 @@
+"""LiveTradingEngine: one signal at a time through marks, stops, sizing, gates, orders and state.
+
+Each signal is decided on a working copy of the portfolio (``PortfolioStateManager.clone``); its
+effects — positions, pyramiding state, closed equity, metrics and the signal's outcome — become
+durable together (with a database: one atomic call that also claims the fingerprint), and only
+then does the engine adopt the copy. Without a database the engine runs fully in memory and
+de-duplicates fingerprints itself (backtests, the reference model).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+
+from pm_engine.broker import Broker, Order, PaperBroker, client_order_id
+from pm_engine.errors import StaleVersionError
+from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
+from pm_engine.models import Outcome, Position, Signal, SignalResult, SignalType
+from pm_engine.portfolio import PortfolioStateManager
+from pm_engine.pyramiding import gate_reasons, size_pyramid
+from pm_engine.signals import parse_signal
+from pm_engine.sizing import portfolio_limit_reasons, size_base_entry
+from pm_engine.stops import stop_hit, trail
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pm_engine.store import DatabaseStateManager
+
+STALE_RETRIES = 3
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class LiveTradingEngine:
+    """Processes validated signals against the portfolio, in memory or on PostgreSQL."""
+
+    def __init__(self, instruments: Optional[Mapping[str, InstrumentConfig]] = None,
+                 config: Optional[PortfolioConfig] = None, broker: Optional[Broker] = None,
+                 db_manager: Optional["DatabaseStateManager"] = None, instance_id: str = "local",
+                 max_signal_age: Optional[timedelta] = timedelta(minutes=10),
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
+        self.config = config or PortfolioConfig()
+        self.broker: Broker = broker or PaperBroker()
+        self.db_manager = db_manager
+        self.instance_id = instance_id
+        self.max_signal_age = max_signal_age
+        self.clock = clock
+        self.portfolio = PortfolioStateManager(self.config, self.instruments, db_manager)
+        self.seen: set[str] = set()
+        self.outcomes: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    # -- entry points --------------------------------------------------------------------------
+    def parse(self, data: Mapping[str, Any], check_time: bool = True) -> Signal:
+        """Validate a payload (raises SignalValidationError naming the field)."""
+        now = self.clock() if check_time else None
+        return parse_signal(data, self.instruments, now=now, max_age=self.max_signal_age if check_time else None)
+
+    def process_payload(self, data: Mapping[str, Any], check_time: bool = True) -> SignalResult:
+        return self.process_signal(self.parse(data, check_time))
+
+    def process_signal(self, signal: Signal) -> SignalResult:
+        """Decide, execute and persist one signal; a repeated fingerprint answers ``duplicate``."""
+        with self._lock:
+            result = self._process_locked(signal)
+            self.outcomes[result.outcome.value] += 1
+            return result
+
+    def _process_locked(self, signal: Signal) -> SignalResult:
+        if self.db_manager is None and signal.fingerprint in self.seen:
+            return self._duplicate(signal)
+        for _ in range(STALE_RETRIES):
+            work = self.portfolio.clone()
+            result = self._decide(signal, work)
+            if self.db_manager is None:
+                self.seen.add(signal.fingerprint)
+                self.portfolio.adopt(work)
+                return result
+            try:
+                new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
+            except StaleVersionError:
+                self.portfolio.load()  # another instance moved the portfolio: decide again on fresh state
+                continue
+            if not new:
+                return self._duplicate(signal)
+            self.portfolio.adopt(work)
+            return result
+        raise StaleVersionError(f"signal {signal.fingerprint[:12]}: portfolio kept changing under {STALE_RETRIES} "
+                                "attempts; not processed, a resend is safe", "PM001")
+
+    @staticmethod
+    def _duplicate(signal: Signal) -> SignalResult:
+        return SignalResult(Outcome.DUPLICATE, "fingerprint already processed", signal.fingerprint)
+
+    # -- decision ------------------------------------------------------------------------------
+    def _decide(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+        self._update_stops(work, signal.instrument, signal.price, signal.atr)
+        stopped = []
+        if signal.type is not SignalType.EXIT:
+            for position in work.open_layers(signal.instrument):
+                if stop_hit(position, signal.price):
+                    self._close(work, signal, position, "STOP_LOSS")
+                    stopped.append(position.position_id)
+        handler = {SignalType.BASE_ENTRY: self._handle_base_entry_live, SignalType.PYRAMID: self._handle_pyramid_live,
+                   SignalType.EXIT: self._handle_exit_live}[signal.type]
+        result = handler(signal, work)
+        if stopped:
+            result.details["stopped_out"] = stopped
+        return result
+
+    def _update_stops(self, work: PortfolioStateManager, instrument: str, price: Decimal, atr: Decimal) -> None:
+        """Mark the instrument at ``price`` and trail each of its open stops (never down)."""
+        work.update_unrealized_pnl(instrument, price)
+        config = self.instruments[instrument]
+        for position in work.open_layers(instrument):
+            if trail(position, price, atr, config):
+                work.mark_dirty(position)
+
+    def update_stops(self, instrument: str, price: Decimal, atr: Decimal) -> list[str]:
+        """Trail an instrument's stops on a price update outside any signal; returns the changed ids."""
+        with self._lock:
+            work = self.portfolio.clone()
+            self._update_stops(work, instrument, price, atr)
+            changed = sorted(work.dirty_positions)
+            if changed and self.db_manager is not None:
+                self.db_manager.save_positions(work)
+            self.portfolio.adopt(work)
+            return changed
+
+    def _order(self, signal: Signal, position_id: str, side: str, lots: int) -> Decimal:
+        fill = self.broker.place_order(Order(client_order_id(signal.fingerprint, position_id), signal.instrument, side,
+                                             lots, signal.price, signal.fingerprint, position_id))
+        return fill.price
+
+    def _handle_base_entry_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+        """Size with risk and margin (volatility too if configured), gate, order, open the base."""
+        instrument = self.instruments[signal.instrument]
+        position_id = f"{signal.instrument}_{signal.position}"
+        state = work.pyramiding.get(signal.instrument)
+        if position_id in work.positions or (state is not None and state.base_position_id in work.positions):
+            return SignalResult(Outcome.BLOCKED, f"base position already open for {signal.instrument}",
+                                signal.fingerprint)
+        assert signal.stop is not None
+        equity = work.sizing_equity()
+        metrics = work.metrics()
+        sizing = size_base_entry(signal.price, signal.stop, signal.atr, signal.er, equity, metrics.margin_used,
+                                 instrument, self.config)
+        details: dict[str, Any] = {"lots": sizing.lots, "limiter": sizing.limiter,
+                                   "constraints": {k: str(v) for k, v in sizing.constraints.items()}}
+        if sizing.lots == 0:
+            return SignalResult(Outcome.BLOCKED, f"zero lots, limited by {sizing.limiter}", signal.fingerprint, details)
+        reasons = portfolio_limit_reasons(metrics.total_risk, metrics.total_vol, sizing.risk_amount, sizing.vol_amount,
+                                          equity, self.config.max_portfolio_risk_pct, self.config.max_portfolio_vol_pct)
+        if reasons:
+            return SignalResult(Outcome.BLOCKED, "; ".join(reasons), signal.fingerprint, details)
+        fill_price = self._order(signal, position_id, "BUY", sizing.lots)
+        work.open_position(self._new_position(signal, position_id, fill_price, sizing.lots, sizing.limiter,
+                                              sizing.risk_contribution, sizing.vol_contribution, base=True))
+        work.set_pyramiding(signal.instrument, fill_price, position_id)
+        details["position_id"] = position_id
+        return SignalResult(Outcome.EXECUTED, f"entered {sizing.lots} lots of {signal.instrument} at {fill_price}, "
+                                              f"limited by {sizing.limiter}", signal.fingerprint, details)
+
+    def _handle_pyramid_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+        """Gates 1-6 (every failing reason reported), size min(margin, geometric, risk budget), order."""
+        instrument = self.instruments[signal.instrument]
+        state = work.pyramiding.get(signal.instrument)
+        base = work.positions.get(state.base_position_id) if state and state.base_position_id else None
+        layers = work.open_layers(signal.instrument)
+        last_price = state.last_pyramid_price if state else None
+        reasons = gate_reasons(signal.position, signal.price, signal.atr, base, last_price, layers, instrument,
+                               self.config)
+        details: dict[str, Any] = {}
+        if base is not None:
+            assert signal.stop is not None
+            equity = work.sizing_equity()
+            metrics = work.metrics()
+            pyramid_count = sum(1 for p in layers if not p.is_base_position)
+            sizing = size_pyramid(signal.price, signal.stop, signal.atr, base, pyramid_count, equity,
+                                  metrics.margin_used, instrument, self.config)
+            details = {"lots": sizing.lots, "limiter": sizing.limiter,
+                       "constraints": {k: str(v) for k, v in sizing.constraints.items()}}
+            if sizing.lots == 0:
+                reasons.append(f"zero lots, limited by {sizing.limiter}")
+            else:
+                reasons += portfolio_limit_reasons(metrics.total_risk, metrics.total_vol, sizing.risk_amount,
+                                                   sizing.vol_amount, equity, self.config.pyramid_max_risk_pct,
+                                                   self.config.pyramid_max_vol_pct)
+        if reasons:
+            return SignalResult(Outcome.BLOCKED, "; ".join(reasons), signal.fingerprint, details)
+        assert base is not None
+        position_id = f"{signal.instrument}_{signal.position}"
+        fill_price = self._order(signal, position_id, "BUY", sizing.lots)
+        work.open_position(self._new_position(signal, position_id, fill_price, sizing.lots, sizing.limiter,
+                                              sizing.risk_contribution, sizing.vol_contribution, base=False))
+        work.set_pyramiding(signal.instrument, fill_price, base.position_id)
+        details["position_id"] = position_id
+        return SignalResult(Outcome.EXECUTED, f"pyramided {sizing.lots} lots of {signal.instrument} at {fill_price}, "
+                                              f"limited by {sizing.limiter}", signal.fingerprint, details)
+
+    def _handle_exit_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+        """Close one layer or ALL; a layer already closed is a no-op (never a second P&L)."""
+        layers = work.open_layers(signal.instrument)
+        if signal.position != "ALL":
+            position_id = f"{signal.instrument}_{signal.position}"
+            layers = [p for p in layers if p.position_id == position_id]
+            if not layers and position_id in work.closed:
+                return SignalResult(Outcome.EXECUTED, f"no-op: {position_id} is already closed", signal.fingerprint,
+                                    {"closed": [], "realized_pnl": "0"})
+        if not layers:
+            return SignalResult(Outcome.BLOCKED, f"position not found: no open {signal.instrument} "
+                                                 f"{signal.position}", signal.fingerprint)
+        realized = Decimal(0)
+        for position in layers:
+            realized += self._close(work, signal, position, signal.reason or "SIGNAL")
+        closed = [p.position_id for p in layers]
+        return SignalResult(Outcome.EXECUTED, f"closed {', '.join(closed)} at {signal.price}, realized P&L {realized}",
+                            signal.fingerprint, {"closed": closed, "realized_pnl": str(realized)})
+
+    def _close(self, work: PortfolioStateManager, signal: Signal, position: Position, reason: str) -> Decimal:
+        fill_price = self._order(signal, position.position_id, "SELL", position.lots)
+        return work.close_position(position.position_id, fill_price, signal.timestamp, reason)
+
+    def _new_position(self, signal: Signal, position_id: str, price: Decimal, lots: int, limiter: str,
+                      risk_contribution: Decimal, vol_contribution: Decimal, base: bool) -> Position:
+        assert signal.stop is not None
+        instrument = self.instruments[signal.instrument]
+        return Position(
+            position_id=position_id, instrument=signal.instrument, entry_timestamp=signal.timestamp,
+            entry_price=price, lots=lots, quantity=lots * instrument.lot_size, initial_stop=signal.stop,
+            current_stop=signal.stop, highest_close=price, atr=signal.atr, is_base_position=base, limiter=limiter,
+            risk_contribution=risk_contribution, vol_contribution=vol_contribution,
+        )
+
+    # -- reporting -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Equity, metrics and open positions (the body of GET /status)."""
+        p = self.portfolio
+        metrics = p.metrics()
+        return {
+            "closed_equity": str(p.closed_equity), "open_equity": str(p.open_equity()),
+            "blended_equity": str(p.blended_equity()), "unrealized_pnl": str(p.unrealized()),
+            "equity_high": str(p.equity_high), "total_risk_percent": str(metrics.risk_percent),
+            "total_vol_percent": str(metrics.vol_percent), "margin_used": str(metrics.margin_used),
+            "positions": [
+                {"position_id": x.position_id, "instrument": x.instrument, "status": x.status, "lots": x.lots,
+                 "entry_price": str(x.entry_price), "current_stop": str(x.current_stop),
+                 "highest_close": str(x.highest_close), "unrealized_pnl": str(x.unrealized_pnl),
+                 "is_base_position": x.is_base_position, "limiter": x.limiter}
+                for x in p.open_layers_all()
+            ],
+        }

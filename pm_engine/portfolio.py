@@ -1,0 +1,198 @@
+"""Portfolio state: open positions, pyramiding state, marks and equity (DOMAIN.md section 3).
+
+The engine decides each signal on a ``clone()`` and adopts the clone only after the signal's
+effects are durable, so a failed write can never leave memory ahead of the database.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
+from pm_engine.models import Position, PyramidState
+from pm_engine.sizing import percent_of, position_risk, position_vol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pm_engine.store import DatabaseStateManager
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Portfolio totals over open positions, in rupees and as % of sizing equity."""
+
+    total_risk: Decimal
+    total_vol: Decimal
+    margin_used: Decimal
+    risk_percent: Decimal
+    vol_percent: Decimal
+    margin_percent: Decimal
+
+
+class PortfolioStateManager:
+    """Closed equity, open positions, pyramiding state and the latest price of each instrument."""
+
+    def __init__(self, config: Optional[PortfolioConfig] = None,
+                 instruments: Optional[Mapping[str, InstrumentConfig]] = None,
+                 db_manager: Optional["DatabaseStateManager"] = None) -> None:
+        self.config = config or PortfolioConfig()
+        self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
+        self.db_manager = db_manager
+        self.initial_capital = self.config.initial_capital
+        self.closed_equity = self.config.initial_capital
+        self.equity_high = self.config.initial_capital
+        self.version = 0
+        self.positions: dict[str, Position] = {}
+        self.closed: dict[str, Position] = {}  # the last closed row of each position id (EXIT no-op check)
+        self.trades_closed = 0  # positions closed since this manager started
+        self.realized_total = Decimal(0)  # their realized P&L
+        self.pyramiding: dict[str, PyramidState] = {}
+        self.marks: dict[str, Decimal] = {}
+        self.dirty_positions: dict[str, Position] = {}
+        self.dirty_pyramiding: set[str] = set()
+        if db_manager is not None:
+            self.load()
+
+    # -- persistence ---------------------------------------------------------------------------
+    def load(self) -> None:
+        """Recover closed equity, open positions and pyramiding state from the database."""
+        assert self.db_manager is not None
+        state = self.db_manager.get_portfolio_state()
+        if state is not None:
+            self.initial_capital = Decimal(state["initial_capital"])
+            self.closed_equity = Decimal(state["closed_equity"])
+            self.equity_high = max(Decimal(state["equity_high"]), self.closed_equity)
+            self.version = int(state["version"])
+        self.positions = dict(self.db_manager.get_all_open_positions())
+        self.pyramiding = {
+            name: PyramidState(name, row["last_pyramid_price"], row["base_position_id"])
+            for name, row in self.db_manager.get_pyramiding_state().items()
+        }
+        for position in self.positions.values():
+            self.marks.setdefault(position.instrument, position.highest_close)
+            self.update_unrealized_pnl(position.instrument, self.marks[position.instrument])
+        self.dirty_positions.clear()
+        self.dirty_pyramiding.clear()
+
+    def state_document(self) -> dict[str, Any]:
+        """The portfolio_state row this manager implies (metrics on sizing equity)."""
+        metrics = self.metrics()
+        return {
+            "initial_capital": self.initial_capital, "closed_equity": self.closed_equity,
+            "equity_high": self.equity_high, "total_risk_amount": metrics.total_risk,
+            "total_risk_percent": metrics.risk_percent, "total_vol_amount": metrics.total_vol,
+            "margin_used": metrics.margin_used,
+        }
+
+    def clone(self) -> "PortfolioStateManager":
+        """A detached working copy (no database) for deciding one signal."""
+        other = copy.copy(self)
+        other.db_manager = None
+        other.positions = copy.deepcopy(self.positions)
+        other.pyramiding = copy.deepcopy(self.pyramiding)
+        other.marks = dict(self.marks)
+        other.closed = dict(self.closed)
+        other.dirty_positions = {}
+        other.dirty_pyramiding = set()
+        return other
+
+    def adopt(self, work: "PortfolioStateManager") -> None:
+        """Take over a working copy's state once its effects are durable."""
+        self.closed_equity, self.equity_high, self.version = work.closed_equity, work.equity_high, work.version
+        self.trades_closed, self.realized_total = work.trades_closed, work.realized_total
+        self.positions, self.pyramiding = work.positions, work.pyramiding
+        self.marks, self.closed = work.marks, work.closed
+
+    # -- equity --------------------------------------------------------------------------------
+    def instrument(self, name: str) -> InstrumentConfig:
+        return self.instruments[name]
+
+    def unrealized(self) -> Decimal:
+        """Σ (mark − entry) × lots × point value over open positions."""
+        return sum((p.unrealized_pnl for p in self.positions.values()), Decimal(0))
+
+    def open_equity(self) -> Decimal:
+        return self.closed_equity + self.unrealized()
+
+    def blended_equity(self) -> Decimal:
+        return self.closed_equity + self.config.blended_weight * self.unrealized()
+
+    def sizing_equity(self) -> Decimal:
+        """The equity sizing uses: closed, open or blended (default), or the closed-equity high."""
+        if self.config.size_on_equity_high:
+            return self.equity_high
+        return {"closed": self.closed_equity, "open": self.open_equity(),
+                "blended": self.blended_equity()}[self.config.sizing_equity]
+
+    def metrics(self) -> Metrics:
+        risk = vol = margin = Decimal(0)
+        for p in self.positions.values():
+            instrument = self.instrument(p.instrument)
+            risk += position_risk(p.entry_price, p.current_stop, p.lots, instrument)
+            vol += position_vol(p.atr, p.lots, instrument)
+            margin += p.lots * instrument.margin_per_lot
+        equity = self.sizing_equity()
+        return Metrics(risk, vol, margin, percent_of(risk, equity), percent_of(vol, equity), percent_of(margin, equity))
+
+    def open_layers(self, instrument: str) -> list[Position]:
+        return sorted((p for p in self.positions.values() if p.instrument == instrument),
+                      key=lambda p: (p.entry_timestamp, p.position_id))
+
+    def open_layers_all(self) -> list[Position]:
+        return sorted(self.positions.values(), key=lambda p: (p.instrument, p.entry_timestamp, p.position_id))
+
+    # -- changes -------------------------------------------------------------------------------
+    def mark_dirty(self, position: Position) -> None:
+        self.dirty_positions[position.position_id] = position
+
+    def set_pyramiding(self, instrument: str, last_pyramid_price: Optional[Decimal],
+                       base_position_id: Optional[str]) -> None:
+        self.pyramiding[instrument] = PyramidState(instrument, last_pyramid_price, base_position_id)
+        self.dirty_pyramiding.add(instrument)
+
+    def clear_pyramiding(self, instrument: str) -> None:
+        self.pyramiding.pop(instrument, None)
+        self.dirty_pyramiding.add(instrument)
+
+    def update_unrealized_pnl(self, instrument: str, price: Decimal) -> None:
+        """Record the instrument's latest price and revalue its open positions at it."""
+        self.marks[instrument] = price
+        point_value = self.instrument(instrument).point_value
+        for p in self.positions.values():
+            if p.instrument == instrument:
+                p.unrealized_pnl = (price - p.entry_price) * p.lots * point_value
+
+    def open_position(self, position: Position) -> None:
+        self.positions[position.position_id] = position
+        self.mark_dirty(position)
+        self.update_unrealized_pnl(position.instrument, self.marks.get(position.instrument, position.entry_price))
+
+    def close_position(self, position_id: str, exit_price: Decimal, exit_time: datetime, reason: str) -> Decimal:
+        """Close an open position: realized P&L into closed equity; base and pyramiding state updated.
+
+        Returns the realized P&L.
+        """
+        position = self.positions[position_id]
+        instrument = self.instrument(position.instrument)
+        realized = (exit_price - position.entry_price) * position.lots * instrument.point_value
+        closed = copy.copy(position)
+        closed.status, closed.exit_price, closed.exit_timestamp, closed.exit_reason = (
+            "closed", exit_price, exit_time, reason)
+        closed.realized_pnl, closed.unrealized_pnl = realized, Decimal(0)
+        del self.positions[position_id]
+        self.closed[position_id] = closed
+        self.mark_dirty(closed)
+        self.closed_equity += realized
+        self.trades_closed += 1
+        self.realized_total += realized
+        self.equity_high = max(self.equity_high, self.closed_equity)
+        state = self.pyramiding.get(position.instrument)
+        if not self.open_layers(position.instrument):
+            if state is not None:
+                self.clear_pyramiding(position.instrument)
+        elif state is not None and state.base_position_id == position_id:
+            self.set_pyramiding(position.instrument, state.last_pyramid_price, None)
+        return realized
