@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Optional, Sequence
+from datetime import timedelta
+from typing import Any, Optional, Sequence
 
 from pm_engine.config import load_settings
 from pm_engine.errors import PmError
@@ -45,6 +47,80 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
+    import os
+    import socket
+
+    from pm_engine import __version__
+    from pm_engine.engine import LiveTradingEngine
+    from pm_engine.store import DatabaseStateManager
+
+    db = DatabaseStateManager(settings.database)
+    instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
+    engine = LiveTradingEngine(db_manager=db, instance_id=instance_id,
+                               max_signal_age=timedelta(seconds=settings.max_signal_age_s))
+    db.register_instance(instance_id, socket.gethostname()[:100], instance_port, __version__)
+    return engine
+
+
+def serve(settings: Any, host: str, port: int) -> int:
+    """Deploy check, recover state, and serve the webhook until interrupted."""
+    import uvicorn
+
+    from pm_engine.app import create_app
+
+    if not settings.webhook_secret:
+        print("pm-engine live: error: no webhook secret (set PM_WEBHOOK_SECRET or webhook_secret in the config)",
+              file=sys.stderr)
+        return 2
+    engine = _engine(settings, port)
+    app = create_app(engine, settings.webhook_secret, settings.allowed_ips)
+    print(f"pm-engine {engine.instance_id}: {len(engine.portfolio.positions)} open positions recovered, "
+          f"closed equity {engine.portfolio.closed_equity}; serving http://{host}:{port}/webhook", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    return serve(load_settings(args.db_config), args.host, args.port)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from pm_engine.engine import LiveTradingEngine
+    from pm_engine.run import embedded_settings
+    from pm_engine.store import DatabaseStateManager
+
+    settings = embedded_settings() if not (args.db_config or os.environ.get("DATABASE_URL")) else None
+    settings = settings or load_settings(args.db_config)
+    db = DatabaseStateManager(settings.database)
+    try:
+        engine = LiveTradingEngine(db_manager=db)
+        body = engine.status()
+        body["signals"] = db.signal_outcomes()
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"closed equity {body['closed_equity']}  open equity {body['open_equity']}  "
+          f"risk {body['total_risk_percent']}%  margin used {body['margin_used']}")
+    print(f"signals: {', '.join(f'{k} {v}' for k, v in body['signals'].items()) or 'none'}")
+    if not body["positions"]:
+        print("no open positions")
+    for p in body["positions"]:
+        print(f"  {p['position_id']:<22} {p['lots']:>4} lots  entry {p['entry_price']:>12}  "
+              f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pm_engine.run import run_embedded
+
+    return run_embedded(args.host, args.port, serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pm-engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db-deploy", help="apply pending migrations and changed functions (idempotent)")
     _db_config_arg(p)
     p.set_defaults(func=cmd_db_deploy)
+
+    p = sub.add_parser("live", help="serve the webhook against the configured database")
+    _db_config_arg(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("status", help="equity and open positions from the database")
+    _db_config_arg(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("run", help="private PostgreSQL cluster under ./var, deploy, serve (make run)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")
     p.add_argument("csv", help="CSV whose header is the payload fields (type,instrument,position,price,...)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from pm_engine.broker import Broker, Order, PaperBroker, client_order_id
@@ -29,6 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.store import DatabaseStateManager
 
 STALE_RETRIES = 3
+
+
+def money(value: Decimal) -> str:
+    """Rupees and prices as text with two decimals (half-up), as the database stores them."""
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def utcnow() -> datetime:
@@ -243,14 +248,14 @@ class LiveTradingEngine:
         p = self.portfolio
         metrics = p.metrics()
         return {
-            "closed_equity": str(p.closed_equity), "open_equity": str(p.open_equity()),
-            "blended_equity": str(p.blended_equity()), "unrealized_pnl": str(p.unrealized()),
-            "equity_high": str(p.equity_high), "total_risk_percent": str(metrics.risk_percent),
-            "total_vol_percent": str(metrics.vol_percent), "margin_used": str(metrics.margin_used),
+            "closed_equity": money(p.closed_equity), "open_equity": money(p.open_equity()),
+            "blended_equity": money(p.blended_equity()), "unrealized_pnl": money(p.unrealized()),
+            "equity_high": money(p.equity_high), "total_risk_percent": str(metrics.risk_percent),
+            "total_vol_percent": str(metrics.vol_percent), "margin_used": money(metrics.margin_used),
             "positions": [
                 {"position_id": x.position_id, "instrument": x.instrument, "status": x.status, "lots": x.lots,
-                 "entry_price": str(x.entry_price), "current_stop": str(x.current_stop),
-                 "highest_close": str(x.highest_close), "unrealized_pnl": str(x.unrealized_pnl),
+                 "entry_price": money(x.entry_price), "current_stop": money(x.current_stop),
+                 "highest_close": money(x.highest_close), "unrealized_pnl": money(x.unrealized_pnl),
                  "is_base_position": x.is_base_position, "limiter": x.limiter}
                 for x in p.open_layers_all()
             ],

@@ -58,22 +58,32 @@ class PortfolioStateManager:
 
     # -- persistence ---------------------------------------------------------------------------
     def load(self) -> None:
-        """Recover closed equity, open positions and pyramiding state from the database."""
+        """Recover closed equity, open positions, pyramiding state and marks (one database round trip).
+
+        Marks are not a column of their own: each open position stores its unrealized P&L at the
+        instrument's last price, so ``mark = entry + unrealized / (lots × point value)`` exactly.
+        """
         assert self.db_manager is not None
-        state = self.db_manager.get_portfolio_state()
-        if state is not None:
-            self.initial_capital = Decimal(state["initial_capital"])
-            self.closed_equity = Decimal(state["closed_equity"])
-            self.equity_high = max(Decimal(state["equity_high"]), self.closed_equity)
-            self.version = int(state["version"])
-        self.positions = dict(self.db_manager.get_all_open_positions())
+        state = self.db_manager.load_state()
+        row = state["portfolio"]
+        if row is not None:
+            self.initial_capital = Decimal(row["initial_capital"])
+            self.closed_equity = Decimal(row["closed_equity"])
+            self.equity_high = max(Decimal(row["equity_high"]), self.closed_equity)
+            self.version = int(row["version"])
+        self.positions = dict(state["positions"])
         self.pyramiding = {
-            name: PyramidState(name, row["last_pyramid_price"], row["base_position_id"])
-            for name, row in self.db_manager.get_pyramiding_state().items()
+            r["instrument"]: PyramidState(
+                r["instrument"],
+                Decimal(r["last_pyramid_price"]) if r["last_pyramid_price"] is not None else None,
+                r["base_position_id"])
+            for r in state["pyramiding"]
         }
+        self.marks = {}
         for position in self.positions.values():
-            self.marks.setdefault(position.instrument, position.highest_close)
-            self.update_unrealized_pnl(position.instrument, self.marks[position.instrument])
+            point_value = self.instrument(position.instrument).point_value
+            self.marks.setdefault(position.instrument,
+                                  position.entry_price + position.unrealized_pnl / (position.lots * point_value))
         self.dirty_positions.clear()
         self.dirty_pyramiding.clear()
 
@@ -163,7 +173,10 @@ class PortfolioStateManager:
         point_value = self.instrument(instrument).point_value
         for p in self.positions.values():
             if p.instrument == instrument:
-                p.unrealized_pnl = (price - p.entry_price) * p.lots * point_value
+                unrealized = (price - p.entry_price) * p.lots * point_value
+                if unrealized != p.unrealized_pnl:
+                    p.unrealized_pnl = unrealized
+                    self.mark_dirty(p)
 
     def open_position(self, position: Position) -> None:
         self.positions[position.position_id] = position

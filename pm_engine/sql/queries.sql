@@ -28,3 +28,87 @@ ON CONFLICT (kind, name) DO UPDATE SET checksum = excluded.checksum, applied_at 
 -- schema_version --
 -- The newest applied migration.
 SELECT name FROM pm.schema_migrations WHERE kind = 'migration' ORDER BY name DESC LIMIT 1;
+
+-- save_position --
+-- Versioned upsert of one position document (expected version NULL inserts).
+SELECT pm.save_position(%s::jsonb, %s);
+
+-- get_position --
+-- One position row by id.
+SELECT * FROM pm.get_position(%s);
+
+-- get_open_positions --
+-- Every open position.
+SELECT * FROM pm.get_open_positions();
+
+-- get_portfolio_state --
+-- The single portfolio_state row.
+SELECT * FROM pm.get_portfolio_state();
+
+-- save_portfolio_state --
+-- Versioned update of the portfolio_state row.
+SELECT pm.save_portfolio_state(%s::jsonb, %s);
+
+-- save_pyramiding_state --
+-- Upsert an instrument's pyramiding state.
+SELECT pm.save_pyramiding_state(%s, %s, %s);
+
+-- get_pyramiding_state --
+-- Every instrument's pyramiding state.
+SELECT * FROM pm.get_pyramiding_state();
+
+-- clear_pyramiding_state --
+-- Remove an instrument's pyramiding state.
+SELECT pm.clear_pyramiding_state(%s);
+
+-- is_duplicate_signal --
+-- Whether a fingerprint was already logged.
+SELECT pm.is_duplicate_signal(%s);
+
+-- log_signal --
+-- Claim a fingerprint with its outcome; true when it was new.
+SELECT pm.log_signal(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s);
+
+-- apply_signal --
+-- Claim a fingerprint and write all of the signal's effects atomically (one round trip).
+SELECT pm.apply_signal(%s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s);
+
+-- apply_state --
+-- Write positions, pyramiding and portfolio state outside a signal (stop updates), version-checked.
+SELECT pm.apply_state(%s::jsonb, %s::jsonb, %s::jsonb, %s);
+
+-- load_state --
+-- Portfolio row, open positions and pyramiding state in one round trip.
+SELECT pm.load_state();
+
+-- cleanup_signal_log --
+-- Delete signal_log rows older than the retention; returns how many.
+SELECT pm.cleanup_signal_log(%s::interval);
+
+-- register_instance --
+-- Register this engine instance as active.
+SELECT pm.register_instance(%s, %s, %s, %s);
+
+-- heartbeat_instance --
+-- Record this instance's heartbeat.
+SELECT pm.heartbeat_instance(%s);
+
+-- sweep_stale_instances --
+-- Mark instances without a recent heartbeat as crashed.
+SELECT pm.sweep_stale_instances(%s::interval);
+
+-- try_job_lock --
+-- Take the session-level advisory lock that makes one instance the background-job runner.
+SELECT pg_try_advisory_lock(hashtext('pm-engine:background-jobs'));
+
+-- ping --
+-- The round trip used for readiness and latency.
+SELECT 1;
+
+-- signal_outcomes --
+-- Count of signal_log rows per processing status.
+SELECT processing_status, count(*) FROM pm.signal_log GROUP BY processing_status ORDER BY 1;
+
+-- schema_version_live --
+-- The newest applied migration (for /db/status).
+SELECT name FROM pm.schema_migrations WHERE kind = 'migration' ORDER BY name DESC LIMIT 1;

@@ -135,5 +135,5 @@ def test_status_lists_positions(instrument: str) -> None:
     run(engine, payload("BASE_ENTRY", instrument, "Long_1", price, "2025-11-28T10:30:00Z", stop=price * 0.99,
                         atr=price * 0.005, er=0.9))
     status = engine.status()
-    assert status["closed_equity"] == "5000000" and status["positions"][0]["position_id"] == f"{instrument}_Long_1"
+    assert status["closed_equity"] == "5000000.00" and status["positions"][0]["position_id"] == f"{instrument}_Long_1"
     assert set(status["positions"][0]) >= {"position_id", "instrument", "status", "lots", "entry_price", "current_stop"}

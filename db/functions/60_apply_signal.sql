@@ -1,0 +1,87 @@
+-- Signal application: a signal's fingerprint claim and all its effects, in one call and one transaction.
+
+-- pm.apply_signal
+-- Claims the fingerprint (INSERT ... ON CONFLICT DO NOTHING); if it was new, checks that the
+-- portfolio is still at the version the engine decided from (PM001 otherwise, undoing the claim),
+-- then saves every position (versioned), the pyramiding states and the portfolio state.
+-- Returns {"new": false} for a repeated fingerprint (nothing changed), else
+-- {"new": true, "portfolio_version": v, "versions": {position_id: version}}.
+-- sig: {fingerprint, instrument, signal_type, position, signal_timestamp, processing_status, reason,
+--       payload, instance}; positions: [{"doc": {...}, "expected_version": n | null}];
+-- pyramiding: [{"instrument", "last_pyramid_price", "base_position_id", "clear": bool}];
+-- portfolio: the portfolio_state keys to write.
+CREATE OR REPLACE FUNCTION pm.apply_signal(sig jsonb, positions jsonb, pyramiding jsonb, portfolio jsonb,
+                                           expected_portfolio_version integer)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    claimed  boolean;
+    item     jsonb;
+    versions jsonb := '{}';
+    pversion integer;
+BEGIN
+    IF sig IS NULL OR jsonb_typeof(sig) <> 'object' THEN
+        PERFORM pm.raise_error('PM004', 'signal must be a JSON object');
+    END IF;
+    claimed := pm.log_signal(sig ->> 'fingerprint', sig ->> 'instrument', sig ->> 'signal_type', sig ->> 'position',
+                             (sig ->> 'signal_timestamp')::timestamptz, sig ->> 'processing_status', sig ->> 'reason',
+                             sig -> 'payload', sig ->> 'instance');
+    IF NOT claimed THEN
+        RETURN jsonb_build_object('new', false);
+    END IF;
+    pversion := pm.apply_state(positions, pyramiding, portfolio, expected_portfolio_version);
+    SELECT coalesce(jsonb_object_agg(p.position_id, p.version), '{}') INTO versions
+      FROM pm.portfolio_positions p
+     WHERE p.position_id IN (SELECT e -> 'doc' ->> 'position_id' FROM jsonb_array_elements(coalesce(positions, '[]')) e);
+    UPDATE pm.instance_metadata SET last_signal_processed = now() WHERE instance_id = sig ->> 'instance';
+    RETURN jsonb_build_object('new', true, 'portfolio_version', pversion, 'versions', versions);
+END;
+$$;
+
+-- pm.apply_state
+-- Writes positions, pyramiding states and the portfolio state if the portfolio is still at
+-- expected_portfolio_version (PM001 otherwise); returns the new portfolio version.
+CREATE OR REPLACE FUNCTION pm.apply_state(positions jsonb, pyramiding jsonb, portfolio jsonb,
+                                          expected_portfolio_version integer)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    item    jsonb;
+    current integer;
+BEGIN
+    PERFORM pm.require(expected_portfolio_version, 'expected_portfolio_version');
+    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    IF current IS DISTINCT FROM expected_portfolio_version THEN
+        PERFORM pm.raise_error('PM001',
+            format('stale version for portfolio state: expected %s, found %s', expected_portfolio_version, current),
+            format('current version %s', current));
+    END IF;
+    FOR item IN SELECT * FROM jsonb_array_elements(coalesce(positions, '[]')) LOOP
+        PERFORM pm.save_position(item -> 'doc', (item ->> 'expected_version')::integer);
+    END LOOP;
+    FOR item IN SELECT * FROM jsonb_array_elements(coalesce(pyramiding, '[]')) LOOP
+        IF coalesce((item ->> 'clear')::boolean, false) THEN
+            PERFORM pm.clear_pyramiding_state(item ->> 'instrument');
+        ELSE
+            PERFORM pm.save_pyramiding_state(item ->> 'instrument', (item ->> 'last_pyramid_price')::numeric,
+                                             item ->> 'base_position_id');
+        END IF;
+    END LOOP;
+    RETURN pm.save_portfolio_state(coalesce(portfolio, '{}'), expected_portfolio_version);
+END;
+$$;
+
+-- pm.load_state
+-- Everything the engine recovers at start, in one round trip: portfolio row, open positions, pyramiding.
+CREATE OR REPLACE FUNCTION pm.load_state()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'portfolio', (SELECT to_jsonb(s) FROM pm.get_portfolio_state() s),
+        'positions', coalesce((SELECT jsonb_agg(to_jsonb(p)) FROM pm.get_open_positions() p), '[]'),
+        'pyramiding', coalesce((SELECT jsonb_agg(to_jsonb(y)) FROM pm.get_pyramiding_state() y), '[]'));
+$$;

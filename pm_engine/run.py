@@ -1,0 +1,83 @@
+"""``make run``: a private PostgreSQL cluster under ``./var``, deployed, and the webhook on 127.0.0.1.
+
+The cluster's port and a generated webhook secret are kept in ``var/`` (mode 600), so the next
+``make run`` finds the same database, the same state and the same secret. Ctrl+C stops the engine
+and then the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from pm_engine.cluster import LocalCluster, free_port
+from pm_engine.config import DatabaseConfig, Settings
+from pm_engine.deploy import deploy
+
+VAR = Path(os.environ.get("PM_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+DATABASE = "pm_engine"
+
+
+def _state_file() -> Path:
+    return VAR / "embedded.json"
+
+
+def _load_or_create() -> dict[str, Any]:
+    path = _state_file()
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    VAR.mkdir(parents=True, exist_ok=True)
+    os.chmod(VAR, 0o755)
+    state = {"port": free_port(), "webhook_secret": secrets.token_urlsafe(24)}
+    path.write_text(json.dumps(state))
+    os.chmod(path, 0o600)
+    return state
+
+
+def embedded_settings() -> Optional[Settings]:
+    """Settings of the embedded cluster, if ``make run`` has created one."""
+    if not _state_file().exists():
+        return None
+    state = _load_or_create()
+    return Settings(DatabaseConfig(port=int(state["port"]), database=DATABASE),
+                    webhook_secret=os.environ.get("PM_WEBHOOK_SECRET") or str(state["webhook_secret"]))
+
+
+def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int]) -> int:
+    if os.environ.get("DATABASE_URL"):
+        from pm_engine.config import load_settings
+
+        configured = load_settings()
+        print(f"DATABASE_URL is set: deploying to {configured.database.url()} and serving it")
+        deploy(configured.database)
+        return serve(configured, host, port)
+    state = _load_or_create()
+    cluster = LocalCluster(VAR / "pgdata", port=int(state["port"]))
+    print(f"starting PostgreSQL ({cluster.bindir}) in {cluster.datadir} on 127.0.0.1:{cluster.port} …", flush=True)
+    cluster.start()
+    try:
+        cluster.create_database(DATABASE)
+        settings = embedded_settings()
+        assert settings is not None and settings.webhook_secret
+        print(deploy(settings.database).summary())
+        stamp = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        sample = {"type": "BASE_ENTRY", "instrument": "BANK_NIFTY", "position": "Long_1", "price": 52000,
+                  "stop": 51650, "lots": 4, "atr": 350, "er": 0.85, "supertrend": 51600, "timestamp": stamp,
+                  "secret": settings.webhook_secret}
+        print(f"\nwebhook: http://{host}:{port}/webhook   status: http://{host}:{port}/status")
+        print(f"webhook secret (kept in {_state_file()}): {settings.webhook_secret}")
+        print("send a sample BASE_ENTRY (timestamp must be within 10 minutes):")
+        print(f"  curl -s -X POST http://{host}:{port}/webhook -H 'Content-Type: text/plain' "
+              f"-d '{json.dumps(sample)}'")
+        print("then: .venv/bin/pm-engine status      (Ctrl+C stops engine and database)\n", flush=True)
+        return serve(settings, host, port)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("stopping PostgreSQL …", file=sys.stderr, flush=True)
+        cluster.stop()

@@ -1,0 +1,347 @@
+"""DatabaseStateManager: the engine's thin wrapper over pm-engine's SQL functions (psycopg2).
+
+Integrity lives in PostgreSQL (versions, fingerprint claims, checks); this module pools
+connections, retries what is safe to retry, maps SQLSTATEs to typed exceptions, converts rows to
+records, and keeps an L1 cache whose entries carry their version and never go backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import psycopg2.pool
+
+from pm_engine.config import DatabaseConfig
+from pm_engine.errors import DatabaseError, DatabaseUnavailableError, error_for
+from pm_engine.models import Position, Signal, SignalResult
+from pm_engine.queries import QUERIES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pm_engine.portfolio import PortfolioStateManager
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
+POSITION_FIELDS = [f.name for f in fields(Position)]
+CONNECT_ATTEMPTS = 3
+TRANSACTION_ATTEMPTS = 3
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal)
+
+
+def position_to_doc(position: Position) -> dict[str, Any]:
+    """A position as the document pm.save_position takes (version excluded: the database owns it)."""
+    return {name: getattr(position, name) for name in POSITION_FIELDS if name != "version"}
+
+
+def position_from_row(row: dict[str, Any]) -> Position:
+    """A position from a row (or its JSON form): numerics as Decimal, times as aware datetimes."""
+    values = {name: row[name] for name in POSITION_FIELDS if name in row}
+    for name in ("entry_timestamp", "exit_timestamp", "rollover_timestamp"):
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name])
+    for name, value in list(values.items()):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in (
+                "lots", "quantity", "rollover_count", "strike", "original_strike", "version"):
+            values[name] = Decimal(str(value))
+    return Position(**values)
+
+
+class DatabaseStateManager:
+    """Pooled, retrying access to the pm schema with a version-aware L1 cache."""
+
+    def __init__(self, config: DatabaseConfig, connect_backoff: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self._sleep = sleep
+        self._backoff = connect_backoff
+        self._lock = threading.RLock()
+        self._positions: dict[str, Position] = {}
+        self._portfolio: Optional[dict[str, Any]] = None
+        self._max_seen: dict[str, int] = {}  # highest committed version seen per position id
+        self.round_trips = 0
+        self.pool = self._connect_pool()
+
+    # -- connections ---------------------------------------------------------------------------
+    def _connect_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        """Open the pool: 3 attempts with exponential backoff (1, 2, 4 s by default), then a clear error."""
+        last: Optional[Exception] = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                return psycopg2.pool.ThreadedConnectionPool(self.config.minconn, self.config.maxconn,
+                                                            **self.config.dsn_kwargs())
+            except psycopg2.OperationalError as exc:
+                last = exc
+                if attempt < CONNECT_ATTEMPTS - 1:
+                    delay = self._backoff * 2 ** attempt
+                    log.warning("database %s unreachable (attempt %d), retrying in %.1fs", self.config.url(),
+                                attempt + 1, delay)
+                    self._sleep(delay)
+        raise DatabaseUnavailableError(f"cannot connect to {self.config.url()} after {CONNECT_ATTEMPTS} attempts: "
+                                       f"{str(last).strip()}")
+
+    def close(self) -> None:
+        self.pool.closeall()
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Any]:
+        """A pooled connection; a broken one is discarded instead of returned to the pool."""
+        try:
+            conn = self.pool.getconn()
+        except (psycopg2.OperationalError, psycopg2.pool.PoolError) as exc:
+            raise DatabaseUnavailableError(f"no database connection: {str(exc).strip()}") from exc
+        broken = False
+        try:
+            if conn.closed:
+                raise psycopg2.InterfaceError("connection already closed")
+            psycopg2.extras.register_default_jsonb(conn, loads=_loads)
+            yield conn
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            broken = True
+            raise
+        finally:
+            if not broken and conn.closed == 0 and conn.status != psycopg2.extensions.STATUS_READY:
+                conn.rollback()
+            self.pool.putconn(conn, close=broken or bool(conn.closed))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor inside BEGIN … COMMIT (rolled back on any error)."""
+        with self.get_connection() as conn:
+            conn.autocommit = False
+            try:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    yield cur
+                conn.commit()
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(cursor)`` in autocommit (one statement = one transaction), retrying what is safe.
+
+        Serialization failures, deadlocks and dropped connections are retried up to 3 times with
+        backoff; any other database error is mapped to its typed exception.
+        """
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with self.get_connection() as conn:
+                    conn.autocommit = True
+                    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                        return work(cur)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                if attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}") from exc
+            except psycopg2.Error as exc:
+                if exc.pgcode not in RETRYABLE or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise error_for(exc.pgcode, (exc.diag.message_primary or str(exc)).strip()) from exc
+            self._sleep(0.05 * 2 ** attempt)
+        raise DatabaseError("unreachable")  # pragma: no cover
+
+    def _execute(self, name: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        def work(cur: Any) -> list[dict[str, Any]]:
+            self.round_trips += 1
+            cur.execute(QUERIES[name], params)
+            return list(cur.fetchall()) if cur.description else []
+        return self._run(work)
+
+    def _scalar(self, name: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = self._execute(name, params)
+        return next(iter(rows[0].values())) if rows else None
+
+    # -- cache ---------------------------------------------------------------------------------
+    def _remember(self, position: Position) -> None:
+        """Cache a committed position unless this process has already seen a newer version of it."""
+        with self._lock:
+            if position.version >= self._max_seen.get(position.position_id, 0):
+                self._max_seen[position.position_id] = position.version
+                self._positions[position.position_id] = position
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._positions.clear()
+            self._portfolio = None
+
+    # -- positions -----------------------------------------------------------------------------
+    def save_position(self, position: Position) -> bool:
+        """Insert (version 0) or version-checked update; sets ``position.version``. StaleVersionError if stale."""
+        expected = position.version or None
+        version = self._scalar("save_position", (dumps(position_to_doc(position)), expected))
+        position.version = int(version)
+        self._remember(_copy(position))
+        return True
+
+    def get_position(self, position_id: str) -> Optional[Position]:
+        """Cache first, then the database (and cache it)."""
+        with self._lock:
+            cached = self._positions.get(position_id)
+        if cached is not None:
+            return _copy(cached)
+        rows = self._execute("get_position", (position_id,))
+        if not rows:
+            return None
+        position = position_from_row(rows[0])
+        self._remember(position)
+        return _copy(position)
+
+    def get_all_open_positions(self) -> dict[str, Position]:
+        """Every open position from the database (all cached)."""
+        positions = {row["position_id"]: position_from_row(row) for row in self._execute("get_open_positions")}
+        for position in positions.values():
+            self._remember(_copy(position))
+        return positions
+
+    # -- portfolio and pyramiding --------------------------------------------------------------
+    def get_portfolio_state(self) -> Optional[dict[str, Any]]:
+        """Cache first; the row as a dict."""
+        with self._lock:
+            if self._portfolio is not None:
+                return dict(self._portfolio)
+        rows = self._execute("get_portfolio_state")
+        if not rows:
+            return None
+        self._set_portfolio(dict(rows[0]))
+        return dict(rows[0])
+
+    def _set_portfolio(self, state: dict[str, Any]) -> None:
+        with self._lock:
+            if self._portfolio is None or int(state["version"]) >= int(self._portfolio["version"]):
+                self._portfolio = state
+
+    def save_portfolio_state(self, state: dict[str, Any], expected_version: Optional[int] = None) -> int:
+        """Version-checked update (the cached version when none is given); returns the new version."""
+        if expected_version is None:
+            current = self.get_portfolio_state()
+            expected_version = int(current["version"]) if current else 1
+        version = int(self._scalar("save_portfolio_state", (dumps(state), expected_version)))
+        with self._lock:
+            self._portfolio = None
+        return version
+
+    def save_pyramiding_state(self, instrument: str, last_pyramid_price: Optional[Decimal],
+                              base_position_id: Optional[str]) -> None:
+        self._execute("save_pyramiding_state", (instrument, last_pyramid_price, base_position_id))
+
+    def get_pyramiding_state(self) -> dict[str, dict[str, Any]]:
+        return {row["instrument"]: dict(row) for row in self._execute("get_pyramiding_state")}
+
+    # -- signals -------------------------------------------------------------------------------
+    def check_duplicate_signal(self, fingerprint: str) -> bool:
+        return bool(self._scalar("is_duplicate_signal", (fingerprint,)))
+
+    def log_signal(self, signal: Signal, status: str, reason: Optional[str] = None,
+                   instance_id: Optional[str] = None) -> bool:
+        """Record a signal with its outcome; False (and nothing changed) when the fingerprint was known."""
+        return bool(self._scalar("log_signal", (
+            signal.fingerprint, signal.instrument, signal.type.value, signal.position, signal.timestamp, status,
+            reason, dumps(signal.payload), instance_id)))
+
+    def commit_signal(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
+                      instance_id: str) -> bool:
+        """Claim the fingerprint and write the signal's effects in one call; False for a duplicate."""
+        sig = {"fingerprint": signal.fingerprint, "instrument": signal.instrument, "signal_type": signal.type.value,
+               "position": signal.position, "signal_timestamp": signal.timestamp,
+               "processing_status": result.outcome.value, "reason": result.reason, "payload": signal.payload,
+               "instance": instance_id}
+        positions, pyramiding, portfolio = self._effects(work)
+        answer = self._scalar("apply_signal", (dumps(sig), dumps(positions), dumps(pyramiding), dumps(portfolio),
+                                               work.version))
+        if not answer["new"]:
+            return False
+        self._absorb(work, answer)
+        return True
+
+    def save_positions(self, work: "PortfolioStateManager") -> None:
+        """Write a working copy's changed positions and metrics (stop updates), version-checked."""
+        positions, pyramiding, portfolio = self._effects(work)
+        version = self._scalar("apply_state", (dumps(positions), dumps(pyramiding), dumps(portfolio), work.version))
+        versions = {p.position_id: p.version + 1 for p in work.dirty_positions.values()}
+        self._absorb(work, {"portfolio_version": version, "versions": versions})
+
+    @staticmethod
+    def _effects(work: "PortfolioStateManager") -> tuple[list[Any], list[Any], dict[str, Any]]:
+        positions = [{"doc": position_to_doc(p), "expected_version": p.version or None}
+                     for p in work.dirty_positions.values()]
+        pyramiding = []
+        for instrument in sorted(work.dirty_pyramiding):
+            state = work.pyramiding.get(instrument)
+            pyramiding.append({"instrument": instrument, "clear": True} if state is None else
+                              {"instrument": instrument, "last_pyramid_price": state.last_pyramid_price,
+                               "base_position_id": state.base_position_id, "clear": False})
+        return positions, pyramiding, work.state_document()
+
+    def _absorb(self, work: "PortfolioStateManager", answer: dict[str, Any]) -> None:
+        """Adopt the versions the database assigned and refresh the cache with them."""
+        work.version = int(answer["portfolio_version"])
+        for position_id, version in answer["versions"].items():
+            position = work.dirty_positions.get(position_id)
+            if position is not None:
+                position.version = int(version)
+                self._remember(_copy(position))
+        with self._lock:
+            self._portfolio = None
+
+    def load_state(self) -> dict[str, Any]:
+        """Portfolio row, open positions and pyramiding state in one round trip (start-up recovery)."""
+        state = self._scalar("load_state")
+        state["positions"] = {row["position_id"]: position_from_row(row) for row in state["positions"]}
+        for position in state["positions"].values():
+            self._remember(_copy(position))
+        return dict(state)
+
+    # -- instances and jobs --------------------------------------------------------------------
+    def register_instance(self, instance_id: str, hostname: Optional[str], port: Optional[int], version: str) -> None:
+        self._execute("register_instance", (instance_id, hostname, port, version))
+
+    def heartbeat(self, instance_id: str) -> None:
+        self._execute("heartbeat_instance", (instance_id,))
+
+    def cleanup_signal_log(self, retention: str = "7 days") -> int:
+        return int(self._scalar("cleanup_signal_log", (retention,)))
+
+    def sweep_stale_instances(self, timeout: str = "30 seconds") -> int:
+        return int(self._scalar("sweep_stale_instances", (timeout,)))
+
+    def ping(self) -> float:
+        """One ``SELECT 1`` round trip; returns its latency in milliseconds."""
+        start = time.perf_counter()
+        self._execute("ping")
+        return (time.perf_counter() - start) * 1000
+
+    def schema_version(self) -> Optional[str]:
+        value = self._scalar("schema_version_live")
+        return str(value) if value is not None else None
+
+    def signal_outcomes(self) -> dict[str, int]:
+        return {row["processing_status"]: int(row["count"]) for row in self._execute("signal_outcomes")}
+
+
+def _copy(position: Position) -> Position:
+    from copy import copy
+    return copy(position)
