@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +58,9 @@ def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int
         deploy(configured.database)
         return serve(configured, host, port)
     state = _load_or_create()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
+    # cluster below is stopped on SIGTERM exactly as on Ctrl+C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     cluster = LocalCluster(VAR / "pgdata", port=int(state["port"]))
     print(f"starting PostgreSQL ({cluster.bindir}) in {cluster.datadir} on 127.0.0.1:{cluster.port} …", flush=True)
     cluster.start()
@@ -76,7 +80,7 @@ def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int
               f"-d '{json.dumps(sample)}'")
         print("then: .venv/bin/pm-engine status      (Ctrl+C stops engine and database)\n", flush=True)
         return serve(settings, host, port)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         return 0
     finally:
         print("stopping PostgreSQL …", file=sys.stderr, flush=True)

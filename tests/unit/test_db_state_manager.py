@@ -1,0 +1,228 @@
+"""DatabaseStateManager against a real PostgreSQL (a fresh deployed database per test)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal as D
+from typing import Any, Iterator
+
+import psycopg2
+import pytest
+
+from pm_engine.config import DatabaseConfig
+from pm_engine.engine import LiveTradingEngine
+from pm_engine.errors import (DatabaseUnavailableError, InvalidArgumentError, PositionAlreadyOpenError,
+                              StaleVersionError)
+from pm_engine.models import Position
+from pm_engine.signals import parse_signal
+from pm_engine.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.store import DatabaseStateManager
+from tests.helpers import payload
+
+T0 = datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def db(db_config: DatabaseConfig) -> Iterator[DatabaseStateManager]:
+    manager = DatabaseStateManager(db_config)
+    yield manager
+    manager.close()
+
+
+def position(pid: str = "BANK_NIFTY_Long_1", **extra: Any) -> Position:
+    values: dict[str, Any] = dict(position_id=pid, instrument="BANK_NIFTY", entry_timestamp=T0,
+                                  entry_price=D("52000.00"), lots=4, quantity=120, initial_stop=D("51650.00"),
+                                  current_stop=D("51650.00"), highest_close=D("52000.00"), atr=D("350.00"),
+                                  is_base_position=True, limiter="risk", risk_contribution=D("0.8400"))
+    values.update(extra)
+    return Position(**values)
+
+
+def test_connection_pool_initialization(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+    assert db.pool.minconn == db_config.minconn and db.pool.maxconn == db_config.maxconn
+    assert db.ping() > 0
+
+
+def test_connection_retry_with_backoff_then_clear_error() -> None:
+    delays: list[float] = []
+    with pytest.raises(DatabaseUnavailableError, match="after 3 attempts"):
+        DatabaseStateManager(DatabaseConfig(port=1, database="x", connect_timeout=1), sleep=delays.append)
+    assert delays == [1.0, 2.0]  # 1 s, 2 s between the three attempts
+
+
+def test_get_connection_context_manager(db: DatabaseStateManager) -> None:
+    with db.get_connection() as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 41 + 1")
+            assert cur.fetchone()[0] == 42
+
+
+def test_transaction_commits(db: DatabaseStateManager) -> None:
+    with db.transaction() as cur:
+        cur.execute("SELECT pm.save_pyramiding_state('COPPER', 800, NULL)")
+    assert db.get_pyramiding_state()["COPPER"]["last_pyramid_price"] == D("800.00")
+
+
+def test_transaction_rolls_back_on_error(db: DatabaseStateManager) -> None:
+    with pytest.raises(psycopg2.Error):
+        with db.transaction() as cur:
+            cur.execute("SELECT pm.save_pyramiding_state('COPPER', 800, NULL)")
+            cur.execute("SELECT pm.save_pyramiding_state('COPPER', -1, NULL)")
+    assert "COPPER" not in db.get_pyramiding_state()
+
+
+def test_save_position_insert(db: DatabaseStateManager) -> None:
+    p = position()
+    assert db.save_position(p) is True and p.version == 1
+
+
+def test_save_position_update(db: DatabaseStateManager) -> None:
+    p = position()
+    db.save_position(p)
+    p.current_stop = D("51900.00")
+    db.save_position(p)
+    assert p.version == 2
+    db.invalidate()
+    stored = db.get_position(p.position_id)
+    assert stored is not None and stored.current_stop == D("51900.00") and stored.version == 2
+
+
+def test_save_position_stale_version_raises(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+    p = position()
+    db.save_position(p)
+    other = DatabaseStateManager(db_config)
+    try:
+        theirs = other.get_position(p.position_id)
+        assert theirs is not None
+        theirs.current_stop = D("51800.00")
+        other.save_position(theirs)
+    finally:
+        other.close()
+    p.current_stop = D("51900.00")
+    with pytest.raises(StaleVersionError, match="expected 1, found 2"):
+        db.save_position(p)
+
+
+def test_save_position_twice_as_new_refused(db: DatabaseStateManager) -> None:
+    db.save_position(position())
+    with pytest.raises(PositionAlreadyOpenError):
+        db.save_position(position())
+
+
+def test_save_position_bad_value_typed(db: DatabaseStateManager) -> None:
+    with pytest.raises(InvalidArgumentError):
+        db.save_position(position(lots=-1))
+
+
+def test_get_position_from_cache(db: DatabaseStateManager) -> None:
+    db.save_position(position())
+    before = db.round_trips
+    cached = db.get_position("BANK_NIFTY_Long_1")
+    assert cached is not None and cached.version == 1 and db.round_trips == before
+
+
+def test_get_position_from_database(db: DatabaseStateManager) -> None:
+    db.save_position(position())
+    db.invalidate()
+    before = db.round_trips
+    assert db.get_position("BANK_NIFTY_Long_1") is not None and db.round_trips == before + 1
+    assert db.get_position("BANK_NIFTY_Long_1") is not None and db.round_trips == before + 1
+
+
+def test_get_position_not_found(db: DatabaseStateManager) -> None:
+    assert db.get_position("NOPE") is None
+
+
+def test_get_all_open_positions(db: DatabaseStateManager) -> None:
+    db.save_position(position())
+    db.save_position(position("GOLD_MINI_Long_1", instrument="GOLD_MINI"))
+    closed = position("COPPER_Long_1", instrument="COPPER")
+    db.save_position(closed)
+    closed.status = "closed"
+    db.save_position(closed)
+    assert sorted(db.get_all_open_positions()) == ["BANK_NIFTY_Long_1", "GOLD_MINI_Long_1"]
+
+
+def test_position_conversion_roundtrip(db: DatabaseStateManager) -> None:
+    p = position(is_base_position=True, rollover_status="pending", expiry="2025-12-31", strike=52000,
+                 pe_symbol="BANKNIFTY25DEC52000PE", pe_entry_price=D("310.50"), rollover_count=1)
+    db.save_position(p)
+    db.invalidate()
+    stored = db.get_position(p.position_id)
+    assert stored == p
+    assert stored is not None and stored.entry_timestamp.tzinfo is not None
+    assert isinstance(stored.entry_price, D) and stored.is_base_position is True and stored.original_expiry is None
+
+
+def test_save_and_get_portfolio_state(db: DatabaseStateManager) -> None:
+    state = db.get_portfolio_state()
+    assert state is not None and state["closed_equity"] == D("5000000.00") and state["version"] == 1
+    assert db.save_portfolio_state({"closed_equity": D("5180000")}) == 2
+    state = db.get_portfolio_state()
+    assert state is not None and state["closed_equity"] == D("5180000.00") and state["version"] == 2
+    with pytest.raises(StaleVersionError):
+        db.save_portfolio_state({"closed_equity": D("1")}, expected_version=1)
+
+
+def test_save_and_get_pyramiding_state(db: DatabaseStateManager) -> None:
+    db.save_position(position())
+    db.save_pyramiding_state("BANK_NIFTY", D("52800"), "BANK_NIFTY_Long_1")
+    assert db.get_pyramiding_state() == {"BANK_NIFTY": {
+        "instrument": "BANK_NIFTY", "last_pyramid_price": D("52800.00"), "base_position_id": "BANK_NIFTY_Long_1",
+        "updated_at": db.get_pyramiding_state()["BANK_NIFTY"]["updated_at"]}}
+    with pytest.raises(InvalidArgumentError):
+        db.save_pyramiding_state("GOLD_MINI", D("1"), "MISSING")
+
+
+def signal(**extra: Any) -> Any:
+    body = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350,
+                   er=0.85, **extra)
+    return parse_signal(body, DEFAULT_INSTRUMENTS, now=None)
+
+
+def test_check_duplicate_signal(db: DatabaseStateManager) -> None:
+    s = signal()
+    assert db.check_duplicate_signal(s.fingerprint) is False
+    db.log_signal(s, "executed", "ok")
+    assert db.check_duplicate_signal(s.fingerprint) is True
+
+
+def test_log_signal_duplicate_detection(db: DatabaseStateManager) -> None:
+    s = signal()
+    assert db.log_signal(s, "executed", "entered", "inst-1") is True
+    assert db.log_signal(s, "blocked", "again", "inst-2") is False
+    assert db.signal_outcomes() == {"executed": 1}
+
+
+def test_engine_signal_is_one_round_trip(db: DatabaseStateManager) -> None:
+    engine = LiveTradingEngine(db_manager=db)
+    before = db.round_trips
+    result = engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+                                            stop=51650, atr=350, er=0.85), check_time=False)
+    assert result.outcome.value == "executed"
+    assert db.round_trips - before == 1
+    before = db.round_trips
+    engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2025-11-28T11:30:00+05:30",
+                                   stop=52300, atr=360), check_time=False)
+    assert db.round_trips - before == 1
+
+
+def test_cache_never_serves_an_older_version(db: DatabaseStateManager) -> None:
+    p = position()
+    db.save_position(p)
+    p.current_stop = D("51900.00")
+    db.save_position(p)  # version 2 seen committed
+    stale = position(version=1)
+    db._remember(stale)  # an older copy (e.g. a slow read) must lose
+    cached = db.get_position(p.position_id)
+    assert cached is not None and cached.version == 2 and cached.current_stop == D("51900.00")
+
+
+def test_stop_update_persists(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+    engine = LiveTradingEngine(db_manager=db)
+    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+                                   stop=51650, atr=350, er=0.85), check_time=False)
+    assert engine.update_stops("BANK_NIFTY", D("53000"), D("350")) == ["BANK_NIFTY_Long_1"]
+    fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    assert fresh.portfolio.positions["BANK_NIFTY_Long_1"].current_stop == D("52125.00")  # 53,000 - 2.5 x 350
+    assert fresh.portfolio.marks["BANK_NIFTY"] == D("53000")
