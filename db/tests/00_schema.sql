@@ -1,5 +1,5 @@
 -- Schema: the five tables, their keys, money types, defaults, checks and indexes, and every function.
-SELECT plan(71);
+SELECT plan(74);
 
 SELECT has_schema('pm');
 SELECT has_table('pm', t, 'table pm.' || t || ' exists')
@@ -65,6 +65,7 @@ SELECT has_function('pm', f, 'function pm.' || f)
                     'get_position', 'get_open_positions', 'get_portfolio_state', 'save_portfolio_state',
                     'save_pyramiding_state', 'get_pyramiding_state', 'clear_pyramiding_state', 'log_signal',
                     'is_duplicate_signal', 'cleanup_signal_log', 'register_instance', 'heartbeat_instance',
-                    'get_stale_instances', 'sweep_stale_instances']) AS f;
+                    'get_stale_instances', 'sweep_stale_instances', 'apply_signal', 'apply_state',
+                    'load_state']) AS f;
 
 SELECT * FROM finish();

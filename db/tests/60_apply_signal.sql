@@ -1,0 +1,37 @@
+-- pm.apply_signal / pm.apply_state / pm.load_state: a signal's claim and effects in one transaction.
+SELECT plan(9);
+
+CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
+        'position', 'Long_1', 'signal_timestamp', '2025-11-28T05:00:00Z', 'processing_status', 'executed',
+        'reason', 'entered 4 lots', 'payload', '{}'::jsonb, 'instance', 'inst-1');
+$$;
+CREATE FUNCTION pg_temp.effects() RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_array(jsonb_build_object('expected_version', NULL, 'doc', jsonb_build_object(
+        'position_id', 'BANK_NIFTY_Long_1', 'instrument', 'BANK_NIFTY', 'entry_timestamp', '2025-11-28T05:00:00Z',
+        'entry_price', 52000, 'lots', 4, 'quantity', 120, 'initial_stop', 51650, 'current_stop', 51650,
+        'highest_close', 52000, 'is_base_position', true)));
+$$;
+
+SELECT is(pm.apply_signal(pg_temp.sig(repeat('a', 64)), pg_temp.effects(),
+          '[{"instrument": "BANK_NIFTY", "last_pyramid_price": 52000, "base_position_id": "BANK_NIFTY_Long_1"}]',
+          '{"margin_used": 1080000}', 1),
+          '{"new": true, "versions": {"BANK_NIFTY_Long_1": 1}, "portfolio_version": 2}'::jsonb,
+          'a new signal writes its effects and returns the versions');
+SELECT results_eq($$SELECT margin_used, version FROM pm.portfolio_state$$, $$VALUES (1080000.00::numeric, 2)$$,
+                  'portfolio state written');
+SELECT is((SELECT base_position_id FROM pm.get_pyramiding_state('BANK_NIFTY')), 'BANK_NIFTY_Long_1',
+          'pyramiding state written');
+SELECT is(pm.apply_signal(pg_temp.sig(repeat('a', 64)), pg_temp.effects(), '[]', '{}', 2),
+          '{"new": false}'::jsonb, 'a repeated fingerprint changes nothing');
+SELECT throws_ok($$SELECT pm.apply_signal(pg_temp.sig(repeat('b', 64)), '[]', '[]', '{"margin_used": 1}', 1)$$,
+                 'PM001', 'stale version for portfolio state: expected 1, found 2',
+                 'a decision from an old portfolio version raises PM001');
+SELECT ok(NOT pm.is_duplicate_signal(repeat('b', 64)), 'and the stale signal''s claim was undone');
+SELECT throws_ok($$SELECT pm.apply_signal(NULL, '[]', '[]', '{}', 2)$$, 'PM004', 'signal must be a JSON object',
+                 'NULL signal');
+SELECT is(pm.apply_state('[]', '[{"instrument": "BANK_NIFTY", "clear": true}]', '{}', 2), 3,
+          'apply_state writes outside a signal, version-checked');
+SELECT is(jsonb_array_length(pm.load_state() -> 'positions'), 1, 'load_state returns the open position');
+
+SELECT * FROM finish();
