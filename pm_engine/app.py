@@ -63,9 +63,10 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
     def authorised(request: Request, data: dict[str, Any]) -> bool:
         if secret is None:
             return True
-        given = data.get("secret") if isinstance(data.get("secret"), str) else None
-        given = given or request.query_params.get("token") or request.headers.get("x-pm-secret") or ""
-        return hmac.compare_digest(given.encode(), secret.encode())
+        in_body = data.get("secret")
+        if isinstance(in_body, str) and in_body:
+            return hmac.compare_digest(in_body.encode(), secret.encode())
+        return _header_or_query_ok(request, secret)
 
     @app.post("/webhook", summary="Receive a TradingView alert",
               responses={200: {"description": "executed, blocked or duplicate (all final: do not resend)",

@@ -335,7 +335,7 @@ class DatabaseStateManager:
         return (time.perf_counter() - start) * 1000
 
     def schema_version(self) -> Optional[str]:
-        value = self._scalar("schema_version_live")
+        value = self._scalar("schema_version")
         return str(value) if value is not None else None
 
     def signal_outcomes(self) -> dict[str, int]:

@@ -17,7 +17,6 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     claimed  boolean;
-    item     jsonb;
     versions jsonb := '{}';
     pversion integer;
 BEGIN

@@ -108,7 +108,3 @@ SELECT 1;
 -- signal_outcomes --
 -- Count of signal_log rows per processing status.
 SELECT processing_status, count(*) FROM pm.signal_log GROUP BY processing_status ORDER BY 1;
-
--- schema_version_live --
--- The newest applied migration (for /db/status).
-SELECT name FROM pm.schema_migrations WHERE kind = 'migration' ORDER BY name DESC LIMIT 1;
