@@ -1,8 +1,13 @@
-"""Order execution: the Broker interface and the PaperBroker (fills at the signal price).
+"""Order execution: the Broker interface and two paper brokers (fills at the order's price).
 
 Client order ids derive from the signal fingerprint and the layer, so a retried signal — or the
 same alert decided by two engine instances — asks for the same id, and a broker that dedupes on
-client ids (as the paper broker does) can never fill it twice.
+client ids (as both paper brokers do) can never fill it twice.
+
+With a database, orders are not sent while a signal is decided: pm.apply_signal writes them to
+the ``pm.broker_orders`` outbox in the transaction that claims the fingerprint, and they are sent
+only after that commit. So a duplicate or a lost race never reaches the broker, and an instance
+that dies between commit and send leaves 'pending' rows that recovery sends (``send_pending``).
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pm_engine.store import DatabaseStateManager
 
 
 @dataclass(frozen=True)
@@ -39,22 +47,30 @@ def client_order_id(fingerprint: str, position_id: str) -> str:
     return f"pm-{fingerprint[:24]}-{'_'.join(layer)}"
 
 
+def order_document(order: Order) -> dict[str, Any]:
+    """An order as pm.add_orders takes it."""
+    return {"client_order_id": order.client_order_id, "fingerprint": order.fingerprint,
+            "position_id": order.position_id, "instrument": order.instrument, "side": order.side,
+            "lots": order.lots, "price": order.price}
+
+
 class Broker(Protocol):
-    """Places orders idempotently by client order id."""
+    """Places orders idempotently by client order id: placing an id twice returns the first fill."""
 
-    def place_order(self, order: Order) -> Fill: ...
-
-    def get_order(self, client_order_id: str) -> Optional[Fill]: ...
+    def place_orders(self, orders: list[Order]) -> list[Fill]: ...
 
 
 class PaperBroker:
-    """Fills every order at its limit price, once per client order id (kept in memory)."""
+    """In memory (backtests, the reference model): fills every order at its price, once per client id."""
 
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}
         self.fills: dict[str, Fill] = {}
 
-    def place_order(self, order: Order) -> Fill:
+    def place_orders(self, orders: list[Order]) -> list[Fill]:
+        return [self._place(order) for order in orders]
+
+    def _place(self, order: Order) -> Fill:
         existing = self.fills.get(order.client_order_id)
         if existing is not None:
             return existing
@@ -63,5 +79,15 @@ class PaperBroker:
         self.fills[order.client_order_id] = fill
         return fill
 
-    def get_order(self, client_order_id: str) -> Optional[Fill]:
-        return self.fills.get(client_order_id)
+
+class DatabasePaperBroker:
+    """The paper broker of a live engine: fills outbox rows in ``pm.broker_orders`` (one round trip)."""
+
+    def __init__(self, db: "DatabaseStateManager") -> None:
+        self.db = db
+
+    def place_orders(self, orders: list[Order]) -> list[Fill]:
+        if not orders:
+            return []
+        rows = self.db.fill_paper_orders([o.client_order_id for o in orders])
+        return [Fill(r["client_order_id"], int(r["lots"]), r["fill_price"], r["broker_order_id"]) for r in rows]

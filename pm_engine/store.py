@@ -22,8 +22,9 @@ import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 
+from pm_engine.broker import Order, order_document
 from pm_engine.config import DatabaseConfig
-from pm_engine.errors import DatabaseError, DatabaseUnavailableError, error_for
+from pm_engine.errors import DatabaseUnavailableError, error_for
 from pm_engine.models import Position, Signal, SignalResult
 from pm_engine.queries import QUERIES
 
@@ -36,6 +37,7 @@ RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 POSITION_FIELDS = [f.name for f in fields(Position)]
 CONNECT_ATTEMPTS = 3
 TRANSACTION_ATTEMPTS = 3
+RETRY_BUDGET_S = 1.0  # how long one call may spend retrying lost connections before answering "unavailable"
 
 
 def _json_default(value: Any) -> Any:
@@ -76,10 +78,11 @@ class DatabaseStateManager:
     """Pooled, retrying access to the pm schema with a version-aware L1 cache."""
 
     def __init__(self, config: DatabaseConfig, connect_backoff: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, connect_attempts: int = CONNECT_ATTEMPTS) -> None:
         self.config = config
         self._sleep = sleep
         self._backoff = connect_backoff
+        self._attempts = connect_attempts
         self._lock = threading.RLock()
         self._positions: dict[str, Position] = {}
         self._portfolio: Optional[dict[str, Any]] = None
@@ -89,20 +92,20 @@ class DatabaseStateManager:
 
     # -- connections ---------------------------------------------------------------------------
     def _connect_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
-        """Open the pool: 3 attempts with exponential backoff (1, 2, 4 s by default), then a clear error."""
+        """Open the pool: 3 attempts with exponential backoff (1, 2 s by default), then a clear error."""
         last: Optional[Exception] = None
-        for attempt in range(CONNECT_ATTEMPTS):
+        for attempt in range(self._attempts):
             try:
                 return psycopg2.pool.ThreadedConnectionPool(self.config.minconn, self.config.maxconn,
                                                             **self.config.dsn_kwargs())
             except psycopg2.OperationalError as exc:
                 last = exc
-                if attempt < CONNECT_ATTEMPTS - 1:
+                if attempt < self._attempts - 1:
                     delay = self._backoff * 2 ** attempt
                     log.warning("database %s unreachable (attempt %d), retrying in %.1fs", self.config.url(),
                                 attempt + 1, delay)
                     self._sleep(delay)
-        raise DatabaseUnavailableError(f"cannot connect to {self.config.url()} after {CONNECT_ATTEMPTS} attempts: "
+        raise DatabaseUnavailableError(f"cannot connect to {self.config.url()} after {self._attempts} attempt(s): "
                                        f"{str(last).strip()}")
 
     def close(self) -> None:
@@ -146,23 +149,34 @@ class DatabaseStateManager:
     def _run(self, work: Callable[[Any], T]) -> T:
         """Run ``work(cursor)`` in autocommit (one statement = one transaction), retrying what is safe.
 
-        Serialization failures, deadlocks and dropped connections are retried up to 3 times with
-        backoff; any other database error is mapped to its typed exception.
+        A dropped connection is discarded and the call retried on another, for at most
+        ``RETRY_BUDGET_S`` in all (so a webhook answers 503 well inside TradingView's 3 s when the
+        database is down, and a restarted database's dead pooled connections are flushed in one
+        call). Serialization failures and deadlocks are retried up to 3 times with backoff; any
+        other database error is mapped to its typed exception. Every statement sent here is
+        idempotent or version-checked, which is what makes the retry safe.
         """
-        for attempt in range(TRANSACTION_ATTEMPTS):
+        started = time.monotonic()
+        failures = 0
+        for attempt in range(self.config.maxconn + TRANSACTION_ATTEMPTS):
             try:
                 with self.get_connection() as conn:
                     conn.autocommit = True
                     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                         return work(cur)
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                if attempt == TRANSACTION_ATTEMPTS - 1:
+            except (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailableError) as exc:
+                if time.monotonic() - started > RETRY_BUDGET_S:
                     raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}") from exc
+                if isinstance(exc, DatabaseUnavailableError):  # no connection could be made: back off
+                    failures += 1
+                    self._sleep(0.05 * 2 ** failures)
+                continue
             except psycopg2.Error as exc:
-                if exc.pgcode not in RETRYABLE or attempt == TRANSACTION_ATTEMPTS - 1:
+                if exc.pgcode not in RETRYABLE or attempt >= TRANSACTION_ATTEMPTS - 1:
                     raise error_for(exc.pgcode, (exc.diag.message_primary or str(exc)).strip()) from exc
             self._sleep(0.05 * 2 ** attempt)
-        raise DatabaseError("unreachable")  # pragma: no cover
+        raise DatabaseUnavailableError("database connection lost: no working connection after "
+                                       f"{self.config.maxconn + TRANSACTION_ATTEMPTS} attempts")
 
     def _execute(self, name: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         def work(cur: Any) -> list[dict[str, Any]]:
@@ -268,7 +282,7 @@ class DatabaseStateManager:
         sig = {"fingerprint": signal.fingerprint, "instrument": signal.instrument, "signal_type": signal.type.value,
                "position": signal.position, "signal_timestamp": signal.timestamp,
                "processing_status": result.outcome.value, "reason": result.reason, "payload": signal.payload,
-               "instance": instance_id}
+               "instance": instance_id, "orders": [order_document(o) for o in work.orders]}
         positions, pyramiding, portfolio = self._effects(work)
         answer = self._scalar("apply_signal", (dumps(sig), dumps(positions), dumps(pyramiding), dumps(portfolio),
                                                work.version))
@@ -315,12 +329,29 @@ class DatabaseStateManager:
             self._remember(_copy(position))
         return dict(state)
 
+    # -- broker orders (the outbox) -------------------------------------------------------------
+    def fill_paper_orders(self, client_order_ids: list[str]) -> list[dict[str, Any]]:
+        """The paper broker's fill of outbox orders (idempotent); the filled rows."""
+        return self._execute("fill_paper_orders", (client_order_ids,))
+
+    def pending_orders(self, min_age_s: float = 0) -> list[Order]:
+        """Committed orders never sent, at least ``min_age_s`` old, oldest first."""
+        return [Order(r["client_order_id"], r["instrument"], r["side"], int(r["lots"]), r["price"], r["fingerprint"],
+                      r["position_id"], r["created_at"])
+                for r in self._execute("pending_orders", (f"{min_age_s} seconds",))]
+
+    def orders_for_signal(self, fingerprint: str) -> list[dict[str, Any]]:
+        return self._execute("orders_for_signal", (fingerprint,))
+
     # -- instances and jobs --------------------------------------------------------------------
     def register_instance(self, instance_id: str, hostname: Optional[str], port: Optional[int], version: str) -> None:
         self._execute("register_instance", (instance_id, hostname, port, version))
 
     def heartbeat(self, instance_id: str) -> None:
         self._execute("heartbeat_instance", (instance_id,))
+
+    def claim_leadership(self, instance_id: str) -> None:
+        self._execute("claim_leadership", (instance_id,))
 
     def cleanup_signal_log(self, retention: str = "7 days") -> int:
         return int(self._scalar("cleanup_signal_log", (retention,)))

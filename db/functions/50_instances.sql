@@ -70,3 +70,22 @@ BEGIN
     RETURN swept;
 END;
 $$;
+
+-- pm.claim_leadership
+-- Records that this instance now runs the background jobs (it holds the jobs' advisory lock);
+-- every other instance loses the flag. PM003 for an unknown instance.
+CREATE OR REPLACE FUNCTION pm.claim_leadership(p_instance_id text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pm.require(p_instance_id, 'instance_id');
+    UPDATE pm.instance_metadata
+       SET is_leader = (instance_id = p_instance_id),
+           leader_acquired_at = CASE WHEN instance_id = p_instance_id THEN now() END, updated_at = now()
+     WHERE is_leader OR instance_id = p_instance_id;
+    IF NOT EXISTS (SELECT 1 FROM pm.instance_metadata WHERE instance_id = p_instance_id) THEN
+        PERFORM pm.raise_error('PM003', format('instance %s is not registered', p_instance_id));
+    END IF;
+END;
+$$;

@@ -3,11 +3,12 @@
 -- pm.apply_signal
 -- Claims the fingerprint (INSERT ... ON CONFLICT DO NOTHING); if it was new, checks that the
 -- portfolio is still at the version the engine decided from (PM001 otherwise, undoing the claim),
--- then saves every position (versioned), the pyramiding states and the portfolio state.
+-- then saves every position (versioned), the pyramiding states, the portfolio state and the
+-- signal's broker orders (sig -> 'orders', written 'pending' to the pm.broker_orders outbox).
 -- Returns {"new": false} for a repeated fingerprint (nothing changed), else
 -- {"new": true, "portfolio_version": v, "versions": {position_id: version}}.
 -- sig: {fingerprint, instrument, signal_type, position, signal_timestamp, processing_status, reason,
---       payload, instance}; positions: [{"doc": {...}, "expected_version": n | null}];
+--       payload, instance, orders}; positions: [{"doc": {...}, "expected_version": n | null}];
 -- pyramiding: [{"instrument", "last_pyramid_price", "base_position_id", "clear": bool}];
 -- portfolio: the portfolio_state keys to write.
 CREATE OR REPLACE FUNCTION pm.apply_signal(sig jsonb, positions jsonb, pyramiding jsonb, portfolio jsonb,
@@ -30,6 +31,7 @@ BEGIN
         RETURN jsonb_build_object('new', false);
     END IF;
     pversion := pm.apply_state(positions, pyramiding, portfolio, expected_portfolio_version);
+    PERFORM pm.add_orders(coalesce(sig -> 'orders', '[]'));
     SELECT coalesce(jsonb_object_agg(p.position_id, p.version), '{}') INTO versions
       FROM pm.portfolio_positions p
      WHERE p.position_id IN (SELECT e -> 'doc' ->> 'position_id' FROM jsonb_array_elements(coalesce(positions, '[]')) e);

@@ -1,15 +1,16 @@
--- Schema: the five tables, their keys, money types, defaults, checks and indexes, and every function.
-SELECT plan(74);
+-- Schema: the five tables (and the order outbox), their keys, money types, defaults, checks and indexes, and every function.
+SELECT plan(83);
 
 SELECT has_schema('pm');
 SELECT has_table('pm', t, 'table pm.' || t || ' exists')
   FROM unnest(ARRAY['portfolio_positions', 'portfolio_state', 'pyramiding_state', 'signal_log',
-                    'instance_metadata', 'schema_migrations']) AS t;
+                    'instance_metadata', 'schema_migrations', 'broker_orders']) AS t;
 SELECT col_is_pk('pm', 'portfolio_positions', 'position_id', 'position_id is the positions key');
 SELECT col_is_pk('pm', 'portfolio_state', 'id', 'id is the portfolio state key');
 SELECT col_is_pk('pm', 'pyramiding_state', 'instrument', 'instrument is the pyramiding key');
 SELECT col_is_pk('pm', 'signal_log', 'id', 'id is the signal log key');
 SELECT col_is_pk('pm', 'instance_metadata', 'instance_id', 'instance_id is the instance key');
+SELECT col_is_pk('pm', 'broker_orders', 'client_order_id', 'client_order_id is the broker order key');
 
 -- money and prices are numeric, time is timestamptz
 SELECT col_type_is('pm', 'portfolio_positions', c, 'numeric(12,2)', c || ' is numeric(12,2)')
@@ -43,6 +44,8 @@ SELECT has_index('pm', 'portfolio_positions', i, 'index ' || i)
 SELECT has_index('pm', 'signal_log', i, 'index ' || i)
   FROM unnest(ARRAY['signal_log_fingerprint_key', 'signal_log_processed_at_idx', 'signal_log_instrument_ts_idx']) AS i;
 SELECT has_index('pm', 'instance_metadata', 'instance_metadata_heartbeat_idx', 'index on last_heartbeat');
+SELECT has_index('pm', 'broker_orders', i, 'index ' || i)
+  FROM unnest(ARRAY['broker_orders_fingerprint_idx', 'broker_orders_pending_idx']) AS i;
 SELECT is((SELECT count(*)::int FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
             WHERE x.indrelid = 'pm.signal_log'::regclass AND a.attname = 'fingerprint'),
           1, 'fingerprint has exactly one index (pitfall 7)');
@@ -66,6 +69,7 @@ SELECT has_function('pm', f, 'function pm.' || f)
                     'save_pyramiding_state', 'get_pyramiding_state', 'clear_pyramiding_state', 'log_signal',
                     'is_duplicate_signal', 'cleanup_signal_log', 'register_instance', 'heartbeat_instance',
                     'get_stale_instances', 'sweep_stale_instances', 'apply_signal', 'apply_state',
-                    'load_state']) AS f;
+                    'load_state', 'claim_leadership', 'add_orders', 'fill_paper_orders', 'pending_orders',
+                    'orders_for_signal']) AS f;
 
 SELECT * FROM finish();

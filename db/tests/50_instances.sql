@@ -1,5 +1,5 @@
--- pm.register_instance / heartbeat_instance / get_stale_instances / sweep_stale_instances.
-SELECT plan(11);
+-- pm.register_instance / heartbeat_instance / get_stale_instances / sweep_stale_instances / claim_leadership.
+SELECT plan(15);
 
 SELECT lives_ok($$SELECT pm.register_instance('inst-1', 'host-a', 8080, '0.1.0')$$, 'register');
 SELECT results_eq($$SELECT status, hostname, port, is_leader FROM pm.instance_metadata WHERE instance_id = 'inst-1'$$,
@@ -20,5 +20,14 @@ SELECT is(pm.sweep_stale_instances(), 1, 'sweep marks one instance');
 SELECT results_eq($$SELECT instance_id, status FROM pm.instance_metadata ORDER BY instance_id$$,
                   $$VALUES ('inst-1'::varchar, 'active'::varchar), ('inst-2'::varchar, 'crashed'::varchar)$$,
                   'the stale one is crashed, the live one active');
+
+SELECT lives_ok($$SELECT pm.claim_leadership('inst-1')$$, 'claim leadership');
+SELECT lives_ok($$SELECT pm.claim_leadership('inst-2')$$, 'another instance takes over');
+SELECT results_eq($$SELECT instance_id, is_leader, leader_acquired_at IS NOT NULL FROM pm.instance_metadata
+                    ORDER BY instance_id$$,
+                  $$VALUES ('inst-1'::varchar, false, false), ('inst-2'::varchar, true, true)$$,
+                  'exactly one leader, the newest claimant');
+SELECT throws_ok($$SELECT pm.claim_leadership('ghost')$$, 'PM003', 'instance ghost is not registered',
+                 'an unknown instance cannot lead');
 
 SELECT * FROM finish();

@@ -1,5 +1,5 @@
 -- pm.apply_signal / pm.apply_state / pm.load_state: a signal's claim and effects in one transaction.
-SELECT plan(9);
+SELECT plan(11);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -30,7 +30,15 @@ SELECT throws_ok($$SELECT pm.apply_signal(pg_temp.sig(repeat('b', 64)), '[]', '[
 SELECT ok(NOT pm.is_duplicate_signal(repeat('b', 64)), 'and the stale signal''s claim was undone');
 SELECT throws_ok($$SELECT pm.apply_signal(NULL, '[]', '[]', '{}', 2)$$, 'PM004', 'signal must be a JSON object',
                  'NULL signal');
-SELECT is(pm.apply_state('[]', '[{"instrument": "BANK_NIFTY", "clear": true}]', '{}', 2), 3,
+SELECT is(pm.apply_signal(pg_temp.sig(repeat('c', 64)) || jsonb_build_object('orders', jsonb_build_array(
+              jsonb_build_object('client_order_id', 'pm-c-Long_2', 'fingerprint', repeat('c', 64),
+                                 'position_id', 'BANK_NIFTY_Long_2', 'instrument', 'BANK_NIFTY', 'side', 'BUY',
+                                 'lots', 2, 'price', 52800))), '[]', '[]', '{}', 2) -> 'portfolio_version',
+          '3'::jsonb, 'a signal with orders commits');
+SELECT results_eq($$SELECT client_order_id, status FROM pm.broker_orders$$,
+                  $$VALUES ('pm-c-Long_2'::varchar, 'pending'::varchar)$$,
+                  'its orders are in the outbox, pending, in the same transaction');
+SELECT is(pm.apply_state('[]', '[{"instrument": "BANK_NIFTY", "clear": true}]', '{}', 3), 4,
           'apply_state writes outside a signal, version-checked');
 SELECT is(jsonb_array_length(pm.load_state() -> 'positions'), 1, 'load_state returns the open position');
 

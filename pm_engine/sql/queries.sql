@@ -97,6 +97,22 @@ SELECT pm.heartbeat_instance(%s);
 -- Mark instances without a recent heartbeat as crashed.
 SELECT pm.sweep_stale_instances(%s::interval);
 
+-- fill_paper_orders --
+-- The paper broker: fill outbox orders by client order id (idempotent), returning the filled rows.
+SELECT * FROM pm.fill_paper_orders(%s::text[]);
+
+-- pending_orders --
+-- Outbox orders committed but never sent, at least the given age.
+SELECT * FROM pm.pending_orders(%s::interval);
+
+-- orders_for_signal --
+-- Every broker order a fingerprint produced.
+SELECT * FROM pm.orders_for_signal(%s);
+
+-- claim_leadership --
+-- Record this instance as the background-job leader.
+SELECT pm.claim_leadership(%s);
+
 -- try_job_lock --
 -- Take the session-level advisory lock that makes one instance the background-job runner.
 SELECT pg_try_advisory_lock(hashtext('pm-engine:background-jobs'));

@@ -36,7 +36,7 @@ def psql(cluster: LocalCluster, config: DatabaseConfig, command: str) -> str:
 
 def test_deploy_creates_everything_then_does_nothing(empty_db: DatabaseConfig, pg_cluster: LocalCluster) -> None:
     first = deploy(empty_db)
-    assert first.applied_migrations == ["001_initial_schema.sql"]
+    assert first.applied_migrations == sorted(p.name for p in (DB_DIR / "migrations").glob("*.sql"))
     assert len(first.applied_functions) == len(list((DB_DIR / "functions").glob("*.sql")))
     second = deploy(empty_db)
     assert not second.changed
@@ -104,7 +104,7 @@ def test_unreachable_database_is_a_clear_error() -> None:
 def test_cli_db_deploy(empty_db: DatabaseConfig, command: list[str]) -> None:
     env = {**os.environ, "DATABASE_URL": empty_db.url()}
     first = subprocess.run([*command, "db-deploy"], env=env, capture_output=True, text=True, check=True)
-    assert "applied migrations: 001_initial_schema.sql" in first.stdout
+    assert "applied migrations: 001_initial_schema.sql, 002_broker_orders.sql" in first.stdout
     second = subprocess.run([*command, "db-deploy"], env=env, capture_output=True, text=True, check=True)
     assert "nothing to do" in second.stdout
     bad = subprocess.run([*command, "db-deploy"], env={**env, "DATABASE_URL": "mysql://x/y"},

@@ -28,9 +28,10 @@ SECRET = "integration-secret"
 class EngineProcess:
     """``python -m pm_engine live`` as a child process."""
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    def __init__(self, config: DatabaseConfig, **extra_env: str) -> None:
         self.port = free_port()
-        env = {**os.environ, "DATABASE_URL": config.url(hide_password=False), "PM_WEBHOOK_SECRET": SECRET}
+        env = {**os.environ, "DATABASE_URL": config.url(hide_password=False), "PM_WEBHOOK_SECRET": SECRET,
+               **extra_env}
         self.proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "live", "--port", str(self.port)], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,7 +118,7 @@ def test_rejections_write_nothing(db_config: DatabaseConfig, engines: list[Engin
     assert ok.json()["outcome"] == "executed"  # the corrected alert for the same bar still goes through
     assert SECRET not in httpx.get(engine.url + "/status").text
     assert httpx.get(engine.url + "/ready").status_code == 200
-    assert httpx.get(engine.url + "/db/status").json()["schema_version"] == "001_initial_schema.sql"
+    assert httpx.get(engine.url + "/db/status").json()["schema_version"] == "002_broker_orders.sql"
     assert "/webhook" in httpx.get(engine.url + "/openapi.json").json()["paths"]
 
 
@@ -208,3 +209,53 @@ def test_ten_concurrent_saves_no_deadlock(db_config: DatabaseConfig) -> None:
         t.join(30)
     assert errors == []
     assert rows(db_config, "SELECT count(*), min(version), max(version) FROM pm.portfolio_positions") == [(10, 6, 6)]
+
+
+def test_sigkill_after_commit_before_the_order_is_sent(db_config: DatabaseConfig, engines: list[EngineProcess]) -> None:
+    """The worst window: the signal is durable, its order not sent. Restart sends it, exactly once."""
+    doomed = EngineProcess(db_config, PM_FAULT_CRASH="after_commit:1")
+    engines.append(doomed)
+    entry = sequence()[0]
+    with pytest.raises(httpx.HTTPError):
+        doomed.send(entry)
+    assert doomed.proc.wait(5) == -signal.SIGKILL
+    assert rows(db_config, "SELECT status, lots FROM pm.broker_orders") == [("pending", 4)]
+    restarted = EngineProcess(db_config)
+    engines.append(restarted)
+    assert rows(db_config, "SELECT status, lots FROM pm.broker_orders") == [("filled", 4)]
+    assert restarted.send(entry).json()["outcome"] == "duplicate"  # TradingView's retry: nothing more
+    assert rows(db_config, "SELECT count(*) FROM pm.broker_orders") == [(1,)]
+    assert [p["lots"] for p in httpx.get(restarted.url + "/status").json()["positions"]] == [4]
+
+
+def test_database_outage_answers_503_fast_then_recovers(engines: list[EngineProcess]) -> None:
+    from pm_engine.cluster import temporary_cluster
+    from pm_engine.deploy import deploy
+
+    cluster = temporary_cluster(fsync=False)
+    try:
+        cluster.create_database("pm_outage")
+        config = cluster.config("pm_outage")
+        deploy(config)
+        engine = EngineProcess(config)
+        engines.append(engine)
+        entry, pyramid, _ = sequence()
+        assert engine.send(entry).json()["outcome"] == "executed"
+        cluster.stop("immediate")
+        started = time.monotonic()
+        down = engine.send(pyramid)
+        elapsed = time.monotonic() - started
+        assert down.status_code == 503 and "resend" in down.json()["error"]
+        assert elapsed < 3.0, f"503 took {elapsed:.2f}s"
+        assert httpx.get(engine.url + "/ready", timeout=5).status_code == 503
+        assert httpx.get(engine.url + "/health").status_code == 200
+        cluster.start()
+        assert httpx.get(engine.url + "/ready", timeout=5).status_code == 200  # reconnected by itself
+        again = engine.send(pyramid).json()
+        assert again["outcome"] == "executed", again  # the retried alert, processed once
+        assert engine.send(pyramid).json()["outcome"] == "duplicate"
+        assert rows(config, "SELECT count(*) FROM pm.signal_log") == [(2,)]
+    finally:
+        for e in engines:
+            e.stop()
+        cluster.destroy()

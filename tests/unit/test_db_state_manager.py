@@ -22,6 +22,10 @@ from tests.helpers import payload
 T0 = datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
 
 
+def fingerprint_of(body: dict[str, Any]) -> str:
+    return parse_signal(body, DEFAULT_INSTRUMENTS).fingerprint
+
+
 @pytest.fixture
 def db(db_config: DatabaseConfig) -> Iterator[DatabaseStateManager]:
     manager = DatabaseStateManager(db_config)
@@ -45,7 +49,7 @@ def test_connection_pool_initialization(db: DatabaseStateManager, db_config: Dat
 
 def test_connection_retry_with_backoff_then_clear_error() -> None:
     delays: list[float] = []
-    with pytest.raises(DatabaseUnavailableError, match="after 3 attempts"):
+    with pytest.raises(DatabaseUnavailableError, match=r"after 3 attempt\(s\)"):
         DatabaseStateManager(DatabaseConfig(port=1, database="x", connect_timeout=1), sleep=delays.append)
     assert delays == [1.0, 2.0]  # 1 s, 2 s between the three attempts
 
@@ -194,17 +198,26 @@ def test_log_signal_duplicate_detection(db: DatabaseStateManager) -> None:
     assert db.signal_outcomes() == {"executed": 1}
 
 
-def test_engine_signal_is_one_round_trip(db: DatabaseStateManager) -> None:
+def test_engine_signal_round_trips(db: DatabaseStateManager) -> None:
+    """Counted, not estimated: 1 atomic call per signal, plus 1 paper-broker fill when it orders."""
     engine = LiveTradingEngine(db_manager=db)
+    entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350,
+                    er=0.85)
     before = db.round_trips
-    result = engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
-                                            stop=51650, atr=350, er=0.85), check_time=False)
-    assert result.outcome.value == "executed"
-    assert db.round_trips - before == 1
+    assert engine.process_payload(entry, check_time=False).outcome.value == "executed"
+    assert db.round_trips - before == 2  # pm.apply_signal (claim + effects + outbox) + pm.fill_paper_orders
     before = db.round_trips
-    engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2025-11-28T11:30:00+05:30",
+    assert engine.process_payload(entry, check_time=False).outcome.value == "duplicate"
+    assert db.round_trips - before == 1  # the claim fails: nothing written, nothing ordered
+    before = db.round_trips
+    blocked = engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52100, "2025-11-28T11:30:00+05:30",
+                                             stop=51700, atr=360), check_time=False)
+    assert blocked.outcome.value == "blocked" and db.round_trips - before == 1
+    before = db.round_trips
+    engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2025-11-28T12:30:00+05:30",
                                    stop=52300, atr=360), check_time=False)
-    assert db.round_trips - before == 1
+    assert db.round_trips - before == 2
+    assert [o["status"] for o in db.orders_for_signal(fingerprint_of(entry))] == ["filled"]
 
 
 def test_cache_never_serves_an_older_version(db: DatabaseStateManager) -> None:

@@ -1,0 +1,133 @@
+"""Background jobs of a live instance: heartbeats always; the leader's jobs in exactly one instance.
+
+Every instance heartbeats (``pm.heartbeat_instance``). One instance at a time is the *leader*: the
+one holding a session-level PostgreSQL advisory lock on a dedicated connection. The leader sweeps
+stale instances, sends outbox orders an interrupted instance left pending, and cleans the signal
+log once a day. When the leader dies its connection closes, PostgreSQL releases the lock, and
+the next instance to try takes over — no election protocol of our own to get wrong.
+
+Why deleting old signal_log rows is safe: a signal older than ``max_signal_age`` (10 minutes by
+default) is rejected before its fingerprint is looked at, so a fingerprint that has left the
+7-day log can never be executed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import psycopg2
+
+from pm_engine.engine import LiveTradingEngine
+from pm_engine.errors import NotFoundError, PmError
+from pm_engine.queries import QUERIES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How often each job runs (seconds) and its parameters."""
+
+    heartbeat_s: float = 5.0
+    stale_timeout: str = "30 seconds"
+    pending_order_age_s: float = 10.0
+    cleanup_every_s: float = 86400.0
+    retention: str = "7 days"
+
+
+class BackgroundJobs:
+    """A daemon thread: heartbeat every tick; the leader's jobs when this instance holds the lock."""
+
+    def __init__(self, engine: LiveTradingEngine, settings: JobSettings = JobSettings(),
+                 version: Optional[str] = None) -> None:
+        assert engine.db_manager is not None, "background jobs need a database"
+        self.engine = engine
+        self.db = engine.db_manager
+        self.settings = settings
+        self.version = version
+        self.is_leader = False
+        self.runs: dict[str, int] = {"heartbeat": 0, "sweep": 0, "pending": 0, "cleanup": 0}
+        self._lock_conn: Optional[Any] = None
+        self._last_cleanup = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pm-jobs", daemon=True)
+
+    def start(self) -> "BackgroundJobs":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._release()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(self.settings.heartbeat_s)
+
+    def tick(self) -> None:
+        """One round: heartbeat, try to lead, run the leader's jobs. Never raises (logs instead)."""
+        try:
+            self._heartbeat()
+            if self._hold_lock():
+                self._leader_jobs()
+        except (PmError, psycopg2.Error) as exc:
+            log.warning("background jobs: %s", exc)
+
+    def _heartbeat(self) -> None:
+        try:
+            self.db.heartbeat(self.engine.instance_id)
+        except NotFoundError:  # the row was removed (e.g. a restored database): register again
+            self.db.register_instance(self.engine.instance_id, None, None, self.version)
+        self.runs["heartbeat"] += 1
+
+    def _hold_lock(self) -> bool:
+        """Whether this instance holds the jobs lock, trying to take it (on a connection of its own)."""
+        try:
+            if self._lock_conn is None or self._lock_conn.closed:
+                self.is_leader = False
+                self._lock_conn = psycopg2.connect(**self.db.config.dsn_kwargs())
+                self._lock_conn.autocommit = True
+            with self._lock_conn.cursor() as cur:
+                if self.is_leader:
+                    cur.execute(QUERIES["ping"])  # the lock lives as long as this session
+                    return True
+                cur.execute(QUERIES["try_job_lock"])
+                row = cur.fetchone()
+                got = bool(row and row[0])
+        except psycopg2.Error as exc:
+            log.warning("background jobs: lock connection lost (%s)", str(exc).strip())
+            self._release()
+            return False
+        if got:
+            self.db.claim_leadership(self.engine.instance_id)
+            self.is_leader = True
+            self._last_cleanup = 0.0  # a new leader cleans at once; the cleanup is idempotent
+            log.info("instance %s now runs the background jobs", self.engine.instance_id)
+        return got
+
+    def _release(self) -> None:
+        self.is_leader = False
+        if self._lock_conn is not None and not self._lock_conn.closed:
+            self._lock_conn.close()  # closing the session releases the advisory lock
+        self._lock_conn = None
+
+    def _leader_jobs(self) -> None:
+        swept = self.db.sweep_stale_instances(self.settings.stale_timeout)
+        self.runs["sweep"] += 1
+        if swept:
+            log.warning("marked %d silent instance(s) as crashed", swept)
+        self.engine.send_pending(self.settings.pending_order_age_s)
+        self.runs["pending"] += 1
+        now = time.monotonic()
+        if now - self._last_cleanup >= self.settings.cleanup_every_s or self._last_cleanup == 0.0:
+            deleted = self.db.cleanup_signal_log(self.settings.retention)
+            self.runs["cleanup"] += 1
+            self._last_cleanup = now
+            log.info("signal log cleanup: %d row(s) older than %s deleted", deleted, self.settings.retention)

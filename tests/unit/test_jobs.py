@@ -1,0 +1,106 @@
+"""Background jobs and the order outbox against a real PostgreSQL: one leader, takeover, recovery."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from pm_engine.config import DatabaseConfig
+from pm_engine.engine import LiveTradingEngine
+from pm_engine.jobs import BackgroundJobs, JobSettings
+from pm_engine.store import DatabaseStateManager
+from tests.helpers import payload
+
+ENTRY = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350,
+                er=0.85)
+
+
+class Died(Exception):
+    """Stands for SIGKILL at a fault point (the real kill is in tests/integration)."""
+
+
+def die_at(point: str) -> Callable[[str], None]:
+    def hook(name: str) -> None:
+        if name == point:
+            raise Died(name)
+    return hook
+
+
+@pytest.fixture
+def engines(db_config: DatabaseConfig) -> Iterator[list[LiveTradingEngine]]:
+    made: list[LiveTradingEngine] = []
+    yield made
+    for engine in made:
+        assert engine.db_manager is not None
+        engine.db_manager.close()
+
+
+def engine(db_config: DatabaseConfig, made: list[LiveTradingEngine], name: str,
+           **kwargs: Any) -> LiveTradingEngine:
+    db = DatabaseStateManager(db_config)
+    db.register_instance(name, "host", None, "test")
+    e = LiveTradingEngine(db_manager=db, instance_id=name, **kwargs)
+    made.append(e)
+    return e
+
+
+def test_orders_committed_then_interrupted_are_sent_once_by_recovery(db_config: DatabaseConfig,
+                                                                     engines: list[LiveTradingEngine]) -> None:
+    doomed = engine(db_config, engines, "inst-a", fault=die_at("after_commit"))
+    with pytest.raises(Died):
+        doomed.process_payload(ENTRY, check_time=False)
+    fp = doomed.parse(ENTRY, check_time=False).fingerprint
+    db = doomed.db_manager
+    assert db is not None
+    assert [o["status"] for o in db.orders_for_signal(fp)] == ["pending"]  # durable, not yet sent
+    survivor = engine(db_config, engines, "inst-b")
+    assert survivor.portfolio.positions["BANK_NIFTY_Long_1"].lots == 4  # the committed state is recovered
+    assert survivor.send_pending() == 1
+    assert survivor.send_pending() == 0
+    orders = db.orders_for_signal(fp)
+    assert [(o["status"], o["lots"]) for o in orders] == [("filled", 4)]
+    # the TradingView retry of the same alert changes nothing and orders nothing
+    assert survivor.process_payload(ENTRY, check_time=False).outcome.value == "duplicate"
+    assert len(db.orders_for_signal(fp)) == 1
+
+
+def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+    settings = JobSettings(heartbeat_s=60)
+    first = BackgroundJobs(engine(db_config, engines, "inst-a"), settings)
+    second = BackgroundJobs(engine(db_config, engines, "inst-b"), settings)
+    first.tick()
+    second.tick()
+    assert first.is_leader and not second.is_leader
+    assert first.runs == {"heartbeat": 1, "sweep": 1, "pending": 1, "cleanup": 1}
+    assert second.runs == {"heartbeat": 1, "sweep": 0, "pending": 0, "cleanup": 0}
+    first.tick()
+    assert first.runs["cleanup"] == 1  # daily, not every tick
+    first._release()  # the leader's session ends (what a crash does to its connection)
+    second.tick()
+    assert second.is_leader and second.runs["cleanup"] == 1
+    with second.db.transaction() as cur:
+        cur.execute("SELECT instance_id FROM pm.instance_metadata WHERE is_leader")
+        assert [r["instance_id"] for r in cur.fetchall()] == ["inst-b"]
+    second.stop()
+    first.stop()
+
+
+def test_jobs_thread_heartbeats_and_survives_errors(db_config: DatabaseConfig,
+                                                    engines: list[LiveTradingEngine]) -> None:
+    e = engine(db_config, engines, "inst-a")
+    assert e.db_manager is not None
+    with e.db_manager.transaction() as cur:
+        cur.execute("DELETE FROM pm.instance_metadata")  # e.g. a restored database: re-registered by the heartbeat
+    jobs = BackgroundJobs(e, JobSettings(heartbeat_s=0.05)).start()
+    try:
+        import time
+        deadline = time.monotonic() + 5
+        while jobs.runs["heartbeat"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        jobs.stop()
+    assert jobs.runs["heartbeat"] >= 3 and jobs.runs["cleanup"] == 1
+    with e.db_manager.transaction() as cur:
+        cur.execute("SELECT status FROM pm.instance_metadata WHERE instance_id = 'inst-a'")
+        assert cur.fetchone()["status"] == "active"
