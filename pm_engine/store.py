@@ -344,7 +344,8 @@ class DatabaseStateManager:
         return self._execute("orders_for_signal", (fingerprint,))
 
     # -- instances and jobs --------------------------------------------------------------------
-    def register_instance(self, instance_id: str, hostname: Optional[str], port: Optional[int], version: str) -> None:
+    def register_instance(self, instance_id: str, hostname: Optional[str], port: Optional[int],
+                          version: Optional[str]) -> None:
         self._execute("register_instance", (instance_id, hostname, port, version))
 
     def heartbeat(self, instance_id: str) -> None:
