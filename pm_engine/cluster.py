@@ -15,6 +15,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,12 @@ class LocalCluster:
         os.chmod(self.datadir, 0o700)
         self._chown(self.datadir)
         # the postgres user must be able to reach the folder through its parents
+        # (root passes every access check, so look at the mode bits: others need search permission)
         for parent in self.datadir.parents:
-            if self._owner and parent != Path("/") and not os.access(parent, os.X_OK, effective_ids=False):
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
+            mode = os.stat(parent).st_mode
+            if self._owner and parent != Path("/") and not mode & 0o001:
+                print(f"note: letting the {self._owner} user traverse {parent} (chmod o+x)", file=sys.stderr)
+                os.chmod(parent, mode | 0o001)
         self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--locale=C", "--no-instructions")
 
