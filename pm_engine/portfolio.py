@@ -211,4 +211,17 @@ class PortfolioStateManager:
                 self.clear_pyramiding(position.instrument)
         elif state is not None and state.base_position_id == position_id:
             self.set_pyramiding(position.instrument, state.last_pyramid_price, None)
+        if self.db_manager is not None:
+            self.persist()
         return realized
+
+    def persist(self) -> None:
+        """Write the changed positions, pyramiding state and closed equity (version-checked, one round trip).
+
+        The engine never needs this: it decides on working copies (no db_manager) and writes their
+        effects with the signal's claim. It is for a manager used directly, e.g. a manual close.
+        """
+        assert self.db_manager is not None
+        self.db_manager.save_positions(self)
+        self.dirty_positions.clear()
+        self.dirty_pyramiding.clear()

@@ -47,7 +47,7 @@ def test_connection_pool_initialization(db: DatabaseStateManager, db_config: Dat
     assert db.ping() > 0
 
 
-def test_connection_retry_with_backoff_then_clear_error() -> None:
+def test_connection_retry_on_failure() -> None:
     delays: list[float] = []
     with pytest.raises(DatabaseUnavailableError, match=r"after 3 attempt\(s\)"):
         DatabaseStateManager(DatabaseConfig(port=1, database="x", connect_timeout=1), sleep=delays.append)
@@ -67,7 +67,7 @@ def test_transaction_commits(db: DatabaseStateManager) -> None:
     assert db.get_pyramiding_state()["COPPER"]["last_pyramid_price"] == D("800.00")
 
 
-def test_transaction_rolls_back_on_error(db: DatabaseStateManager) -> None:
+def test_transaction_rollback_on_error(db: DatabaseStateManager) -> None:
     with pytest.raises(psycopg2.Error):
         with db.transaction() as cur:
             cur.execute("SELECT pm.save_pyramiding_state('COPPER', 800, NULL)")
@@ -91,7 +91,7 @@ def test_save_position_update(db: DatabaseStateManager) -> None:
     assert stored is not None and stored.current_stop == D("51900.00") and stored.version == 2
 
 
-def test_save_position_stale_version_raises(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+def test_save_position_optimistic_locking(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
     p = position()
     db.save_position(p)
     other = DatabaseStateManager(db_config)
@@ -118,14 +118,14 @@ def test_save_position_bad_value_typed(db: DatabaseStateManager) -> None:
         db.save_position(position(lots=-1))
 
 
-def test_get_position_from_cache(db: DatabaseStateManager) -> None:
+def test_get_position_cache_hit(db: DatabaseStateManager) -> None:
     db.save_position(position())
     before = db.round_trips
     cached = db.get_position("BANK_NIFTY_Long_1")
     assert cached is not None and cached.version == 1 and db.round_trips == before
 
 
-def test_get_position_from_database(db: DatabaseStateManager) -> None:
+def test_get_position_cache_miss(db: DatabaseStateManager) -> None:
     db.save_position(position())
     db.invalidate()
     before = db.round_trips
@@ -147,7 +147,7 @@ def test_get_all_open_positions(db: DatabaseStateManager) -> None:
     assert sorted(db.get_all_open_positions()) == ["BANK_NIFTY_Long_1", "GOLD_MINI_Long_1"]
 
 
-def test_position_conversion_roundtrip(db: DatabaseStateManager) -> None:
+def test_position_serialization_is_base_position(db: DatabaseStateManager) -> None:
     p = position(is_base_position=True, rollover_status="pending", expiry="2025-12-31", strike=52000,
                  pe_symbol="BANKNIFTY25DEC52000PE", pe_entry_price=D("310.50"), rollover_count=1)
     db.save_position(p)
@@ -158,24 +158,58 @@ def test_position_conversion_roundtrip(db: DatabaseStateManager) -> None:
     assert isinstance(stored.entry_price, D) and stored.is_base_position is True and stored.original_expiry is None
 
 
-def test_save_and_get_portfolio_state(db: DatabaseStateManager) -> None:
+def test_save_portfolio_state(db: DatabaseStateManager) -> None:
+    assert db.save_portfolio_state({"closed_equity": D("5180000"), "margin_used": D("1080000")}) == 2
+    with db.transaction() as cur:
+        cur.execute("SELECT closed_equity, margin_used, equity_high FROM pm.portfolio_state")
+        assert cur.fetchone() == {"closed_equity": D("5180000.00"), "margin_used": D("1080000.00"),
+                                  "equity_high": D("5180000.00")}  # the high follows closed equity up
+
+
+def test_get_portfolio_state(db: DatabaseStateManager) -> None:
     state = db.get_portfolio_state()
     assert state is not None and state["closed_equity"] == D("5000000.00") and state["version"] == 1
+    assert state["initial_capital"] == D("5000000.00")
+    before = db.round_trips
+    assert db.get_portfolio_state() == state and db.round_trips == before  # cached
+
+
+def test_portfolio_state_version_increment(db: DatabaseStateManager) -> None:
     assert db.save_portfolio_state({"closed_equity": D("5180000")}) == 2
+    assert db.save_portfolio_state({"closed_equity": D("5190000")}) == 3
     state = db.get_portfolio_state()
-    assert state is not None and state["closed_equity"] == D("5180000.00") and state["version"] == 2
-    with pytest.raises(StaleVersionError):
+    assert state is not None and state["closed_equity"] == D("5190000.00") and state["version"] == 3
+    with pytest.raises(StaleVersionError, match="expected 1, found 3"):
         db.save_portfolio_state({"closed_equity": D("1")}, expected_version=1)
 
 
-def test_save_and_get_pyramiding_state(db: DatabaseStateManager) -> None:
+def test_save_pyramiding_state(db: DatabaseStateManager) -> None:
     db.save_position(position())
     db.save_pyramiding_state("BANK_NIFTY", D("52800"), "BANK_NIFTY_Long_1")
-    assert db.get_pyramiding_state() == {"BANK_NIFTY": {
-        "instrument": "BANK_NIFTY", "last_pyramid_price": D("52800.00"), "base_position_id": "BANK_NIFTY_Long_1",
-        "updated_at": db.get_pyramiding_state()["BANK_NIFTY"]["updated_at"]}}
+    db.save_pyramiding_state("BANK_NIFTY", D("53300"), "BANK_NIFTY_Long_1")  # an upsert, not a second row
+    assert db.get_pyramiding_state()["BANK_NIFTY"]["last_pyramid_price"] == D("53300.00")
     with pytest.raises(InvalidArgumentError):
-        db.save_pyramiding_state("GOLD_MINI", D("1"), "MISSING")
+        db.save_pyramiding_state("GOLD_MINI", D("1"), "MISSING")  # the base must exist (FK)
+
+
+def test_get_pyramiding_state(db: DatabaseStateManager) -> None:
+    assert db.get_pyramiding_state() == {}
+    db.save_position(position())
+    db.save_pyramiding_state("BANK_NIFTY", D("52800"), "BANK_NIFTY_Long_1")
+    state = db.get_pyramiding_state()
+    assert state == {"BANK_NIFTY": {"instrument": "BANK_NIFTY", "last_pyramid_price": D("52800.00"),
+                                    "base_position_id": "BANK_NIFTY_Long_1",
+                                    "updated_at": state["BANK_NIFTY"]["updated_at"]}}
+
+
+def test_base_position_id_nullable(db: DatabaseStateManager) -> None:
+    db.save_pyramiding_state("COPPER", None, None)
+    assert db.get_pyramiding_state()["COPPER"]["base_position_id"] is None
+    db.save_position(position("COPPER_Long_1", instrument="COPPER"))
+    db.save_pyramiding_state("COPPER", D("800"), "COPPER_Long_1")
+    with db.transaction() as cur:  # deleting the base sets the reference to NULL (ON DELETE SET NULL)
+        cur.execute("DELETE FROM pm.portfolio_positions WHERE position_id = 'COPPER_Long_1'")
+    assert db.get_pyramiding_state()["COPPER"]["base_position_id"] is None
 
 
 def signal(**extra: Any) -> Any:
@@ -184,11 +218,26 @@ def signal(**extra: Any) -> Any:
     return parse_signal(body, DEFAULT_INSTRUMENTS, now=None)
 
 
-def test_check_duplicate_signal(db: DatabaseStateManager) -> None:
+def test_check_duplicate_signal_exists(db: DatabaseStateManager) -> None:
     s = signal()
-    assert db.check_duplicate_signal(s.fingerprint) is False
     db.log_signal(s, "executed", "ok")
     assert db.check_duplicate_signal(s.fingerprint) is True
+
+
+def test_check_duplicate_signal_not_exists(db: DatabaseStateManager) -> None:
+    assert db.check_duplicate_signal(signal().fingerprint) is False
+    assert db.check_duplicate_signal("0" * 64) is False
+
+
+def test_log_signal_insert(db: DatabaseStateManager) -> None:
+    s = signal()
+    assert db.log_signal(s, "executed", "entered 4 lots", "inst-1") is True
+    with db.transaction() as cur:
+        cur.execute("SELECT instrument, signal_type, position, processing_status, processed_by_instance, "
+                    "payload ->> 'instrument' AS sent FROM pm.signal_log")
+        assert cur.fetchall() == [{"instrument": "BANK_NIFTY", "signal_type": "BASE_ENTRY", "position": "Long_1",
+                                   "processing_status": "executed", "processed_by_instance": "inst-1",
+                                   "sent": "BANK_NIFTY"}]
 
 
 def test_log_signal_duplicate_detection(db: DatabaseStateManager) -> None:
@@ -239,3 +288,19 @@ def test_stop_update_persists(db: DatabaseStateManager, db_config: DatabaseConfi
     fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
     assert fresh.portfolio.positions["BANK_NIFTY_Long_1"].current_stop == D("52125.00")  # 53,000 - 2.5 x 350
     assert fresh.portfolio.marks["BANK_NIFTY"] == D("53000")
+
+
+def test_portfolio_manager_loads_equity_and_saves_every_close(db: DatabaseStateManager,
+                                                              db_config: DatabaseConfig) -> None:
+    from pm_engine.portfolio import PortfolioStateManager
+
+    engine = LiveTradingEngine(db_manager=db)
+    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+                                   stop=51650, atr=350, er=0.85), check_time=False)
+    manager = PortfolioStateManager(db_manager=DatabaseStateManager(db_config))
+    assert manager.positions["BANK_NIFTY_Long_1"].is_base_position is True
+    realized = manager.close_position("BANK_NIFTY_Long_1", D("52500"), T0, "MANUAL")  # 500 x 4 x 30
+    assert realized == D("60000")
+    reloaded = PortfolioStateManager(db_manager=DatabaseStateManager(db_config))
+    assert reloaded.closed_equity == D("5060000.00") and reloaded.positions == {}
+    assert reloaded.pyramiding == {}
