@@ -150,6 +150,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pm_engine.bench import run_bench
+
+    run_bench(quick=args.quick, json_path=args.json, url=os.environ.get("DATABASE_URL"))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pm_engine.run import run_embedded
 
@@ -179,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="latency and throughput of the persistence path, as ratios to SELECT 1")
+    p.add_argument("--quick", action="store_true", help="every part at a smaller size (under 2 minutes)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")
     p.add_argument("csv", help="CSV whose header is the payload fields (type,instrument,position,price,...)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
@@ -30,7 +30,8 @@ from pm_engine.stops import stop_hit, trail
 if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.store import DatabaseStateManager
 
-STALE_RETRIES = 3
+STALE_RETRIES = 5
+SEEN_LIMIT = 200_000
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +62,7 @@ class LiveTradingEngine:
         self.clock = clock
         self.fault = fault  # crash-test hook: called at named points ("after_commit"); a no-op in production
         self.portfolio = PortfolioStateManager(self.config, self.instruments, db_manager)
-        self.seen: set[str] = set()
+        self.seen: OrderedDict[str, None] = OrderedDict()  # fingerprints known to be logged
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -82,21 +83,22 @@ class LiveTradingEngine:
             return result
 
     def _process_locked(self, signal: Signal) -> SignalResult:
-        if self.db_manager is None and signal.fingerprint in self.seen:
+        if signal.fingerprint in self.seen:  # committed (or found committed) before: no round trip needed
             return self._duplicate(signal)
         for _ in range(STALE_RETRIES):
             work = self.portfolio.clone()
             result = self._decide(signal, work)
             if self.db_manager is None:
-                self.seen.add(signal.fingerprint)
+                self._known(signal.fingerprint)
                 self.portfolio.adopt(work)
                 self.broker.place_orders(work.orders)
                 return result
             try:
                 new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
-            except StaleVersionError:
-                self.portfolio.load()  # another instance moved the portfolio: decide again on fresh state
+            except StaleVersionError as exc:
+                self.portfolio.load(exc.state)  # another instance moved the portfolio: decide again on its state
                 continue
+            self._known(signal.fingerprint)
             if not new:
                 return self._duplicate(signal)
             self.portfolio.adopt(work)
@@ -105,6 +107,16 @@ class LiveTradingEngine:
             return result
         raise StaleVersionError(f"signal {signal.fingerprint[:12]}: portfolio kept changing under {STALE_RETRIES} "
                                 "attempts; not processed, a resend is safe", "PM001")
+
+    def _known(self, fingerprint: str) -> None:
+        """Remember a fingerprint the database has (bounded: the oldest are forgotten first).
+
+        Safe because a logged fingerprint stays logged far longer than a signal stays acceptable
+        (7-day retention against a 10-minute maximum age); a forgotten one just costs a round trip.
+        """
+        self.seen[fingerprint] = None
+        if len(self.seen) > SEEN_LIMIT:
+            self.seen.popitem(last=False)
 
     def _send(self, orders: list[Order]) -> None:
         """Send committed orders; on failure they stay 'pending' in the outbox for ``send_pending``."""

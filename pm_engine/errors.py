@@ -5,7 +5,7 @@ The table of codes lives in db/README.md ("Error contract"); this module is its 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class PmError(Exception):
@@ -33,7 +33,13 @@ class DatabaseUnavailableError(DatabaseError):
 
 
 class StaleVersionError(DatabaseError):
-    """PM001: the row changed since the caller read it; reload and decide again."""
+    """PM001: the row changed since the caller read it; reload and decide again.
+
+    ``state`` carries the current state when the database sent it along (pm.apply_signal does),
+    so the caller can decide again without another round trip.
+    """
+
+    state: Optional[dict[str, Any]] = None
 
 
 class PositionAlreadyOpenError(DatabaseError):

@@ -59,14 +59,15 @@ class PortfolioStateManager:
             self.load()
 
     # -- persistence ---------------------------------------------------------------------------
-    def load(self) -> None:
+    def load(self, state: Optional[dict[str, Any]] = None) -> None:
         """Recover closed equity, open positions, pyramiding state and marks (one database round trip).
 
         Marks are not a column of their own: each open position stores its unrealized P&L at the
         instrument's last price, so ``mark = entry + unrealized / (lots × point value)`` exactly.
         """
-        assert self.db_manager is not None
-        state = self.db_manager.load_state()
+        if state is None:
+            assert self.db_manager is not None
+            state = self.db_manager.load_state()
         row = state["portfolio"]
         if row is not None:
             self.initial_capital = Decimal(row["initial_capital"])

@@ -47,3 +47,27 @@ def generate_signals(count: int, seed: int = 7, start: Optional[datetime] = None
             layers[name] += 1
             last_add[name] = p
     return out
+
+
+def mixed_stream(count: int, seed: int = 7, duplicate_ratio: float = 0.3,
+                 instruments: Optional[Mapping[str, InstrumentConfig]] = None) -> list[dict[str, Any]]:
+    """``count`` payloads of which ``duplicate_ratio`` are repeats of a recent earlier payload.
+
+    A repeat follows its original within a few signals, as a TradingView retry or an alert
+    delivered to two engine instances would; with several senders it can arrive at the same moment.
+    """
+    rng = random.Random(seed + 1)
+    distinct = generate_signals(max(1, round(count * (1 - duplicate_ratio))), seed, instruments=instruments,
+                                step=timedelta(seconds=1))
+    out: list[dict[str, Any]] = []
+    repeats = count - len(distinct)
+    for i, payload in enumerate(distinct):
+        out.append(payload)
+        remaining = len(distinct) - i
+        while repeats and rng.random() < repeats / remaining:
+            out.append(dict(out[-1 - rng.randrange(min(len(out), 4))]))
+            repeats -= 1
+    while repeats:
+        out.append(dict(out[-1]))
+        repeats -= 1
+    return out

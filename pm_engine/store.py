@@ -24,7 +24,7 @@ import psycopg2.pool
 
 from pm_engine.broker import Order, order_document
 from pm_engine.config import DatabaseConfig
-from pm_engine.errors import DatabaseUnavailableError, error_for
+from pm_engine.errors import DatabaseUnavailableError, StaleVersionError, error_for
 from pm_engine.models import Position, Signal, SignalResult
 from pm_engine.queries import QUERIES
 
@@ -288,6 +288,11 @@ class DatabaseStateManager:
                                                work.version))
         if not answer["new"]:
             return False
+        if answer.get("stale"):
+            error = StaleVersionError(f"portfolio moved to version {answer['portfolio_version']} since version "
+                                      f"{work.version}; decide again", "PM001")
+            error.state = self._recovered(answer["state"])
+            raise error
         self._absorb(work, answer)
         return True
 
@@ -323,7 +328,10 @@ class DatabaseStateManager:
 
     def load_state(self) -> dict[str, Any]:
         """Portfolio row, open positions and pyramiding state in one round trip (start-up recovery)."""
-        state = self._scalar("load_state")
+        return self._recovered(self._scalar("load_state"))
+
+    def _recovered(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A pm.load_state() document with its positions as records (and cached)."""
         state["positions"] = {row["position_id"]: position_from_row(row) for row in state["positions"]}
         for position in state["positions"].values():
             self._remember(_copy(position))

@@ -1,6 +1,18 @@
 -- Position functions: the versioned upsert and the reads of pm.portfolio_positions.
 -- Error codes are listed in db/README.md ("Error contract").
 
+-- pm.position_template
+-- A position document with every column the caller may set, all NULL (derived from the row
+-- type itself, so it can never drift from the table; no catalog query, so it is cheap).
+CREATE OR REPLACE FUNCTION pm.position_template()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT to_jsonb(jsonb_populate_record(NULL::pm.portfolio_positions, '{}'::jsonb))
+           - 'version' - 'created_at' - 'updated_at';
+$$;
+
 -- pm.position_columns
 -- The columns a caller may set through pm.save_position (all but the database-owned ones).
 CREATE OR REPLACE FUNCTION pm.position_columns()
@@ -8,11 +20,7 @@ RETURNS text[]
 LANGUAGE sql
 STABLE
 AS $$
-    SELECT array_agg(attname::text ORDER BY attnum)
-      FROM pg_attribute
-     WHERE attrelid = 'pm.portfolio_positions'::regclass
-       AND attnum > 0 AND NOT attisdropped
-       AND attname NOT IN ('version', 'created_at', 'updated_at');
+    SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(pm.position_template()) AS k;
 $$;
 
 -- pm.check_position_fields
@@ -22,14 +30,15 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    unknown text;
+    template jsonb := pm.position_template();
+    unknown  text;
 BEGIN
     IF p IS NULL OR jsonb_typeof(p) <> 'object' THEN
         PERFORM pm.raise_error('PM004', 'position must be a JSON object');
     END IF;
     SELECT string_agg(k, ', ' ORDER BY k) INTO unknown
       FROM jsonb_object_keys(p) AS k
-     WHERE k <> ALL (pm.position_columns() || ARRAY['version', 'created_at', 'updated_at']);
+     WHERE NOT template ? k AND k NOT IN ('version', 'created_at', 'updated_at');
     IF unknown IS NOT NULL THEN
         PERFORM pm.raise_error('PM004', format('unknown position field(s): %s', unknown));
     END IF;
@@ -68,8 +77,7 @@ BEGIN
              WHERE position_id = pid;
         END IF;
         SELECT array_agg(k) INTO cols
-          FROM jsonb_object_keys(jsonb_strip_nulls(p)) AS k
-         WHERE k = ANY (pm.position_columns());
+          FROM jsonb_object_keys(jsonb_strip_nulls(p) - 'version' - 'created_at' - 'updated_at') AS k;
         EXECUTE format(
             'INSERT INTO pm.portfolio_positions (%1$s) SELECT %1$s FROM jsonb_populate_record(NULL::pm.portfolio_positions, $1)',
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) AS c))

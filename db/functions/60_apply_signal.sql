@@ -1,12 +1,15 @@
 -- Signal application: a signal's fingerprint claim and all its effects, in one call and one transaction.
 
 -- pm.apply_signal
--- Claims the fingerprint (INSERT ... ON CONFLICT DO NOTHING); if it was new, checks that the
--- portfolio is still at the version the engine decided from (PM001 otherwise, undoing the claim),
--- then saves every position (versioned), the pyramiding states, the portfolio state and the
--- signal's broker orders (sig -> 'orders', written 'pending' to the pm.broker_orders outbox).
--- Returns {"new": false} for a repeated fingerprint (nothing changed), else
--- {"new": true, "portfolio_version": v, "versions": {position_id: version}}.
+-- Applies one decided signal atomically. A fingerprint already logged answers {"new": false} and
+-- changes nothing. Otherwise the portfolio row is locked and its version compared with the one
+-- the engine decided from: if another writer moved it, nothing is written and the answer is
+-- {"new": true, "stale": true, "state": pm.load_state()} so the engine can decide again without
+-- another round trip. If it matches, the fingerprint is claimed (INSERT ... ON CONFLICT DO NOTHING:
+-- a concurrent claim of the same fingerprint waits for the first and then answers "new": false)
+-- and every effect is written: positions (versioned), pyramiding states, the portfolio state and
+-- the signal's broker orders (sig -> 'orders', into the pm.broker_orders outbox as 'pending').
+-- Answer: {"new": true, "portfolio_version": v, "versions": {position_id: version}}.
 -- sig: {fingerprint, instrument, signal_type, position, signal_timestamp, processing_status, reason,
 --       payload, instance, orders}; positions: [{"doc": {...}, "expected_version": n | null}];
 -- pyramiding: [{"instrument", "last_pyramid_price", "base_position_id", "clear": bool}];
@@ -19,10 +22,22 @@ AS $$
 DECLARE
     claimed  boolean;
     versions jsonb := '{}';
+    current  integer;
     pversion integer;
 BEGIN
     IF sig IS NULL OR jsonb_typeof(sig) <> 'object' THEN
         PERFORM pm.raise_error('PM004', 'signal must be a JSON object');
+    END IF;
+    PERFORM pm.require(expected_portfolio_version, 'expected_portfolio_version');
+    IF pm.is_duplicate_signal(sig ->> 'fingerprint') THEN
+        RETURN jsonb_build_object('new', false);
+    END IF;
+    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    IF current IS DISTINCT FROM expected_portfolio_version THEN
+        IF pm.is_duplicate_signal(sig ->> 'fingerprint') THEN  -- claimed while we waited for the lock
+            RETURN jsonb_build_object('new', false);
+        END IF;
+        RETURN jsonb_build_object('new', true, 'stale', true, 'portfolio_version', current, 'state', pm.load_state());
     END IF;
     claimed := pm.log_signal(sig ->> 'fingerprint', sig ->> 'instrument', sig ->> 'signal_type', sig ->> 'position',
                              (sig ->> 'signal_timestamp')::timestamptz, sig ->> 'processing_status', sig ->> 'reason',

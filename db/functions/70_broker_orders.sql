@@ -25,13 +25,16 @@ $$;
 
 -- pm.fill_paper_orders
 -- The paper broker: fills the given pending orders at their price (idempotent: a filled order
--- keeps its first fill). Returns every named order that is filled, with its fill.
+-- keeps its first fill). Returns every named order that is filled, with its fill. Committed
+-- asynchronously (synchronous_commit off for this transaction only): a fill lost in a crash
+-- leaves its order 'pending', and recovery fills it again, so waiting for the flush buys nothing.
 CREATE OR REPLACE FUNCTION pm.fill_paper_orders(client_order_ids text[])
 RETURNS SETOF pm.broker_orders
 LANGUAGE plpgsql
 AS $$
 BEGIN
     PERFORM pm.require(client_order_ids, 'client_order_ids');
+    PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE pm.broker_orders
        SET status = 'filled', fill_price = price, filled_at = now(),
            broker_order_id = 'paper-' || nextval('pm.paper_order_seq')

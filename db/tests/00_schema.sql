@@ -1,5 +1,5 @@
 -- Schema: the five tables (and the order outbox), their keys, money types, defaults, checks and indexes, and every function.
-SELECT plan(83);
+SELECT plan(84);
 
 SELECT has_schema('pm');
 SELECT has_table('pm', t, 'table pm.' || t || ' exists')
@@ -64,7 +64,7 @@ SELECT has_check('pm', 'portfolio_positions', 'positions have CHECK constraints'
 
 -- every function
 SELECT has_function('pm', f, 'function pm.' || f)
-  FROM unnest(ARRAY['raise_error', 'require', 'position_columns', 'check_position_fields', 'save_position',
+  FROM unnest(ARRAY['raise_error', 'require', 'position_template', 'position_columns', 'check_position_fields', 'save_position',
                     'get_position', 'get_open_positions', 'get_portfolio_state', 'save_portfolio_state',
                     'save_pyramiding_state', 'get_pyramiding_state', 'clear_pyramiding_state', 'log_signal',
                     'is_duplicate_signal', 'cleanup_signal_log', 'register_instance', 'heartbeat_instance',

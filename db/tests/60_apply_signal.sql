@@ -1,5 +1,5 @@
 -- pm.apply_signal / pm.apply_state / pm.load_state: a signal's claim and effects in one transaction.
-SELECT plan(11);
+SELECT plan(13);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -24,10 +24,15 @@ SELECT is((SELECT base_position_id FROM pm.get_pyramiding_state('BANK_NIFTY')), 
           'pyramiding state written');
 SELECT is(pm.apply_signal(pg_temp.sig(repeat('a', 64)), pg_temp.effects(), '[]', '{}', 2),
           '{"new": false}'::jsonb, 'a repeated fingerprint changes nothing');
-SELECT throws_ok($$SELECT pm.apply_signal(pg_temp.sig(repeat('b', 64)), '[]', '[]', '{"margin_used": 1}', 1)$$,
-                 'PM001', 'stale version for portfolio state: expected 1, found 2',
-                 'a decision from an old portfolio version raises PM001');
-SELECT ok(NOT pm.is_duplicate_signal(repeat('b', 64)), 'and the stale signal''s claim was undone');
+SELECT is(pm.apply_signal(pg_temp.sig(repeat('b', 64)), '[]', '[]', '{"margin_used": 1}', 1) - 'state',
+          '{"new": true, "stale": true, "portfolio_version": 2}'::jsonb,
+          'a decision from an old portfolio version is refused and answered with the current version');
+SELECT ok(NOT pm.is_duplicate_signal(repeat('b', 64)) AND (SELECT margin_used FROM pm.portfolio_state) = 1080000,
+          'and nothing of the stale signal was written (no claim, no state)');
+SELECT is(jsonb_array_length(pm.apply_signal(pg_temp.sig(repeat('b', 64)), '[]', '[]', '{}', 1)
+                             -> 'state' -> 'positions'), 1, 'the stale answer carries the fresh state');
+SELECT is(pm.apply_signal(pg_temp.sig(repeat('a', 64)), '[]', '[]', '{}', 1), '{"new": false}'::jsonb,
+          'a duplicate answers duplicate whatever version it was decided from');
 SELECT throws_ok($$SELECT pm.apply_signal(NULL, '[]', '[]', '{}', 2)$$, 'PM004', 'signal must be a JSON object',
                  'NULL signal');
 SELECT is(pm.apply_signal(pg_temp.sig(repeat('c', 64)) || jsonb_build_object('orders', jsonb_build_array(

@@ -124,3 +124,19 @@ SELECT 1;
 -- signal_outcomes --
 -- Count of signal_log rows per processing status.
 SELECT processing_status, count(*) FROM pm.signal_log GROUP BY processing_status ORDER BY 1;
+
+-- bench_create_database --
+-- Create a scratch database for one benchmark part (the name is composed as an identifier).
+CREATE DATABASE {};
+
+-- bench_drop_database --
+-- Drop a benchmark scratch database.
+DROP DATABASE IF EXISTS {};
+
+-- bench_logged_fingerprints --
+-- Every logged fingerprint with its outcome (the benchmark's and the chaos run's final check).
+SELECT fingerprint, processing_status FROM pm.signal_log;
+
+-- bench_orders_per_layer --
+-- How many (fingerprint, position) pairs have more than one broker order (must be 0).
+SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, position_id HAVING count(*) > 1) x;

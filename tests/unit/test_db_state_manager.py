@@ -257,7 +257,15 @@ def test_engine_signal_round_trips(db: DatabaseStateManager) -> None:
     assert db.round_trips - before == 2  # pm.apply_signal (claim + effects + outbox) + pm.fill_paper_orders
     before = db.round_trips
     assert engine.process_payload(entry, check_time=False).outcome.value == "duplicate"
-    assert db.round_trips - before == 1  # the claim fails: nothing written, nothing ordered
+    assert db.round_trips - before == 0  # this process saw it committed: answered from memory
+    other = DatabaseStateManager(db.config)
+    try:
+        second = LiveTradingEngine(db_manager=other)
+        before = other.round_trips
+        assert second.process_payload(entry, check_time=False).outcome.value == "duplicate"
+        assert other.round_trips - before == 1  # another instance: the claim fails, nothing written or ordered
+    finally:
+        other.close()
     before = db.round_trips
     blocked = engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52100, "2025-11-28T11:30:00+05:30",
                                              stop=51700, atr=360), check_time=False)
@@ -304,3 +312,18 @@ def test_portfolio_manager_loads_equity_and_saves_every_close(db: DatabaseStateM
     reloaded = PortfolioStateManager(db_manager=DatabaseStateManager(db_config))
     assert reloaded.closed_equity == D("5060000.00") and reloaded.positions == {}
     assert reloaded.pyramiding == {}
+
+
+def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateManager,
+                                                             db_config: DatabaseConfig) -> None:
+    """Another instance moved the portfolio: refused, nothing written, re-decided without a reload trip."""
+    behind = LiveTradingEngine(db_manager=db)  # loads version 1
+    ahead = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    ahead.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+                                  stop=51650, atr=350, er=0.85), check_time=False)
+    before = db.round_trips
+    result = behind.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2025-11-28T10:45:00+05:30",
+                                            stop=51750, atr=350, er=0.85), check_time=False)
+    assert result.outcome.value == "blocked" and "already open" in result.reason  # decided on the fresh state
+    assert db.round_trips - before == 2  # the refused call (carrying the state) + the accepted one
+    assert behind.portfolio.version == ahead.portfolio.version + 1

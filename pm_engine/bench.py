@@ -1,0 +1,488 @@
+"""``pm-engine bench``: latency and throughput of the persistence path, as ratios to the floor.
+
+Everything is measured in one run against one PostgreSQL (a throw-away cluster with fsync on,
+or a scratch database created on the ``DATABASE_URL`` server), after warm-up, and printed as
+absolute times and as multiples of the ``SELECT 1`` round trip measured first through the same
+driver and connection settings. Each part gets a fresh database so earlier parts cannot slow
+later ones. ``--json FILE`` writes the figures; ``--quick`` runs every part smaller.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import psycopg2
+import psycopg2.sql
+
+from pm_engine.cluster import LocalCluster, free_port, temporary_cluster
+from pm_engine.config import DatabaseConfig
+from pm_engine.deploy import deploy
+from pm_engine.engine import LiveTradingEngine
+from pm_engine.models import Position
+from pm_engine.queries import QUERIES
+from pm_engine.samples import mixed_stream
+from pm_engine.store import DatabaseStateManager
+
+SECRET = secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many iterations each part runs."""
+
+    floor: int = 3000
+    saves: int = 2000
+    cached_reads: int = 50000
+    misses: int = 2000
+    open_lists: int = 300
+    signals: int = 2000
+    webhooks: int = 2000
+    stream: int = 10000
+    writer_saves: int = 300
+
+
+QUICK = Sizes(floor=1000, saves=500, cached_reads=20000, misses=500, open_lists=50, signals=500, webhooks=500,
+              stream=2000, writer_saves=50)
+
+
+@dataclass
+class Stats:
+    """Latency samples of one operation, in nanoseconds."""
+
+    samples: list[int] = field(default_factory=list)
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0  # microseconds
+
+    @property
+    def p50(self) -> float:
+        return self.pct(0.50)
+
+    @property
+    def p99(self) -> float:
+        return self.pct(0.99)
+
+    @property
+    def max(self) -> float:
+        return max(self.samples) / 1000.0
+
+
+def timed(fn: Callable[[int], Any], n: int, warmup: int = 50) -> Stats:
+    """Call ``fn(i)`` ``warmup`` times unmeasured, then ``n`` times measured one by one."""
+    for i in range(warmup):
+        fn(-1 - i)
+    stats = Stats()
+    clock = time.perf_counter_ns
+    for i in range(n):
+        start = clock()
+        fn(i)
+        stats.samples.append(clock() - start)
+    return stats
+
+
+class Databases:
+    """Fresh, deployed databases for each part: on a private cluster or the DATABASE_URL server."""
+
+    def __init__(self, url: Optional[str]) -> None:
+        self.cluster: Optional[LocalCluster] = None
+        self.created: list[str] = []
+        if url:
+            self.admin = DatabaseConfig.from_url(url)
+            print(f"using the server of DATABASE_URL ({self.admin.url()}): scratch databases pm_bench_*")
+        else:
+            self.cluster = temporary_cluster(fsync=True)
+            self.admin = self.cluster.config("postgres")
+            print(f"private PostgreSQL cluster on 127.0.0.1:{self.cluster.port} (fsync on)")
+
+    def new(self, name: str) -> DatabaseConfig:
+        name = f"pm_bench_{name}"
+        conn = psycopg2.connect(**self.admin.dsn_kwargs())
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                ident = psycopg2.sql.Identifier(name)
+                cur.execute(psycopg2.sql.SQL(QUERIES["bench_drop_database"]).format(ident))
+                cur.execute(psycopg2.sql.SQL(QUERIES["bench_create_database"]).format(ident))
+        finally:
+            conn.close()
+        self.created.append(name)
+        config = DatabaseConfig(host=self.admin.host, port=self.admin.port, database=name, user=self.admin.user,
+                                password=self.admin.password, maxconn=20)
+        deploy(config)
+        return config
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.destroy()
+            return
+        conn = psycopg2.connect(**self.admin.dsn_kwargs())
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                for name in self.created:
+                    cur.execute(psycopg2.sql.SQL(QUERIES["bench_drop_database"]).format(psycopg2.sql.Identifier(name)))
+        finally:
+            conn.close()
+
+
+def bench_position(n: int) -> Position:
+    now = datetime.now(timezone.utc)
+    return Position(f"COPPER_Long_{n}", "COPPER", now, Decimal("800.00"), 3, 7500, Decimal("790.00"),
+                    Decimal("790.00"), Decimal("800.00"), atr=Decimal("4.00"), is_base_position=True,
+                    limiter="risk", risk_contribution=Decimal("0.4500"))
+
+
+# -- parts ---------------------------------------------------------------------------------------
+def part_floor(config: DatabaseConfig, sizes: Sizes) -> Stats:
+    conn = psycopg2.connect(**config.dsn_kwargs())
+    conn.autocommit = True
+    cur = conn.cursor()
+    query = QUERIES["ping"]
+
+    def ping(_: int) -> None:
+        cur.execute(query)
+        cur.fetchone()
+    try:
+        return timed(ping, sizes.floor, warmup=200)
+    finally:
+        conn.close()
+
+
+def part_store(config: DatabaseConfig, sizes: Sizes) -> dict[str, Stats]:
+    db = DatabaseStateManager(config)
+    out: dict[str, Stats] = {}
+    try:
+        out["save_position_insert"] = timed(lambda i: db.save_position(bench_position(i + 100000)), sizes.saves)
+        p = bench_position(1)
+        db.save_position(p)
+
+        def update(i: int) -> None:
+            p.current_stop = Decimal(790 + (i % 9))
+            db.save_position(p)
+        out["save_position_update"] = timed(update, sizes.saves)
+        out["get_position_cached"] = timed(lambda i: db.get_position("COPPER_Long_1"), sizes.cached_reads, 1000)
+
+        def miss(i: int) -> None:
+            db.invalidate()
+            db.get_position("COPPER_Long_1")
+        out["get_position_miss"] = timed(miss, sizes.misses)
+    finally:
+        db.close()
+    return out
+
+
+def part_open_lists(make: Callable[[str], DatabaseConfig], sizes: Sizes) -> dict[str, Stats]:
+    out: dict[str, Stats] = {}
+    for rows in (10, 1000):
+        db = DatabaseStateManager(make(f"open_{rows}"))
+        try:
+            for i in range(rows):
+                db.save_position(bench_position(i))
+            out[f"get_all_open_positions_{rows}"] = timed(lambda _: db.get_all_open_positions(), sizes.open_lists, 10)
+        finally:
+            db.close()
+    return out
+
+
+def part_engine(config: DatabaseConfig, sizes: Sizes) -> tuple[Stats, dict[str, float]]:
+    """Signals through the engine API: validate, size, one atomic call (+ the paper fill)."""
+    db = DatabaseStateManager(config)
+    engine = LiveTradingEngine(db_manager=db, instance_id="bench", max_signal_age=None)
+    stream = mixed_stream(sizes.signals + 100, seed=11, duplicate_ratio=0.3)
+    trips: dict[str, list[int]] = {}
+
+    def one(i: int) -> None:
+        before = db.round_trips
+        result = engine.process_payload(stream[i + 100 if i >= 0 else -1 - i], check_time=False)
+        trips.setdefault(result.outcome.value, []).append(db.round_trips - before)
+    try:
+        stats = timed(one, sizes.signals, warmup=100)
+    finally:
+        db.close()
+    per_outcome = {k: sum(v) / len(v) for k, v in trips.items()}
+    total = sum(len(v) for v in trips.values())
+    per_outcome["all"] = sum(sum(v) for v in trips.values()) / total
+    per_outcome["max"] = max(max(v) for v in trips.values())
+    return stats, per_outcome
+
+
+class EngineServer:
+    """``python -m pm_engine live`` on a free port against ``config``."""
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self.port = free_port()
+        env = {**os.environ, "DATABASE_URL": config.url(hide_password=False), "PM_WEBHOOK_SECRET": SECRET,
+               "PM_MAX_SIGNAL_AGE_S": "0"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "live", "--port", str(self.port)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+            except OSError:
+                time.sleep(0.05)
+            if self.proc.poll() is not None:
+                break
+        raise RuntimeError(f"engine did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Client:
+    """A keep-alive HTTP client for one engine (http.client: the lightest sender, so the driver is not the bound)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def post(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        for attempt in range(2):
+            try:
+                self.conn.request("POST", "/webhook", body, {"Content-Type": "text/plain", "X-PM-Secret": SECRET})
+                response = self.conn.getresponse()
+                return response.status, json.loads(response.read())
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def part_webhook(config: DatabaseConfig, sizes: Sizes) -> Stats:
+    server = EngineServer(config)
+    try:
+        client = Client(server.port)
+        bodies = [json.dumps(p).encode() for p in mixed_stream(sizes.webhooks + 100, seed=13, duplicate_ratio=0.0)]
+
+        def send(i: int) -> None:
+            status, answer = client.post(bodies[i + 100 if i >= 0 else -1 - i])
+            if status != 200:
+                raise RuntimeError(f"webhook answered {status}: {answer}")
+        return timed(send, sizes.webhooks, warmup=100)
+    finally:
+        server.stop()
+
+
+@dataclass
+class StreamResult:
+    processes: int
+    sent: int
+    distinct: int
+    seconds: float
+    retried: int
+    lost: int
+    duplicated: int
+    outcomes: dict[str, int]
+
+    @property
+    def per_second(self) -> float:
+        return self.sent / self.seconds
+
+
+def part_stream(config: DatabaseConfig, processes: int, count: int, senders_per_process: int = 2) -> StreamResult:
+    """``count`` mixed signals (30 % repeats, some to another process) through HTTP, then checked."""
+    servers = [EngineServer(config) for _ in range(processes)]
+    stream = mixed_stream(count, seed=17, duplicate_ratio=0.3)
+    work: "queue.Queue[tuple[int, bytes]]" = queue.Queue()
+    for i, payload in enumerate(stream):
+        work.put((i, json.dumps(payload).encode()))
+    answers: list[Optional[str]] = [None] * len(stream)
+    retried = [0]
+    lock = threading.Lock()
+
+    def sender(index: int) -> None:
+        client = Client(servers[index % processes].port)
+        while True:
+            try:
+                i, body = work.get_nowait()
+            except queue.Empty:
+                return
+            for _ in range(50):
+                status, answer = client.post(body)
+                if status == 200:
+                    answers[i] = answer["outcome"]
+                    break
+                with lock:
+                    retried[0] += 1  # 503: nothing recorded, resend (as TradingView would)
+                time.sleep(0.005)
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(processes * senders_per_process)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    for server in servers:
+        server.stop()
+    return check_stream(config, stream, answers, processes, seconds, retried[0])
+
+
+def check_stream(config: DatabaseConfig, stream: list[dict[str, Any]], answers: list[Optional[str]],
+                 processes: int, seconds: float, retried: int) -> StreamResult:
+    """Every distinct signal has exactly one outcome row; no fingerprint executed or ordered twice."""
+    from pm_engine.signals import parse_signal
+    from pm_engine.instruments import DEFAULT_INSTRUMENTS
+
+    fingerprints = [parse_signal(p, DEFAULT_INSTRUMENTS).fingerprint for p in stream]
+    executed: dict[str, int] = {}
+    for fp, answer in zip(fingerprints, answers):
+        if answer == "executed":
+            executed[fp] = executed.get(fp, 0) + 1
+    conn = psycopg2.connect(**config.dsn_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(QUERIES["bench_logged_fingerprints"])
+            logged = {row[0]: row[1] for row in cur.fetchall()}
+            cur.execute(QUERIES["bench_orders_per_layer"])
+            multi_orders = int(cur.fetchone()[0])
+    finally:
+        conn.close()
+    distinct = set(fingerprints)
+    lost = len(distinct - set(logged)) + sum(1 for a in answers if a is None)
+    duplicated = sum(1 for n in executed.values() if n > 1) + multi_orders
+    outcomes: dict[str, int] = {}
+    for status in logged.values():
+        outcomes[status] = outcomes.get(status, 0) + 1
+    return StreamResult(processes, len(stream), len(distinct), seconds, retried, lost, duplicated, outcomes)
+
+
+def part_writers(config: DatabaseConfig, sizes: Sizes, writers: int = 10) -> tuple[float, int, int]:
+    """``writers`` threads, each with its own connection pool, saving its own position repeatedly."""
+    errors: list[BaseException] = []
+    managers = [DatabaseStateManager(config) for _ in range(writers)]
+
+    def write(k: int) -> None:
+        try:
+            p = bench_position(k)
+            managers[k].save_position(p)
+            for i in range(sizes.writer_saves):
+                p.current_stop = Decimal(790 + i % 9)
+                managers[k].save_position(p)
+        except BaseException as exc:  # noqa: BLE001 - counted and reported
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    seconds = time.perf_counter() - started
+    saved = 0
+    for k, manager in enumerate(managers):
+        stored = manager.get_position(f"COPPER_Long_{k}")
+        saved += int(stored is not None and stored.version == sizes.writer_saves + 1)
+        manager.close()
+    return writers * (sizes.writer_saves + 1) / seconds, saved, len(errors)
+
+
+# -- report --------------------------------------------------------------------------------------
+def run_bench(quick: bool = False, json_path: Optional[str] = None, url: Optional[str] = None) -> dict[str, Any]:
+    sizes = QUICK if quick else Sizes()
+    dbs = Databases(url)
+    results: dict[str, Any] = {"quick": quick, "machine": machine()}
+    lines: list[str] = []
+    try:
+        floor_db = dbs.new("floor")
+        floor = part_floor(floor_db, sizes)
+        f50 = floor.p50
+        results["select1_p50_us"] = round(f50, 1)
+        results["select1_p99_us"] = round(floor.p99, 1)
+
+        def row(name: str, stats: Stats, target: str = "") -> None:
+            results[f"{name}_p50_us"] = round(stats.p50, 2)
+            results[f"{name}_p99_us"] = round(stats.p99, 2)
+            results[f"{name}_max_us"] = round(stats.max, 2)
+            line = (f"{name:<32} p50 {stats.p50:>9.1f} µs ({stats.p50 / f50:>6.2f}×)  p99 {stats.p99:>9.1f} µs "
+                    f"({stats.p99 / f50:>6.2f}×)  max {stats.max:>9.1f} µs")
+            lines.append(line + (f"   {target}" if target else ""))
+            print(lines[-1], flush=True)
+
+        print(f"\n{'operation':<32} (ratios to the SELECT 1 p50 of this run)")
+        row("select1", floor)
+        store = part_store(dbs.new("store"), sizes)
+        save_ok = store["save_position_update"].p50 <= 4 * f50
+        cached_ok = store["get_position_cached"].p50 <= 5
+        row("save_position_insert", store["save_position_insert"])
+        row("save_position_update", store["save_position_update"],
+            f"target ≤ 4× floor: {'MET' if save_ok else 'MISSED'}")
+        row("get_position_cached", store["get_position_cached"], f"target ≤ 5 µs: {'MET' if cached_ok else 'MISSED'}")
+        row("get_position_miss", store["get_position_miss"])
+        for name, stats in part_open_lists(dbs.new, sizes).items():
+            row(name, stats)
+        engine_stats, trips = part_engine(dbs.new("engine"), sizes)
+        row("engine_signal", engine_stats)
+        results["round_trips_per_signal"] = round(trips["all"], 3)
+        results["round_trips_by_outcome"] = {k: round(v, 3) for k, v in trips.items()}
+        trips_ok = trips["max"] <= 2
+        print(f"{'round trips per signal':<32} mean {trips['all']:.2f}, max {trips['max']:.0f}  "
+              f"({', '.join(f'{k} {v:.2f}' for k, v in trips.items() if k not in ('all', 'max'))})   "
+              f"target ≤ 2: {'MET' if trips_ok else 'MISSED'}", flush=True)
+        hook = part_webhook(dbs.new("webhook"), sizes)
+        web_ok = hook.p99 <= 3000
+        row("webhook", hook, f"target p99 ≤ 3 ms: {'MET' if web_ok else 'MISSED'}")
+        results["webhook_p50_us"], results["webhook_p99_us"] = round(hook.p50, 1), round(hook.p99, 1)
+
+        print(f"\nthroughput: {sizes.stream} mixed signals (30 % repeats) over HTTP, engines sharing one database")
+        streams = []
+        for processes in (1, 2, 4):
+            result = part_stream(dbs.new(f"stream_{processes}"), processes, sizes.stream)
+            streams.append(result)
+            print(f"  {processes} process(es): {result.per_second:>7.0f} signals/s  ({result.sent} sent, "
+                  f"{result.distinct} distinct, {result.retried} resent after 503, lost {result.lost}, "
+                  f"duplicated {result.duplicated}; outcomes {result.outcomes})", flush=True)
+        best = max(s.per_second for s in streams)
+        results["streams"] = [{"processes": s.processes, "signals_per_s": round(s.per_second, 1), "sent": s.sent,
+                               "retried": s.retried, "lost": s.lost, "duplicated": s.duplicated}
+                              for s in streams]
+        results["signals_per_s"] = round(best, 1)
+        results["lost"] = sum(s.lost for s in streams)
+        results["duplicated"] = sum(s.duplicated for s in streams)
+        throughput_ok = best >= 1000 and results["lost"] == 0 and results["duplicated"] == 0
+        print(f"  best {best:.0f} signals/s, lost {results['lost']}, duplicated {results['duplicated']}   "
+              f"target ≥ 1000/s, 0 lost, 0 duplicated: {'MET' if throughput_ok else 'MISSED'}")
+
+        rate, saved, errors = part_writers(dbs.new("writers"), sizes)
+        results["concurrent_writers"] = {"writers": 10, "saves_per_s": round(rate, 1), "all_saved": saved == 10,
+                                         "errors": errors}
+        print(f"\n10 concurrent save_position writers: {rate:.0f} saves/s, {saved}/10 positions at their final "
+              f"version, {errors} errors (no deadlock)")
+        results["targets"] = {"save_position_update": save_ok, "get_position_cached": cached_ok,
+                              "round_trips": trips_ok, "webhook_p99": web_ok, "throughput": throughput_ok}
+    finally:
+        dbs.close()
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nresults written to {json_path}")
+    return results
+
+
+def machine() -> str:
+    import platform
+
+    return f"{platform.system()} {platform.release()}, Python {platform.python_version()}, {os.cpu_count()} cores"
