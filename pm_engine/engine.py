@@ -64,6 +64,7 @@ class LiveTradingEngine:
         self.portfolio = PortfolioStateManager(self.config, self.instruments, db_manager)
         self.seen: OrderedDict[str, None] = OrderedDict()  # fingerprints known to be logged
         self.outcomes: Counter[str] = Counter()
+        self.last_signal_at: Optional[datetime] = None  # reported by the heartbeat
         self._lock = threading.Lock()
 
     # -- entry points --------------------------------------------------------------------------
@@ -78,21 +79,22 @@ class LiveTradingEngine:
     def process_signal(self, signal: Signal) -> SignalResult:
         """Decide, execute and persist one signal; a repeated fingerprint answers ``duplicate``."""
         with self._lock:
-            result = self._process_locked(signal)
+            result, orders = self._process_locked(signal)
             self.outcomes[result.outcome.value] += 1
-            return result
+        self._send(orders)  # committed already: sending needs no lock (and the outbox covers a crash here)
+        return result
 
-    def _process_locked(self, signal: Signal) -> SignalResult:
+    def _process_locked(self, signal: Signal) -> tuple[SignalResult, list[Order]]:
+        """Decide and commit; returns the result and the committed orders still to send."""
         if signal.fingerprint in self.seen:  # committed (or found committed) before: no round trip needed
-            return self._duplicate(signal)
+            return self._duplicate(signal), []
         for _ in range(STALE_RETRIES):
             work = self.portfolio.clone()
             result = self._decide(signal, work)
             if self.db_manager is None:
                 self._known(signal.fingerprint)
                 self.portfolio.adopt(work)
-                self.broker.place_orders(work.orders)
-                return result
+                return result, work.orders
             try:
                 new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
             except StaleVersionError as exc:
@@ -100,11 +102,11 @@ class LiveTradingEngine:
                 continue
             self._known(signal.fingerprint)
             if not new:
-                return self._duplicate(signal)
+                return self._duplicate(signal), []
+            self.last_signal_at = utcnow()
             self.portfolio.adopt(work)
             self.fault("after_commit")
-            self._send(work.orders)
-            return result
+            return result, work.orders
         raise StaleVersionError(f"signal {signal.fingerprint[:12]}: portfolio kept changing under {STALE_RETRIES} "
                                 "attempts; not processed, a resend is safe", "PM001")
 
@@ -121,6 +123,9 @@ class LiveTradingEngine:
     def _send(self, orders: list[Order]) -> None:
         """Send committed orders; on failure they stay 'pending' in the outbox for ``send_pending``."""
         if not orders:
+            return
+        if self.db_manager is None:
+            self.broker.place_orders(orders)
             return
         try:
             self.broker.place_orders(orders)

@@ -82,7 +82,7 @@ class BackgroundJobs:
 
     def _heartbeat(self) -> None:
         try:
-            self.db.heartbeat(self.engine.instance_id)
+            self.db.heartbeat(self.engine.instance_id, self.engine.last_signal_at)
         except NotFoundError:  # the row was removed (e.g. a restored database): register again
             self.db.register_instance(self.engine.instance_id, None, None, self.version)
         self.runs["heartbeat"] += 1

@@ -356,8 +356,9 @@ class DatabaseStateManager:
                           version: Optional[str]) -> None:
         self._execute("register_instance", (instance_id, hostname, port, version))
 
-    def heartbeat(self, instance_id: str) -> None:
-        self._execute("heartbeat_instance", (instance_id,))
+    def heartbeat(self, instance_id: str, last_signal: Optional[datetime] = None) -> None:
+        """Record a heartbeat (and when this instance last processed a signal, if it has)."""
+        self._execute("heartbeat_instance", (instance_id, last_signal))
 
     def claim_leadership(self, instance_id: str) -> None:
         self._execute("claim_leadership", (instance_id,))

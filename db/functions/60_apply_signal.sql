@@ -47,10 +47,10 @@ BEGIN
     END IF;
     pversion := pm.apply_state(positions, pyramiding, portfolio, expected_portfolio_version);
     PERFORM pm.add_orders(coalesce(sig -> 'orders', '[]'));
-    SELECT coalesce(jsonb_object_agg(p.position_id, p.version), '{}') INTO versions
-      FROM pm.portfolio_positions p
-     WHERE p.position_id IN (SELECT e -> 'doc' ->> 'position_id' FROM jsonb_array_elements(coalesce(positions, '[]')) e);
-    UPDATE pm.instance_metadata SET last_signal_processed = now() WHERE instance_id = sig ->> 'instance';
+    -- each saved position is now at its expected version + 1 (or 1 when inserted): no re-read needed
+    SELECT coalesce(jsonb_object_agg(e -> 'doc' ->> 'position_id', coalesce((e ->> 'expected_version')::integer, 0) + 1),
+                    '{}')
+      INTO versions FROM jsonb_array_elements(coalesce(positions, '[]')) e;
     RETURN jsonb_build_object('new', true, 'portfolio_version', pversion, 'versions', versions);
 END;
 $$;

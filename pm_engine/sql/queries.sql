@@ -90,8 +90,8 @@ SELECT pm.cleanup_signal_log(%s::interval);
 SELECT pm.register_instance(%s, %s, %s, %s);
 
 -- heartbeat_instance --
--- Record this instance's heartbeat.
-SELECT pm.heartbeat_instance(%s);
+-- Record this instance's heartbeat and the time of its last processed signal (NULL keeps it).
+SELECT pm.heartbeat_instance(%s, %s);
 
 -- sweep_stale_instances --
 -- Mark instances without a recent heartbeat as crashed.
