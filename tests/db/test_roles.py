@@ -1,0 +1,50 @@
+"""The least-privilege role of DATABASE_SETUP.md runs the whole engine but cannot drop or truncate."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg2
+import pytest
+
+from pm_engine.config import DatabaseConfig
+from pm_engine.engine import LiveTradingEngine
+from pm_engine.jobs import BackgroundJobs, JobSettings
+from pm_engine.store import DatabaseStateManager
+from tests.helpers import payload
+
+
+def test_app_role_runs_the_engine_and_cannot_drop_tables(db_config: DatabaseConfig, pg2: object) -> None:
+    role = f"pm_app_{secrets.token_hex(4)}"
+    with pg2.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute(f"CREATE ROLE {role} LOGIN")
+        cur.execute("SELECT pm.grant_app_role(%s)", (role,))
+    app = DatabaseConfig(host=db_config.host, port=db_config.port, database=db_config.database, user=role)
+    db = DatabaseStateManager(app)
+    try:
+        db.register_instance("inst-app", "host", 8080, "test")
+        engine = LiveTradingEngine(db_manager=db, instance_id="inst-app")
+        entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650,
+                        atr=350, er=0.85)
+        assert engine.process_payload(entry, check_time=False).outcome.value == "executed"
+        assert engine.update_stops("BANK_NIFTY", 53000, 350) == ["BANK_NIFTY_Long_1"]  # type: ignore[arg-type]
+        exit_ = payload("EXIT", "BANK_NIFTY", "ALL", 53500, "2025-11-28T11:30:00+05:30", reason="SIGNAL")
+        assert engine.process_payload(exit_, check_time=False).outcome.value == "executed"
+        jobs = BackgroundJobs(engine, JobSettings(heartbeat_s=60))
+        jobs.tick()
+        assert jobs.is_leader and jobs.runs["cleanup"] == 1 and jobs.runs["sweep"] == 1
+        jobs.stop()
+        assert db.schema_version() is not None and db.signal_outcomes() == {"executed": 2}
+        conn = psycopg2.connect(**app.dsn_kwargs())
+        try:
+            for statement in ("DROP TABLE pm.signal_log", "TRUNCATE pm.portfolio_positions",
+                              "ALTER TABLE pm.portfolio_state DROP CONSTRAINT portfolio_state_single_row_check",
+                              "DROP FUNCTION pm.apply_signal"):
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    with conn.cursor() as cur:
+                        cur.execute(statement)
+                conn.rollback()
+        finally:
+            conn.close()
+    finally:
+        db.close()
