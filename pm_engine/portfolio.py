@@ -54,6 +54,7 @@ class PortfolioStateManager:
         self.pyramiding: dict[str, PyramidState] = {}
         self.marks: dict[str, Decimal] = {}
         self.dirty_positions: dict[str, Position] = {}
+        self.dirty_closed: list[Position] = []  # closed, then reopened under the same id, in one decision
         self.dirty_pyramiding: set[str] = set()
         if db_manager is not None:
             self.load()
@@ -88,6 +89,7 @@ class PortfolioStateManager:
             self.marks.setdefault(position.instrument,
                                   position.entry_price + position.unrealized_pnl / (position.lots * point_value))
         self.dirty_positions.clear()
+        self.dirty_closed.clear()
         self.dirty_pyramiding.clear()
 
     def state_document(self) -> dict[str, Any]:
@@ -111,6 +113,7 @@ class PortfolioStateManager:
         other.marks = dict(self.marks)
         other.closed = dict(self.closed)
         other.dirty_positions = {}
+        other.dirty_closed = []
         other.dirty_pyramiding = set()
         other.orders = []
         return other
@@ -185,6 +188,9 @@ class PortfolioStateManager:
                     self.mark_dirty(p)
 
     def open_position(self, position: Position) -> None:
+        earlier = self.dirty_positions.get(position.position_id)
+        if earlier is not None and earlier.status == "closed":  # e.g. stopped out, then re-entered: write both
+            self.dirty_closed.append(earlier)
         self.positions[position.position_id] = position
         self.mark_dirty(position)
         self.update_unrealized_pnl(position.instrument, self.marks.get(position.instrument, position.entry_price))
@@ -227,4 +233,5 @@ class PortfolioStateManager:
         assert self.db_manager is not None
         self.db_manager.save_positions(self)
         self.dirty_positions.clear()
+        self.dirty_closed.clear()
         self.dirty_pyramiding.clear()

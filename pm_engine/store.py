@@ -305,8 +305,10 @@ class DatabaseStateManager:
 
     @staticmethod
     def _effects(work: "PortfolioStateManager") -> tuple[list[Any], list[Any], dict[str, Any]]:
+        # a row closed and reopened under the same id in one decision: the close first, then the insert
+        # (which archives the closed row), so the answer's version for that id is the new row's
         positions = [{"doc": position_to_doc(p), "expected_version": p.version or None}
-                     for p in work.dirty_positions.values()]
+                     for p in [*work.dirty_closed, *work.dirty_positions.values()]]
         pyramiding = []
         for instrument in sorted(work.dirty_pyramiding):
             state = work.pyramiding.get(instrument)

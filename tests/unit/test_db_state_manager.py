@@ -327,3 +327,22 @@ def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateMa
     assert result.outcome.value == "blocked" and "already open" in result.reason  # decided on the fresh state
     assert db.round_trips - before == 2  # the refused call (carrying the state) + the accepted one
     assert behind.portfolio.version == ahead.portfolio.version + 1
+
+
+def test_stopped_out_and_reentered_in_one_signal(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+    """A base entry below the open base's stop closes it (STOP_LOSS) and re-opens the same id: both written."""
+    engine = LiveTradingEngine(db_manager=db)
+    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+                                   stop=51650, atr=350, er=0.85), check_time=False)
+    again = engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 51600, "2025-11-28T11:30:00+05:30",
+                                           stop=51250, atr=350, er=0.85), check_time=False)
+    assert again.outcome.value == "executed" and again.details["stopped_out"] == ["BANK_NIFTY_Long_1"]
+    with db.transaction() as cur:
+        cur.execute("SELECT position_id, status, entry_price, realized_pnl FROM pm.portfolio_positions "
+                    "ORDER BY status DESC")
+        rows = cur.fetchall()
+    assert [(r["position_id"], r["status"], r["entry_price"]) for r in rows] == [
+        ("BANK_NIFTY_Long_1", "open", D("51600.00")), ("BANK_NIFTY_Long_1@20251128T050000Z", "closed", D("52000.00"))]
+    assert rows[1]["realized_pnl"] == D("-48000.00")  # (51,600 - 52,000) x 4 x 30
+    fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    assert fresh.portfolio.closed_equity == D("4952000.00") and list(fresh.portfolio.positions) == ["BANK_NIFTY_Long_1"]
