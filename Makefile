@@ -47,7 +47,10 @@ status: install
 	$(VENV)/bin/pm-engine status
 
 bench: install
-	$(VENV)/bin/pm-engine bench
+	$(VENV)/bin/pm-engine bench $(if $(QUICK),--quick) $(if $(JSON),--json $(JSON))
+
+chaos: install
+	$(VENV)/bin/pm-engine chaos
 
 backtest: install
 	$(VENV)/bin/pm-engine backtest examples/signals.csv --plot equity.png

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pm_engine import __version__
 from pm_engine.engine import LiveTradingEngine
 from pm_engine.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.signals import SignalValidationError, parse_body
+from pm_engine.signals import MAX_BODY_BYTES, SignalValidationError, parse_body
 
 log = logging.getLogger("pm_engine.webhook")
 
@@ -73,7 +73,9 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
                                "content": {"application/json": {"example": {
                                    "outcome": "executed", "reason": "entered 4 lots of BANK_NIFTY at 52000.00",
                                    "fingerprint": "fb6c…"}}}},
+                         400: {"description": "body is not a JSON object: {\"error\": …}"},
                          401: {"description": "bad or missing secret"},
+                         413: {"description": "body larger than 64 KiB"},
                          422: {"description": "invalid payload: {\"error\": …, \"field\": …}"},
                          503: {"description": "database unavailable; nothing recorded, a resend is safe"}},
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -83,6 +85,8 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
         raw = await request.body()
         if allowed_ips and (request.client is None or request.client.host not in allowed_ips):
             return error(403, "sender address is not allowed")
+        if len(raw) > MAX_BODY_BYTES:
+            return error(413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
         try:
             data = parse_body(raw)
         except SignalValidationError as exc:

@@ -322,12 +322,15 @@ def part_stream(config: DatabaseConfig, processes: int, count: int, senders_per_
             except queue.Empty:
                 return
             for _ in range(50):
-                status, answer = client.post(body)
+                try:
+                    status, answer = client.post(body)
+                except (OSError, http.client.HTTPException):
+                    status, answer = 0, {}
                 if status == 200:
                     answers[i] = answer["outcome"]
                     break
                 with lock:
-                    retried[0] += 1  # 503: nothing recorded, resend (as TradingView would)
+                    retried[0] += 1  # 503 (nothing recorded) or no answer: resend, as TradingView would
                 time.sleep(0.005)
 
     threads = [threading.Thread(target=sender, args=(k,)) for k in range(processes * senders_per_process)]

@@ -157,6 +157,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pm_engine.chaos import SHORT, ChaosSettings, run_chaos
+
+    settings = SHORT if args.short else ChaosSettings()
+    chosen = {k: v for k, v in (("signals", args.signals), ("instances", args.instances), ("kills", args.kills),
+                                ("db_restarts", args.db_restarts), ("fuzz", args.fuzz), ("seed", args.seed))
+              if v is not None}
+    for name, value in chosen.items():
+        if value < (1 if name in ("signals", "instances") else 0):
+            print(f"pm-engine chaos: error: --{name.replace('_', '-')} must be >= "
+                  f"{1 if name in ('signals', 'instances') else 0}", file=sys.stderr)
+            return 2
+    return run_chaos(replace(settings, **chosen))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pm_engine.run import run_embedded
 
@@ -191,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="every part at a smaller size (under 2 minutes)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("chaos", help="kill engines and the database under a signal stream, fuzz the webhook, "
+                                     "and check nothing was lost or duplicated")
+    p.add_argument("--short", action="store_true", help="the short run of `make test` (400 signals, 2 engines)")
+    p.add_argument("--signals", type=int, help="signals in the stream (default 5000)")
+    p.add_argument("--instances", type=int, help="engine processes (default 3)")
+    p.add_argument("--kills", type=int, help="SIGKILLs of engine processes (default 10)")
+    p.add_argument("--db-restarts", type=int, help="immediate PostgreSQL restarts (default 2)")
+    p.add_argument("--fuzz", type=int, help="hostile webhooks (default 10000; 0 skips)")
+    p.add_argument("--seed", type=int, help="random seed of the stream and the chaos (default 23)")
+    p.set_defaults(func=cmd_chaos)
 
     p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")
     p.add_argument("csv", help="CSV whose header is the payload fields (type,instrument,position,price,...)")

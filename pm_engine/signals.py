@@ -24,6 +24,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PRICE = Decimal("9999999999")  # numeric(12,2) holds < 10^10
 MAX_LOTS = 100_000
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MIN_YEAR, MAX_YEAR = 2000, 2100  # outside this a timestamp is a mistake (and may not convert to UTC)
 _LAYER = re.compile(r"^long_([1-9]\d*)$", re.IGNORECASE)
 
 
@@ -110,6 +111,12 @@ def parse_timestamp(value: Any) -> datetime:
         raise SignalValidationError("timestamp", f"is not ISO 8601: {value[:40]!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=IST)
+    try:
+        year = parsed.astimezone(timezone.utc).year
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00 has no UTC equivalent
+        year = 0
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise SignalValidationError("timestamp", f"must be between {MIN_YEAR} and {MAX_YEAR}")
     return parsed
 
 

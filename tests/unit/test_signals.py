@@ -87,6 +87,8 @@ def test_prices_are_rounded_half_up_to_cents() -> None:
     ({"supertrend": None}, "supertrend", "is required"),
     ({"timestamp": None}, "timestamp", "ISO 8601"),
     ({"timestamp": "yesterday"}, "timestamp", "is not ISO 8601"),
+    ({"timestamp": "0001-01-01T00:00:00+14:00"}, "timestamp", "between 2000 and 2100"),
+    ({"timestamp": "9999-12-31T23:59:59-12:00"}, "timestamp", "between 2000 and 2100"),
     ({"timestamp": "2025-11-28T05:20:00Z"}, "timestamp", "in the future"),
     ({"timestamp": "2025-11-28T04:40:00Z"}, "timestamp", "older than the maximum signal age"),
 ])

@@ -1,0 +1,510 @@
+"""``pm-engine chaos``: crashes, database restarts, concurrent instances and hostile input lose nothing.
+
+A driver sends a stream of signals (30 % repeated, some of the repeats to a second instance at
+the same moment) to N engine processes sharing one PostgreSQL, one distinct signal at a time,
+resending any request whose connection failed, timed out or got a 503 — as a retrying proxy
+would. Meanwhile the harness SIGKILLs engine processes (and restarts them) and restarts
+PostgreSQL with an immediate shutdown. The engines also run with a small chance of killing
+themselves in the worst window (``PM_FAULT_CRASH=after_commit``: state durable, orders unsent).
+
+At the end the database must equal an in-memory replay of the same stream through the same
+trading core (the reference model), position by position, with exactly one outcome row per
+distinct signal, no order twice, closed equity = initial capital + Σ realized P&L (checked in
+SQL), and no secret in any log. Then a fuzzer sends hostile webhooks: every one must get a 4xx
+JSON error and leave the database byte-for-byte unchanged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Optional
+
+import psycopg2
+
+from pm_engine.cluster import LocalCluster, free_port, temporary_cluster
+from pm_engine.config import DatabaseConfig
+from pm_engine.deploy import deploy
+from pm_engine.engine import LiveTradingEngine
+from pm_engine.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.queries import QUERIES
+from pm_engine.samples import mixed_stream
+from pm_engine.signals import parse_signal
+from pm_engine.store import DatabaseStateManager
+
+REQUEST_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ChaosSettings:
+    signals: int = 5000
+    instances: int = 3
+    kills: int = 10
+    db_restarts: int = 2
+    duplicate_ratio: float = 0.3
+    fault_after_commit: float = 0.002
+    fuzz: int = 10000
+    seed: int = 23
+
+
+SHORT = ChaosSettings(signals=400, instances=2, kills=2, db_restarts=1, fault_after_commit=0.005, fuzz=400)
+
+
+@dataclass
+class Counts:
+    sent: int = 0
+    requests: int = 0
+    retried: int = 0
+    duplicates: int = 0
+    kills: int = 0
+    fault_kills: int = 0
+    db_restarts: int = 0
+    restarts: int = 0
+    server_errors: int = 0
+    max_503_ms: float = 0.0
+    ready_503: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
+class Instance:
+    """One ``pm-engine live`` process on a fixed port, restartable; its output kept in a log file."""
+
+    def __init__(self, index: int, config: DatabaseConfig, secret: str, logdir: Path, fault: float) -> None:
+        self.index, self.config, self.secret, self.fault = index, config, secret, fault
+        self.port = free_port()
+        self.log = logdir / f"engine-{index}.log"
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.killed_by_us = False
+
+    def start(self) -> None:
+        env = {**os.environ, "DATABASE_URL": self.config.url(hide_password=False), "PM_WEBHOOK_SECRET": self.secret,
+               "PM_MAX_SIGNAL_AGE_S": "0"}
+        if self.fault:
+            env["PM_FAULT_CRASH"] = f"after_commit:{self.fault}"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "live", "--port", str(self.port)],
+                                         env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.killed_by_us = False
+
+    def wait_ready(self, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return False
+            try:
+                status, _ = request(self.port, "GET", "/health", timeout=1)
+                if status == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.alive():
+            self.killed_by_us = True
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def request(port: int, method: str, path: str, body: Optional[bytes] = None,
+            headers: Optional[dict[str, str]] = None, timeout: float = REQUEST_TIMEOUT_S) -> tuple[int, Any]:
+    """One HTTP request on a fresh connection; (status, parsed JSON body or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body, headers or {})
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, None
+    finally:
+        conn.close()
+
+
+class Harness:
+    """The cluster, the instances, the supervisor and the chaos agent."""
+
+    def __init__(self, settings: ChaosSettings) -> None:
+        self.settings = settings
+        self.rng = random.Random(settings.seed)
+        self.counts = Counts()
+        self.secret = secrets.token_urlsafe(24)
+        self.logdir = Path(tempfile.mkdtemp(prefix="pm-chaos-"))
+        self.cluster: LocalCluster = temporary_cluster(fsync=False)
+        self.cluster.create_database("pm_chaos")
+        self.config = self.cluster.config("pm_chaos")
+        deploy(self.config)
+        self.db_up = threading.Event()
+        self.db_up.set()
+        self.instances = [Instance(i, self.config, self.secret, self.logdir, settings.fault_after_commit)
+                          for i in range(settings.instances)]
+        self._stop = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        for instance in self.instances:
+            instance.start()
+        for instance in self.instances:
+            if not instance.wait_ready():
+                raise RuntimeError(f"engine {instance.index} did not start; see {instance.log}")
+        self._supervisor.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._supervisor.is_alive():
+            self._supervisor.join(10)
+        for instance in self.instances:
+            instance.stop()
+        self.cluster.destroy()
+
+    def _supervise(self) -> None:
+        """Restart any dead engine (killed by us, or by its own fault hook)."""
+        while not self._stop.is_set():
+            for instance in self.instances:
+                if instance.proc is not None and not instance.alive():
+                    code = instance.proc.returncode
+                    if code == -signal.SIGKILL and not instance.killed_by_us:
+                        self.counts.add("fault_kills")
+                    instance.start()  # with the database down it exits after its connect retries; retried here
+                    self.counts.add("restarts")
+            self._stop.wait(0.05)
+
+    # -- chaos agent -------------------------------------------------------------------------------
+    def kill_one(self) -> None:
+        alive = [i for i in self.instances if i.alive()]
+        if alive:
+            self.rng.choice(alive).kill()
+            self.counts.add("kills")
+
+    def restart_database(self) -> None:
+        """Immediate shutdown (a crash for PostgreSQL), check the outage answers, start again."""
+        self.db_up.clear()
+        self.cluster.stop("immediate")
+        self.counts.add("db_restarts")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # ask a serving engine whether it is ready: it must say no
+            try:
+                status, _ = request(self.rng.choice(self.instances).port, "GET", "/ready", timeout=5)
+            except OSError:  # that one is restarting
+                time.sleep(0.05)
+                continue
+            if status == 503:
+                self.counts.add("ready_503")
+            break
+        time.sleep(1.0)
+        self.cluster.start()
+        self.db_up.set()
+
+    # -- driver ------------------------------------------------------------------------------------
+    def send(self, body: bytes, target: int) -> str:
+        """Send until an instance answers 200 (resending after failures, as a retrying proxy)."""
+        headers = {"Content-Type": "text/plain", "X-PM-Secret": self.secret}
+        attempt = 0
+        while True:
+            instance = self.instances[(target + attempt) % len(self.instances)]
+            attempt += 1
+            self.counts.add("requests")
+            started = time.monotonic()
+            try:
+                status, answer = request(instance.port, "POST", "/webhook", body, headers)
+            except OSError:  # refused, reset or timed out: the engine died or is restarting
+                self.counts.add("retried")
+                time.sleep(0.02)
+                continue
+            if status == 200:
+                return str(answer["outcome"])
+            if status == 503:
+                elapsed = (time.monotonic() - started) * 1000
+                with self.counts.lock:
+                    self.counts.max_503_ms = max(self.counts.max_503_ms, elapsed)
+                self.counts.add("retried")
+                time.sleep(min(0.5, 0.02 * attempt))
+                continue
+            self.counts.add("server_errors")  # 4xx for a valid signal, or a 500: a defect
+            if attempt > 20:
+                return f"error {status}: {answer}"
+            time.sleep(0.05)
+
+    def drive(self, stream: list[dict[str, Any]], progress: bool = False) -> dict[str, list[str]]:
+        """Send the stream in order; returns every answer per fingerprint."""
+        answers: dict[str, list[str]] = {}
+        bar = _bar(len(stream)) if progress else None
+        n = len(stream)
+        kill_at = set(self.rng.sample(range(n // 10, n), min(self.settings.kills, max(0, n - n // 10))))
+        restart_at = set(self.rng.sample(range(n // 5, n), min(self.settings.db_restarts, max(0, n - n // 5))))
+        for i, payload in enumerate(stream):
+            fp = parse_signal(payload, DEFAULT_INSTRUMENTS).fingerprint
+            body = json.dumps(payload).encode()
+            if i in kill_at:
+                threading.Timer(self.rng.uniform(0, 0.003), self.kill_one).start()  # often mid-request
+            if i in restart_at:
+                threading.Timer(self.rng.uniform(0, 0.003), self.restart_database).start()
+            repeat = fp in answers
+            if repeat:
+                self.counts.add("duplicates")
+            target = self.rng.randrange(len(self.instances))
+            if repeat and self.rng.random() < 0.5:  # the same alert to two instances at the same moment
+                got: list[str] = []
+                other = (target + 1) % len(self.instances)
+                threads = [threading.Thread(target=lambda t=t: got.append(self.send(body, t))) for t in (target, other)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                answers[fp].extend(got)
+                self.counts.add("sent", 2)
+            else:
+                answers.setdefault(fp, []).append(self.send(body, target))
+                self.counts.add("sent")
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        time.sleep(0.1)
+        while not self.db_up.is_set():
+            time.sleep(0.05)
+        return answers
+
+
+# -- checks ----------------------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    lost: int = 0
+    duplicated: int = 0
+    mismatches: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def mismatch(self, note: str) -> None:
+        self.mismatches += 1
+        if len(self.notes) < 20:
+            self.notes.append(note)
+
+
+def reference(stream: list[dict[str, Any]]) -> tuple[LiveTradingEngine, dict[str, str]]:
+    """The same stream through the same trading core, in memory, once per distinct signal."""
+    from pm_engine.broker import PaperBroker
+
+    engine = LiveTradingEngine(broker=PaperBroker(), max_signal_age=None)
+    outcomes: dict[str, str] = {}
+    for payload in stream:
+        result = engine.process_payload(payload, check_time=False)
+        if result.outcome.value != "duplicate":
+            outcomes[result.fingerprint] = result.outcome.value
+    return engine, outcomes
+
+
+def rows(config: DatabaseConfig, name: str) -> list[tuple[Any, ...]]:
+    conn = psycopg2.connect(**config.dsn_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(QUERIES[name])
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[str, list[str]]) -> Verdict:
+    verdict = Verdict()
+    ref, expected = reference(stream)
+    logged = dict(rows(config, "bench_logged_fingerprints"))
+    verdict.lost = len(set(expected) - set(logged))
+    for fp in set(logged) - set(expected):
+        verdict.mismatch(f"logged fingerprint {fp[:12]} was never sent")
+    for fp, status in expected.items():
+        if fp in logged and logged[fp] != status:
+            verdict.mismatch(f"signal {fp[:12]}: database says {logged[fp]}, reference {status}")
+    for fp, got in answers.items():
+        if got.count("executed") > 1:
+            verdict.duplicated += 1
+        bad = [a for a in got if a.startswith("error")]
+        if bad:
+            verdict.mismatch(f"signal {fp[:12]} answered {bad[0]}")
+    verdict.duplicated += int(rows(config, "bench_orders_per_layer")[0][0])
+
+    # positions, pyramiding and equity, as the engine recovers them
+    db = DatabaseStateManager(config)
+    try:
+        engine = LiveTradingEngine(db_manager=db, instance_id="chaos-check")
+        engine.send_pending()  # what any restart does: orders committed but never sent
+        mine, theirs = engine.portfolio, ref.portfolio
+        if mine.closed_equity != theirs.closed_equity:
+            verdict.mismatch(f"closed equity {mine.closed_equity} != reference {theirs.closed_equity}")
+        if set(mine.positions) != set(theirs.positions):
+            verdict.mismatch(f"open positions {sorted(mine.positions)} != reference {sorted(theirs.positions)}")
+        for pid in set(mine.positions) & set(theirs.positions):
+            a, b = mine.positions[pid], theirs.positions[pid]
+            for name in ("lots", "entry_price", "initial_stop", "current_stop", "highest_close", "is_base_position",
+                         "limiter", "risk_contribution", "vol_contribution"):
+                if getattr(a, name) != getattr(b, name):
+                    verdict.mismatch(f"{pid}.{name}: {getattr(a, name)} != reference {getattr(b, name)}")
+        mine_pyr = {k: (v.last_pyramid_price, v.base_position_id) for k, v in mine.pyramiding.items()}
+        ref_pyr = {k: (v.last_pyramid_price, v.base_position_id) for k, v in theirs.pyramiding.items()}
+        if mine_pyr != ref_pyr:
+            verdict.mismatch(f"pyramiding {mine_pyr} != reference {ref_pyr}")
+    finally:
+        db.close()
+    capital, equity, realized, open_twice, pending = rows(config, "chaos_equity_check")[0]
+    if Decimal(equity) != Decimal(capital) + Decimal(realized):
+        verdict.mismatch(f"closed_equity {equity} != initial capital {capital} + realized {realized} (SQL)")
+    if open_twice:
+        verdict.duplicated += int(open_twice)
+    if pending:
+        verdict.mismatch(f"{pending} order(s) still pending after recovery")
+    ref_orders = {(o.client_order_id, o.side, o.lots, o.price) for o in ref.broker.orders.values()}  # type: ignore
+    db_orders = {(cid, side, lots, price) for cid, side, lots, price in rows(config, "chaos_orders")}
+    if ref_orders != db_orders:
+        verdict.mismatch(f"broker orders differ: {len(db_orders - ref_orders)} extra, "
+                         f"{len(ref_orders - db_orders)} missing")
+    return verdict
+
+
+def leaked_secrets(harness: Harness) -> int:
+    """Occurrences of the webhook secret in engine logs and /status (must be 0)."""
+    found = sum(path.read_text(errors="replace").count(harness.secret) for path in harness.logdir.glob("*.log"))
+    for instance in harness.instances:
+        if instance.alive():
+            try:
+                status, body = request(instance.port, "GET", "/status")
+                found += json.dumps(body).count(harness.secret)
+            except OSError:
+                pass
+    return found
+
+
+def run_chaos(settings: ChaosSettings = ChaosSettings(), progress: bool = True) -> int:
+    """The whole run; returns 0 when nothing was lost, duplicated or mismatched, else 1."""
+    started = time.monotonic()
+    stream = mixed_stream(settings.signals, seed=settings.seed, duplicate_ratio=settings.duplicate_ratio)
+    harness = Harness(settings)
+    try:
+        harness.start()
+        print(f"chaos: {settings.signals} signals to {settings.instances} engines on 127.0.0.1:"
+              f"{harness.cluster.port}; {settings.kills} kills, {settings.db_restarts} database restarts, "
+              f"self-kill chance after commit {settings.fault_after_commit}", flush=True)
+        answers = harness.drive(stream, progress)
+        for instance in harness.instances:
+            instance.wait_ready()
+        verdict = verify(harness.config, stream, answers)
+        leaks = leaked_secrets(harness)
+        if leaks:
+            verdict.mismatch(f"the webhook secret appears {leaks} time(s) in logs or /status")
+        fuzz_report = fuzz(harness, settings.fuzz) if settings.fuzz else None
+    finally:
+        harness.close()
+    c = harness.counts
+    print(f"requests {c.requests}, engine restarts {c.restarts} (self-kills after commit {c.fault_kills}), "
+          f"slowest 503 {c.max_503_ms:.0f} ms, /ready said 503 during {c.ready_503} of {c.db_restarts} outages, "
+          f"defect answers {c.server_errors}, {time.monotonic() - started:.0f} s")
+    if fuzz_report:
+        print(fuzz_report.summary())
+        if fuzz_report.failures:
+            verdict.mismatches += fuzz_report.failures
+            verdict.notes.extend(fuzz_report.notes[:10])
+        if not fuzz_report.unchanged:
+            verdict.mismatch("the fuzzer changed the database")
+    if c.max_503_ms >= 3000:
+        verdict.mismatch(f"a 503 took {c.max_503_ms:.0f} ms (TradingView waits 3 s)")
+    for note in verdict.notes:
+        print(f"  ! {note}")
+    print(f"chaos: sent={c.sent} retried={c.retried} duplicates={c.duplicates} kills={c.kills + c.fault_kills} "
+          f"db_restarts={c.db_restarts} lost={verdict.lost} duplicated={verdict.duplicated} "
+          f"mismatches={verdict.mismatches}", flush=True)
+    return 0 if verdict.lost == verdict.duplicated == verdict.mismatches == 0 else 1
+
+
+def _bar(total: int) -> Any:
+    """A tqdm bar on a terminal, nothing otherwise (CI logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="signals", unit="sig", leave=False)
+
+
+# -- hostile input -----------------------------------------------------------------------------------
+@dataclass
+class FuzzReport:
+    sent: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    failures: int = 0
+    unchanged: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.by_status.items()))
+        return (f"fuzz: {self.sent} hostile webhooks -> {statuses}; {self.failures} not a 4xx JSON error; "
+                f"database {'unchanged' if self.unchanged else 'CHANGED'}")
+
+
+def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
+    """``count`` hostile webhooks from hypothesis strategies; each must be a 4xx JSON error, nothing written."""
+    try:
+        from pm_engine.fuzzing import hostile_requests
+    except ImportError:  # pragma: no cover - a runtime-only install
+        print("fuzz skipped: hypothesis is not installed (pip install -r requirements-dev.txt)")
+        return None
+
+    instance = next(i for i in harness.instances if i.alive())
+    instance.wait_ready()
+    before = rows(harness.config, "db_checksums")
+    report = FuzzReport()
+    conn = [http.client.HTTPConnection("127.0.0.1", instance.port, timeout=5)]  # keep-alive: 10,000 requests
+
+    def check(case: tuple[bytes, dict[str, str], str]) -> None:
+        body, headers, path = case
+        try:
+            conn[0].request("POST", path, body, headers)
+            response = conn[0].getresponse()
+            raw = response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException) as exc:
+            conn[0].close()
+            conn[0] = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=5)
+            report.failures += 1
+            report.notes.append(f"fuzz: no answer ({exc.__class__.__name__}) to {body[:80]!r}")
+            return
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        report.sent += 1
+        report.by_status[status] = report.by_status.get(status, 0) + 1
+        if not (400 <= status < 500 and isinstance(answer, dict) and answer.get("error")):
+            report.failures += 1
+            if len(report.notes) < 10:
+                report.notes.append(f"fuzz: {status} {answer!r} for {body[:120]!r}")
+
+    hostile_requests(check, count, harness.secret)
+    conn[0].close()
+    report.unchanged = rows(harness.config, "db_checksums") == before
+    return report
