@@ -30,7 +30,6 @@ from pm_engine.stops import stop_hit, trail
 if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.store import DatabaseStateManager
 
-STALE_RETRIES = 5
 SEEN_LIMIT = 200_000
 log = logging.getLogger(__name__)
 
@@ -88,27 +87,39 @@ class LiveTradingEngine:
         """Decide and commit; returns the result and the committed orders still to send."""
         if signal.fingerprint in self.seen:  # committed (or found committed) before: no round trip needed
             return self._duplicate(signal), []
-        for _ in range(STALE_RETRIES):
-            work = self.portfolio.clone()
-            result = self._decide(signal, work)
-            if self.db_manager is None:
-                self._known(signal.fingerprint)
-                self.portfolio.adopt(work)
-                return result, work.orders
-            try:
-                new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
-            except StaleVersionError as exc:
-                self.portfolio.load(exc.state)  # another instance moved the portfolio: decide again on its state
-                continue
+        work = self.portfolio.clone()
+        result = self._decide(signal, work)
+        if self.db_manager is None:
             self._known(signal.fingerprint)
-            if not new:
-                return self._duplicate(signal), []
-            self.last_signal_at = utcnow()
             self.portfolio.adopt(work)
-            self.fault("after_commit")
             return result, work.orders
-        raise StaleVersionError(f"signal {signal.fingerprint[:12]}: portfolio kept changing under {STALE_RETRIES} "
-                                "attempts; not processed, a resend is safe", "PM001")
+        try:
+            new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
+        except StaleVersionError as exc:
+            # another instance moved the portfolio: decide again on its state, this time under the
+            # portfolio's lock so the second decision cannot go stale (2 more round trips, no loop)
+            self.portfolio.load(exc.state)
+            locked = self.db_manager.commit_signal_locked(signal, self.portfolio.version,
+                                                          lambda state: self._decide_on(state, signal),
+                                                          self.instance_id)
+            new = locked is not None
+            if locked is not None:
+                result, work = locked
+        self._known(signal.fingerprint)
+        if not new:
+            return self._duplicate(signal), []
+        self.last_signal_at = utcnow()
+        self.portfolio.adopt(work)
+        self.fault("after_commit")
+        return result, work.orders
+
+    def _decide_on(self, state: Optional[dict[str, Any]],
+                   signal: Signal) -> tuple[SignalResult, PortfolioStateManager]:
+        """Decide on the state the database sent (None: the portfolio has not moved since ours)."""
+        if state is not None:
+            self.portfolio.load(state)
+        work = self.portfolio.clone()
+        return self._decide(signal, work), work
 
     def _known(self, fingerprint: str) -> None:
         """Remember a fingerprint the database has (bounded: the oldest are forgotten first).

@@ -288,10 +288,7 @@ class DatabaseStateManager:
     def commit_signal(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
                       instance_id: str) -> bool:
         """Claim the fingerprint and write the signal's effects in one call; False for a duplicate."""
-        sig = {"fingerprint": signal.fingerprint, "instrument": signal.instrument, "signal_type": signal.type.value,
-               "position": signal.position, "signal_timestamp": signal.timestamp,
-               "processing_status": result.outcome.value, "reason": result.reason, "payload": signal.payload,
-               "instance": instance_id, "orders": [order_document(o) for o in work.orders]}
+        sig = self._signal_document(signal, result, work, instance_id)
         positions, pyramiding, portfolio = self._effects(work)
         answer = self._scalar("apply_signal", (dumps(sig), dumps(positions), dumps(pyramiding), dumps(portfolio),
                                                work.version))
@@ -305,12 +302,64 @@ class DatabaseStateManager:
         self._absorb(work, answer)
         return True
 
+    def commit_signal_locked(self, signal: Signal, known_version: int,
+                             decide: Callable[[Optional[dict[str, Any]]], tuple[SignalResult, "PortfolioStateManager"]],
+                             instance_id: str) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+        """Decide under the portfolio's row lock and commit: the retry after a stale decision.
+
+        Two round trips on one connection: ``BEGIN; pm.lock_for_decision`` (the lock, and the fresh
+        state if the portfolio moved), then ``pm.apply_signal; COMMIT``. Holding the lock, nobody
+        else can commit in between, so this attempt cannot go stale. ``decide(state)`` gets the
+        fresh state (None when unchanged) and returns the result and its working copy. Answers
+        None for a duplicate (nothing written).
+        """
+        with self.get_connection() as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                try:
+                    self.round_trips += 1
+                    cur.execute(QUERIES["lock_for_decision"], (signal.fingerprint, known_version))
+                    answer = cur.fetchone()[0]
+                    if answer["duplicate"]:
+                        cur.execute(QUERIES["rollback"])
+                        return None
+                    result, work = decide(self._recovered(answer["state"]) if "state" in answer else None)
+                    positions, pyramiding, portfolio = self._effects(work)
+                    self.round_trips += 1
+                    cur.execute(QUERIES["apply_signal_and_commit"], (
+                        dumps(self._signal_document(signal, result, work, instance_id)), dumps(positions),
+                        dumps(pyramiding), dumps(portfolio), work.version))
+                except psycopg2.Error as exc:
+                    if not conn.closed:
+                        try:
+                            cur.execute(QUERIES["rollback"])
+                        except psycopg2.Error:  # pragma: no cover - the connection is gone; discarded below
+                            pass
+                    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+                        raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}") from exc
+                    raise error_for(exc.pgcode, (exc.diag.message_primary or str(exc)).strip()) from exc
+                except BaseException:
+                    if not conn.closed:
+                        cur.execute(QUERIES["rollback"])
+                    raise
+        versions = {p["doc"]["position_id"]: (p["expected_version"] or 0) + 1 for p in positions}
+        self._absorb(work, {"portfolio_version": work.version + 1, "versions": versions})
+        return result, work
+
     def save_positions(self, work: "PortfolioStateManager") -> None:
         """Write a working copy's changed positions and metrics (stop updates), version-checked."""
         positions, pyramiding, portfolio = self._effects(work)
         version = self._scalar("apply_state", (dumps(positions), dumps(pyramiding), dumps(portfolio), work.version))
         versions = {p.position_id: p.version + 1 for p in work.dirty_positions.values()}
         self._absorb(work, {"portfolio_version": version, "versions": versions})
+
+    @staticmethod
+    def _signal_document(signal: Signal, result: SignalResult, work: "PortfolioStateManager",
+                         instance_id: str) -> dict[str, Any]:
+        return {"fingerprint": signal.fingerprint, "instrument": signal.instrument, "signal_type": signal.type.value,
+                "position": signal.position, "signal_timestamp": signal.timestamp,
+                "processing_status": result.outcome.value, "reason": result.reason, "payload": signal.payload,
+                "instance": instance_id, "orders": [order_document(o) for o in work.orders]}
 
     @staticmethod
     def _effects(work: "PortfolioStateManager") -> tuple[list[Any], list[Any], dict[str, Any]]:

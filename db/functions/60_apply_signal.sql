@@ -101,3 +101,31 @@ AS $$
         'positions', coalesce((SELECT jsonb_agg(to_jsonb(p)) FROM pm.get_open_positions() p), '[]'),
         'pyramiding', coalesce((SELECT jsonb_agg(to_jsonb(y)) FROM pm.get_pyramiding_state() y), '[]'));
 $$;
+
+-- pm.lock_for_decision
+-- The engine's second attempt after a stale decision: called right after BEGIN, it locks the
+-- portfolio row for the rest of the transaction (FOR UPDATE), so no other instance can commit
+-- until this one has decided and applied (the decision can no longer go stale). Answers
+-- {"duplicate": true} if the fingerprint is already logged, else {"duplicate": false,
+-- "portfolio_version": v} plus "state": pm.load_state() when v differs from known_version.
+-- A session idle in this transaction for 2 s is ended by the server, so a frozen engine
+-- cannot hold the lock.
+CREATE OR REPLACE FUNCTION pm.lock_for_decision(p_fingerprint text, known_version integer)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    current integer;
+BEGIN
+    PERFORM pm.require(p_fingerprint, 'fingerprint');
+    PERFORM set_config('idle_in_transaction_session_timeout', '2000', true);
+    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    IF pm.is_duplicate_signal(p_fingerprint) THEN
+        RETURN jsonb_build_object('duplicate', true);
+    END IF;
+    IF current IS NOT DISTINCT FROM known_version THEN
+        RETURN jsonb_build_object('duplicate', false, 'portfolio_version', current);
+    END IF;
+    RETURN jsonb_build_object('duplicate', false, 'portfolio_version', current, 'state', pm.load_state());
+END;
+$$;

@@ -1,5 +1,5 @@
 -- pm.apply_signal / pm.apply_state / pm.load_state: a signal's claim and effects in one transaction.
-SELECT plan(13);
+SELECT plan(17);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -46,5 +46,14 @@ SELECT results_eq($$SELECT client_order_id, status FROM pm.broker_orders$$,
 SELECT is(pm.apply_state('[]', '[{"instrument": "BANK_NIFTY", "clear": true}]', '{}', 3), 4,
           'apply_state writes outside a signal, version-checked');
 SELECT is(jsonb_array_length(pm.load_state() -> 'positions'), 1, 'load_state returns the open position');
+
+SELECT is(pm.lock_for_decision(repeat('a', 64), 4), '{"duplicate": true}'::jsonb,
+          'lock_for_decision: a logged fingerprint is a duplicate');
+SELECT is(pm.lock_for_decision(repeat('d', 64), 4), '{"duplicate": false, "portfolio_version": 4}'::jsonb,
+          'lock_for_decision: an unchanged portfolio sends no state');
+SELECT is(jsonb_array_length(pm.lock_for_decision(repeat('d', 64), 1) -> 'state' -> 'positions'), 1,
+          'lock_for_decision: a moved portfolio sends the fresh state');
+SELECT is(current_setting('idle_in_transaction_session_timeout'), '2s',
+          'lock_for_decision: a session idling in the locked transaction is ended after 2 s');
 
 SELECT * FROM finish();

@@ -73,6 +73,18 @@ SELECT pm.log_signal(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s);
 -- Claim a fingerprint and write all of the signal's effects atomically (one round trip).
 SELECT pm.apply_signal(%s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s);
 
+-- lock_for_decision --
+-- Open a transaction and lock the portfolio for a decision (the retry after a stale one); state if it moved.
+BEGIN; SELECT pm.lock_for_decision(%s, %s);
+
+-- apply_signal_and_commit --
+-- Apply the decision made under lock_for_decision and commit, in one round trip.
+SELECT pm.apply_signal(%s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s); COMMIT;
+
+-- rollback --
+-- End a transaction opened by lock_for_decision without writing anything.
+ROLLBACK;
+
 -- apply_state --
 -- Write positions, pyramiding and portfolio state outside a signal (stop updates), version-checked.
 SELECT pm.apply_state(%s::jsonb, %s::jsonb, %s::jsonb, %s);

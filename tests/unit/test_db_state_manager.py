@@ -325,8 +325,18 @@ def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateMa
     result = behind.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2025-11-28T10:45:00+05:30",
                                             stop=51750, atr=350, er=0.85), check_time=False)
     assert result.outcome.value == "blocked" and "already open" in result.reason  # decided on the fresh state
-    assert db.round_trips - before == 2  # the refused call (carrying the state) + the accepted one
+    assert db.round_trips - before == 3  # the refused call (carrying the state), then lock + apply-and-commit
     assert behind.portfolio.version == ahead.portfolio.version + 1
+    with db.transaction() as cur:
+        cur.execute("SELECT processing_status, count(*) AS n FROM pm.signal_log GROUP BY 1 ORDER BY 1")
+        assert [(r["processing_status"], r["n"]) for r in cur.fetchall()] == [("blocked", 1), ("executed", 1)]
+    # a signal another instance has logged: duplicate even when decided from an old version
+    third = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    ahead.process_payload(payload("EXIT", "BANK_NIFTY", "ALL", 52500, "2025-11-28T11:00:00+05:30", reason="SIGNAL"),
+                          check_time=False)  # third is now behind
+    repeat = third.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2025-11-28T10:45:00+05:30",
+                                           stop=51750, atr=350, er=0.85), check_time=False)
+    assert repeat.outcome.value == "duplicate"
 
 
 def test_stopped_out_and_reentered_in_one_signal(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
