@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.store import DatabaseStateManager
@@ -91,3 +91,72 @@ class DatabasePaperBroker:
             return []
         rows = self.db.fill_paper_orders([o.client_order_id for o in orders])
         return [Fill(r["client_order_id"], int(r["lots"]), r["fill_price"], r["broker_order_id"]) for r in rows]
+
+
+class BackgroundSender:
+    """Sends committed orders from a queue on its own thread, in batches (one call per batch).
+
+    The webhook then answers as soon as the signal is durable — one database round trip in the
+    common case — and the paper broker's fills cost one round trip per batch, not per signal.
+    Nothing is lost if the process dies with orders still queued: they are 'pending' in the
+    outbox, and recovery or the background-job leader sends them.
+    """
+
+    def __init__(self, broker: Broker, on_error: Callable[[list[Order], Exception], None]) -> None:
+        import queue
+        import threading
+
+        self.broker = broker
+        self.on_error = on_error
+        self.batches = 0
+        self._queue: "queue.Queue[Optional[list[Order]]]" = queue.Queue()
+        self._outstanding = 0  # submitted lists not yet sent (or failed)
+        self._done = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="pm-orders", daemon=True)
+        self._thread.start()
+
+    def submit(self, orders: list[Order]) -> None:
+        if orders:
+            with self._done:
+                self._outstanding += 1
+            self._queue.put(orders)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted order has been sent (or failed); True if it got there in time."""
+        with self._done:
+            return self._done.wait_for(lambda: self._outstanding == 0, timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        import queue
+
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = list(first)
+            taken = 1
+            stop = False
+            while True:  # take whatever else is already queued: one call for all of it
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.extend(more)
+                taken += 1
+            try:
+                self.broker.place_orders(batch)
+                self.batches += 1
+            except Exception as exc:  # noqa: BLE001 - reported; the orders stay pending in the outbox
+                self.on_error(batch, exc)
+            with self._done:
+                self._outstanding -= taken
+                self._done.notify_all()
+            if stop:
+                return

@@ -78,7 +78,7 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
     age = timedelta(seconds=settings.max_signal_age_s) if settings.max_signal_age_s > 0 else None
     engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age,
-                               fault=fault_hook(os.environ.get("PM_FAULT_CRASH")))
+                               fault=fault_hook(os.environ.get("PM_FAULT_CRASH")), send_in_background=True)
     db.register_instance(instance_id, socket.gethostname()[:100], instance_port, __version__)
     engine.send_pending()
     return engine
@@ -106,6 +106,8 @@ def serve(settings: Any, host: str, port: int) -> int:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         jobs.stop()
+        engine.flush_orders(5)
+        engine.close()
         engine.db_manager.close()
     return 0
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from pm_engine.broker import Broker, DatabasePaperBroker, Order, PaperBroker, client_order_id
+from pm_engine.broker import BackgroundSender, Broker, DatabasePaperBroker, Order, PaperBroker, client_order_id
 from pm_engine.errors import DatabaseUnavailableError, StaleVersionError
 from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
 from pm_engine.models import Outcome, Position, Signal, SignalResult, SignalType
@@ -51,7 +51,7 @@ class LiveTradingEngine:
                  db_manager: Optional["DatabaseStateManager"] = None, instance_id: str = "local",
                  max_signal_age: Optional[timedelta] = timedelta(minutes=10),
                  clock: Callable[[], datetime] = utcnow,
-                 fault: Callable[[str], None] = lambda point: None) -> None:
+                 fault: Callable[[str], None] = lambda point: None, send_in_background: bool = False) -> None:
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
         self.config = config or PortfolioConfig()
         self.broker: Broker = broker or (DatabasePaperBroker(db_manager) if db_manager else PaperBroker())
@@ -60,6 +60,9 @@ class LiveTradingEngine:
         self.max_signal_age = max_signal_age
         self.clock = clock
         self.fault = fault  # crash-test hook: called at named points ("after_commit"); a no-op in production
+        # live engines send orders on a sender thread (the webhook answers once the signal is durable);
+        # tests, backtests and tools send them inline
+        self.sender = BackgroundSender(self.broker, self._send_failed) if send_in_background and db_manager else None
         self.portfolio = PortfolioStateManager(self.config, self.instruments, db_manager)
         self.seen: OrderedDict[str, None] = OrderedDict()  # fingerprints known to be logged
         self.outcomes: Counter[str] = Counter()
@@ -135,13 +138,29 @@ class LiveTradingEngine:
         """Send committed orders; on failure they stay 'pending' in the outbox for ``send_pending``."""
         if not orders:
             return
+        if self.sender is not None:
+            self.sender.submit(orders)
+            return
         if self.db_manager is None:
             self.broker.place_orders(orders)
             return
         try:
             self.broker.place_orders(orders)
         except DatabaseUnavailableError as exc:
-            log.warning("%d committed order(s) left pending (%s); recovery will send them", len(orders), exc)
+            self._send_failed(orders, exc)
+
+    @staticmethod
+    def _send_failed(orders: list[Order], exc: Exception) -> None:
+        log.warning("%d committed order(s) left pending (%s); recovery will send them", len(orders), exc)
+
+    def flush_orders(self, timeout: float = 10.0) -> bool:
+        """Wait for the background sender to send what it has (True at once when sending inline)."""
+        return self.sender.flush(timeout) if self.sender is not None else True
+
+    def close(self) -> None:
+        """Stop the order sender (what it had not sent stays pending in the outbox)."""
+        if self.sender is not None:
+            self.sender.close()
 
     def send_pending(self, min_age_s: float = 0) -> int:
         """Send outbox orders committed at least ``min_age_s`` ago and never sent (recovery, the job leader)."""

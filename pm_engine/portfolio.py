@@ -54,6 +54,7 @@ class PortfolioStateManager:
         self.pyramiding: dict[str, PyramidState] = {}
         self.marks: dict[str, Decimal] = {}
         self.dirty_positions: dict[str, Position] = {}
+        self.origin: dict[str, Position] = {}  # for a working copy: the records it was copied from
         self.dirty_closed: list[Position] = []  # closed, then reopened under the same id, in one decision
         self.dirty_pyramiding: set[str] = set()
         if db_manager is not None:
@@ -109,6 +110,7 @@ class PortfolioStateManager:
         # records hold only immutable values (Decimal, datetime, str, int), so a copy of each is a
         # full copy; deepcopy cost ~10x more and was the engine's largest CPU item per signal
         other.positions = {k: copy.copy(v) for k, v in self.positions.items()}
+        other.origin = self.positions  # the untouched records: updates send only the fields that changed
         other.pyramiding = {k: copy.copy(v) for k, v in self.pyramiding.items()}
         other.marks = dict(self.marks)
         other.closed = dict(self.closed)

@@ -79,6 +79,20 @@ def position_from_row(row: dict[str, Any]) -> Position:
     return Position(**values)
 
 
+def _changes(position: Position, origin: Optional[Position]) -> dict[str, Any]:
+    """The document to save: for an update of a row read at the same version, only the changed fields.
+
+    pm.save_position merges a document into the locked current row, so a partial document is a
+    full update; it is just smaller to send and to parse (typically 3 keys instead of 44).
+    """
+    if not position.version or origin is None or origin.version != position.version:
+        return position_to_doc(position)
+    doc = {name: value for name in POSITION_FIELDS if name != "version"
+           and (value := getattr(position, name)) != getattr(origin, name)}
+    doc["position_id"] = position.position_id
+    return doc
+
+
 class DatabaseStateManager:
     """Pooled, retrying access to the pm schema with a version-aware L1 cache."""
 
@@ -365,7 +379,7 @@ class DatabaseStateManager:
     def _effects(work: "PortfolioStateManager") -> tuple[list[Any], list[Any], dict[str, Any]]:
         # a row closed and reopened under the same id in one decision: the close first, then the insert
         # (which archives the closed row), so the answer's version for that id is the new row's
-        positions = [{"doc": position_to_doc(p), "expected_version": p.version or None}
+        positions = [{"doc": _changes(p, work.origin.get(p.position_id)), "expected_version": p.version or None}
                      for p in [*work.dirty_closed, *work.dirty_positions.values()]]
         pyramiding = []
         for instrument in sorted(work.dirty_pyramiding):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal as D
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -104,3 +105,39 @@ def test_jobs_thread_heartbeats_and_survives_errors(db_config: DatabaseConfig,
     with e.db_manager.transaction() as cur:
         cur.execute("SELECT status FROM pm.instance_metadata WHERE instance_id = 'inst-a'")
         assert cur.fetchone()["status"] == "active"
+
+
+def test_background_sender_answers_after_one_round_trip_and_fills_in_batches(
+        db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+    from pm_engine.broker import DatabasePaperBroker
+
+    orders_db = DatabaseStateManager(db_config)
+    db = DatabaseStateManager(db_config)
+    live = LiveTradingEngine(db_manager=db, broker=DatabasePaperBroker(orders_db), send_in_background=True)
+    engines.append(live)
+    try:
+        before = db.round_trips
+        assert live.process_payload(ENTRY, check_time=False).outcome.value == "executed"
+        assert db.round_trips - before == 1  # the signal path: one atomic call; the fill is the sender's
+        assert live.flush_orders(5)
+        fp = live.parse(ENTRY, check_time=False).fingerprint
+        assert [o["status"] for o in db.orders_for_signal(fp)] == ["filled"]
+        assert live.sender is not None and live.sender.batches == 1 and orders_db.round_trips == 1
+    finally:
+        live.close()
+        orders_db.close()
+
+
+def test_background_sender_failure_leaves_orders_pending(db_config: DatabaseConfig,
+                                                         engines: list[LiveTradingEngine]) -> None:
+    from pm_engine.broker import BackgroundSender, Order
+
+    class Down:
+        def place_orders(self, orders: list[Order]) -> list[Any]:
+            raise RuntimeError("broker down")
+
+    failed: list[int] = []
+    sender = BackgroundSender(Down(), lambda orders, exc: failed.append(len(orders)))
+    sender.submit([Order("pm-x-Long_1", "COPPER", "BUY", 1, D("800"), "f" * 64, "COPPER_Long_1")])
+    assert sender.flush(5) and failed == [1]
+    sender.close()
