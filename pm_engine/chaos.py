@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,7 +32,8 @@ from typing import Any, Optional
 
 import psycopg2
 
-from pm_engine.cluster import LocalCluster, free_port, temporary_cluster
+from pm_engine.children import EngineProcess, http_request
+from pm_engine.cluster import LocalCluster, temporary_cluster
 from pm_engine.config import DatabaseConfig
 from pm_engine.deploy import deploy
 from pm_engine.engine import LiveTradingEngine
@@ -43,8 +42,6 @@ from pm_engine.queries import QUERIES
 from pm_engine.samples import mixed_stream
 from pm_engine.signals import parse_signal
 from pm_engine.store import DatabaseStateManager
-
-REQUEST_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,74 +79,6 @@ class Counts:
             setattr(self, name, getattr(self, name) + n)
 
 
-class Instance:
-    """One ``pm-engine live`` process on a fixed port, restartable; its output kept in a log file."""
-
-    def __init__(self, index: int, config: DatabaseConfig, secret: str, logdir: Path, fault: float) -> None:
-        self.index, self.config, self.secret, self.fault = index, config, secret, fault
-        self.port = free_port()
-        self.log = logdir / f"engine-{index}.log"
-        self.proc: Optional[subprocess.Popen[bytes]] = None
-        self.killed_by_us = False
-
-    def start(self) -> None:
-        env = {**os.environ, "DATABASE_URL": self.config.url(hide_password=False), "PM_WEBHOOK_SECRET": self.secret,
-               "PM_MAX_SIGNAL_AGE_S": "0"}
-        if self.fault:
-            env["PM_FAULT_CRASH"] = f"after_commit:{self.fault}"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "live", "--port", str(self.port)],
-                                         env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.killed_by_us = False
-
-    def wait_ready(self, timeout: float = 30) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return False
-            try:
-                status, _ = request(self.port, "GET", "/health", timeout=1)
-                if status == 200:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.alive():
-            self.killed_by_us = True
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def request(port: int, method: str, path: str, body: Optional[bytes] = None,
-            headers: Optional[dict[str, str]] = None, timeout: float = REQUEST_TIMEOUT_S) -> tuple[int, Any]:
-    """One HTTP request on a fresh connection; (status, parsed JSON body or None)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body, headers or {})
-        response = conn.getresponse()
-        raw = response.read()
-        try:
-            return response.status, json.loads(raw)
-        except ValueError:
-            return response.status, None
-    finally:
-        conn.close()
-
-
 class Harness:
     """The cluster, the instances, the supervisor and the chaos agent."""
 
@@ -165,7 +94,10 @@ class Harness:
         deploy(self.config)
         self.db_up = threading.Event()
         self.db_up.set()
-        self.instances = [Instance(i, self.config, self.secret, self.logdir, settings.fault_after_commit)
+        env = {"PM_MAX_SIGNAL_AGE_S": "0"}  # a recorded stream is replayed
+        if settings.fault_after_commit:
+            env["PM_FAULT_CRASH"] = f"after_commit:{settings.fault_after_commit}"
+        self.instances = [EngineProcess(self.config, self.secret, self.logdir / f"engine-{i}.log", env)
                           for i in range(settings.instances)]
         self._stop = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
@@ -176,7 +108,7 @@ class Harness:
             instance.start()
         for instance in self.instances:
             if not instance.wait_ready():
-                raise RuntimeError(f"engine {instance.index} did not start; see {instance.log}")
+                raise RuntimeError(f"an engine did not start; see {instance.log}")
         self._supervisor.start()
 
     def close(self) -> None:
@@ -214,7 +146,7 @@ class Harness:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:  # ask a serving engine whether it is ready: it must say no
             try:
-                status, _ = request(self.rng.choice(self.instances).port, "GET", "/ready", timeout=5)
+                status, _ = http_request(self.rng.choice(self.instances).port, "GET", "/ready", timeout=5)
             except OSError:  # that one is restarting
                 time.sleep(0.05)
                 continue
@@ -236,7 +168,7 @@ class Harness:
             self.counts.add("requests")
             started = time.monotonic()
             try:
-                status, answer = request(instance.port, "POST", "/webhook", body, headers)
+                status, answer = http_request(instance.port, "POST", "/webhook", body, headers)
             except OSError:  # refused, reset or timed out: the engine died or is restarting
                 self.counts.add("retried")
                 time.sleep(0.02)
@@ -394,7 +326,7 @@ def leaked_secrets(harness: Harness) -> int:
     for instance in harness.instances:
         if instance.alive():
             try:
-                status, body = request(instance.port, "GET", "/status")
+                status, body = http_request(instance.port, "GET", "/status")
                 found += json.dumps(body).count(harness.secret)
             except OSError:
                 pass

@@ -145,6 +145,23 @@ CREATE DATABASE {};
 -- Drop a benchmark scratch database.
 DROP DATABASE IF EXISTS {};
 
+-- bench_floor_setup --
+-- In a bench scratch database only: a one-row table and the smallest version-checked PL/pgSQL update.
+CREATE TABLE public.bench_floor (id integer PRIMARY KEY, version integer NOT NULL);
+INSERT INTO public.bench_floor VALUES (1, 1);
+CREATE FUNCTION public.bench_floor_update(expected integer) RETURNS integer LANGUAGE plpgsql AS $f$
+DECLARE v integer;
+BEGIN
+    UPDATE public.bench_floor SET version = version + 1 WHERE id = 1 AND version = expected RETURNING version INTO v;
+    IF v IS NULL THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'PM001'; END IF;
+    RETURN v;
+END;
+$f$;
+
+-- bench_floor_update --
+-- The durable-commit floor: one version-checked single-row update in autocommit.
+SELECT public.bench_floor_update(%s);
+
 -- bench_logged_fingerprints --
 -- Every logged fingerprint with its outcome (the benchmark's and the chaos run's final check).
 SELECT fingerprint, processing_status FROM pm.signal_log;

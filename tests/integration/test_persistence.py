@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -16,7 +13,7 @@ import httpx
 import psycopg2
 import pytest
 
-from pm_engine.cluster import free_port
+from pm_engine import children
 from pm_engine.config import DatabaseConfig
 from pm_engine.engine import LiveTradingEngine
 from pm_engine.store import DatabaseStateManager
@@ -25,38 +22,18 @@ from tests.helpers import payload
 SECRET = "integration-secret"
 
 
-class EngineProcess:
-    """``python -m pm_engine live`` as a child process."""
+class EngineProcess(children.EngineProcess):
+    """``python -m pm_engine live`` as a child process, started and ready."""
 
     def __init__(self, config: DatabaseConfig, **extra_env: str) -> None:
-        self.port = free_port()
-        env = {**os.environ, "DATABASE_URL": config.url(hide_password=False), "PM_WEBHOOK_SECRET": SECRET,
-               **extra_env}
-        self.proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "live", "--port", str(self.port)], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        super().__init__(config, SECRET, env=extra_env)
+        self.start()
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-            if self.proc.poll() is not None:
-                break
-        raise RuntimeError(f"engine did not start: {self.proc.stdout.read() if self.proc.stdout else ''}")
+        if not self.wait_ready(20):
+            raise RuntimeError("engine did not start")
 
     def send(self, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
         return httpx.post(self.url + "/webhook", json={**body, "secret": SECRET}, timeout=5, **kwargs)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @pytest.fixture

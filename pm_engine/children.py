@@ -1,0 +1,88 @@
+"""Engine child processes (``python -m pm_engine live``) for the benchmark and the chaos harness."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from pm_engine.cluster import free_port
+from pm_engine.config import DatabaseConfig
+
+
+def http_request(port: int, method: str, path: str, body: Optional[bytes] = None,
+                 headers: Optional[dict[str, str]] = None, timeout: float = 5.0) -> tuple[int, Any]:
+    """One request on a fresh loopback connection: (status, the JSON body or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body, headers or {})
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, None
+    finally:
+        conn.close()
+
+
+class EngineProcess:
+    """A ``live`` engine on a fixed free port against ``config``; restartable; output to ``log`` (or dropped)."""
+
+    def __init__(self, config: DatabaseConfig, secret: str, log: Optional[Path] = None,
+                 env: Optional[dict[str, str]] = None) -> None:
+        self.config, self.secret, self.log = config, secret, log
+        self.extra_env = dict(env or {})
+        self.port = free_port()
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.killed_by_us = False
+
+    def start(self) -> "EngineProcess":
+        env = {**os.environ, "DATABASE_URL": self.config.url(hide_password=False), "PM_WEBHOOK_SECRET": self.secret,
+               **self.extra_env}
+        command = [sys.executable, "-m", "pm_engine", "live", "--port", str(self.port)]
+        if self.log is None:
+            self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            with self.log.open("ab") as out:
+                self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.killed_by_us = False
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> bool:
+        """Wait until GET /health answers; False if the process died or the time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return False
+            try:
+                if http_request(self.port, "GET", "/health", timeout=1)[0] == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: no cleanup of any kind)."""
+        if self.proc is not None and self.alive():
+            self.killed_by_us = True
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
