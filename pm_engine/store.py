@@ -177,6 +177,7 @@ class DatabaseStateManager:
         """
         started = time.monotonic()
         failures = 0
+        waited = 0.0
         for attempt in range(self.config.maxconn + TRANSACTION_ATTEMPTS):
             try:
                 with self.get_connection() as conn:
@@ -185,10 +186,11 @@ class DatabaseStateManager:
                         return work(cur)
             except (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailableError) as exc:
                 pause = 0.05 * 2 ** (failures + 1) if isinstance(exc, DatabaseUnavailableError) else 0.0
-                if time.monotonic() - started + pause > RETRY_BUDGET_S:
+                if max(time.monotonic() - started, waited) + pause > RETRY_BUDGET_S:
                     raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}") from exc
                 if pause:  # no connection could be made at all: back off before the next try
                     failures += 1
+                    waited += pause
                     self._sleep(pause)
                 continue
             except psycopg2.Error as exc:

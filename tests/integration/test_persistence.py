@@ -153,14 +153,31 @@ def test_same_webhook_to_two_processes_executes_once(db_config: DatabaseConfig, 
 
 
 def test_two_threads_one_stop_one_wins(db_config: DatabaseConfig) -> None:
+    from pm_engine.errors import StaleVersionError
+
     seed = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
     seed.process_payload(sequence()[0], check_time=False)
     first, second = (LiveTradingEngine(db_manager=DatabaseStateManager(db_config)) for _ in range(2))
-    assert first.update_stops("BANK_NIFTY", D("53000"), D("350")) == ["BANK_NIFTY_Long_1"]
-    from pm_engine.errors import StaleVersionError
-    with pytest.raises(StaleVersionError):
-        second.update_stops("BANK_NIFTY", D("52600"), D("300"))
-    assert rows(db_config, "SELECT current_stop, version FROM pm.portfolio_positions") == [(D("52125.00"), 2)]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def trail(engine: LiveTradingEngine, price: str) -> None:
+        barrier.wait(5)
+        try:
+            engine.update_stops("BANK_NIFTY", D(price), D("350"))
+            outcomes.append(f"saved {price}")
+        except StaleVersionError:
+            outcomes.append("stale")
+
+    threads = [threading.Thread(target=trail, args=args) for args in ((first, "53000"), (second, "52900"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(outcomes)[-1] == "stale" and len(outcomes) == 2  # exactly one writer won
+    winner = outcomes[0] if outcomes[0] != "stale" else outcomes[1]
+    stop = {"saved 53000": D("52125.00"), "saved 52900": D("52025.00")}[winner]  # price - 2.5 x 350
+    assert rows(db_config, "SELECT current_stop, version FROM pm.portfolio_positions") == [(stop, 2)]
 
 
 def test_ten_concurrent_saves_no_deadlock(db_config: DatabaseConfig) -> None:

@@ -356,3 +356,64 @@ def test_stopped_out_and_reentered_in_one_signal(db: DatabaseStateManager, db_co
     assert rows[1]["realized_pnl"] == D("-48000.00")  # (51,600 - 52,000) x 4 x 30
     fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
     assert fresh.portfolio.closed_equity == D("4952000.00") and list(fresh.portfolio.positions) == ["BANK_NIFTY_Long_1"]
+
+
+def test_dropped_connection_is_replaced_transparently(db: DatabaseStateManager, pg2: Any) -> None:
+    assert db.ping() > 0
+    with pg2.cursor() as cur:  # kill every backend of this manager, as a server restart would
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'pm-engine' AND pid <> pg_backend_pid()")
+    assert db.get_portfolio_state() is not None  # dead pooled connections dropped, a new one made
+
+
+def test_unreachable_database_answers_unavailable_within_the_budget(db: DatabaseStateManager) -> None:
+    import psycopg2.pool
+
+    slept: list[float] = []
+    db._sleep = slept.append
+    db.pool = psycopg2.pool.ThreadedConnectionPool(0, 2, host="127.0.0.1", port=1, dbname="x", connect_timeout=1)
+    with pytest.raises(DatabaseUnavailableError, match="database connection lost"):
+        db.ping()
+    assert slept and sum(slept) <= 1.0  # backs off, but never past the 1 s budget
+
+
+def test_locked_commit_duplicate_and_errors_write_nothing(db: DatabaseStateManager) -> None:
+    engine = LiveTradingEngine(db_manager=db)
+    s = signal()
+    engine.process_signal(s)
+    decided: list[Any] = []
+    assert db.commit_signal_locked(s, engine.portfolio.version, decided.append, "inst") is None  # duplicate
+    assert decided == []  # never asked to decide
+
+    other = parse_signal(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2025-11-28T11:30:00+05:30", stop=77000,
+                                 atr=400, er=0.8), DEFAULT_INSTRUMENTS)
+
+    def broken(state: Any) -> Any:
+        work = engine.portfolio.clone()
+        result = engine._decide(other, work)
+        work.positions["GOLD_MINI_Long_1"].lots = -1  # a value the table's CHECK refuses
+        return result, work
+    with pytest.raises(InvalidArgumentError):
+        db.commit_signal_locked(other, engine.portfolio.version, broken, "inst")
+
+    def failing(state: Any) -> Any:
+        raise RuntimeError("decision failed")
+    with pytest.raises(RuntimeError):
+        db.commit_signal_locked(other, engine.portfolio.version, failing, "inst")
+    assert db.check_duplicate_signal(other.fingerprint) is False  # nothing of either attempt was written
+    assert db.ping() > 0  # and the connection went back to the pool usable (no transaction left open)
+    with db.transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'idle in transaction'")
+        assert cur.fetchone()["n"] == 0
+
+
+def test_documents_round_trip_through_json() -> None:
+    from pm_engine.store import dumps, position_from_row
+
+    with pytest.raises(TypeError, match="cannot serialise object"):
+        dumps(object())
+    row = {"position_id": "COPPER_Long_1", "instrument": "COPPER", "entry_timestamp": "2025-11-28T05:00:00+00:00",
+           "entry_price": 800.5, "lots": 3, "quantity": 7500, "initial_stop": 790, "current_stop": 790,
+           "highest_close": 800.5}
+    p = position_from_row(row)
+    assert p.entry_price == D("800.5") and isinstance(p.initial_stop, D) and p.entry_timestamp.tzinfo is not None
