@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any, Callable, Optional
 
 import psycopg2
 import psycopg2.sql
+from tqdm import tqdm
 
 from pm_engine.children import EngineProcess
 from pm_engine.cluster import LocalCluster, temporary_cluster
@@ -332,6 +334,11 @@ def part_stream(config: DatabaseConfig, processes: int, count: int, senders: int
     started = time.perf_counter()
     for t in threads:
         t.start()
+    with tqdm(total=len(stream), desc=f"{processes} engine(s)", unit="sig", leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.2)
+            bar.update(len(stream) - work.qsize() - bar.n)
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started

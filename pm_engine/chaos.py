@@ -375,12 +375,10 @@ def run_chaos(settings: ChaosSettings = ChaosSettings(), progress: bool = True) 
 
 
 def _bar(total: int) -> Any:
-    """A tqdm bar on a terminal, nothing otherwise (CI logs stay clean)."""
-    if not sys.stderr.isatty():
-        return None
+    """A tqdm bar on a terminal (disabled otherwise, so CI logs stay clean)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="signals", unit="sig", leave=False)
+    return tqdm(total=total, desc="signals", unit="sig", leave=False, disable=not sys.stderr.isatty())
 
 
 # -- hostile input -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``pm-engine`` command line (also ``python -m pm_engine``)."""
+"""pm-engine: portfolio manager for systematic futures traders (also run as `python -m pm_engine`)."""
 
 from __future__ import annotations
 
