@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, OrderedDict
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.store import DatabaseStateManager
 
 SEEN_LIMIT = 200_000
+CONTENTION_WINDOW_S = 10.0  # after a stale decision, commit in guarded transactions for this long
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +69,7 @@ class LiveTradingEngine:
         self.seen: OrderedDict[str, None] = OrderedDict()  # fingerprints known to be logged
         self.outcomes: Counter[str] = Counter()
         self.last_signal_at: Optional[datetime] = None  # reported by the heartbeat
+        self._contention_until = 0.0  # monotonic time until which other instances are known to commit
         self._lock = threading.Lock()
 
     # -- entry points --------------------------------------------------------------------------
@@ -96,18 +99,32 @@ class LiveTradingEngine:
             self._known(signal.fingerprint)
             self.portfolio.adopt(work)
             return result, work.orders
-        try:
-            new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
-        except StaleVersionError as exc:
-            # another instance moved the portfolio: decide again on its state, this time under the
-            # portfolio's lock so the second decision cannot go stale (2 more round trips, no loop)
-            self.portfolio.load(exc.state)
-            locked = self.db_manager.commit_signal_locked(signal, self.portfolio.version,
-                                                          lambda state: self._decide_on(state, signal),
-                                                          self.instance_id)
-            new = locked is not None
-            if locked is not None:
-                result, work = locked
+
+        def decide_again(state: Optional[dict[str, Any]]) -> tuple[SignalResult, PortfolioStateManager]:
+            self._contention_until = time.monotonic() + CONTENTION_WINDOW_S
+            return self._decide_on(state, signal)
+
+        if time.monotonic() < self._contention_until:
+            # other instances are committing: apply inside a transaction, so a stale decision is redone
+            # under the row lock it already holds (2 round trips, whatever happens)
+            done = self.db_manager.commit_signal_guarded(signal, result, work, decide_again, self.instance_id)
+            new = done is not None
+            if done is not None:
+                result, work = done
+        else:
+            try:
+                new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
+            except StaleVersionError as exc:
+                # another instance moved the portfolio: decide again on its state under the portfolio's
+                # lock, so the second decision cannot go stale (2 more round trips, no loop)
+                self.portfolio.load(exc.state)
+                self._contention_until = time.monotonic() + CONTENTION_WINDOW_S
+                locked = self.db_manager.commit_signal_locked(signal, self.portfolio.version,
+                                                              lambda state: self._decide_on(state, signal),
+                                                              self.instance_id)
+                new = locked is not None
+                if locked is not None:
+                    result, work = locked
         self._known(signal.fingerprint)
         if not new:
             return self._duplicate(signal), []

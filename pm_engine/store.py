@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Decided = tuple[SignalResult, "PortfolioStateManager"]
+Decide = Callable[[Optional[dict[str, Any]]], Decided]
 RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 POSITION_FIELDS = [f.name for f in fields(Position)]
 TIME_FIELDS = ("entry_timestamp", "exit_timestamp", "rollover_timestamp")
@@ -318,8 +320,7 @@ class DatabaseStateManager:
         self._absorb(work, answer)
         return True
 
-    def commit_signal_locked(self, signal: Signal, known_version: int,
-                             decide: Callable[[Optional[dict[str, Any]]], tuple[SignalResult, "PortfolioStateManager"]],
+    def commit_signal_locked(self, signal: Signal, known_version: int, decide: Decide,
                              instance_id: str) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
         """Decide under the portfolio's row lock and commit: the retry after a stale decision.
 
@@ -329,22 +330,66 @@ class DatabaseStateManager:
         fresh state (None when unchanged) and returns the result and its working copy. Answers
         None for a duplicate (nothing written).
         """
+        def handle(cur: Any, answer: dict[str, Any]) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+            if answer["duplicate"]:
+                cur.execute(QUERIES["rollback"])
+                return None
+            result, work = decide(self._recovered(answer["state"]) if "state" in answer else None)
+            return self._apply_and_commit(cur, signal, result, work, instance_id)
+        return self._two_steps("lock_for_decision", (signal.fingerprint, known_version), handle)
+
+    def commit_signal_guarded(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
+                              decide: Decide, instance_id: str) -> Optional[Decided]:
+        """The decision applied inside an open transaction: never more than two round trips.
+
+        ``BEGIN; pm.apply_signal`` applies it if the portfolio has not moved (then ``COMMIT``);
+        if it has, pm.apply_signal has written nothing but holds the portfolio's row lock and sent
+        the fresh state, so the engine decides again and ``pm.apply_signal; COMMIT`` cannot go
+        stale. Used while other instances are committing (see LiveTradingEngine). None: duplicate.
+        """
+        def handle(cur: Any, answer: dict[str, Any]) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+            if not answer["new"]:
+                cur.execute(QUERIES["rollback"])
+                return None
+            if answer.get("stale"):
+                again, redone = decide(self._recovered(answer["state"]))
+                return self._apply_and_commit(cur, signal, again, redone, instance_id)
+            self.round_trips += 1
+            cur.execute(QUERIES["commit"])
+            self._absorb(work, answer)
+            return result, work
+        positions, pyramiding, portfolio = self._effects(work)
+        params = (dumps(self._signal_document(signal, result, work, instance_id)), dumps(positions),
+                  dumps(pyramiding), dumps(portfolio), work.version)
+        return self._two_steps("begin_apply_signal", params, handle)
+
+    def _apply_and_commit(self, cur: Any, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
+                          instance_id: str) -> tuple[SignalResult, "PortfolioStateManager"]:
+        """Second step under the row lock: apply and commit in one round trip (nothing can be stale)."""
+        positions, pyramiding, portfolio = self._effects(work)
+        self.round_trips += 1
+        cur.execute(QUERIES["apply_signal_and_commit"], (
+            dumps(self._signal_document(signal, result, work, instance_id)), dumps(positions), dumps(pyramiding),
+            dumps(portfolio), work.version))
+        versions = {p["doc"]["position_id"]: (p["expected_version"] or 0) + 1 for p in positions}
+        self._absorb(work, {"portfolio_version": work.version + 1, "versions": versions})
+        return result, work
+
+    def _two_steps(self, first: str, params: tuple[Any, ...],
+                   handle: Callable[[Any, dict[str, Any]], Optional[tuple[SignalResult, "PortfolioStateManager"]]]
+                   ) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+        """Run ``first`` (which opens a transaction) and ``handle`` its answer on one connection.
+
+        Any error rolls the transaction back, so a failure never leaves a lock held or half a
+        signal written; connection errors become DatabaseUnavailableError, others typed errors.
+        """
         with self.get_connection() as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
                 try:
                     self.round_trips += 1
-                    cur.execute(QUERIES["lock_for_decision"], (signal.fingerprint, known_version))
-                    answer = cur.fetchone()[0]
-                    if answer["duplicate"]:
-                        cur.execute(QUERIES["rollback"])
-                        return None
-                    result, work = decide(self._recovered(answer["state"]) if "state" in answer else None)
-                    positions, pyramiding, portfolio = self._effects(work)
-                    self.round_trips += 1
-                    cur.execute(QUERIES["apply_signal_and_commit"], (
-                        dumps(self._signal_document(signal, result, work, instance_id)), dumps(positions),
-                        dumps(pyramiding), dumps(portfolio), work.version))
+                    cur.execute(QUERIES[first], params)
+                    return handle(cur, cur.fetchone()[0])
                 except psycopg2.Error as exc:
                     if not conn.closed:
                         try:
@@ -358,9 +403,6 @@ class DatabaseStateManager:
                     if not conn.closed:
                         cur.execute(QUERIES["rollback"])
                     raise
-        versions = {p["doc"]["position_id"]: (p["expected_version"] or 0) + 1 for p in positions}
-        self._absorb(work, {"portfolio_version": work.version + 1, "versions": versions})
-        return result, work
 
     def save_positions(self, work: "PortfolioStateManager") -> None:
         """Write a working copy's changed positions and metrics (stop updates), version-checked."""

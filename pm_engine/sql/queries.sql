@@ -81,6 +81,14 @@ BEGIN; SELECT pm.lock_for_decision(%s, %s);
 -- Apply the decision made under lock_for_decision and commit, in one round trip.
 SELECT pm.apply_signal(%s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s); COMMIT;
 
+-- begin_apply_signal --
+-- Open a transaction and apply a decision in it (COMMIT follows; a stale answer keeps the row lock).
+BEGIN; SELECT pm.apply_signal(%s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s);
+
+-- commit --
+-- Commit the transaction opened by begin_apply_signal.
+COMMIT;
+
 -- rollback --
 -- End a transaction opened by lock_for_decision without writing anything.
 ROLLBACK;

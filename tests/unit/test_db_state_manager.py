@@ -417,3 +417,34 @@ def test_documents_round_trip_through_json() -> None:
            "highest_close": 800.5}
     p = position_from_row(row)
     assert p.entry_price == D("800.5") and isinstance(p.initial_stop, D) and p.entry_timestamp.tzinfo is not None
+
+
+def test_two_instances_alternating_stay_within_two_round_trips(db: DatabaseStateManager,
+                                                               db_config: DatabaseConfig) -> None:
+    """Once an instance has met a stale decision it commits in guarded transactions: ≤ 2 round trips each."""
+    from pm_engine.broker import DatabasePaperBroker
+    from pm_engine.samples import mixed_stream
+
+    other_db, fills = DatabaseStateManager(db_config), DatabaseStateManager(db_config)
+    # fills through their own manager, so the count is the signal path's alone
+    engines = [LiveTradingEngine(db_manager=m, broker=DatabasePaperBroker(fills)) for m in (db, other_db)]
+    reference = LiveTradingEngine()
+    trips: list[int] = []
+    try:
+        for i, body in enumerate(mixed_stream(40, seed=5, duplicate_ratio=0.0)):
+            engine = engines[i % 2]
+            manager = engine.db_manager
+            assert manager is not None
+            before = manager.round_trips
+            got = engine.process_payload(body, check_time=False)
+            trips.append(manager.round_trips - before)
+            want = reference.process_payload(body, check_time=False)
+            assert (got.outcome, got.reason) == (want.outcome, want.reason), i
+        assert max(trips[:3]) == 3  # the first stale decision of each instance: refused + lock + apply
+        assert max(trips[3:]) <= 2  # from then on, guarded: never more than two
+        fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+        assert fresh.portfolio.closed_equity == reference.portfolio.closed_equity
+        assert sorted(fresh.portfolio.positions) == sorted(reference.portfolio.positions)
+    finally:
+        other_db.close()
+        fills.close()
