@@ -64,7 +64,7 @@ class EngineProcess:
             try:
                 if http_request(self.port, "GET", "/health", timeout=1)[0] == 200:
                     return True
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.05)
         return False
