@@ -58,7 +58,7 @@ AS $$
 DECLARE
     pid  text;
     cur  pm.portfolio_positions;
-    merged  pm.portfolio_positions;
+    newv integer;
     cols text[];
 BEGIN
     PERFORM pm.check_position_fields(p);
@@ -85,7 +85,32 @@ BEGIN
         RETURN 1;
     END IF;
 
-    SELECT * INTO cur FROM pm.portfolio_positions WHERE position_id = pid FOR UPDATE;
+    -- one statement: merge the document into the current row if it is still at expected_version and
+    -- open (the row lock is taken by the UPDATE itself); only when nothing matched, find out why
+    UPDATE pm.portfolio_positions AS t SET
+        (instrument, status, entry_timestamp, entry_price, lots, quantity, initial_stop, current_stop,
+         highest_close, unrealized_pnl, realized_pnl, rollover_status, original_expiry,
+         original_strike, original_entry_price, rollover_timestamp, rollover_pnl, rollover_count,
+         strike, expiry, pe_symbol, ce_symbol, pe_order_id, ce_order_id, pe_entry_price,
+         ce_entry_price, contract_month, futures_symbol, futures_order_id, atr, limiter,
+         risk_contribution, vol_contribution, is_base_position, exit_timestamp, exit_price, exit_reason,
+         version, updated_at) =
+        (SELECT r.instrument, r.status, r.entry_timestamp, r.entry_price, r.lots, r.quantity,
+                r.initial_stop, r.current_stop, r.highest_close, r.unrealized_pnl, r.realized_pnl,
+                r.rollover_status, r.original_expiry, r.original_strike, r.original_entry_price,
+                r.rollover_timestamp, r.rollover_pnl, r.rollover_count, r.strike, r.expiry,
+                r.pe_symbol, r.ce_symbol, r.pe_order_id, r.ce_order_id, r.pe_entry_price,
+                r.ce_entry_price, r.contract_month, r.futures_symbol, r.futures_order_id, r.atr,
+                r.limiter, r.risk_contribution, r.vol_contribution, r.is_base_position,
+                r.exit_timestamp, r.exit_price, r.exit_reason,
+                t.version + 1, now()
+           FROM jsonb_populate_record(t, p - 'version' - 'created_at' - 'updated_at') AS r)
+     WHERE t.position_id = pid AND t.version = expected_version AND t.status <> 'closed'
+    RETURNING t.version INTO newv;
+    IF newv IS NOT NULL THEN
+        RETURN newv;
+    END IF;
+    SELECT * INTO cur FROM pm.portfolio_positions WHERE position_id = pid;
     IF NOT FOUND THEN
         PERFORM pm.raise_error('PM003', format('position %s does not exist', pid));
     END IF;
@@ -97,27 +122,9 @@ BEGIN
     IF cur.status = 'closed' THEN
         PERFORM pm.raise_error('PM005', format('position %s is closed; a closed position is final', pid));
     END IF;
-
-    merged := jsonb_populate_record(cur, p - 'version' - 'created_at' - 'updated_at');
-    UPDATE pm.portfolio_positions SET
-        instrument = merged.instrument, status = merged.status, entry_timestamp = merged.entry_timestamp,
-        entry_price = merged.entry_price, lots = merged.lots, quantity = merged.quantity,
-        initial_stop = merged.initial_stop, current_stop = merged.current_stop, highest_close = merged.highest_close,
-        unrealized_pnl = merged.unrealized_pnl, realized_pnl = merged.realized_pnl,
-        rollover_status = merged.rollover_status, original_expiry = merged.original_expiry,
-        original_strike = merged.original_strike, original_entry_price = merged.original_entry_price,
-        rollover_timestamp = merged.rollover_timestamp, rollover_pnl = merged.rollover_pnl,
-        rollover_count = merged.rollover_count, strike = merged.strike, expiry = merged.expiry,
-        pe_symbol = merged.pe_symbol, ce_symbol = merged.ce_symbol, pe_order_id = merged.pe_order_id,
-        ce_order_id = merged.ce_order_id, pe_entry_price = merged.pe_entry_price, ce_entry_price = merged.ce_entry_price,
-        contract_month = merged.contract_month, futures_symbol = merged.futures_symbol,
-        futures_order_id = merged.futures_order_id, atr = merged.atr, limiter = merged.limiter,
-        risk_contribution = merged.risk_contribution, vol_contribution = merged.vol_contribution,
-        is_base_position = merged.is_base_position, exit_timestamp = merged.exit_timestamp,
-        exit_price = merged.exit_price, exit_reason = merged.exit_reason,
-        version = cur.version + 1, updated_at = now()
-     WHERE position_id = pid;
-    RETURN cur.version + 1;
+    -- matched now but not when updating: a concurrent writer came and went; the caller re-reads
+    PERFORM pm.raise_error('PM001', format('position %s changed during the update; read it again', pid));
+    RETURN NULL;  -- not reached: raise_error raises
 END;
 $$;
 
