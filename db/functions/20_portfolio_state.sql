@@ -26,11 +26,10 @@ BEGIN
         PERFORM pm.raise_error('PM004', 'portfolio state must be a JSON object');
     END IF;
     PERFORM pm.require(expected_version, 'expected_version');
+    -- the row type's own keys (no catalog query): every column of pm.portfolio_state
     SELECT string_agg(k, ', ' ORDER BY k) INTO unknown
       FROM jsonb_object_keys(s) AS k
-     WHERE NOT EXISTS (SELECT 1 FROM pg_attribute
-                        WHERE attrelid = 'pm.portfolio_state'::regclass AND attname = k
-                          AND attnum > 0 AND NOT attisdropped);
+     WHERE NOT to_jsonb(jsonb_populate_record(NULL::pm.portfolio_state, '{}'::jsonb)) ? k;
     IF unknown IS NOT NULL THEN
         PERFORM pm.raise_error('PM004', format('unknown portfolio state field(s): %s', unknown));
     END IF;

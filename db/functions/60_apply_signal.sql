@@ -46,7 +46,9 @@ BEGIN
         RETURN jsonb_build_object('new', false);
     END IF;
     pversion := pm.apply_state(positions, pyramiding, portfolio, expected_portfolio_version);
-    PERFORM pm.add_orders(coalesce(sig -> 'orders', '[]'));
+    IF jsonb_array_length(coalesce(sig -> 'orders', '[]')) > 0 THEN
+        PERFORM pm.add_orders(sig -> 'orders');
+    END IF;
     -- each saved position is now at its expected version + 1 (or 1 when inserted): no re-read needed
     SELECT coalesce(jsonb_object_agg(e -> 'doc' ->> 'position_id', coalesce((e ->> 'expected_version')::integer, 0) + 1),
                     '{}')
