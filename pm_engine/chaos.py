@@ -20,6 +20,7 @@ import http.client
 import json
 import random
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -377,7 +378,11 @@ def run_chaos(settings: ChaosSettings = ChaosSettings(), progress: bool = True) 
     print(f"chaos: sent={c.sent} retried={c.retried} duplicates={c.duplicates} kills={c.kills + c.fault_kills} "
           f"db_restarts={c.db_restarts} lost={verdict.lost} duplicated={verdict.duplicated} "
           f"mismatches={verdict.mismatches}", flush=True)
-    return 0 if verdict.lost == verdict.duplicated == verdict.mismatches == 0 else 1
+    if verdict.lost == verdict.duplicated == verdict.mismatches == 0:
+        shutil.rmtree(harness.logdir, ignore_errors=True)
+        return 0
+    print(f"engine logs kept in {harness.logdir}")
+    return 1
 
 
 def _bar(total: int) -> Any:

@@ -66,6 +66,7 @@ class LocalCluster:
     port: int = 0
     bindir: Optional[Path] = None
     fsync: bool = True
+    throwaway: bool = False  # destroy() also removes the data folder's parent (a temporary folder)
     _owner: Optional[str] = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -147,15 +148,15 @@ class LocalCluster:
             raise ClusterError(f"createdb {name} failed: {proc.stderr.strip()}")
 
     def destroy(self) -> None:
-        """Stop and delete the data folder."""
+        """Stop and delete the data folder (and its temporary parent for a throw-away cluster)."""
         self.stop("immediate")
-        shutil.rmtree(self.datadir, ignore_errors=True)
+        shutil.rmtree(self.datadir.parent if self.throwaway else self.datadir, ignore_errors=True)
 
 
 def temporary_cluster(fsync: bool = False) -> LocalCluster:
     """A started, throw-away cluster in a new temporary folder (call ``destroy()`` when done)."""
     base = Path(tempfile.mkdtemp(prefix="pm-engine-pg-"))
     os.chmod(base, 0o755)
-    cluster = LocalCluster(base / "data", fsync=fsync)
+    cluster = LocalCluster(base / "data", fsync=fsync, throwaway=True)
     cluster.start()
     return cluster
