@@ -54,6 +54,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.save_position(p jsonb, expected_version integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     pid  text;
@@ -134,6 +136,8 @@ CREATE OR REPLACE FUNCTION pm.get_position(pid text)
 RETURNS SETOF pm.portfolio_positions
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM pm.portfolio_positions WHERE position_id = pid;
 $$;
@@ -144,6 +148,8 @@ CREATE OR REPLACE FUNCTION pm.get_open_positions()
 RETURNS SETOF pm.portfolio_positions
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM pm.portfolio_positions WHERE status = 'open' ORDER BY entry_timestamp, position_id;
 $$;

@@ -6,6 +6,8 @@ CREATE OR REPLACE FUNCTION pm.get_portfolio_state()
 RETURNS SETOF pm.portfolio_state
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM pm.portfolio_state WHERE id = 1;
 $$;
@@ -16,6 +18,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.save_portfolio_state(s jsonb, expected_version integer)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cur     pm.portfolio_state;

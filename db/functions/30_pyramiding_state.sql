@@ -6,6 +6,8 @@ CREATE OR REPLACE FUNCTION pm.save_pyramiding_state(p_instrument text, p_last_py
                                                     p_base_position_id text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
@@ -27,6 +29,8 @@ CREATE OR REPLACE FUNCTION pm.get_pyramiding_state(p_instrument text DEFAULT NUL
 RETURNS SETOF pm.pyramiding_state
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM pm.pyramiding_state
      WHERE p_instrument IS NULL OR instrument = p_instrument
@@ -38,6 +42,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.clear_pyramiding_state(p_instrument text)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');

@@ -10,6 +10,8 @@ CREATE OR REPLACE FUNCTION pm.log_signal(p_fingerprint text, p_instrument text, 
                                          p_payload jsonb DEFAULT NULL, p_instance text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     inserted integer;
@@ -39,6 +41,8 @@ CREATE OR REPLACE FUNCTION pm.is_duplicate_signal(p_fingerprint text)
 RETURNS boolean
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM pm.signal_log WHERE fingerprint = p_fingerprint);
 $$;
@@ -48,6 +52,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.cleanup_signal_log(retention interval DEFAULT interval '7 days')
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     deleted integer;

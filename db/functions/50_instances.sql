@@ -6,6 +6,8 @@ CREATE OR REPLACE FUNCTION pm.register_instance(p_instance_id text, p_hostname t
                                                 p_port integer DEFAULT NULL, p_version text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pm.require(p_instance_id, 'instance_id');
@@ -23,6 +25,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.heartbeat_instance(p_instance_id text, p_last_signal timestamptz DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pm.require(p_instance_id, 'instance_id');
@@ -42,6 +46,8 @@ CREATE OR REPLACE FUNCTION pm.get_stale_instances(timeout interval DEFAULT inter
 RETURNS SETOF pm.instance_metadata
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pm.require(timeout, 'timeout');
@@ -59,6 +65,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.sweep_stale_instances(timeout interval DEFAULT interval '30 seconds')
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     swept integer;
@@ -77,6 +85,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.claim_leadership(p_instance_id text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pm.require(p_instance_id, 'instance_id');

@@ -18,6 +18,8 @@ CREATE OR REPLACE FUNCTION pm.apply_signal(sig jsonb, positions jsonb, pyramidin
                                            expected_portfolio_version integer)
 RETURNS jsonb
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     claimed  boolean;
@@ -64,6 +66,8 @@ CREATE OR REPLACE FUNCTION pm.apply_state(positions jsonb, pyramiding jsonb, por
                                           expected_portfolio_version integer)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     item    jsonb;
@@ -97,6 +101,8 @@ CREATE OR REPLACE FUNCTION pm.load_state()
 RETURNS jsonb
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object(
         'portfolio', (SELECT to_jsonb(s) FROM pm.get_portfolio_state() s),
@@ -115,6 +121,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.lock_for_decision(p_fingerprint text, known_version integer)
 RETURNS jsonb
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     current integer;

@@ -31,6 +31,8 @@ $$;
 CREATE OR REPLACE FUNCTION pm.fill_paper_orders(client_order_ids text[])
 RETURNS SETOF pm.broker_orders
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pm.require(client_order_ids, 'client_order_ids');
@@ -51,6 +53,8 @@ CREATE OR REPLACE FUNCTION pm.pending_orders(min_age interval DEFAULT interval '
 RETURNS SETOF pm.broker_orders
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM pm.broker_orders
      WHERE status = 'pending' AND created_at <= now() - coalesce(min_age, interval '0')
@@ -63,6 +67,8 @@ CREATE OR REPLACE FUNCTION pm.orders_for_signal(p_fingerprint text)
 RETURNS SETOF pm.broker_orders
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM pm.broker_orders WHERE fingerprint = p_fingerprint ORDER BY client_order_id;
 $$;

@@ -1,4 +1,5 @@
-"""The least-privilege role of DATABASE_SETUP.md runs the whole engine but cannot drop or truncate."""
+"""The least-privilege role of DATABASE_SETUP.md runs the whole engine; it cannot write a row except through
+the functions, nor drop, truncate or alter anything."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def test_app_role_runs_the_engine_and_cannot_drop_tables(db_config: DatabaseConf
         try:
             for statement in ("DROP TABLE pm.signal_log", "TRUNCATE pm.portfolio_positions",
                               "ALTER TABLE pm.portfolio_state DROP CONSTRAINT portfolio_state_single_row_check",
-                              "DROP FUNCTION pm.apply_signal"):
+                              "DROP FUNCTION pm.apply_signal", "UPDATE pm.portfolio_state SET closed_equity = 0",
+                              "DELETE FROM pm.signal_log", "UPDATE pm.portfolio_positions SET lots = 99",
+                              "SELECT pm.grant_app_role('postgres')"):
                 with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                     with conn.cursor() as cur:
                         cur.execute(statement)
