@@ -27,7 +27,7 @@ import psycopg2
 import psycopg2.sql
 from tqdm import tqdm
 
-from pm_engine.children import EngineProcess
+from pm_engine.children import EngineProcess, KeepAliveClient
 from pm_engine.cluster import LocalCluster, temporary_cluster
 from pm_engine.config import DatabaseConfig
 from pm_engine.deploy import deploy
@@ -248,25 +248,15 @@ def engine_server(config: DatabaseConfig) -> EngineProcess:
     return server
 
 
-class Client:
-    """A keep-alive HTTP client for one engine (http.client: the lightest sender, so the driver is not the bound)."""
+class Client(KeepAliveClient):
+    """A keep-alive sender of signals to one engine (one resend if the connection was dropped)."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-
-    def post(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        for attempt in range(2):
-            try:
-                self.conn.request("POST", "/webhook", body, {"Content-Type": "text/plain", "X-PM-Secret": SECRET})
-                response = self.conn.getresponse()
-                return response.status, json.loads(response.read())
-            except (OSError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+    def post_signal(self, body: bytes) -> tuple[int, Any]:
+        headers = {"Content-Type": "text/plain", "X-PM-Secret": SECRET}
+        try:
+            return self.post("/webhook", body, headers)
+        except (OSError, http.client.HTTPException):
+            return self.post("/webhook", body, headers)
 
 
 def part_webhook(config: DatabaseConfig, sizes: Sizes) -> Stats:
@@ -276,7 +266,7 @@ def part_webhook(config: DatabaseConfig, sizes: Sizes) -> Stats:
         bodies = [json.dumps(p).encode() for p in mixed_stream(sizes.webhooks + 100, seed=13, duplicate_ratio=0.0)]
 
         def send(i: int) -> None:
-            status, answer = client.post(bodies[i + 100 if i >= 0 else -1 - i])
+            status, answer = client.post_signal(bodies[i + 100 if i >= 0 else -1 - i])
             if status != 200:
                 raise RuntimeError(f"webhook answered {status}: {answer}")
         return timed(send, sizes.webhooks, warmup=100)
@@ -320,7 +310,7 @@ def part_stream(config: DatabaseConfig, processes: int, count: int, senders: int
                 return
             for _ in range(50):
                 try:
-                    status, answer = client.post(body)
+                    status, answer = client.post_signal(body)
                 except (OSError, http.client.HTTPException):
                     status, answer = 0, {}
                 if status == 200:

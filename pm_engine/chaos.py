@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import psycopg2
 
-from pm_engine.children import EngineProcess, http_request
+from pm_engine.children import EngineProcess, KeepAliveClient, http_request
 from pm_engine.cluster import LocalCluster, temporary_cluster
 from pm_engine.config import DatabaseConfig
 from pm_engine.deploy import deploy
@@ -419,25 +419,16 @@ def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
     instance.wait_ready()
     before = rows(harness.config, "db_checksums")
     report = FuzzReport()
-    conn = [http.client.HTTPConnection("127.0.0.1", instance.port, timeout=5)]  # keep-alive: 10,000 requests
+    client = KeepAliveClient(instance.port, timeout=5)  # keep-alive: 10,000 requests
 
     def check(case: tuple[bytes, dict[str, str], str]) -> None:
         body, headers, path = case
         try:
-            conn[0].request("POST", path, body, headers)
-            response = conn[0].getresponse()
-            raw = response.read()
-            status = response.status
+            status, answer = client.post(path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
-            conn[0].close()
-            conn[0] = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=5)
             report.failures += 1
             report.notes.append(f"fuzz: no answer ({exc.__class__.__name__}) to {body[:80]!r}")
             return
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            answer = None
         report.sent += 1
         report.by_status[status] = report.by_status.get(status, 0) + 1
         if not (400 <= status < 500 and isinstance(answer, dict) and answer.get("error")):
@@ -446,6 +437,6 @@ def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
                 report.notes.append(f"fuzz: {status} {answer!r} for {body[:120]!r}")
 
     hostile_requests(check, count, harness.secret)
-    conn[0].close()
+    client.close()
     report.unchanged = rows(harness.config, "db_checksums") == before
     return report

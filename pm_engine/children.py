@@ -32,6 +32,32 @@ def http_request(port: int, method: str, path: str, body: Optional[bytes] = None
         conn.close()
 
 
+class KeepAliveClient:
+    """One keep-alive loopback connection (http.client: the lightest sender, so a load driver is not the bound)."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.port, self.timeout = port, timeout
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        """(status, the JSON body or None); a failed request drops the connection and raises."""
+        try:
+            self.conn.request("POST", path, body, headers)
+            response = self.conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            raise
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class EngineProcess:
     """A ``live`` engine on a fixed free port against ``config``; restartable; output to ``log`` (or dropped)."""
 
