@@ -27,7 +27,7 @@ import psycopg2
 import psycopg2.sql
 from tqdm import tqdm
 
-from pm_engine.children import EngineProcess, KeepAliveClient
+from pm_engine.children import EngineProcess, KeepAliveClient, fetch_all
 from pm_engine.cluster import LocalCluster, temporary_cluster
 from pm_engine.config import DatabaseConfig
 from pm_engine.deploy import deploy
@@ -348,15 +348,8 @@ def check_stream(config: DatabaseConfig, stream: list[dict[str, Any]], answers: 
     for fp, answer in zip(fingerprints, answers):
         if answer == "executed":
             executed[fp] = executed.get(fp, 0) + 1
-    conn = psycopg2.connect(**config.dsn_kwargs())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(QUERIES["bench_logged_fingerprints"])
-            logged = {row[0]: row[1] for row in cur.fetchall()}
-            cur.execute(QUERIES["bench_orders_per_layer"])
-            multi_orders = int(cur.fetchone()[0])
-    finally:
-        conn.close()
+    logged = dict(fetch_all(config, "bench_logged_fingerprints"))
+    multi_orders = int(fetch_all(config, "bench_orders_per_layer")[0][0])
     distinct = set(fingerprints)
     lost = len(distinct - set(logged)) + sum(1 for a in answers if a is None)
     duplicated = sum(1 for n in executed.values() if n > 1) + multi_orders

@@ -31,15 +31,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
-import psycopg2
 
-from pm_engine.children import EngineProcess, KeepAliveClient, http_request
+from pm_engine.children import EngineProcess, KeepAliveClient, fetch_all, http_request
 from pm_engine.cluster import LocalCluster, temporary_cluster
 from pm_engine.config import DatabaseConfig
 from pm_engine.deploy import deploy
 from pm_engine.engine import LiveTradingEngine
 from pm_engine.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.queries import QUERIES
 from pm_engine.samples import mixed_stream
 from pm_engine.signals import parse_signal
 from pm_engine.store import DatabaseStateManager
@@ -262,20 +260,10 @@ def reference(stream: list[dict[str, Any]]) -> tuple[LiveTradingEngine, dict[str
     return engine, outcomes
 
 
-def rows(config: DatabaseConfig, name: str) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(**config.dsn_kwargs())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(QUERIES[name])
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
 def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[str, list[str]]) -> Verdict:
     verdict = Verdict()
     ref, expected = reference(stream)
-    logged = dict(rows(config, "bench_logged_fingerprints"))
+    logged = dict(fetch_all(config, "bench_logged_fingerprints"))
     verdict.lost = len(set(expected) - set(logged))
     for fp in set(logged) - set(expected):
         verdict.mismatch(f"logged fingerprint {fp[:12]} was never sent")
@@ -288,7 +276,7 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
         bad = [a for a in got if a.startswith("error")]
         if bad:
             verdict.mismatch(f"signal {fp[:12]} answered {bad[0]}")
-    verdict.duplicated += int(rows(config, "bench_orders_per_layer")[0][0])
+    verdict.duplicated += int(fetch_all(config, "bench_orders_per_layer")[0][0])
 
     # positions, pyramiding and equity, as the engine recovers them
     db = DatabaseStateManager(config)
@@ -312,7 +300,7 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
             verdict.mismatch(f"pyramiding {mine_pyr} != reference {ref_pyr}")
     finally:
         db.close()
-    capital, equity, realized, open_twice, pending = rows(config, "chaos_equity_check")[0]
+    capital, equity, realized, open_twice, pending = fetch_all(config, "chaos_equity_check")[0]
     if Decimal(equity) != Decimal(capital) + Decimal(realized):
         verdict.mismatch(f"closed_equity {equity} != initial capital {capital} + realized {realized} (SQL)")
     if open_twice:
@@ -320,7 +308,7 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
     if pending:
         verdict.mismatch(f"{pending} order(s) still pending after recovery")
     ref_orders = {(o.client_order_id, o.side, o.lots, o.price) for o in ref.broker.orders.values()}  # type: ignore
-    db_orders = {(cid, side, lots, price) for cid, side, lots, price in rows(config, "chaos_orders")}
+    db_orders = {(cid, side, lots, price) for cid, side, lots, price in fetch_all(config, "chaos_orders")}
     if ref_orders != db_orders:
         verdict.mismatch(f"broker orders differ: {len(db_orders - ref_orders)} extra, "
                          f"{len(ref_orders - db_orders)} missing")
@@ -417,7 +405,7 @@ def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
 
     instance = next(i for i in harness.instances if i.alive())
     instance.wait_ready()
-    before = rows(harness.config, "db_checksums")
+    before = fetch_all(harness.config, "db_checksums")
     report = FuzzReport()
     client = KeepAliveClient(instance.port, timeout=5)  # keep-alive: 10,000 requests
 
@@ -438,5 +426,5 @@ def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
 
     hostile_requests(check, count, harness.secret)
     client.close()
-    report.unchanged = rows(harness.config, "db_checksums") == before
+    report.unchanged = fetch_all(harness.config, "db_checksums") == before
     return report

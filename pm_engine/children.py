@@ -1,4 +1,5 @@
-"""Engine child processes (``python -m pm_engine live``) for the benchmark and the chaos harness."""
+"""What the benchmark and the chaos harness share: engine child processes (``python -m pm_engine live``),
+loopback HTTP clients, and one-shot named queries for their final checks."""
 
 from __future__ import annotations
 
@@ -12,24 +13,32 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import psycopg2
+
 from pm_engine.cluster import free_port
 from pm_engine.config import DatabaseConfig
+from pm_engine.queries import QUERIES
+
+
+def fetch_all(config: DatabaseConfig, name: str) -> list[tuple[Any, ...]]:
+    """The rows of one named query on a connection of its own (checks after a run)."""
+    conn = psycopg2.connect(**config.dsn_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(QUERIES[name])
+            return list(cur.fetchall())
+    finally:
+        conn.close()
 
 
 def http_request(port: int, method: str, path: str, body: Optional[bytes] = None,
                  headers: Optional[dict[str, str]] = None, timeout: float = 5.0) -> tuple[int, Any]:
     """One request on a fresh loopback connection: (status, the JSON body or None)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    client = KeepAliveClient(port, timeout)
     try:
-        conn.request(method, path, body, headers or {})
-        response = conn.getresponse()
-        raw = response.read()
-        try:
-            return response.status, json.loads(raw)
-        except ValueError:
-            return response.status, None
+        return client.request(method, path, body, headers or {})
     finally:
-        conn.close()
+        client.close()
 
 
 class KeepAliveClient:
@@ -40,9 +49,12 @@ class KeepAliveClient:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        return self.request("POST", path, body, headers)
+
+    def request(self, method: str, path: str, body: Optional[bytes], headers: dict[str, str]) -> tuple[int, Any]:
         """(status, the JSON body or None); a failed request drops the connection and raises."""
         try:
-            self.conn.request("POST", path, body, headers)
+            self.conn.request(method, path, body, headers)
             response = self.conn.getresponse()
             raw = response.read()
         except (OSError, http.client.HTTPException):

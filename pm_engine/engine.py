@@ -158,10 +158,7 @@ class LiveTradingEngine:
         if self.sender is not None:
             self.sender.submit(orders)
             return
-        if self.db_manager is None:
-            self.broker.place_orders(orders)
-            return
-        try:
+        try:  # only a database-backed broker can be unavailable; the in-memory one never raises this
             self.broker.place_orders(orders)
         except DatabaseUnavailableError as exc:
             self._send_failed(orders, exc)

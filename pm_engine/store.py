@@ -95,6 +95,14 @@ def _changes(position: Position, origin: Optional[Position]) -> dict[str, Any]:
     return doc
 
 
+def _next_versions(positions: list[dict[str, Any]]) -> dict[str, int]:
+    """Each saved position's version after a successful save: expected + 1, or 1 when inserted.
+
+    The same rule pm.apply_signal answers with; a reopened id appears twice, and its insert (last) wins.
+    """
+    return {p["doc"]["position_id"]: (p["expected_version"] or 0) + 1 for p in positions}
+
+
 class DatabaseStateManager:
     """Pooled, retrying access to the pm schema with a version-aware L1 cache."""
 
@@ -371,8 +379,7 @@ class DatabaseStateManager:
         cur.execute(QUERIES["apply_signal_and_commit"], (
             dumps(self._signal_document(signal, result, work, instance_id)), dumps(positions), dumps(pyramiding),
             dumps(portfolio), work.version))
-        versions = {p["doc"]["position_id"]: (p["expected_version"] or 0) + 1 for p in positions}
-        self._absorb(work, {"portfolio_version": work.version + 1, "versions": versions})
+        self._absorb(work, {"portfolio_version": work.version + 1, "versions": _next_versions(positions)})
         return result, work
 
     def _two_steps(self, first: str, params: tuple[Any, ...],
@@ -408,8 +415,7 @@ class DatabaseStateManager:
         """Write a working copy's changed positions and metrics (stop updates), version-checked."""
         positions, pyramiding, portfolio = self._effects(work)
         version = self._scalar("apply_state", (dumps(positions), dumps(pyramiding), dumps(portfolio), work.version))
-        versions = {p.position_id: p.version + 1 for p in work.dirty_positions.values()}
-        self._absorb(work, {"portfolio_version": version, "versions": versions})
+        self._absorb(work, {"portfolio_version": version, "versions": _next_versions(positions)})
 
     @staticmethod
     def _signal_document(signal: Signal, result: SignalResult, work: "PortfolioStateManager",
