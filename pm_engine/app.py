@@ -115,12 +115,15 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
         log.info("signal %s %s: %s", signal.fingerprint[:12], result.outcome.value, result.reason)
         return JSONResponse(result.as_dict())
 
-    @app.get("/status", summary="Equity, metrics and open positions")
-    def status() -> dict[str, Any]:
-        body = engine.status()
+    @app.get("/status", summary="Equity, metrics and open positions, as committed in the database")
+    def status() -> JSONResponse:
+        try:
+            body = engine.current_status()
+        except DatabaseUnavailableError:
+            return error(503, "database unavailable; the book cannot be shown as committed")
         body["outcomes"] = dict(engine.outcomes)
         body["instance_id"] = engine.instance_id
-        return body
+        return JSONResponse(body)
 
     @app.get("/health", summary="200 while the process serves")
     def health() -> dict[str, str]:

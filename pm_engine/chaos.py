@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-from pm_engine.children import EngineProcess, KeepAliveClient, fetch_all, http_request
+from pm_engine.children import EngineProcess, KeepAliveClient, committed_book, fetch_all, http_request, served_book
 from pm_engine.cluster import LocalCluster, temporary_cluster
 from pm_engine.config import DatabaseConfig
 from pm_engine.deploy import deploy
@@ -315,6 +315,17 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
     return verdict
 
 
+def stale_views(harness: Harness) -> list[str]:
+    """Instances whose GET /status differs from the book the database committed (issue 10: must be none)."""
+    book = committed_book(harness.config)
+    stale = []
+    for number, instance in enumerate(harness.instances):
+        status, body = http_request(instance.port, "GET", "/status")
+        if status != 200 or served_book(body) != book:
+            stale.append(f"instance {number}: /status {status} differs from the database's book")
+    return stale
+
+
 def leaked_secrets(harness: Harness) -> int:
     """Occurrences of the webhook secret in engine logs and /status (must be 0)."""
     found = sum(path.read_text(errors="replace").count(harness.secret) for path in harness.logdir.glob("*.log"))
@@ -342,6 +353,8 @@ def run_chaos(settings: ChaosSettings = ChaosSettings(), progress: bool = True) 
         for instance in harness.instances:
             instance.wait_ready()
         verdict = verify(harness.config, stream, answers)
+        for note in stale_views(harness):
+            verdict.mismatch(note)
         leaks = leaked_secrets(harness)
         if leaks:
             verdict.mismatch(f"the webhook secret appears {leaks} time(s) in logs or /status")

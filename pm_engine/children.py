@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
 import psycopg2
+import psycopg2.extras
 
 from pm_engine.cluster import free_port
 from pm_engine.config import DatabaseConfig
@@ -29,6 +31,28 @@ def fetch_all(config: DatabaseConfig, name: str) -> list[tuple[Any, ...]]:
             return list(cur.fetchall())
     finally:
         conn.close()
+
+
+def committed_book(config: DatabaseConfig) -> dict[str, Any]:
+    """The book as the database has committed it: closed equity and each open position's lots, entry and stops."""
+    conn = psycopg2.connect(**config.dsn_kwargs())
+    try:
+        psycopg2.extras.register_default_jsonb(conn, loads=lambda text: json.loads(text, parse_float=Decimal))
+        with conn.cursor() as cur:
+            cur.execute(QUERIES["load_state"])
+            state = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return {"closed_equity": Decimal(state["portfolio"]["closed_equity"]),
+            "positions": {p["position_id"]: (int(p["lots"]), Decimal(p["entry_price"]), Decimal(p["current_stop"]))
+                          for p in state["positions"]}}
+
+
+def served_book(status: dict[str, Any]) -> dict[str, Any]:
+    """The same shape from a ``GET /status`` body, for comparing what an instance shows with the database."""
+    return {"closed_equity": Decimal(status["closed_equity"]),
+            "positions": {p["position_id"]: (int(p["lots"]), Decimal(p["entry_price"]), Decimal(p["current_stop"]))
+                          for p in status["positions"]}}
 
 
 def http_request(port: int, method: str, path: str, body: Optional[bytes] = None,

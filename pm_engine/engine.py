@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 from pm_engine.broker import BackgroundSender, Broker, DatabasePaperBroker, Order, PaperBroker, client_order_id
 from pm_engine.errors import DatabaseUnavailableError, StaleVersionError
 from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
-from pm_engine.models import Outcome, Position, Signal, SignalResult, SignalType
+from pm_engine.models import Duplicate, Outcome, Position, Signal, SignalResult, SignalType
 from pm_engine.portfolio import PortfolioStateManager
 from pm_engine.pyramiding import gate_reasons, size_pyramid
 from pm_engine.signals import parse_signal
@@ -104,16 +104,18 @@ class LiveTradingEngine:
             self._contention_until = time.monotonic() + CONTENTION_WINDOW_S
             return self._decide_on(state, signal)
 
+        duplicate: Optional[Duplicate] = None
         if time.monotonic() < self._contention_until:
             # other instances are committing: apply inside a transaction, so a stale decision is redone
             # under the row lock it already holds (2 round trips, whatever happens)
             done = self.db_manager.commit_signal_guarded(signal, result, work, decide_again, self.instance_id)
-            new = done is not None
-            if done is not None:
+            if isinstance(done, Duplicate):
+                duplicate = done
+            else:
                 result, work = done
         else:
             try:
-                new = self.db_manager.commit_signal(signal, result, work, self.instance_id)
+                duplicate = self.db_manager.commit_signal(signal, result, work, self.instance_id)
             except StaleVersionError as exc:
                 # another instance moved the portfolio: decide again on its state under the portfolio's
                 # lock, so the second decision cannot go stale (2 more round trips, no loop)
@@ -122,11 +124,14 @@ class LiveTradingEngine:
                 locked = self.db_manager.commit_signal_locked(signal, self.portfolio.version,
                                                               lambda state: self._decide_on(state, signal),
                                                               self.instance_id)
-                new = locked is not None
-                if locked is not None:
+                if isinstance(locked, Duplicate):
+                    duplicate = locked
+                else:
                     result, work = locked
         self._known(signal.fingerprint)
-        if not new:
+        if duplicate is not None:
+            if duplicate.state is not None:  # another instance committed it and moved the book: follow now
+                self.portfolio.load(duplicate.state)
             return self._duplicate(signal), []
         self.last_signal_at = utcnow()
         self.portfolio.adopt(work)
@@ -333,8 +338,37 @@ class LiveTradingEngine:
         )
 
     # -- reporting -----------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Prove the in-memory portfolio current, or reload it, in one round trip; True if it had moved.
+
+        Called by the heartbeat (another instance may have moved the book since this one's last
+        signal). Without a database the memory is the book itself.
+        """
+        with self._lock:
+            return self._refresh_locked()
+
+    def current_status(self) -> dict[str, Any]:
+        """``status()`` of the book as the database has committed it, whoever committed it.
+
+        One round trip (pm.state_if_moved with this copy's version) before rendering: the copy is
+        either proven current or replaced by the committed state.
+        """
+        with self._lock:
+            self._refresh_locked()
+            return self.status()
+
+    def _refresh_locked(self) -> bool:
+        """Under the processing lock, so a refresh never replaces a newer copy a signal is adopting."""
+        if self.db_manager is None:
+            return False
+        state = self.db_manager.state_if_moved(self.portfolio.version)
+        if state is None:
+            return False
+        self.portfolio.load(state)
+        return True
+
     def status(self) -> dict[str, Any]:
-        """Equity, metrics and open positions (the body of GET /status)."""
+        """Equity, metrics and open positions of the in-memory copy (GET /status renders it once proven current)."""
         p = self.portfolio
         metrics = p.metrics()
         return {

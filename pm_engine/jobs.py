@@ -1,6 +1,7 @@
 """Background jobs of a live instance: heartbeats always; the leader's jobs in exactly one instance.
 
-Every instance heartbeats (``pm.heartbeat_instance``). One instance at a time is the *leader*: the
+Every instance heartbeats (``pm.heartbeat_instance``) and proves its copy of the portfolio current
+(``pm.state_if_moved``: reloaded if another instance moved it). One instance at a time is the *leader*: the
 one holding a session-level PostgreSQL advisory lock on a dedicated connection. The leader sweeps
 stale instances, sends outbox orders an interrupted instance left pending, and cleans the signal
 log once a day. When the leader dies its connection closes, PostgreSQL releases the lock, and
@@ -40,7 +41,7 @@ class JobSettings:
 
 
 class BackgroundJobs:
-    """A daemon thread: heartbeat every tick; the leader's jobs when this instance holds the lock."""
+    """A daemon thread: heartbeat and a portfolio refresh every tick; the leader's jobs when this instance leads."""
 
     def __init__(self, engine: LiveTradingEngine, settings: JobSettings = JobSettings(),
                  version: Optional[str] = None) -> None:
@@ -75,6 +76,8 @@ class BackgroundJobs:
         """One round: heartbeat, try to lead, run the leader's jobs. Never raises (logs instead)."""
         try:
             self._heartbeat()
+            if self.engine.refresh():  # another instance moved the book since this one's last signal
+                log.info("portfolio moved elsewhere: refreshed to version %d", self.engine.portfolio.version)
             if self._hold_lock():
                 self._leader_jobs()
         except (PmError, psycopg2.Error) as exc:

@@ -118,3 +118,15 @@ class SignalResult:
     def as_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome.value, "reason": self.reason, "fingerprint": self.fingerprint,
                 **self.details}
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """The answer for a fingerprint another writer had already claimed: nothing was written.
+
+    ``state`` is the portfolio as committed now (a pm.load_state() document, positions as
+    records) when it had moved past the version the caller decided from, None when the caller's
+    copy was current: the caller refreshes in the same round trip instead of at its next signal.
+    """
+
+    state: Optional[dict[str, Any]] = None

@@ -25,7 +25,7 @@ import psycopg2.pool
 from pm_engine.broker import Order, order_document
 from pm_engine.config import DatabaseConfig
 from pm_engine.errors import DatabaseUnavailableError, StaleVersionError, error_for
-from pm_engine.models import Position, Signal, SignalResult
+from pm_engine.models import Duplicate, Position, Signal, SignalResult
 from pm_engine.queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -312,53 +312,65 @@ class DatabaseStateManager:
             reason, dumps(signal.payload), instance_id)))
 
     def commit_signal(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
-                      instance_id: str) -> bool:
-        """Claim the fingerprint and write the signal's effects in one call; False for a duplicate."""
+                      instance_id: str) -> Optional[Duplicate]:
+        """Claim the fingerprint and write the signal's effects in one call; None when applied.
+
+        A duplicate answers ``Duplicate`` (with the fresh state if the portfolio moved); a stale
+        decision raises StaleVersionError carrying the fresh state.
+        """
         sig = self._signal_document(signal, result, work, instance_id)
         positions, pyramiding, portfolio = self._effects(work)
         answer = self._scalar("apply_signal", (dumps(sig), dumps(positions), dumps(pyramiding), dumps(portfolio),
                                                work.version))
         if not answer["new"]:
-            return False
+            return self._duplicate(answer)
         if answer.get("stale"):
             error = StaleVersionError(f"portfolio moved to version {answer['portfolio_version']} since version "
                                       f"{work.version}; decide again", "PM001")
             error.state = self._recovered(answer["state"])
             raise error
         self._absorb(work, answer)
-        return True
+        return None
+
+    def _duplicate(self, answer: dict[str, Any]) -> Duplicate:
+        return Duplicate(self._recovered(answer["state"]) if "state" in answer else None)
+
+    def state_if_moved(self, known_version: int) -> Optional[dict[str, Any]]:
+        """The committed state if the portfolio moved past ``known_version``, else None (one round trip)."""
+        answer = self._scalar("state_if_moved", (known_version,))
+        return self._recovered(answer["state"]) if "state" in answer else None
 
     def commit_signal_locked(self, signal: Signal, known_version: int, decide: Decide,
-                             instance_id: str) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+                             instance_id: str) -> Decided | Duplicate:
         """Decide under the portfolio's row lock and commit: the retry after a stale decision.
 
         Two round trips on one connection: ``BEGIN; pm.lock_for_decision`` (the lock, and the fresh
         state if the portfolio moved), then ``pm.apply_signal; COMMIT``. Holding the lock, nobody
         else can commit in between, so this attempt cannot go stale. ``decide(state)`` gets the
         fresh state (None when unchanged) and returns the result and its working copy. Answers
-        None for a duplicate (nothing written).
+        ``Duplicate`` for a duplicate (nothing written).
         """
-        def handle(cur: Any, answer: dict[str, Any]) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+        def handle(cur: Any, answer: dict[str, Any]) -> Decided | Duplicate:
             if answer["duplicate"]:
                 cur.execute(QUERIES["rollback"])
-                return None
+                return self._duplicate(answer)
             result, work = decide(self._recovered(answer["state"]) if "state" in answer else None)
             return self._apply_and_commit(cur, signal, result, work, instance_id)
         return self._two_steps("lock_for_decision", (signal.fingerprint, known_version), handle)
 
     def commit_signal_guarded(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
-                              decide: Decide, instance_id: str) -> Optional[Decided]:
+                              decide: Decide, instance_id: str) -> Decided | Duplicate:
         """The decision applied inside an open transaction: never more than two round trips.
 
         ``BEGIN; pm.apply_signal`` applies it if the portfolio has not moved (then ``COMMIT``);
         if it has, pm.apply_signal has written nothing but holds the portfolio's row lock and sent
         the fresh state, so the engine decides again and ``pm.apply_signal; COMMIT`` cannot go
-        stale. Used while other instances are committing (see LiveTradingEngine). None: duplicate.
+        stale. Used while other instances are committing (see LiveTradingEngine).
         """
-        def handle(cur: Any, answer: dict[str, Any]) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+        def handle(cur: Any, answer: dict[str, Any]) -> Decided | Duplicate:
             if not answer["new"]:
                 cur.execute(QUERIES["rollback"])
-                return None
+                return self._duplicate(answer)
             if answer.get("stale"):
                 again, redone = decide(self._recovered(answer["state"]))
                 return self._apply_and_commit(cur, signal, again, redone, instance_id)
@@ -383,8 +395,7 @@ class DatabaseStateManager:
         return result, work
 
     def _two_steps(self, first: str, params: tuple[Any, ...],
-                   handle: Callable[[Any, dict[str, Any]], Optional[tuple[SignalResult, "PortfolioStateManager"]]]
-                   ) -> Optional[tuple[SignalResult, "PortfolioStateManager"]]:
+                   handle: Callable[[Any, dict[str, Any]], Decided | Duplicate]) -> Decided | Duplicate:
         """Run ``first`` (which opens a transaction) and ``handle`` its answer on one connection.
 
         Any error rolls the transaction back, so a failure never leaves a lock held or half a

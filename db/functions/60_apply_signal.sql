@@ -9,7 +9,9 @@
 -- a concurrent claim of the same fingerprint waits for the first and then answers "new": false)
 -- and every effect is written: positions (versioned), pyramiding states, the portfolio state and
 -- the signal's broker orders (sig -> 'orders', into the pm.broker_orders outbox as 'pending').
--- Answer: {"new": true, "portfolio_version": v, "versions": {position_id: version}}.
+-- Answer: {"new": true, "portfolio_version": v, "versions": {position_id: version}}. A duplicate's
+-- answer, {"new": false}, also carries pm.state_if_moved(expected_portfolio_version): the caller
+-- learns in the same round trip that another writer moved the portfolio, and to what.
 -- sig: {fingerprint, instrument, signal_type, position, signal_timestamp, processing_status, reason,
 --       payload, instance, orders}; positions: [{"doc": {...}, "expected_version": n | null}];
 -- pyramiding: [{"instrument", "last_pyramid_price", "base_position_id", "clear": bool}];
@@ -32,12 +34,12 @@ BEGIN
     END IF;
     PERFORM pm.require(expected_portfolio_version, 'expected_portfolio_version');
     IF pm.is_duplicate_signal(sig ->> 'fingerprint') THEN
-        RETURN jsonb_build_object('new', false);
+        RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
     END IF;
     SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     IF current IS DISTINCT FROM expected_portfolio_version THEN
         IF pm.is_duplicate_signal(sig ->> 'fingerprint') THEN  -- claimed while we waited for the lock
-            RETURN jsonb_build_object('new', false);
+            RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
         END IF;
         RETURN jsonb_build_object('new', true, 'stale', true, 'portfolio_version', current, 'state', pm.load_state());
     END IF;
@@ -45,7 +47,7 @@ BEGIN
                              (sig ->> 'signal_timestamp')::timestamptz, sig ->> 'processing_status', sig ->> 'reason',
                              sig -> 'payload', sig ->> 'instance');
     IF NOT claimed THEN
-        RETURN jsonb_build_object('new', false);
+        RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
     END IF;
     pversion := pm.apply_state(positions, pyramiding, portfolio, expected_portfolio_version);
     IF jsonb_array_length(coalesce(sig -> 'orders', '[]')) > 0 THEN
@@ -110,12 +112,33 @@ AS $$
         'pyramiding', coalesce((SELECT jsonb_agg(to_jsonb(y)) FROM pm.get_pyramiding_state() y), '[]'));
 $$;
 
+-- pm.state_if_moved
+-- The portfolio version, plus the whole state (pm.load_state()) when it differs from known_version:
+-- how an instance proves its copy current, or refreshes it, in one round trip.
+CREATE OR REPLACE FUNCTION pm.state_if_moved(known_version integer)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current integer;
+BEGIN
+    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1;
+    IF current IS NOT DISTINCT FROM known_version THEN
+        RETURN jsonb_build_object('portfolio_version', current);
+    END IF;
+    RETURN jsonb_build_object('portfolio_version', current, 'state', pm.load_state());
+END;
+$$;
+
 -- pm.lock_for_decision
 -- The engine's second attempt after a stale decision: called right after BEGIN, it locks the
 -- portfolio row for the rest of the transaction (FOR UPDATE), so no other instance can commit
 -- until this one has decided and applied (the decision can no longer go stale). Answers
--- {"duplicate": true} if the fingerprint is already logged, else {"duplicate": false,
--- "portfolio_version": v} plus "state": pm.load_state() when v differs from known_version.
+-- {"duplicate": true|false} merged with pm.state_if_moved(known_version): "portfolio_version",
+-- plus "state" when the portfolio moved past known_version (a duplicate's caller refreshes too).
 -- A session idle in this transaction for 2 s is ended by the server, so a frozen engine
 -- cannot hold the lock.
 CREATE OR REPLACE FUNCTION pm.lock_for_decision(p_fingerprint text, known_version integer)
@@ -124,18 +147,10 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    current integer;
 BEGIN
     PERFORM pm.require(p_fingerprint, 'fingerprint');
     PERFORM set_config('idle_in_transaction_session_timeout', '2000', true);
-    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
-    IF pm.is_duplicate_signal(p_fingerprint) THEN
-        RETURN jsonb_build_object('duplicate', true);
-    END IF;
-    IF current IS NOT DISTINCT FROM known_version THEN
-        RETURN jsonb_build_object('duplicate', false, 'portfolio_version', current);
-    END IF;
-    RETURN jsonb_build_object('duplicate', false, 'portfolio_version', current, 'state', pm.load_state());
+    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    RETURN jsonb_build_object('duplicate', pm.is_duplicate_signal(p_fingerprint)) || pm.state_if_moved(known_version);
 END;
 $$;

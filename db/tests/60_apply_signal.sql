@@ -1,5 +1,5 @@
 -- pm.apply_signal / pm.apply_state / pm.load_state: a signal's claim and effects in one transaction.
-SELECT plan(17);
+SELECT plan(21);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -23,7 +23,8 @@ SELECT results_eq($$SELECT margin_used, version FROM pm.portfolio_state$$, $$VAL
 SELECT is((SELECT base_position_id FROM pm.get_pyramiding_state('BANK_NIFTY')), 'BANK_NIFTY_Long_1',
           'pyramiding state written');
 SELECT is(pm.apply_signal(pg_temp.sig(repeat('a', 64)), pg_temp.effects(), '[]', '{}', 2),
-          '{"new": false}'::jsonb, 'a repeated fingerprint changes nothing');
+          '{"new": false, "portfolio_version": 2}'::jsonb,
+          'a repeated fingerprint changes nothing (decided from the current version: no state sent)');
 SELECT is(pm.apply_signal(pg_temp.sig(repeat('b', 64)), '[]', '[]', '{"margin_used": 1}', 1) - 'state',
           '{"new": true, "stale": true, "portfolio_version": 2}'::jsonb,
           'a decision from an old portfolio version is refused and answered with the current version');
@@ -31,8 +32,12 @@ SELECT ok(NOT pm.is_duplicate_signal(repeat('b', 64)) AND (SELECT margin_used FR
           'and nothing of the stale signal was written (no claim, no state)');
 SELECT is(jsonb_array_length(pm.apply_signal(pg_temp.sig(repeat('b', 64)), '[]', '[]', '{}', 1)
                              -> 'state' -> 'positions'), 1, 'the stale answer carries the fresh state');
-SELECT is(pm.apply_signal(pg_temp.sig(repeat('a', 64)), '[]', '[]', '{}', 1), '{"new": false}'::jsonb,
+SELECT is(pm.apply_signal(pg_temp.sig(repeat('a', 64)), '[]', '[]', '{}', 1) - 'state',
+          '{"new": false, "portfolio_version": 2}'::jsonb,
           'a duplicate answers duplicate whatever version it was decided from');
+SELECT is(jsonb_array_length(pm.apply_signal(pg_temp.sig(repeat('a', 64)), '[]', '[]', '{}', 1)
+                             -> 'state' -> 'positions'), 1,
+          'a duplicate decided from an old version carries the fresh state (the caller refreshes its copy)');
 SELECT throws_ok($$SELECT pm.apply_signal(NULL, '[]', '[]', '{}', 2)$$, 'PM004', 'signal must be a JSON object',
                  'NULL signal');
 SELECT is(pm.apply_signal(pg_temp.sig(repeat('c', 64)) || jsonb_build_object('orders', jsonb_build_array(
@@ -47,13 +52,20 @@ SELECT is(pm.apply_state('[]', '[{"instrument": "BANK_NIFTY", "clear": true}]', 
           'apply_state writes outside a signal, version-checked');
 SELECT is(jsonb_array_length(pm.load_state() -> 'positions'), 1, 'load_state returns the open position');
 
-SELECT is(pm.lock_for_decision(repeat('a', 64), 4), '{"duplicate": true}'::jsonb,
+SELECT is(pm.lock_for_decision(repeat('a', 64), 4), '{"duplicate": true, "portfolio_version": 4}'::jsonb,
           'lock_for_decision: a logged fingerprint is a duplicate');
+SELECT ok(pm.lock_for_decision(repeat('a', 64), 3) ? 'state',
+          'lock_for_decision: a duplicate from an old version carries the fresh state');
 SELECT is(pm.lock_for_decision(repeat('d', 64), 4), '{"duplicate": false, "portfolio_version": 4}'::jsonb,
           'lock_for_decision: an unchanged portfolio sends no state');
 SELECT is(jsonb_array_length(pm.lock_for_decision(repeat('d', 64), 1) -> 'state' -> 'positions'), 1,
           'lock_for_decision: a moved portfolio sends the fresh state');
 SELECT is(current_setting('idle_in_transaction_session_timeout'), '2s',
           'lock_for_decision: a session idling in the locked transaction is ended after 2 s');
+
+SELECT is(pm.state_if_moved(4), '{"portfolio_version": 4}'::jsonb,
+          'state_if_moved: a current version is proven current, no state sent');
+SELECT is(pm.state_if_moved(3) -> 'state', pm.load_state(),
+          'state_if_moved: an older version gets the whole state, as load_state has it');
 
 SELECT * FROM finish();

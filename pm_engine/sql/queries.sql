@@ -101,6 +101,10 @@ SELECT pm.apply_state(%s::jsonb, %s::jsonb, %s::jsonb, %s);
 -- Portfolio row, open positions and pyramiding state in one round trip.
 SELECT pm.load_state();
 
+-- state_if_moved --
+-- The portfolio version, with the whole state when it differs from the caller's.
+SELECT pm.state_if_moved(%s);
+
 -- cleanup_signal_log --
 -- Delete signal_log rows older than the retention; returns how many.
 SELECT pm.cleanup_signal_log(%s::interval);

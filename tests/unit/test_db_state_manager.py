@@ -13,7 +13,7 @@ from pm_engine.config import DatabaseConfig
 from pm_engine.engine import LiveTradingEngine
 from pm_engine.errors import (DatabaseUnavailableError, InvalidArgumentError, PositionAlreadyOpenError,
                               StaleVersionError)
-from pm_engine.models import Position
+from pm_engine.models import Duplicate, Position
 from pm_engine.signals import parse_signal
 from pm_engine.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.store import DatabaseStateManager
@@ -382,7 +382,7 @@ def test_locked_commit_duplicate_and_errors_write_nothing(db: DatabaseStateManag
     s = signal()
     engine.process_signal(s)
     decided: list[Any] = []
-    assert db.commit_signal_locked(s, engine.portfolio.version, decided.append, "inst") is None  # duplicate
+    assert db.commit_signal_locked(s, engine.portfolio.version, decided.append, "inst") == Duplicate()  # current
     assert decided == []  # never asked to decide
 
     other = parse_signal(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2025-11-28T11:30:00+05:30", stop=77000,

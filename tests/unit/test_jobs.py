@@ -141,3 +141,32 @@ def test_background_sender_failure_leaves_orders_pending(db_config: DatabaseConf
     sender.submit([Order("pm-x-Long_1", "COPPER", "BUY", 1, D("800"), "f" * 64, "COPPER_Long_1")])
     assert sender.flush(5) and failed == [1]
     sender.close()
+
+
+def test_heartbeat_refreshes_a_copy_another_instance_moved(
+        db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+    a, b = engine(db_config, engines, "inst-a"), engine(db_config, engines, "inst-b")
+    assert a.process_payload(ENTRY, check_time=False).outcome.value == "executed"
+    assert b.portfolio.positions == {}  # b has not looked since it started
+    db = b.db_manager
+    assert db is not None
+    before = db.round_trips
+    BackgroundJobs(b).tick()
+    assert b.portfolio.version == a.portfolio.version
+    assert b.portfolio.positions["BANK_NIFTY_Long_1"].lots == 4
+    trips = db.round_trips - before
+    BackgroundJobs(b).tick()
+    assert db.round_trips - before - trips <= trips  # a current copy costs no more than a moved one
+
+
+def test_duplicate_of_a_signal_another_instance_committed_refreshes_at_once(
+        db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+    a, b = engine(db_config, engines, "inst-a"), engine(db_config, engines, "inst-b")
+    a.process_payload(ENTRY, check_time=False)
+    db = b.db_manager
+    assert db is not None
+    before = db.round_trips
+    assert b.process_payload(ENTRY, check_time=False).outcome.value == "duplicate"
+    assert db.round_trips - before == 1  # the duplicate answer carried the fresh state
+    assert b.status()["positions"][0]["lots"] == 4 and b.portfolio.version == a.portfolio.version
+    assert db.state_if_moved(b.portfolio.version) is None  # proven current
