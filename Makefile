@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# measured total (child processes included) minus 2 points; see README "Tests"
+COV_FAIL_UNDER ?= 91
 PG_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-pgtap
 
 .PHONY: install system-deps test test-fast lint db-deploy run live status bench chaos backtest clean
@@ -33,9 +35,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 lint: install
 	$(VENV)/bin/flake8 --max-line-length 120 pm_engine tests
 	$(VENV)/bin/mypy pm_engine
+	$(VENV)/bin/lint-imports --no-cache
 
 test: install lint
-	$(VENV)/bin/pytest -q --cov=pm_engine --cov-report=term:skip-covered
+	$(VENV)/bin/pytest -q --cov=pm_engine --cov-report=term:skip-covered --cov-fail-under=$(COV_FAIL_UNDER)
 
 db-deploy: install
 	$(VENV)/bin/pm-engine db-deploy $(if $(DB_CONFIG),--db-config $(DB_CONFIG))
@@ -56,4 +59,4 @@ backtest: install
 	$(VENV)/bin/pm-engine backtest examples/signals.csv --plot equity.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .coverage .coverage.*

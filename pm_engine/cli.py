@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Callable, Optional, Sequence
 
 from pm_engine.config import load_settings
-from pm_engine.errors import DatabaseUnavailableError, PmError
+from pm_engine.core.errors import DatabaseUnavailableError, PmError
 
 
 def _db_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def _db_config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_db_deploy(args: argparse.Namespace) -> int:
-    from pm_engine.deploy import deploy
+    from pm_engine.store.deploy import deploy
 
     settings = load_settings(args.db_config)
     report = deploy(settings.database)
@@ -32,9 +32,9 @@ def cmd_db_deploy(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pm_engine.backtest import plot_equity, run_backtest
-    from pm_engine.engine import LiveTradingEngine
-    from pm_engine.instruments import load_instruments
+    from pm_engine.core.backtest import plot_equity, run_backtest
+    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.instruments import load_instruments
 
     path = Path(args.csv)
     if not path.is_file():
@@ -71,8 +71,8 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     import socket
 
     from pm_engine import __version__
-    from pm_engine.engine import LiveTradingEngine
-    from pm_engine.store import DatabaseStateManager
+    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.store.manager import DatabaseStateManager
 
     db = DatabaseStateManager(settings.database)
     instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
@@ -88,14 +88,14 @@ def serve(settings: Any, host: str, port: int) -> int:
     """Deploy check, recover state, and serve the webhook until interrupted."""
     import uvicorn
 
-    from pm_engine.app import create_app
+    from pm_engine.web.app import create_app
 
     if not settings.webhook_secret:
         print("pm-engine live: error: no webhook secret (set PM_WEBHOOK_SECRET or webhook_secret in the config)",
               file=sys.stderr)
         return 2
     from pm_engine import __version__
-    from pm_engine.jobs import BackgroundJobs
+    from pm_engine.ops.jobs import BackgroundJobs
 
     engine = _engine(settings, port)
     app = create_app(engine, settings.webhook_secret, settings.allowed_ips)
@@ -119,9 +119,9 @@ def cmd_live(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from pm_engine.engine import LiveTradingEngine
-    from pm_engine.run import embedded_settings
-    from pm_engine.store import DatabaseStateManager
+    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.ops.embedded import embedded_settings
+    from pm_engine.store.manager import DatabaseStateManager
 
     settings = embedded_settings() if not (args.db_config or os.environ.get("DATABASE_URL")) else None
     embedded = settings is not None
@@ -153,7 +153,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pm_engine.bench import run_bench
+    from pm_engine.tools.bench import run_bench
 
     run_bench(quick=args.quick, json_path=args.json, url=os.environ.get("DATABASE_URL"))
     return 0
@@ -162,7 +162,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_chaos(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pm_engine.chaos import SHORT, ChaosSettings, run_chaos
+    from pm_engine.tools.chaos import SHORT, ChaosSettings, run_chaos
 
     settings = SHORT if args.short else ChaosSettings()
     chosen = {k: v for k, v in (("signals", args.signals), ("instances", args.instances), ("kills", args.kills),
@@ -177,7 +177,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pm_engine.run import run_embedded
+    from pm_engine.ops.embedded import run_embedded
 
     return run_embedded(args.host, args.port, serve)
 

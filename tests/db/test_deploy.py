@@ -12,10 +12,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from pm_engine.cluster import LocalCluster
 from pm_engine.config import DatabaseConfig
-from pm_engine.deploy import DB_DIR, deploy
-from pm_engine.errors import DeployError
+from pm_engine.ops.cluster import LocalCluster
+from pm_engine.store.deploy import DB_DIR, deploy
+from pm_engine.store.errors import DeployError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pm_engine.cluster import LocalCluster
+from pm_engine.ops.cluster import LocalCluster
 from tests.conftest import PGTAP_STATS
 from tests.pgtap import run_pgtap
 

@@ -9,9 +9,9 @@ import psycopg2
 import pytest
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.jobs import BackgroundJobs, JobSettings
-from pm_engine.store import DatabaseStateManager
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.ops.jobs import BackgroundJobs, JobSettings
+from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload
 
 

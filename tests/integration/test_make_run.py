@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pm_engine.cluster import free_port
+from pm_engine.ops.cluster import free_port
 
 
 def start(var: Path, port: int, embedded: str) -> tuple[subprocess.Popen[str], list[str]]:

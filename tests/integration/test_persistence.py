@@ -13,10 +13,10 @@ import httpx
 import psycopg2
 import pytest
 
-from pm_engine import children
 from pm_engine.config import DatabaseConfig
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.store import DatabaseStateManager
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.tools import children
 from tests.helpers import payload
 
 SECRET = "integration-secret"
@@ -153,7 +153,7 @@ def test_same_webhook_to_two_processes_executes_once(db_config: DatabaseConfig, 
 
 
 def test_two_threads_one_stop_one_wins(db_config: DatabaseConfig) -> None:
-    from pm_engine.errors import StaleVersionError
+    from pm_engine.core.errors import StaleVersionError
 
     seed = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
     seed.process_payload(sequence()[0], check_time=False)
@@ -181,7 +181,7 @@ def test_two_threads_one_stop_one_wins(db_config: DatabaseConfig) -> None:
 
 
 def test_ten_concurrent_saves_no_deadlock(db_config: DatabaseConfig) -> None:
-    from pm_engine.models import Position
+    from pm_engine.core.models import Position
     db = DatabaseStateManager(db_config)
     errors: list[Exception] = []
 
@@ -223,8 +223,8 @@ def test_sigkill_after_commit_before_the_order_is_sent(db_config: DatabaseConfig
 
 
 def test_database_outage_answers_503_fast_then_recovers(engines: list[EngineProcess]) -> None:
-    from pm_engine.cluster import temporary_cluster
-    from pm_engine.deploy import deploy
+    from pm_engine.store.deploy import deploy
+    from pm_engine.tools.clusters import temporary_cluster
 
     cluster = temporary_cluster(fsync=False)
     try:

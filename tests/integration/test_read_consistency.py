@@ -15,9 +15,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from pm_engine.children import EngineProcess, committed_book, served_book
 from pm_engine.config import DatabaseConfig
-from pm_engine.samples import generate_signals
+from pm_engine.tools.children import EngineProcess, committed_book, served_book
+from pm_engine.tools.samples import generate_signals
 
 SECRET = "read-consistency-secret"
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pm_engine.backtest import row_to_payload, run_backtest
+from pm_engine.core.backtest import row_to_payload, run_backtest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "signals.csv"

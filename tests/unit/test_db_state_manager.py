@@ -10,13 +10,17 @@ import psycopg2
 import pytest
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.errors import (DatabaseUnavailableError, InvalidArgumentError, PositionAlreadyOpenError,
-                              StaleVersionError)
-from pm_engine.models import Duplicate, Position
-from pm_engine.signals import parse_signal
-from pm_engine.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.store import DatabaseStateManager
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.core.models import Duplicate, Position
+from pm_engine.core.signals import parse_signal
+from pm_engine.store.errors import (
+    DatabaseUnavailableError,
+    InvalidArgumentError,
+    PositionAlreadyOpenError,
+    StaleVersionError,
+)
+from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload
 
 T0 = datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
@@ -300,7 +304,7 @@ def test_stop_update_persists(db: DatabaseStateManager, db_config: DatabaseConfi
 
 def test_portfolio_manager_loads_equity_and_saves_every_close(db: DatabaseStateManager,
                                                               db_config: DatabaseConfig) -> None:
-    from pm_engine.portfolio import PortfolioStateManager
+    from pm_engine.core.portfolio import PortfolioStateManager
 
     engine = LiveTradingEngine(db_manager=db)
     engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
@@ -408,7 +412,7 @@ def test_locked_commit_duplicate_and_errors_write_nothing(db: DatabaseStateManag
 
 
 def test_documents_round_trip_through_json() -> None:
-    from pm_engine.store import dumps, position_from_row
+    from pm_engine.store.manager import dumps, position_from_row
 
     with pytest.raises(TypeError, match="cannot serialise object"):
         dumps(object())
@@ -422,8 +426,8 @@ def test_documents_round_trip_through_json() -> None:
 def test_two_instances_alternating_stay_within_two_round_trips(db: DatabaseStateManager,
                                                                db_config: DatabaseConfig) -> None:
     """Once an instance has met a stale decision it commits in guarded transactions: ≤ 2 round trips each."""
-    from pm_engine.broker import DatabasePaperBroker
-    from pm_engine.samples import mixed_stream
+    from pm_engine.store.outbox import DatabasePaperBroker
+    from pm_engine.tools.samples import mixed_stream
 
     other_db, fills = DatabaseStateManager(db_config), DatabaseStateManager(db_config)
     # fills through their own manager, so the count is the signal path's alone

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pm_engine.broker import PaperBroker, client_order_id
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.models import Outcome
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.models import Outcome
+from pm_engine.core.orders import PaperBroker, client_order_id
 from tests.helpers import payload
 
 

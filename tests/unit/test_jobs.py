@@ -8,9 +8,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.jobs import BackgroundJobs, JobSettings
-from pm_engine.store import DatabaseStateManager
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.ops.jobs import BackgroundJobs, JobSettings
+from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload
 
 ENTRY = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350,
@@ -109,7 +109,7 @@ def test_jobs_thread_heartbeats_and_survives_errors(db_config: DatabaseConfig,
 
 def test_background_sender_answers_after_one_round_trip_and_fills_in_batches(
         db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
-    from pm_engine.broker import DatabasePaperBroker
+    from pm_engine.store.outbox import DatabasePaperBroker
 
     orders_db = DatabaseStateManager(db_config)
     db = DatabaseStateManager(db_config)
@@ -130,7 +130,7 @@ def test_background_sender_answers_after_one_round_trip_and_fills_in_batches(
 
 def test_background_sender_failure_leaves_orders_pending(db_config: DatabaseConfig,
                                                          engines: list[LiveTradingEngine]) -> None:
-    from pm_engine.broker import BackgroundSender, Order
+    from pm_engine.core.orders import BackgroundSender, Order
 
     class Down:
         def place_orders(self, orders: list[Order]) -> list[Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
-from pm_engine.instruments import PortfolioConfig
-from pm_engine.models import Position
-from pm_engine.portfolio import PortfolioStateManager
+from pm_engine.core.instruments import PortfolioConfig
+from pm_engine.core.models import Position
+from pm_engine.core.portfolio import PortfolioStateManager
 
 T0 = datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from pm_engine.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
-from pm_engine.sizing import available_margin, pick_limiter, portfolio_limit_reasons, size_base_entry
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
+from pm_engine.core.sizing import available_margin, pick_limiter, portfolio_limit_reasons, size_base_entry
 
 BN, GOLD, SILVER, COPPER = (DEFAULT_INSTRUMENTS[n] for n in ("BANK_NIFTY", "GOLD_MINI", "SILVER_MINI", "COPPER"))
 CONFIG = PortfolioConfig()

@@ -9,11 +9,11 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pm_engine.broker import PaperBroker
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
-from pm_engine.samples import generate_signals
-from pm_engine.sizing import size_base_entry
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
+from pm_engine.core.orders import PaperBroker
+from pm_engine.core.sizing import size_base_entry
+from pm_engine.tools.samples import generate_signals
 
 cents = st.integers(min_value=1, max_value=10_000_000).map(lambda c: D(c) / 100)
 

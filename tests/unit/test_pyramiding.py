@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
-from pm_engine.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
-from pm_engine.models import Position
-from pm_engine.pyramiding import gate_reasons, next_layer, size_pyramid
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
+from pm_engine.core.models import Position
+from pm_engine.core.pyramiding import gate_reasons, next_layer, size_pyramid
 
 BN = DEFAULT_INSTRUMENTS["BANK_NIFTY"]
 CONFIG = PortfolioConfig()

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pm_engine.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.models import SignalType
-from pm_engine.signals import SignalValidationError, fingerprint, parse_body, parse_signal
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.core.models import SignalType
+from pm_engine.core.signals import SignalValidationError, fingerprint, parse_body, parse_signal
 
 NOW = datetime(2025, 11, 28, 5, 1, tzinfo=timezone.utc)
 EXAMPLE = {"type": "BASE_ENTRY", "instrument": "BANK_NIFTY", "position": "Long_1", "price": 52000, "stop": 51650,

@@ -8,9 +8,9 @@ from decimal import Decimal as D
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pm_engine.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.models import Position
-from pm_engine.stops import initial_stop, stop_hit, trail
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.core.models import Position
+from pm_engine.core.stops import initial_stop, stop_hit, trail
 
 BN = DEFAULT_INSTRUMENTS["BANK_NIFTY"]
 

@@ -19,9 +19,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from pm_engine import __version__
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.signals import MAX_BODY_BYTES, SignalValidationError, parse_body
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
+from pm_engine.core.signals import MAX_BODY_BYTES, SignalValidationError, parse_body
+from pm_engine.store.manager import DatabaseStateManager
 
 log = logging.getLogger("pm_engine.webhook")
 
@@ -129,19 +130,21 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    store = engine.db_manager if isinstance(engine.db_manager, DatabaseStateManager) else None
+
     @app.get("/ready", summary="200 when the database answers, else 503")
     def ready() -> JSONResponse:
-        if engine.db_manager is None:
+        if store is None:
             return JSONResponse({"ready": True, "database": "none (in memory)"})
         try:
-            engine.db_manager.ping()
+            store.ping()
         except DatabaseUnavailableError as exc:
             return JSONResponse({"ready": False, "error": str(exc)}, status_code=503)
         return JSONResponse({"ready": True})
 
     @app.get("/db/status", summary="Connection, pool, schema version, round-trip latency")
     def db_status() -> JSONResponse:
-        db = engine.db_manager
+        db = store
         if db is None:
             return JSONResponse({"connected": False, "database": "none (in memory)"})
         started = time.perf_counter()

@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Optional
 
-from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig
 
 START_PRICES = {"BANK_NIFTY": 52000.0, "GOLD_MINI": 78000.0, "SILVER_MINI": 90000.0, "COPPER": 800.0}
 

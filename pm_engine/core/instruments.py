@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from pm_engine.errors import ConfigError
+from pm_engine.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from pm_engine.config import DatabaseConfig
-from pm_engine.errors import PmError
+from pm_engine.core.errors import PmError
+from pm_engine.store.connection import DatabaseConfig
 
 
 class ClusterError(PmError):
@@ -151,12 +150,3 @@ class LocalCluster:
         """Stop and delete the data folder (and its temporary parent for a throw-away cluster)."""
         self.stop("immediate")
         shutil.rmtree(self.datadir.parent if self.throwaway else self.datadir, ignore_errors=True)
-
-
-def temporary_cluster(fsync: bool = False) -> LocalCluster:
-    """A started, throw-away cluster in a new temporary folder (call ``destroy()`` when done)."""
-    base = Path(tempfile.mkdtemp(prefix="pm-engine-pg-"))
-    os.chmod(base, 0o755)
-    cluster = LocalCluster(base / "data", fsync=fsync, throwaway=True)
-    cluster.start()
-    return cluster

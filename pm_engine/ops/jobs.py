@@ -22,9 +22,11 @@ from typing import Any, Optional
 
 import psycopg2
 
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.errors import NotFoundError, PmError
-from pm_engine.queries import QUERIES
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.errors import PmError
+from pm_engine.store.errors import NotFoundError
+from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class BackgroundJobs:
 
     def __init__(self, engine: LiveTradingEngine, settings: JobSettings = JobSettings(),
                  version: Optional[str] = None) -> None:
-        assert engine.db_manager is not None, "background jobs need a database"
+        assert isinstance(engine.db_manager, DatabaseStateManager), "background jobs need a PostgreSQL store"
         self.engine = engine
         self.db = engine.db_manager
         self.settings = settings

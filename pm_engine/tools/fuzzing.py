@@ -17,8 +17,8 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pm_engine.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.signals import MAX_BODY_BYTES
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.core.signals import MAX_BODY_BYTES
 
 Case = tuple[bytes, dict[str, str], str]  # body, headers, path
 INSTRUMENTS = sorted(DEFAULT_INSTRUMENTS)

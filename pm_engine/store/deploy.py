@@ -18,11 +18,11 @@ from typing import Any, Optional
 
 import psycopg2
 
-from pm_engine.config import DatabaseConfig
-from pm_engine.errors import DeployError
-from pm_engine.queries import QUERIES
+from pm_engine.store.connection import DatabaseConfig
+from pm_engine.store.errors import DeployError
+from pm_engine.store.queries import QUERIES
 
-DB_DIR = Path(__file__).resolve().parent.parent / "db"
+DB_DIR = Path(__file__).resolve().parents[2] / "db"
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 

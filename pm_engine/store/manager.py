@@ -22,19 +22,20 @@ import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 
-from pm_engine.broker import Order, order_document
-from pm_engine.config import DatabaseConfig
-from pm_engine.errors import DatabaseUnavailableError, StaleVersionError, error_for
-from pm_engine.models import Duplicate, Position, Signal, SignalResult
-from pm_engine.queries import QUERIES
+from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
+from pm_engine.core.models import Duplicate, Position, Signal, SignalResult
+from pm_engine.core.orders import Order
+from pm_engine.core.state_store import Decide, Decided
+from pm_engine.store.connection import DatabaseConfig
+from pm_engine.store.errors import error_for
+from pm_engine.store.outbox import DatabasePaperBroker, order_document
+from pm_engine.store.queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.portfolio import PortfolioStateManager
+    from pm_engine.core.portfolio import PortfolioStateManager
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Decided = tuple[SignalResult, "PortfolioStateManager"]
-Decide = Callable[[Optional[dict[str, Any]]], Decided]
 RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 POSITION_FIELDS = [f.name for f in fields(Position)]
 TIME_FIELDS = ("entry_timestamp", "exit_timestamp", "rollover_timestamp")
@@ -473,6 +474,10 @@ class DatabaseStateManager:
         return dict(state)
 
     # -- broker orders (the outbox) -------------------------------------------------------------
+    def paper_broker(self) -> DatabasePaperBroker:
+        """The paper broker of a live engine: it fills this store's outbox rows."""
+        return DatabasePaperBroker(self)
+
     def fill_paper_orders(self, client_order_ids: list[str]) -> list[dict[str, Any]]:
         """The paper broker's fill of outbox orders (idempotent); the filled rows."""
         return self._execute("fill_paper_orders", (client_order_ids,))

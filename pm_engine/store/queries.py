@@ -1,4 +1,4 @@
-"""Every SQL statement the Python side sends, loaded once from ``sql/queries.sql``.
+"""Every SQL statement the Python side sends, loaded once from ``queries.sql`` beside this module.
 
 The file holds named queries: a ``-- name --`` line, one or more ``-- description`` lines, then
 the statement. Python code refers to queries by name only and passes values as parameters.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-QUERY_FILE = Path(__file__).with_name("sql") / "queries.sql"
+QUERY_FILE = Path(__file__).with_name("queries.sql")
 _HEADER = re.compile(r"^-- ([a-z0-9_]+) --$")
 
 

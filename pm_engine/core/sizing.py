@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Sequence
 
-from pm_engine.instruments import InstrumentConfig, PortfolioConfig
+from pm_engine.core.instruments import InstrumentConfig, PortfolioConfig
 
 FOUR_PLACES = Decimal("0.0001")
 

@@ -31,16 +31,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
-
-from pm_engine.children import EngineProcess, KeepAliveClient, committed_book, fetch_all, http_request, served_book
-from pm_engine.cluster import LocalCluster, temporary_cluster
-from pm_engine.config import DatabaseConfig
-from pm_engine.deploy import deploy
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.samples import mixed_stream
-from pm_engine.signals import parse_signal
-from pm_engine.store import DatabaseStateManager
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.core.signals import parse_signal
+from pm_engine.ops.cluster import LocalCluster
+from pm_engine.store.connection import DatabaseConfig
+from pm_engine.store.deploy import deploy
+from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.tools.children import (
+    EngineProcess,
+    KeepAliveClient,
+    committed_book,
+    fetch_all,
+    http_request,
+    served_book,
+)
+from pm_engine.tools.clusters import temporary_cluster
+from pm_engine.tools.samples import mixed_stream
 
 
 @dataclass(frozen=True)
@@ -249,7 +256,7 @@ class Verdict:
 
 def reference(stream: list[dict[str, Any]]) -> tuple[LiveTradingEngine, dict[str, str]]:
     """The same stream through the same trading core, in memory, once per distinct signal."""
-    from pm_engine.broker import PaperBroker
+    from pm_engine.core.orders import PaperBroker
 
     engine = LiveTradingEngine(broker=PaperBroker(), max_signal_age=None)
     outcomes: dict[str, str] = {}
@@ -411,7 +418,7 @@ class FuzzReport:
 def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
     """``count`` hostile webhooks from hypothesis strategies; each must be a 4xx JSON error, nothing written."""
     try:
-        from pm_engine.fuzzing import hostile_requests
+        from pm_engine.tools.fuzzing import hostile_requests
     except ImportError:  # pragma: no cover - a runtime-only install
         print("fuzz skipped: hypothesis is not installed (pip install -r requirements-dev.txt)")
         return None

@@ -16,20 +16,18 @@ import time
 from collections import Counter, OrderedDict
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
-from pm_engine.broker import BackgroundSender, Broker, DatabasePaperBroker, Order, PaperBroker, client_order_id
-from pm_engine.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
-from pm_engine.models import Duplicate, Outcome, Position, Signal, SignalResult, SignalType
-from pm_engine.portfolio import PortfolioStateManager
-from pm_engine.pyramiding import gate_reasons, size_pyramid
-from pm_engine.signals import parse_signal
-from pm_engine.sizing import portfolio_limit_reasons, size_base_entry
-from pm_engine.stops import stop_hit, trail
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.store import DatabaseStateManager
+from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
+from pm_engine.core.models import Duplicate, Outcome, Position, Signal, SignalResult, SignalType
+from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, client_order_id
+from pm_engine.core.portfolio import PortfolioStateManager
+from pm_engine.core.pyramiding import gate_reasons, size_pyramid
+from pm_engine.core.signals import parse_signal
+from pm_engine.core.sizing import portfolio_limit_reasons, size_base_entry
+from pm_engine.core.state_store import StateStore
+from pm_engine.core.stops import stop_hit, trail
 
 SEEN_LIMIT = 200_000
 CONTENTION_WINDOW_S = 10.0  # after a stale decision, commit in guarded transactions for this long
@@ -50,13 +48,13 @@ class LiveTradingEngine:
 
     def __init__(self, instruments: Optional[Mapping[str, InstrumentConfig]] = None,
                  config: Optional[PortfolioConfig] = None, broker: Optional[Broker] = None,
-                 db_manager: Optional["DatabaseStateManager"] = None, instance_id: str = "local",
+                 db_manager: Optional[StateStore] = None, instance_id: str = "local",
                  max_signal_age: Optional[timedelta] = timedelta(minutes=10),
                  clock: Callable[[], datetime] = utcnow,
                  fault: Callable[[str], None] = lambda point: None, send_in_background: bool = False) -> None:
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
         self.config = config or PortfolioConfig()
-        self.broker: Broker = broker or (DatabasePaperBroker(db_manager) if db_manager else PaperBroker())
+        self.broker: Broker = broker or (db_manager.paper_broker() if db_manager else PaperBroker())
         self.db_manager = db_manager
         self.instance_id = instance_id
         self.max_signal_age = max_signal_age

@@ -17,8 +17,8 @@ from typing import Any, Optional, TextIO
 
 from tqdm import tqdm
 
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.signals import SignalValidationError
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.signals import SignalValidationError
 
 NUMERIC_FIELDS = {"price", "stop", "lots", "atr", "er", "supertrend", "roc"}
 

@@ -27,15 +27,16 @@ import psycopg2
 import psycopg2.sql
 from tqdm import tqdm
 
-from pm_engine.children import EngineProcess, KeepAliveClient, fetch_all
-from pm_engine.cluster import LocalCluster, temporary_cluster
-from pm_engine.config import DatabaseConfig
-from pm_engine.deploy import deploy
-from pm_engine.engine import LiveTradingEngine
-from pm_engine.models import Position
-from pm_engine.queries import QUERIES
-from pm_engine.samples import mixed_stream
-from pm_engine.store import DatabaseStateManager
+from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.models import Position
+from pm_engine.ops.cluster import LocalCluster
+from pm_engine.store.connection import DatabaseConfig
+from pm_engine.store.deploy import deploy
+from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.queries import QUERIES
+from pm_engine.tools.children import EngineProcess, KeepAliveClient, fetch_all
+from pm_engine.tools.clusters import temporary_cluster
+from pm_engine.tools.samples import mixed_stream
 
 SECRET = secrets.token_urlsafe(16)
 
@@ -211,7 +212,7 @@ def part_open_lists(make: Callable[[str], DatabaseConfig], sizes: Sizes) -> dict
 def part_engine(config: DatabaseConfig, sizes: Sizes) -> tuple[Stats, dict[str, float]]:
     """Signals through the engine API as ``live`` runs it: validate, size, one atomic call; the paper
     fills go out on the background sender (their round trips counted apart, per batch)."""
-    from pm_engine.broker import DatabasePaperBroker
+    from pm_engine.store.outbox import DatabasePaperBroker
 
     db = DatabaseStateManager(config)
     orders_db = DatabaseStateManager(config)
@@ -340,8 +341,8 @@ def part_stream(config: DatabaseConfig, processes: int, count: int, senders: int
 def check_stream(config: DatabaseConfig, stream: list[dict[str, Any]], answers: list[Optional[str]],
                  processes: int, seconds: float, retried: int) -> StreamResult:
     """Every distinct signal has exactly one outcome row; no fingerprint executed or ordered twice."""
-    from pm_engine.signals import parse_signal
-    from pm_engine.instruments import DEFAULT_INSTRUMENTS
+    from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+    from pm_engine.core.signals import parse_signal
 
     fingerprints = [parse_signal(p, DEFAULT_INSTRUMENTS).fingerprint for p in stream]
     executed: dict[str, int] = {}

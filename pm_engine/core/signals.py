@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Mapping, Optional
 
-from pm_engine.instruments import InstrumentConfig
-from pm_engine.models import Signal, SignalType
+from pm_engine.core.instruments import InstrumentConfig
+from pm_engine.core.models import Signal, SignalType
 
 IST = timezone(timedelta(hours=5, minutes=30))
 CENT = Decimal("0.01")

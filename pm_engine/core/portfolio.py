@@ -12,13 +12,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from pm_engine.broker import Order
-from pm_engine.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
-from pm_engine.models import Position, PyramidState
-from pm_engine.sizing import percent_of, position_risk, position_vol
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
+from pm_engine.core.models import Position, PyramidState
+from pm_engine.core.orders import Order
+from pm_engine.core.sizing import percent_of, position_risk, position_vol
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.store import DatabaseStateManager
+    from pm_engine.core.state_store import StateStore
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class PortfolioStateManager:
 
     def __init__(self, config: Optional[PortfolioConfig] = None,
                  instruments: Optional[Mapping[str, InstrumentConfig]] = None,
-                 db_manager: Optional["DatabaseStateManager"] = None) -> None:
+                 db_manager: Optional["StateStore"] = None) -> None:
         self.config = config or PortfolioConfig()
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
         self.db_manager = db_manager

@@ -1,4 +1,4 @@
-"""Order execution: the Broker interface and two paper brokers (fills at the order's price).
+"""Order execution: the Order record, the Broker interface, the in-memory paper broker and the sender thread.
 
 Client order ids derive from the signal fingerprint and the layer, so a retried signal — or the
 same alert decided by two engine instances — asks for the same id, and a broker that dedupes on
@@ -8,6 +8,7 @@ With a database, orders are not sent while a signal is decided: pm.apply_signal 
 the ``pm.broker_orders`` outbox in the transaction that claims the fingerprint, and they are sent
 only after that commit. So a duplicate or a lost race never reaches the broker, and an instance
 that dies between commit and send leaves 'pending' rows that recovery sends (``send_pending``).
+The broker that fills that outbox lives with the store (``pm_engine.store.outbox``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.store import DatabaseStateManager
+from typing import Callable, Optional, Protocol
 
 
 @dataclass(frozen=True)
@@ -48,13 +46,6 @@ def client_order_id(fingerprint: str, position_id: str) -> str:
     return f"pm-{fingerprint[:24]}-{'_'.join(layer)}"
 
 
-def order_document(order: Order) -> dict[str, Any]:
-    """An order as pm.add_orders takes it."""
-    return {"client_order_id": order.client_order_id, "fingerprint": order.fingerprint,
-            "position_id": order.position_id, "instrument": order.instrument, "side": order.side,
-            "lots": order.lots, "price": order.price}
-
-
 class Broker(Protocol):
     """Places orders idempotently by client order id: placing an id twice returns the first fill."""
 
@@ -79,19 +70,6 @@ class PaperBroker:
         self.orders[order.client_order_id] = order
         self.fills[order.client_order_id] = fill
         return fill
-
-
-class DatabasePaperBroker:
-    """The paper broker of a live engine: fills outbox rows in ``pm.broker_orders`` (one round trip)."""
-
-    def __init__(self, db: "DatabaseStateManager") -> None:
-        self.db = db
-
-    def place_orders(self, orders: list[Order]) -> list[Fill]:
-        if not orders:
-            return []
-        rows = self.db.fill_paper_orders([o.client_order_id for o in orders])
-        return [Fill(r["client_order_id"], int(r["lots"]), r["fill_price"], r["broker_order_id"]) for r in rows]
 
 
 BATCH_WAIT_S = 0.005  # a batch waits this long for company: fewer fill round trips (measured: -15 % database CPU)

@@ -1,45 +1,22 @@
-"""Typed exceptions, and the mapping from the database's SQLSTATEs to them.
+"""The database's typed errors and the mapping from SQLSTATEs to them.
 
-The table of codes lives in db/README.md ("Error contract"); this module is its Python half.
+The table of codes lives in db/README.md ("Error contract"); this module is its Python half. The
+two errors the trading core handles itself (unavailable, stale version) are defined in the core
+and re-exported here, so every SQLSTATE maps to a class importable from this one module.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
+from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmError, StaleVersionError
 
-class PmError(Exception):
-    """Base class of every pm-engine error."""
-
-
-class ConfigError(PmError):
-    """The configuration (file or environment) is missing or malformed."""
+__all__ = ["DatabaseError", "DatabaseUnavailableError", "DeployError", "InvalidArgumentError", "NotFoundError",
+           "PositionAlreadyOpenError", "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
     """Deploying migrations or functions failed, or an applied migration was edited."""
-
-
-class DatabaseError(PmError):
-    """A database error with a SQLSTATE (``pgcode``)."""
-
-    def __init__(self, message: str, pgcode: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.pgcode = pgcode
-
-
-class DatabaseUnavailableError(DatabaseError):
-    """The database cannot be reached (after the connect retries)."""
-
-
-class StaleVersionError(DatabaseError):
-    """PM001: the row changed since the caller read it; reload and decide again.
-
-    ``state`` carries the current state when the database sent it along (pm.apply_signal does),
-    so the caller can decide again without another round trip.
-    """
-
-    state: Optional[dict[str, Any]] = None
 
 
 class PositionAlreadyOpenError(DatabaseError):

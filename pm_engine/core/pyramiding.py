@@ -7,9 +7,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Optional, Sequence
 
-from pm_engine.instruments import InstrumentConfig, PortfolioConfig
-from pm_engine.models import Position
-from pm_engine.sizing import SizingResult, as_fraction, available_margin, finish, pick_limiter
+from pm_engine.core.instruments import InstrumentConfig, PortfolioConfig
+from pm_engine.core.models import Position
+from pm_engine.core.sizing import SizingResult, as_fraction, available_margin, finish, pick_limiter
 
 
 def next_layer(pyramid_count: int) -> str:

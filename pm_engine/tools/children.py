@@ -17,9 +17,9 @@ from typing import Any, Optional
 import psycopg2
 import psycopg2.extras
 
-from pm_engine.cluster import free_port
-from pm_engine.config import DatabaseConfig
-from pm_engine.queries import QUERIES
+from pm_engine.ops.cluster import free_port
+from pm_engine.store.connection import DatabaseConfig
+from pm_engine.store.queries import QUERIES
 
 
 def fetch_all(config: DatabaseConfig, name: str) -> list[tuple[Any, ...]]:

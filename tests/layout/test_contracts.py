@@ -1,0 +1,71 @@
+"""The layer contracts are enforced, not hoped for: a forbidden import breaks `lint-imports` (so `make lint`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pm_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+TOP_LEVEL = {"__init__.py", "__main__.py", "cli.py", "config.py", "py.typed"}
+
+
+def lint_copy(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess[str]:
+    """Run the contracts on a copy of the package with ``line`` appended to ``module``."""
+    shutil.copytree(ROOT / "pm_engine", tmp_path / "pm_engine", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "pm_engine" / module
+    target.write_text(target.read_text() + "\n" + line + "\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "250"}  # one line per contract
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_package_keeps_its_contracts() -> None:
+    done = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert "0 broken" in done.stdout
+
+
+@pytest.mark.parametrize("module, line, contract", [
+    ("core/sizing.py", "import psycopg2  # noqa", "core is pure trading"),
+    ("core/engine.py", "from pm_engine.store import manager  # noqa", "core is pure trading"),
+    ("store/manager.py", "from pm_engine.web import app  # noqa", "store imports only core"),
+    ("web/app.py", "from pm_engine.tools import bench  # noqa", "product code never imports tools"),
+    ("ops/jobs.py", "from pm_engine.web import app  # noqa", "layers"),
+])
+def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
+    done = lint_copy(tmp_path, module, line)
+    assert done.returncode != 0
+    broken = [row for row in done.stdout.splitlines() if row.rstrip().endswith("BROKEN")]
+    assert any(row.startswith(contract) for row in broken), done.stdout
+
+
+def test_only_the_entry_points_live_at_the_top() -> None:
+    top = {p.name for p in Path(pm_engine.__file__).parent.iterdir() if p.is_file()}
+    assert top <= TOP_LEVEL, f"move {sorted(top - TOP_LEVEL)} into a layer"
+
+
+def test_the_public_api() -> None:
+    from pm_engine import (DatabaseStateManager, LiveTradingEngine, PortfolioStateManager, Position, Signal,
+                           SignalResult)
+    assert {c.__module__.split(".")[1] for c in (LiveTradingEngine, PortfolioStateManager, Position, Signal,
+                                                 SignalResult)} == {"core"}
+    assert DatabaseStateManager.__module__ == "pm_engine.store.manager"
+
+
+def test_the_readme_python_api_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Python API"):]
+    code = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python"))]
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the documented example, run as written
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("executed entered 4 lots of BANK_NIFTY")
+    assert printed[-1] == "5180000.00"
