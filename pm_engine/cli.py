@@ -30,9 +30,10 @@ def cmd_db_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
-    from pm_engine.core.backtest import plot_equity, run_backtest
+    from pm_engine.core.backtest import plot_equity, run_backtest, write_trades_csv
     from pm_engine.core.engine import LiveTradingEngine
     from pm_engine.core.instruments import load_instruments
 
@@ -43,10 +44,26 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     engine = LiveTradingEngine(instruments=load_instruments(args.instruments), max_signal_age=None)
     report = run_backtest(path, engine)
     print(report.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_json(), indent=2) + "\n")
+        print(f"statistics, every signal's outcome and the open positions written to {args.json}")
+    if args.trades:
+        write_trades_csv(report.trades, Path(args.trades))
+        print(f"{len(report.trades)} trades written to {args.trades}")
     if args.plot:
-        plot_equity(report, Path(args.plot))
+        plot_equity(report.curve, Path(args.plot), "pm-engine backtest equity curve")
         print(f"equity curve written to {args.plot}")
     return 0
+
+
+def _time_arg(value: str) -> Any:
+    """``--from`` / ``--to`` / ``--as-of``: ISO 8601; a time without a zone is IST (as in alerts)."""
+    from pm_engine.core.signals import SignalValidationError, parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except SignalValidationError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r} (e.g. 2025-11-28T14:05:00+05:30)")
 
 
 def fault_hook(spec: Optional[str]) -> Callable[[str], None]:
@@ -116,10 +133,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     return serve(load_settings(args.db_config), args.host, args.port)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    import json
-
-    from pm_engine.core.engine import LiveTradingEngine
+def _open_store(args: argparse.Namespace) -> Any:
+    """The database of ``--db-config`` / ``DATABASE_URL``, else of a running ``make run``; None (said why) if down."""
     from pm_engine.ops.embedded import embedded_settings
     from pm_engine.store.manager import DatabaseStateManager
 
@@ -127,28 +142,87 @@ def cmd_status(args: argparse.Namespace) -> int:
     embedded = settings is not None
     settings = settings or load_settings(args.db_config)
     try:
-        db = DatabaseStateManager(settings.database, connect_attempts=1)
+        return DatabaseStateManager(settings.database, connect_attempts=1)
     except DatabaseUnavailableError as exc:
         hint = "is `make run` running?" if embedded else "is the database up? (DATABASE_URL / --db-config)"
-        print(f"pm-engine status: {exc}\n{hint}", file=sys.stderr)
+        print(f"pm-engine {args.command}: {exc}\n{hint}", file=sys.stderr)
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.portfolio import PortfolioStateManager
+
+    db = _open_store(args)
+    if db is None:
         return 1
     try:
         engine = LiveTradingEngine(db_manager=db)
+        if args.as_of is not None:  # the book as it stood then, rendered by the same code as GET /status
+            as_of = PortfolioStateManager(engine.config, engine.instruments)
+            as_of.load(db.state_as_of(args.as_of))
+            engine.portfolio = as_of
         body = engine.status()
-        body["signals"] = db.signal_outcomes()
+        if args.as_of is not None:  # the keys of GET /status; signal counts and instances are not history
+            body.update(outcomes=None, instance_id=None, as_of=args.as_of.isoformat(), version=engine.portfolio.version)
+        else:
+            body["signals"] = db.signal_outcomes()
     finally:
         db.close()
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
+    when = f" as of {body['as_of']} (portfolio version {body['version']})" if args.as_of is not None else ""
     print(f"closed equity {body['closed_equity']}  open equity {body['open_equity']}  "
-          f"risk {body['total_risk_percent']}%  margin used {body['margin_used']}")
-    print(f"signals: {', '.join(f'{k} {v}' for k, v in body['signals'].items()) or 'none'}")
+          f"risk {body['total_risk_percent']}%  margin used {body['margin_used']}{when}")
+    if "signals" in body:
+        print(f"signals: {', '.join(f'{k} {v}' for k, v in body['signals'].items()) or 'none'}")
     if not body["positions"]:
         print("no open positions")
     for p in body["positions"]:
         print(f"  {p['position_id']:<22} {p['lots']:>4} lots  entry {p['entry_price']:>12}  "
               f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pm_engine.core.backtest import plot_equity, stats_table, write_trades_csv
+    from pm_engine.core.statistics import Trade, as_json
+
+    if args.start and args.end and args.start > args.end:
+        print("pm-engine report: error: --from is after --to", file=sys.stderr)
+        return 2
+    db = _open_store(args)
+    if db is None:
+        return 1
+    try:
+        stats = db.trade_stats(args.start, args.end)
+        trades = [Trade.from_row(row) for row in db.trades(args.start, args.end)] if args.trades else []
+        curve = db.equity_curve(args.start, args.end) if args.plot else []
+        periods = {p: db.pnl_by_period(p, args.start, args.end) for p in ("day", "week", "month")}
+    finally:
+        db.close()
+    span = f"{args.start.isoformat() if args.start else 'start'} to {args.end.isoformat() if args.end else 'now'}"
+    print(f"pm-engine report, {span}")
+    print(stats_table(stats))
+    for row in periods["month"]:
+        print(f"  month {row['period_start']}: P&L {row['realized_pnl']:>14}  trades {row['trades']:>4}  "
+              f"closing equity {row['closing_equity']:>14}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(as_json({**stats, "pnl_by_period": periods}), indent=2) + "\n")
+        print(f"statistics written to {args.json}")
+    if args.trades:
+        write_trades_csv(trades, Path(args.trades))
+        print(f"{len(trades)} trades written to {args.trades}")
+    if args.plot:
+        plot_equity([(p["recorded_at"], p["closed_equity"], p["open_equity"]) for p in curve], Path(args.plot),
+                    "pm-engine equity curve")
+        print(f"equity curve ({len(curve)} points) written to {args.plot}")
     return 0
 
 
@@ -198,8 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="equity and open positions from the database")
     _db_config_arg(p)
-    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--json", action="store_true", help="print the status as JSON (the keys of GET /status)")
+    p.add_argument("--as-of", type=_time_arg, metavar="TS",
+                   help="the book as committed at or before this time (ISO 8601; no zone = IST)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="trade statistics, P&L by period, equity curve and trade list from history")
+    _db_config_arg(p)
+    p.add_argument("--from", dest="start", type=_time_arg, metavar="TS", help="first time included (ISO 8601)")
+    p.add_argument("--to", dest="end", type=_time_arg, metavar="TS", help="last time included (ISO 8601)")
+    p.add_argument("--json", metavar="FILE", help="write the statistics (and P&L by period) as JSON")
+    p.add_argument("--plot", metavar="PNG", help="write the equity curve (closed, open, drawdown shaded)")
+    p.add_argument("--trades", metavar="CSV", help="write the trade list")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("run", help="private PostgreSQL cluster under ./var, deploy, serve (make run)")
     p.add_argument("--host", default="127.0.0.1")
@@ -225,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")
     p.add_argument("csv", help="CSV whose header is the payload fields (type,instrument,position,price,...)")
     p.add_argument("--plot", metavar="PNG", help="write the equity curve to this PNG file")
+    p.add_argument("--json", metavar="FILE", help="write the statistics, every signal's outcome and the open positions")
+    p.add_argument("--trades", metavar="CSV", help="write the trade list")
     p.add_argument("--instruments", metavar="FILE", help="instrument configuration JSON (defaults built in)")
     p.set_defaults(func=cmd_backtest)
     return parser

@@ -53,7 +53,7 @@ BEGIN
         initial_capital = merged.initial_capital, closed_equity = merged.closed_equity,
         total_risk_amount = merged.total_risk_amount, total_risk_percent = merged.total_risk_percent,
         total_vol_amount = merged.total_vol_amount, margin_used = merged.margin_used,
-        equity_high = greatest(merged.equity_high, merged.closed_equity),
+        equity_high = greatest(merged.equity_high, merged.closed_equity), blended_weight = merged.blended_weight,
         version = cur.version + 1, updated_at = now()
      WHERE id = 1;
     RETURN cur.version + 1;

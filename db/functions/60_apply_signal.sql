@@ -49,7 +49,10 @@ BEGIN
     IF NOT claimed THEN
         RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
     END IF;
+    -- the history triggers (90_history.sql) record which signal wrote each version
+    PERFORM set_config('pm.fingerprint', sig ->> 'fingerprint', true);
     pversion := pm.apply_state(positions, pyramiding, portfolio, expected_portfolio_version);
+    PERFORM set_config('pm.fingerprint', '', true);  -- whatever else this transaction writes is not this signal's
     IF jsonb_array_length(coalesce(sig -> 'orders', '[]')) > 0 THEN
         PERFORM pm.add_orders(sig -> 'orders');
     END IF;

@@ -13,36 +13,69 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, Sequence, TextIO
 
 from tqdm import tqdm
 
 from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.models import Outcome
 from pm_engine.core.signals import SignalValidationError
+from pm_engine.core.statistics import Trade, as_json, trade_stats
 
 NUMERIC_FIELDS = {"price", "stop", "lots", "atr", "er", "supertrend", "roc"}
 
 
 @dataclass
 class BacktestReport:
+    """What a replay produced: outcomes, trades, the equity curve and the statistics of DOMAIN.md section 11."""
+
     outcomes: dict[str, int] = field(default_factory=dict)
     malformed: list[str] = field(default_factory=list)
-    trades: int = 0
-    realized_pnl: Decimal = Decimal(0)
+    signals: list[dict[str, Any]] = field(default_factory=list)  # every processed row: line, fingerprint, outcome
+    trades: list[Trade] = field(default_factory=list)
     initial_capital: Decimal = Decimal(0)
     final_closed_equity: Decimal = Decimal(0)
-    max_drawdown: Decimal = Decimal(0)
-    max_drawdown_pct: Decimal = Decimal(0)
-    curve: list[tuple[datetime, Decimal, Decimal]] = field(default_factory=list)
+    # (bar time, closed, open) after each committed signal, starting with the equity before the first
+    curve: list[tuple[Optional[datetime], Decimal, Decimal]] = field(default_factory=list)
+    open_positions: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        return sum((t.pnl for t in self.trades), Decimal(0))
+
+    @property
+    def max_drawdown(self) -> Decimal:
+        return Decimal(self.stats.get("max_drawdown", 0))
 
     def summary(self) -> str:
         lines = ["signals by outcome: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())),
                  f"malformed rows skipped: {len(self.malformed)}",
-                 f"trades (closed positions): {self.trades}",
-                 f"realized P&L: {self.realized_pnl:,.2f}",
                  f"final closed equity: {self.final_closed_equity:,.2f} (initial {self.initial_capital:,.2f})",
-                 f"max drawdown (closed equity): {self.max_drawdown:,.2f} ({self.max_drawdown_pct:.2f}%)"]
+                 stats_table(self.stats)]
         return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``--json`` document: the statistics keys of pm.trade_stats, every signal's outcome, the open book."""
+        return as_json({**self.stats, "signals": self.signals, "open_positions": self.open_positions,
+                        "malformed": self.malformed})
+
+
+def stats_table(stats: dict[str, Any]) -> str:
+    """The statistics as an aligned two-column table (``pm-engine report`` and ``backtest`` print it)."""
+    labels = [("trades", "trades (closed positions)"), ("wins", "wins"), ("losses", "losses"),
+              ("win_rate", "win rate %"), ("gross_profit", "gross profit"), ("gross_loss", "gross loss"),
+              ("net_pnl", "net P&L (realized)"), ("profit_factor", "profit factor"),
+              ("expectancy", "expectancy per trade"),
+              ("mean_r", "mean R"), ("max_drawdown", "max drawdown (closed equity)"),
+              ("max_drawdown_pct", "max drawdown %"), ("max_open_drawdown", "max drawdown (open equity)"),
+              ("max_open_drawdown_pct", "max open drawdown %"), ("final_closed_equity", "final closed equity")]
+    rows = [f"{label:<30} {'-' if stats.get(key) is None else stats[key]:>16}" for key, label in labels]
+    for name, figures in sorted(stats.get("by_instrument", {}).items()):
+        rows.append(f"  {name:<28} trades {figures['trades']:>4}  net {figures['net_pnl']:>14}  "
+                    f"win rate {'-' if figures['win_rate'] is None else figures['win_rate']:>7}  "
+                    f"PF {'-' if figures['profit_factor'] is None else figures['profit_factor']:>8}")
+    return "\n".join(rows)
 
 
 def row_to_payload(row: dict[str, Optional[str]]) -> dict[str, Any]:
@@ -74,45 +107,68 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SystemExit(f"backtest: cannot read {path}: {exc}") from None
     show = err.isatty() if progress is None else progress
-    peak = engine.portfolio.closed_equity
+    report.curve.append((None, engine.portfolio.closed_equity, engine.portfolio.open_equity()))
     for number, row in enumerate(tqdm(rows, desc="replaying", unit="signal", disable=not show, file=err), start=2):
         try:
-            result = engine.process_payload(row_to_payload(row), check_time=False)
+            signal = engine.parse(row_to_payload(row), check_time=False)
         except SignalValidationError as exc:
             report.malformed.append(f"line {number}: {exc}")
             print(f"backtest: line {number} skipped: {exc}", file=err)
             continue
-        report.outcomes[result.outcome.value] = report.outcomes.get(result.outcome.value, 0) + 1
+        result = engine.process_signal(signal)
+        outcome = result.outcome.value
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+        report.signals.append({"line": number, "fingerprint": signal.fingerprint, "type": signal.type.value,
+                               "instrument": signal.instrument, "position": signal.position, "outcome": outcome,
+                               "reason": result.reason})
+        if result.outcome is Outcome.DUPLICATE:
+            continue  # nothing committed: no equity point (as in the database's history)
         portfolio = engine.portfolio
-        stamp = datetime.fromisoformat(row["timestamp"] or "") if row.get("timestamp") else datetime.min
-        report.curve.append((stamp, portfolio.closed_equity, portfolio.open_equity()))
-        peak = max(peak, portfolio.closed_equity)
-        drawdown = peak - portfolio.closed_equity
-        if drawdown > report.max_drawdown:
-            report.max_drawdown = drawdown
-            report.max_drawdown_pct = drawdown * 100 / peak
-    report.trades = engine.portfolio.trades_closed
-    report.realized_pnl = engine.portfolio.realized_total
+        for position_id in [*result.details.get("stopped_out", []), *result.details.get("closed", [])]:
+            report.trades.append(Trade.from_position(portfolio.closed[position_id]))
+        report.curve.append((signal.timestamp, portfolio.closed_equity, portfolio.open_equity()))
     report.final_closed_equity = engine.portfolio.closed_equity
+    report.open_positions = engine.status()["positions"]
+    report.stats = trade_stats(report.trades, [(c, o) for _, c, o in report.curve], report.initial_capital)
     return report
 
 
-def plot_equity(report: BacktestReport, path: Path) -> None:
-    """Closed and open equity per processed signal, written as a PNG."""
+def write_trades_csv(trades: list[Trade], path: Path) -> None:
+    """The trade list as CSV, one closed position per row (the columns of pm.trades)."""
+    names = list(Trade.__dataclass_fields__)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for trade in trades:
+            writer.writerow({k: ("" if v is None else v) for k, v in as_json(trade).items()})
+
+
+def plot_equity(points: Sequence[tuple[Optional[datetime], Decimal, Decimal]], path: Path, title: str) -> None:
+    """Closed and open equity, the closed-equity drawdown shaded, written as a PNG.
+
+    The x axis is time when every point has one, else the point's number (a backtest's first point,
+    the equity before any signal, has no time of its own).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    closed = [float(c) for _, c, _ in points]
+    opened = [float(o) for _, _, o in points]
+    peaks = [max(closed[:i + 1]) for i in range(len(closed))]
+    times = [t for t, _, _ in points]
+    xs: Sequence[Any] = times if times and all(t is not None for t in times) else range(len(points))
     fig, ax = plt.subplots(figsize=(10, 5))
-    steps = range(len(report.curve))
-    ax.plot(steps, [float(c) for _, c, _ in report.curve], label="closed equity")
-    ax.plot(steps, [float(o) for _, _, o in report.curve], label="open equity", alpha=0.7)
-    ax.set_xlabel("signal")
+    ax.plot(xs, closed, label="closed equity", drawstyle="steps-post")
+    ax.plot(xs, opened, label="open equity", alpha=0.7)
+    ax.fill_between(xs, closed, peaks, step="post", color="tab:red", alpha=0.25, label="drawdown (closed)")
+    ax.set_xlabel("time" if xs is times else "signal")
     ax.set_ylabel("equity (INR)")
-    ax.set_title("pm-engine backtest equity curve")
+    ax.set_title(title)
     ax.legend()
     ax.grid(True, alpha=0.3)
+    fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

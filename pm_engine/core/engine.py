@@ -25,7 +25,7 @@ from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, 
 from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.pyramiding import gate_reasons, size_pyramid
 from pm_engine.core.signals import parse_signal
-from pm_engine.core.sizing import portfolio_limit_reasons, size_base_entry
+from pm_engine.core.sizing import portfolio_limit_reasons, position_risk, size_base_entry
 from pm_engine.core.state_store import StateStore
 from pm_engine.core.stops import stop_hit, trail
 
@@ -333,6 +333,7 @@ class LiveTradingEngine:
             entry_price=price, lots=lots, quantity=lots * instrument.lot_size, initial_stop=signal.stop,
             current_stop=signal.stop, highest_close=price, atr=signal.atr, is_base_position=base, limiter=limiter,
             risk_contribution=risk_contribution, vol_contribution=vol_contribution,
+            initial_risk=position_risk(price, signal.stop, lots, instrument),
         )
 
     # -- reporting -----------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class Position:
     exit_timestamp: Optional[datetime] = None
     exit_price: Optional[Decimal] = None
     exit_reason: Optional[str] = None
+    initial_risk: Optional[Decimal] = None  # (entry − initial stop) × lots × point value: a trade's 1R in rupees
     version: int = 0
 
     @property

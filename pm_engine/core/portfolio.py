@@ -100,7 +100,7 @@ class PortfolioStateManager:
             "initial_capital": self.initial_capital, "closed_equity": self.closed_equity,
             "equity_high": self.equity_high, "total_risk_amount": metrics.total_risk,
             "total_risk_percent": metrics.risk_percent, "total_vol_amount": metrics.total_vol,
-            "margin_used": metrics.margin_used,
+            "margin_used": metrics.margin_used, "blended_weight": self.config.blended_weight,
         }
 
     def clone(self) -> "PortfolioStateManager":

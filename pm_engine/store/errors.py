@@ -11,8 +11,9 @@ from typing import Optional
 
 from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmError, StaleVersionError
 
-__all__ = ["DatabaseError", "DatabaseUnavailableError", "DeployError", "InvalidArgumentError", "NotFoundError",
-           "PositionAlreadyOpenError", "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+__all__ = ["DatabaseError", "DatabaseUnavailableError", "DeployError", "HistoryAppendOnlyError",
+           "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError", "PositionAlreadyOpenError",
+           "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
@@ -35,12 +36,22 @@ class PositionClosedError(DatabaseError):
     """PM005: a closed position is final and cannot be updated."""
 
 
+class HistoryUnavailableError(DatabaseError):
+    """PM006: no history covers the requested time (history starts when migration 003 is deployed)."""
+
+
+class HistoryAppendOnlyError(DatabaseError):
+    """PM007: history rows are never updated or deleted."""
+
+
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM001": StaleVersionError,
     "PM002": PositionAlreadyOpenError,
     "PM003": NotFoundError,
     "PM004": InvalidArgumentError,
     "PM005": PositionClosedError,
+    "PM006": HistoryUnavailableError,
+    "PM007": HistoryAppendOnlyError,
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation

@@ -473,6 +473,33 @@ class DatabaseStateManager:
             self._remember(_copy(position))
         return dict(state)
 
+    # -- history and statistics (migration 003) ---------------------------------------------------
+    def state_as_of(self, when: datetime) -> dict[str, Any]:
+        """The book as committed at or before ``when`` (pm.load_state's shape, positions as records).
+
+        Not cached: history is read on request. HistoryUnavailableError (PM006) before history began.
+        """
+        state = self._scalar("state_as_of", (when,))
+        state["positions"] = {row["position_id"]: position_from_row(row) for row in state["positions"]}
+        return dict(state)
+
+    def equity_curve(self, start: Optional[datetime] = None, end: Optional[datetime] = None) -> list[dict[str, Any]]:
+        """One point per committed portfolio version: recorded_at, closed/open/blended equity, fingerprint."""
+        return self._execute("equity_curve", (start, end))
+
+    def trades(self, start: Optional[datetime] = None, end: Optional[datetime] = None) -> list[dict[str, Any]]:
+        """Closed positions exiting in the range, in exit order (pm.trades)."""
+        return self._execute("trades", (start, end))
+
+    def pnl_by_period(self, period: str, start: Optional[datetime] = None,
+                      end: Optional[datetime] = None) -> list[dict[str, Any]]:
+        """Realized P&L, trades and closing equity per IST day, week or month."""
+        return self._execute("pnl_by_period", (period, start, end))
+
+    def trade_stats(self, start: Optional[datetime] = None, end: Optional[datetime] = None) -> dict[str, Any]:
+        """pm.trade_stats: the statistics of DOMAIN.md section 11 (numbers as Decimal, ratios None when undefined)."""
+        return dict(self._scalar("trade_stats", (start, end)))
+
     # -- broker orders (the outbox) -------------------------------------------------------------
     def paper_broker(self) -> DatabasePaperBroker:
         """The paper broker of a live engine: it fills this store's outbox rows."""

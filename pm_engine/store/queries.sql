@@ -206,3 +206,40 @@ UNION ALL
 SELECT 'signal_log', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pm.signal_log t
 UNION ALL
 SELECT 'broker_orders', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM pm.broker_orders t;
+
+-- state_as_of --
+-- The book as committed at or before a time, in the shape of load_state.
+SELECT pm.state_as_of(%s);
+
+-- equity_curve --
+-- Equity points (commit time, closed, open, blended, fingerprint, version) in a time range.
+SELECT * FROM pm.equity_curve(%s, %s);
+
+-- trades --
+-- Closed positions exiting in a time range, with P&L, initial risk and R multiple.
+SELECT * FROM pm.trades(%s, %s);
+
+-- pnl_by_period --
+-- Realized P&L, trades and closing equity per IST day, week or month.
+SELECT * FROM pm.pnl_by_period(%s, %s, %s);
+
+-- trade_stats --
+-- Trade statistics (win rate, profit factor, expectancy, drawdowns, per instrument) as jsonb.
+SELECT pm.trade_stats(%s, %s);
+
+-- history_check --
+-- Committed signals without a portfolio history row, and rows whose last history version differs from the row.
+SELECT
+  (SELECT count(*) FROM pm.signal_log s
+    WHERE s.processing_status IN ('executed', 'blocked')
+      AND NOT EXISTS (SELECT 1 FROM pm.portfolio_history h WHERE h.fingerprint = s.fingerprint)) AS signals_without_history,
+  (SELECT count(*) FROM pm.portfolio_positions p
+    WHERE to_jsonb(p) IS DISTINCT FROM (SELECT h.row_data FROM pm.position_history h WHERE h.position_id = p.position_id
+                                         ORDER BY h.history_id DESC LIMIT 1)) AS positions_differing,
+  (SELECT count(*) FROM pm.portfolio_state s
+    WHERE to_jsonb(s) IS DISTINCT FROM (SELECT h.row_data FROM pm.portfolio_history h
+                                         ORDER BY h.history_id DESC LIMIT 1)) AS portfolio_differing,
+  (SELECT count(*) FROM (SELECT DISTINCT ON (instrument) instrument, row_data FROM pm.pyramiding_history
+                          ORDER BY instrument, history_id DESC) h
+    FULL JOIN pm.pyramiding_state y ON y.instrument = h.instrument
+    WHERE to_jsonb(y) IS DISTINCT FROM h.row_data) AS pyramiding_differing;

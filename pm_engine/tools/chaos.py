@@ -307,6 +307,12 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
             verdict.mismatch(f"pyramiding {mine_pyr} != reference {ref_pyr}")
     finally:
         db.close()
+    no_history, positions, portfolio, pyramiding = fetch_all(config, "history_check")[0]
+    if no_history:
+        verdict.mismatch(f"{no_history} committed signal(s) without their history rows")
+    for count, what in ((positions, "position"), (portfolio, "portfolio"), (pyramiding, "pyramiding")):
+        if count:
+            verdict.mismatch(f"{count} {what} row(s) differ from their last history version")
     capital, equity, realized, open_twice, pending = fetch_all(config, "chaos_equity_check")[0]
     if Decimal(equity) != Decimal(capital) + Decimal(realized):
         verdict.mismatch(f"closed_equity {equity} != initial capital {capital} + realized {realized} (SQL)")

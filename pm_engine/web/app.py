@@ -12,7 +12,8 @@ import hmac
 import json
 import logging
 import time
-from typing import Any, Optional
+from datetime import datetime
+from typing import Any, Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -21,7 +22,8 @@ from fastapi.responses import JSONResponse
 from pm_engine import __version__
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.core.signals import MAX_BODY_BYTES, SignalValidationError, parse_body
+from pm_engine.core.signals import MAX_BODY_BYTES, SignalValidationError, parse_body, parse_timestamp
+from pm_engine.core.statistics import as_json
 from pm_engine.store.manager import DatabaseStateManager
 
 log = logging.getLogger("pm_engine.webhook")
@@ -125,6 +127,37 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
         body["outcomes"] = dict(engine.outcomes)
         body["instance_id"] = engine.instance_id
         return JSONResponse(body)
+
+    def history(read: Callable[[Any, Optional[datetime], Optional[datetime]], Any], request: Request) -> JSONResponse:
+        """A history read over ``?from=&to=`` (ISO 8601, no zone = IST): 422 naming a bad bound, 503 when down."""
+        if store is None:
+            return error(404, "history needs a database (this engine runs in memory)")
+        bounds: dict[str, Optional[datetime]] = {}
+        for name in ("from", "to"):
+            raw = request.query_params.get(name)
+            try:
+                bounds[name] = parse_timestamp(raw) if raw else None
+            except SignalValidationError:
+                return error(422, f"{name}: not an ISO 8601 time", name)
+        if bounds["from"] and bounds["to"] and bounds["from"] > bounds["to"]:
+            return error(422, "from: is after to", "from")
+        try:
+            return JSONResponse(as_json(read(store, bounds["from"], bounds["to"])))
+        except DatabaseUnavailableError:
+            return error(503, "database unavailable")
+
+    @app.get("/equity", summary="Equity curve: closed, open and blended equity at each commit (?from=&to=)")
+    def equity(request: Request) -> JSONResponse:
+        return history(lambda db, start, end: {"points": db.equity_curve(start, end)}, request)
+
+    @app.get("/trades", summary="Closed positions with P&L, initial risk and R multiple (?from=&to=)")
+    def trades(request: Request) -> JSONResponse:
+        return history(lambda db, start, end: {"trades": db.trades(start, end)}, request)
+
+    @app.get("/stats", summary="Trade statistics and P&L by day, week and month (?from=&to=)")
+    def stats(request: Request) -> JSONResponse:
+        return history(lambda db, start, end: {**db.trade_stats(start, end), "pnl_by_period": {
+            period: db.pnl_by_period(period, start, end) for period in ("day", "week", "month")}}, request)
 
     @app.get("/health", summary="200 while the process serves")
     def health() -> dict[str, str]:

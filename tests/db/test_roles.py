@@ -36,13 +36,17 @@ def test_app_role_runs_the_engine_and_cannot_drop_tables(db_config: DatabaseConf
         assert jobs.is_leader and jobs.runs["cleanup"] == 1 and jobs.runs["sweep"] == 1
         jobs.stop()
         assert db.schema_version() is not None and db.signal_outcomes() == {"executed": 2}
+        assert db.trade_stats()["trades"] == 1 and len(db.equity_curve()) == 4  # history reads work for the role
         conn = psycopg2.connect(**app.dsn_kwargs())
         try:
             for statement in ("DROP TABLE pm.signal_log", "TRUNCATE pm.portfolio_positions",
                               "ALTER TABLE pm.portfolio_state DROP CONSTRAINT portfolio_state_single_row_check",
                               "DROP FUNCTION pm.apply_signal", "UPDATE pm.portfolio_state SET closed_equity = 0",
                               "DELETE FROM pm.signal_log", "UPDATE pm.portfolio_positions SET lots = 99",
-                              "SELECT pm.grant_app_role('postgres')"):
+                              "SELECT pm.grant_app_role('postgres')", "UPDATE pm.position_history SET version = 1",
+                              "DELETE FROM pm.portfolio_history", "TRUNCATE pm.pyramiding_history",
+                              "INSERT INTO pm.portfolio_history (recorded_at, version, closed_equity, unrealized_pnl, "
+                              "open_equity, blended_equity, row_data) VALUES (now(), 1, 0, 0, 0, 0, '{}')"):
                 with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                     with conn.cursor() as cur:
                         cur.execute(statement)

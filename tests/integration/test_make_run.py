@@ -30,8 +30,14 @@ def start(var: Path, port: int, embedded: str) -> tuple[subprocess.Popen[str], l
         if not line:
             break
         lines.append(line)
-        if "serving http" in line:
-            return proc, lines
+        if "serving http" in line:  # printed just before uvicorn binds: wait until it answers
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                        return proc, lines
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            break
     proc.kill()
     raise AssertionError("make run did not start:\n" + "".join(lines))
 

@@ -1,0 +1,193 @@
+-- Statistics (DOMAIN.md section 11): trades, P&L by period and trade statistics, from the closed
+-- positions and the equity history. pm_engine/core/statistics.py computes the same figures for a
+-- backtest; tests/integration/test_history.py proves both agree to the paisa on one stream.
+-- Roundings (half away from zero, as Python's ROUND_HALF_UP): money 2 decimals, R multiples,
+-- profit factor and drawdown percentages 4 decimals, win rate (a percentage) 2 decimals.
+
+-- pm.trades
+-- One row per closed position (a base or a pyramid layer) whose exit time lies in [p_from, p_to]
+-- (NULL: unbounded), in exit order. R multiple = P&L / initial risk (NULL when the initial risk is
+-- unknown or zero). PM004 when p_from is after p_to.
+CREATE OR REPLACE FUNCTION pm.trades(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (instrument varchar, position_id text, layer text, entry_time timestamptz, entry_price numeric,
+               exit_time timestamptz, exit_price numeric, lots integer, pnl numeric, initial_risk numeric,
+               r_multiple numeric, holding_time interval, exit_reason varchar)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pm.check_time_range(p_from, p_to);
+    RETURN QUERY
+        SELECT p.instrument, split_part(p.position_id, '@', 1),
+               CASE WHEN p.is_base_position THEN 'base' ELSE 'pyramid' END,
+               p.entry_timestamp, p.entry_price, p.exit_timestamp, p.exit_price, p.lots, p.realized_pnl,
+               p.initial_risk,
+               CASE WHEN p.initial_risk > 0 THEN round(p.realized_pnl / p.initial_risk, 4) END,
+               p.exit_timestamp - p.entry_timestamp, p.exit_reason
+          FROM pm.portfolio_positions p
+         WHERE p.status = 'closed'
+           AND (p_from IS NULL OR p.exit_timestamp >= p_from) AND (p_to IS NULL OR p.exit_timestamp <= p_to)
+         ORDER BY p.exit_timestamp, split_part(p.position_id, '@', 1);
+END;
+$$;
+
+-- pm.pnl_by_period
+-- Realized P&L, trades and closing equity per IST calendar 'day', 'week' (Monday first) or
+-- 'month' with at least one trade exiting in [p_from, p_to]. Closing equity = initial capital +
+-- the P&L of every trade closed by the end of that period (earlier ones included). PM004 for an
+-- unknown period or an empty range.
+CREATE OR REPLACE FUNCTION pm.pnl_by_period(period text, p_from timestamptz DEFAULT NULL,
+                                            p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (period_start date, realized_pnl numeric, trades integer, closing_equity numeric)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pm.require(period, 'period');
+    IF period NOT IN ('day', 'week', 'month') THEN
+        PERFORM pm.raise_error('PM004', format('period must be day, week or month, got %s', period));
+    END IF;
+    PERFORM pm.check_time_range(p_from, p_to);
+    RETURN QUERY
+        WITH all_trades AS (
+            SELECT date_trunc(period, t.exit_time AT TIME ZONE 'Asia/Kolkata')::date AS start, t.pnl,
+                   (p_from IS NULL OR t.exit_time >= p_from) AND (p_to IS NULL OR t.exit_time <= p_to) AS inside
+              FROM pm.trades() t
+        ), periods AS (
+            SELECT a.start, sum(a.pnl) FILTER (WHERE a.inside) AS pnl,
+                   count(*) FILTER (WHERE a.inside)::integer AS n, sum(a.pnl) AS all_pnl
+              FROM all_trades a GROUP BY a.start
+        )
+        SELECT c.start, c.pnl, c.n, c.closing
+          FROM (SELECT p.start, p.pnl, p.n,
+                       (SELECT initial_capital FROM pm.portfolio_state WHERE id = 1)
+                           + sum(p.all_pnl) OVER (ORDER BY p.start) AS closing
+                  FROM periods p) c
+         WHERE c.n > 0
+         ORDER BY c.start;
+END;
+$$;
+
+-- pm.trade_figures
+-- The per-trade statistics of a set of trades (jsonb array of {pnl, r}): trades, wins, losses,
+-- win_rate, gross_profit, gross_loss, net_pnl, profit_factor, expectancy, mean_r. No trades:
+-- zeros, and NULL for every ratio (never a division error).
+CREATE OR REPLACE FUNCTION pm.trade_figures(rows jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH t AS (
+        SELECT (e ->> 'pnl')::numeric AS pnl, (e ->> 'r')::numeric AS r FROM jsonb_array_elements(rows) e
+    ), f AS (
+        SELECT count(*)::integer AS n, count(*) FILTER (WHERE pnl > 0)::integer AS wins,
+               count(*) FILTER (WHERE pnl < 0)::integer AS losses,
+               round(coalesce(sum(pnl) FILTER (WHERE pnl > 0), 0), 2) AS gp,
+               round(-coalesce(sum(pnl) FILTER (WHERE pnl < 0), 0), 2) AS gl,
+               round(coalesce(sum(pnl), 0), 2) AS net, avg(r) AS mean_r
+          FROM t
+    )
+    SELECT jsonb_build_object(
+        'trades', n, 'wins', wins, 'losses', losses,
+        'win_rate', CASE WHEN n > 0 THEN round(100.0 * wins / n, 2) END,
+        'gross_profit', gp, 'gross_loss', gl, 'net_pnl', net,
+        'profit_factor', CASE WHEN gl > 0 THEN round(gp / gl, 4) END,
+        'expectancy', CASE WHEN n > 0 THEN round(net / n, 2) END,
+        'mean_r', round(mean_r, 4))
+      FROM f;
+$$;
+
+-- pm.drawdown
+-- The largest fall of a series (jsonb array of numbers, in order) from its running peak, and that
+-- fall as a percentage of (base + the peak it fell from): {"amount", "pct"}; zeros for no fall.
+CREATE OR REPLACE FUNCTION pm.drawdown(series jsonb, base numeric DEFAULT 0)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v        numeric;
+    peak     numeric;
+    worst    numeric := 0;
+    worst_at numeric;
+BEGIN
+    FOR v IN SELECT x::numeric FROM jsonb_array_elements_text(series) x LOOP
+        IF peak IS NULL OR v > peak THEN
+            peak := v;
+        END IF;
+        IF peak - v > worst THEN
+            worst := peak - v;
+            worst_at := peak;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('amount', round(worst, 2),
+                              'pct', CASE WHEN worst > 0 THEN round(100 * worst / (base + worst_at), 4)
+                                          ELSE round(0, 4) END);
+END;
+$$;
+
+-- pm.trade_stats
+-- Trade statistics for trades exiting in [p_from, p_to] and the equity curve in the same range, as
+-- jsonb: the pm.trade_figures keys, max_drawdown / max_drawdown_pct (closed equity) and
+-- max_open_drawdown / max_open_drawdown_pct (open equity) from the curve starting at the point in
+-- force at p_from, final_closed_equity, and by_instrument: the same keys per instrument, its
+-- drawdown taken on its cumulative realized P&L (as % of initial capital + that P&L's peak), and
+-- NULL for the keys that only the whole book has (open drawdown, final closed equity).
+CREATE OR REPLACE FUNCTION pm.trade_stats(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    capital numeric;
+    curve   jsonb;
+    closed  jsonb;
+    opened  jsonb;
+    result  jsonb;
+    per     jsonb;
+BEGIN
+    PERFORM pm.check_time_range(p_from, p_to);
+    SELECT initial_capital INTO capital FROM pm.portfolio_state WHERE id = 1;
+    -- the curve in range, starting with the point in force at p_from (the last one before it)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(c.closed_equity, c.open_equity) ORDER BY c.recorded_at, c.history_id),
+                    '[]')
+      INTO curve
+      FROM (SELECT h.recorded_at, h.history_id, h.closed_equity, h.open_equity FROM pm.portfolio_history h
+             WHERE (p_from IS NULL OR h.recorded_at >= p_from) AND (p_to IS NULL OR h.recorded_at <= p_to)
+            UNION ALL
+            (SELECT h.recorded_at, h.history_id, h.closed_equity, h.open_equity FROM pm.portfolio_history h
+              WHERE p_from IS NOT NULL AND h.recorded_at < p_from
+              ORDER BY h.recorded_at DESC, h.history_id DESC LIMIT 1)) c;
+    closed := pm.drawdown(coalesce((SELECT jsonb_agg(p -> 0) FROM jsonb_array_elements(curve) p), '[]'));
+    opened := pm.drawdown(coalesce((SELECT jsonb_agg(p -> 1) FROM jsonb_array_elements(curve) p), '[]'));
+
+    SELECT pm.trade_figures(coalesce(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple)), '[]'))
+      INTO result FROM pm.trades(p_from, p_to) t;
+    SELECT coalesce(jsonb_object_agg(i.instrument, i.figures || jsonb_build_object(
+               'max_drawdown', i.dd -> 'amount', 'max_drawdown_pct', i.dd -> 'pct', 'max_open_drawdown', NULL,
+               'max_open_drawdown_pct', NULL, 'final_closed_equity', NULL)), '{}')
+      INTO per
+      FROM (SELECT t.instrument,
+                   pm.trade_figures(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple))) AS figures,
+                   pm.drawdown(jsonb_build_array(0) || jsonb_agg(t.cumulative ORDER BY t.exit_time, t.position_id),
+                               capital) AS dd
+              FROM (SELECT x.instrument, x.pnl, x.r_multiple, x.exit_time, x.position_id,
+                           sum(x.pnl) OVER (PARTITION BY x.instrument ORDER BY x.exit_time, x.position_id)
+                               AS cumulative
+                      FROM pm.trades(p_from, p_to) x) t
+             GROUP BY t.instrument) i;
+    RETURN result || jsonb_build_object(
+        'max_drawdown', closed -> 'amount', 'max_drawdown_pct', closed -> 'pct',
+        'max_open_drawdown', opened -> 'amount', 'max_open_drawdown_pct', opened -> 'pct',
+        'final_closed_equity', curve -> -1 -> 0,
+        'by_instrument', per);
+END;
+$$;
