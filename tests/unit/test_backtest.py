@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ SAMPLE = ROOT / "examples" / "signals.csv"
 
 
 def test_sample_csv_replays_with_summary_and_plot(tmp_path: Path) -> None:
-    png = tmp_path / "equity.png"
-    proc = subprocess.run([sys.executable, "-m", "pm_engine", "backtest", str(SAMPLE), "--plot", str(png)],
+    png, out, trades = tmp_path / "equity.png", tmp_path / "bt.json", tmp_path / "trades.csv"
+    proc = subprocess.run([sys.executable, "-m", "pm_engine", "backtest", str(SAMPLE), "--plot", str(png),
+                           "--json", str(out), "--trades", str(trades)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "signals by outcome:" in proc.stdout and "duplicate 2" in proc.stdout
@@ -22,6 +24,12 @@ def test_sample_csv_replays_with_summary_and_plot(tmp_path: Path) -> None:
     assert "line 303 skipped: price: must be a number" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    body = json.loads(out.read_text())
+    assert {"trades", "win_rate", "profit_factor", "expectancy", "mean_r", "max_drawdown", "max_drawdown_pct",
+            "max_open_drawdown", "final_closed_equity", "by_instrument", "signals", "open_positions"} <= set(body)
+    assert len(body["signals"]) == len(SAMPLE.read_text().splitlines()) - 2  # all rows but the malformed one
+    assert {s["outcome"] for s in body["signals"]} == {"executed", "blocked", "duplicate"}
+    assert len(trades.read_text().splitlines()) == body["trades"] + 1
 
 
 def test_report_is_consistent(tmp_path: Path) -> None:
