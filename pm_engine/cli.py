@@ -34,6 +34,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pm_engine.core.backtest import plot_equity, run_backtest, write_trades_csv
+    from pm_engine.core.controls import BreakerSettings, Controls
     from pm_engine.core.engine import LiveTradingEngine
     from pm_engine.core.instruments import load_instruments
 
@@ -41,7 +42,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"pm-engine backtest: error: {path} not found", file=sys.stderr)
         return 2
-    engine = LiveTradingEngine(instruments=load_instruments(args.instruments), max_signal_age=None)
+    controls = Controls(BreakerSettings.from_file(Path(args.breakers))) if args.breakers else None
+    engine = LiveTradingEngine(instruments=load_instruments(args.instruments), max_signal_age=None, controls=controls)
     report = run_backtest(path, engine)
     print(report.summary())
     if args.json:
@@ -313,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the statistics, every signal's outcome and the open positions")
     p.add_argument("--trades", metavar="CSV", help="write the trade list")
     p.add_argument("--instruments", metavar="FILE", help="instrument configuration JSON (defaults built in)")
+    p.add_argument("--breakers", metavar="FILE",
+                   help="apply these breakers, as live trading does (JSON: daily_loss_pct, max_entries_per_day, "
+                        "cooling_off_losses, cooling_off_hours)")
     p.set_defaults(func=cmd_backtest)
     return parser
 

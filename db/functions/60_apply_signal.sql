@@ -9,7 +9,11 @@
 -- a concurrent claim of the same fingerprint waits for the first and then answers "new": false)
 -- and every effect is written: positions (versioned), pyramiding states, the portfolio state and
 -- the signal's broker orders (sig -> 'orders', into the pm.broker_orders outbox as 'pending').
--- Answer: {"new": true, "portfolio_version": v, "versions": {position_id: version}}. A duplicate's
+-- Before the version check, the trading controls (pm.control_blocks): a signal they block is
+-- logged 'blocked' with their reason and nothing else is written: {"new": true, "blocked": true,
+-- "reason": "trading paused ..."}. A signal carrying "anomaly" (a kind the engine detected) is also
+-- recorded in pm.anomalies. Answer: {"new": true, "portfolio_version": v, "versions": {position_id:
+-- version}}. A duplicate's
 -- answer, {"new": false}, also carries pm.state_if_moved(expected_portfolio_version): the caller
 -- learns in the same round trip that another writer moved the portfolio, and to what.
 -- sig: {fingerprint, instrument, signal_type, position, signal_timestamp, processing_status, reason,
@@ -25,6 +29,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     claimed  boolean;
+    blocked  text;
     versions jsonb := '{}';
     current  integer;
     pversion integer;
@@ -37,10 +42,21 @@ BEGIN
         RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
     END IF;
     SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
-    IF current IS DISTINCT FROM expected_portfolio_version THEN
-        IF pm.is_duplicate_signal(sig ->> 'fingerprint') THEN  -- claimed while we waited for the lock
+    IF current IS DISTINCT FROM expected_portfolio_version AND pm.is_duplicate_signal(sig ->> 'fingerprint') THEN
+        RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);  -- claimed while we waited
+    END IF;
+    -- the trading controls (62_controls.sql), under the portfolio lock that mode changes take too
+    blocked := pm.control_blocks(sig);
+    IF blocked IS NOT NULL THEN
+        claimed := pm.log_signal(sig ->> 'fingerprint', sig ->> 'instrument', sig ->> 'signal_type', sig ->> 'position',
+                                 (sig ->> 'signal_timestamp')::timestamptz, 'blocked', blocked, sig -> 'payload',
+                                 sig ->> 'instance');
+        IF NOT claimed THEN
             RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
         END IF;
+        RETURN jsonb_build_object('new', true, 'blocked', true, 'reason', blocked, 'portfolio_version', current);
+    END IF;
+    IF current IS DISTINCT FROM expected_portfolio_version THEN
         RETURN jsonb_build_object('new', true, 'stale', true, 'portfolio_version', current, 'state', pm.load_state());
     END IF;
     claimed := pm.log_signal(sig ->> 'fingerprint', sig ->> 'instrument', sig ->> 'signal_type', sig ->> 'position',
@@ -55,6 +71,9 @@ BEGIN
     PERFORM set_config('pm.fingerprint', '', true);  -- whatever else this transaction writes is not this signal's
     IF jsonb_array_length(coalesce(sig -> 'orders', '[]')) > 0 THEN
         PERFORM pm.add_orders(sig -> 'orders');
+    END IF;
+    IF sig ? 'anomaly' THEN
+        PERFORM pm.record_anomaly(sig);
     END IF;
     -- each saved position is now at its expected version + 1 (or 1 when inserted): no re-read needed
     SELECT coalesce(jsonb_object_agg(e -> 'doc' ->> 'position_id', coalesce((e ->> 'expected_version')::integer, 0) + 1),
@@ -142,9 +161,12 @@ $$;
 -- until this one has decided and applied (the decision can no longer go stale). Answers
 -- {"duplicate": true|false} merged with pm.state_if_moved(known_version): "portfolio_version",
 -- plus "state" when the portfolio moved past known_version (a duplicate's caller refreshes too).
+-- Given the signal document, "blocked" is pm.control_blocks' answer under the lock (NULL: free to
+-- trade): the engine then commits the signal as blocked, and nobody can change the mode meanwhile.
 -- A session idle in this transaction for 2 s is ended by the server, so a frozen engine
 -- cannot hold the lock.
-CREATE OR REPLACE FUNCTION pm.lock_for_decision(p_fingerprint text, known_version integer)
+DROP FUNCTION IF EXISTS pm.lock_for_decision(text, integer);  -- before sig was added (a new signature)
+CREATE OR REPLACE FUNCTION pm.lock_for_decision(p_fingerprint text, known_version integer, sig jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -154,6 +176,11 @@ BEGIN
     PERFORM pm.require(p_fingerprint, 'fingerprint');
     PERFORM set_config('idle_in_transaction_session_timeout', '2000', true);
     PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
-    RETURN jsonb_build_object('duplicate', pm.is_duplicate_signal(p_fingerprint)) || pm.state_if_moved(known_version);
+    IF pm.is_duplicate_signal(p_fingerprint) THEN
+        RETURN jsonb_build_object('duplicate', true) || pm.state_if_moved(known_version);
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('duplicate', false,
+                                                'blocked', CASE WHEN sig IS NOT NULL THEN pm.control_blocks(sig) END))
+           || pm.state_if_moved(known_version);
 END;
 $$;

@@ -19,11 +19,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping, Optional
 
 from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
+from pm_engine.core.controls import Controls
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
-from pm_engine.core.models import Duplicate, Outcome, Position, Signal, SignalResult, SignalType
+from pm_engine.core.models import Blocked, Duplicate, Outcome, Position, Signal, SignalResult, SignalType
 from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, client_order_id
 from pm_engine.core.portfolio import PortfolioStateManager
-from pm_engine.core.pyramiding import gate_reasons, size_pyramid
+from pm_engine.core.pyramiding import gate_reasons, pyramid_anomaly, size_pyramid
 from pm_engine.core.signals import parse_signal
 from pm_engine.core.sizing import portfolio_limit_reasons, position_risk, size_base_entry
 from pm_engine.core.state_store import StateStore
@@ -51,7 +52,8 @@ class LiveTradingEngine:
                  db_manager: Optional[StateStore] = None, instance_id: str = "local",
                  max_signal_age: Optional[timedelta] = timedelta(minutes=10),
                  clock: Callable[[], datetime] = utcnow,
-                 fault: Callable[[str], None] = lambda point: None, send_in_background: bool = False) -> None:
+                 fault: Callable[[str], None] = lambda point: None, send_in_background: bool = False,
+                 controls: Optional[Controls] = None) -> None:
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
         self.config = config or PortfolioConfig()
         self.broker: Broker = broker or (db_manager.paper_broker() if db_manager else PaperBroker())
@@ -60,6 +62,9 @@ class LiveTradingEngine:
         self.max_signal_age = max_signal_age
         self.clock = clock
         self.fault = fault  # crash-test hook: called at named points ("after_commit"); a no-op in production
+        # trading controls for an engine without a database (backtest --breakers); with one, the database
+        # evaluates them inside pm.apply_signal and this is unused
+        self.controls = controls
         # live engines send orders on a sender thread (the webhook answers once the signal is durable);
         # tests, backtests and tools send them inline
         self.sender = BackgroundSender(self.broker, self._send_failed) if send_in_background and db_manager else None
@@ -92,28 +97,35 @@ class LiveTradingEngine:
         if signal.fingerprint in self.seen:  # committed (or found committed) before: no round trip needed
             return self._duplicate(signal), []
         work = self.portfolio.clone()
+        if self.db_manager is None and self.controls is not None:  # in memory: the same controls, in Python
+            reason = self.controls.blocks(signal, self.portfolio)
+            if reason is not None:
+                self._known(signal.fingerprint)
+                return SignalResult(Outcome.BLOCKED, reason, signal.fingerprint), []
         result = self._decide(signal, work)
         if self.db_manager is None:
             self._known(signal.fingerprint)
             self.portfolio.adopt(work)
+            if self.controls is not None:
+                self.controls.record(signal, result, self.portfolio)
             return result, work.orders
 
         def decide_again(state: Optional[dict[str, Any]]) -> tuple[SignalResult, PortfolioStateManager]:
             self._contention_until = time.monotonic() + CONTENTION_WINDOW_S
             return self._decide_on(state, signal)
 
-        duplicate: Optional[Duplicate] = None
+        refused: Optional[Duplicate | Blocked] = None
         if time.monotonic() < self._contention_until:
             # other instances are committing: apply inside a transaction, so a stale decision is redone
             # under the row lock it already holds (2 round trips, whatever happens)
             done = self.db_manager.commit_signal_guarded(signal, result, work, decide_again, self.instance_id)
-            if isinstance(done, Duplicate):
-                duplicate = done
+            if isinstance(done, (Duplicate, Blocked)):
+                refused = done
             else:
                 result, work = done
         else:
             try:
-                duplicate = self.db_manager.commit_signal(signal, result, work, self.instance_id)
+                refused = self.db_manager.commit_signal(signal, result, work, self.instance_id)
             except StaleVersionError as exc:
                 # another instance moved the portfolio: decide again on its state under the portfolio's
                 # lock, so the second decision cannot go stale (2 more round trips, no loop)
@@ -122,16 +134,18 @@ class LiveTradingEngine:
                 locked = self.db_manager.commit_signal_locked(signal, self.portfolio.version,
                                                               lambda state: self._decide_on(state, signal),
                                                               self.instance_id)
-                if isinstance(locked, Duplicate):
-                    duplicate = locked
+                if isinstance(locked, (Duplicate, Blocked)):
+                    refused = locked
                 else:
                     result, work = locked
         self._known(signal.fingerprint)
-        if duplicate is not None:
-            if duplicate.state is not None:  # another instance committed it and moved the book: follow now
-                self.portfolio.load(duplicate.state)
+        if isinstance(refused, Duplicate):
+            if refused.state is not None:  # another instance committed it and moved the book: follow now
+                self.portfolio.load(refused.state)
             return self._duplicate(signal), []
         self.last_signal_at = utcnow()
+        if isinstance(refused, Blocked):  # the trading controls refused it at commit: nothing of the decision stays
+            return SignalResult(Outcome.BLOCKED, refused.reason, signal.fingerprint), []
         self.portfolio.adopt(work)
         self.fault("after_commit")
         return result, work.orders
@@ -242,7 +256,7 @@ class LiveTradingEngine:
         state = work.pyramiding.get(signal.instrument)
         if position_id in work.positions or (state is not None and state.base_position_id in work.positions):
             return SignalResult(Outcome.BLOCKED, f"base position already open for {signal.instrument}",
-                                signal.fingerprint)
+                                signal.fingerprint, {"anomaly": "entry_while_base_open"})
         assert signal.stop is not None
         equity = work.sizing_equity()
         metrics = work.metrics()
@@ -274,6 +288,9 @@ class LiveTradingEngine:
         reasons = gate_reasons(signal.position, signal.price, signal.atr, base, last_price, layers, instrument,
                                self.config)
         details: dict[str, Any] = {}
+        anomaly = pyramid_anomaly(signal.position, base, layers, instrument)
+        if anomaly is not None:
+            details["anomaly"] = anomaly
         if base is not None:
             assert signal.stop is not None
             equity = work.sizing_equity()
@@ -311,8 +328,8 @@ class LiveTradingEngine:
                 return SignalResult(Outcome.EXECUTED, f"no-op: {position_id} is already closed", signal.fingerprint,
                                     {"closed": [], "realized_pnl": "0"})
         if not layers:
-            return SignalResult(Outcome.BLOCKED, f"position not found: no open {signal.instrument} "
-                                                 f"{signal.position}", signal.fingerprint)
+            return SignalResult(Outcome.BLOCKED, f"position not found: no open {signal.instrument} {signal.position}",
+                                signal.fingerprint, {"anomaly": "exit_never_open"})
         realized = Decimal(0)
         for position in layers:
             realized += self._close(work, signal, position, signal.reason or "SIGNAL")

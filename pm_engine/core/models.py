@@ -131,3 +131,14 @@ class Duplicate:
     """
 
     state: Optional[dict[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """The answer for a signal the trading controls blocked (mode, instrument lock or breaker).
+
+    The database logged it 'blocked' with ``reason`` (starting "trading paused" for the mode) and
+    wrote nothing else: the decision's effects are dropped and the portfolio has not moved.
+    """
+
+    reason: str

@@ -17,6 +17,24 @@ def next_layer(pyramid_count: int) -> str:
     return f"Long_{pyramid_count + 2}"
 
 
+def pyramid_anomaly(layer: str, base: Optional[Position], open_layers: Sequence[Position],
+                    instrument: InstrumentConfig) -> Optional[str]:
+    """The anomaly a PYRAMID reveals (DOMAIN.md section 12: an earlier alert was probably missed), or None:
+    no open base, or a layer beyond the next one (one or more pyramids skipped)."""
+    if base is None or not base.is_open:
+        return "pyramid_without_base"
+    pyramids = sum(1 for p in open_layers if not p.is_base_position)
+    if (not any(p.layer == layer for p in open_layers) and pyramids < instrument.max_pyramids
+            and layer_number(layer) > layer_number(next_layer(pyramids))):
+        return "pyramid_skips_layer"
+    return None
+
+
+def layer_number(layer: str) -> int:
+    """``Long_3`` -> 3."""
+    return int(layer.rsplit("_", 1)[1])
+
+
 def gate_reasons(layer: str, price: Decimal, atr: Decimal, base: Optional[Position],
                  last_pyramid_price: Optional[Decimal],
                  open_layers: Sequence[Position], instrument: InstrumentConfig,

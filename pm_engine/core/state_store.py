@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from pm_engine.core.models import Duplicate, Signal, SignalResult
+from pm_engine.core.models import Blocked, Duplicate, Signal, SignalResult
 from pm_engine.core.orders import Broker, Order
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,6 +25,8 @@ class StateStore(Protocol):
     Every ``state`` document is what ``load_state`` returns: ``portfolio`` (the row as a dict),
     ``positions`` (id -> Position) and ``pyramiding`` (rows as dicts). Methods may raise
     ``DatabaseUnavailableError`` (nothing recorded) and ``StaleVersionError`` (carrying ``state``).
+    A commit answers ``Duplicate`` (another writer had the fingerprint) or ``Blocked`` (the trading
+    controls, evaluated by the store at commit, refused the signal) instead of applying it.
     """
 
     def load_state(self) -> dict[str, Any]:
@@ -34,15 +36,15 @@ class StateStore(Protocol):
         """The committed state if the portfolio moved past ``known_version``, else None."""
 
     def commit_signal(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
-                      instance_id: str) -> Optional[Duplicate]:
+                      instance_id: str) -> Optional[Duplicate | Blocked]:
         """Claim the fingerprint and write the decision's effects atomically; None when applied."""
 
     def commit_signal_locked(self, signal: Signal, known_version: int, decide: Decide,
-                             instance_id: str) -> Decided | Duplicate:
+                             instance_id: str) -> Decided | Duplicate | Blocked:
         """Decide under the portfolio's lock and commit (the one retry after a stale decision)."""
 
     def commit_signal_guarded(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
-                              decide: Decide, instance_id: str) -> Decided | Duplicate:
+                              decide: Decide, instance_id: str) -> Decided | Duplicate | Blocked:
         """Apply inside a transaction, deciding again under the lock if the portfolio moved."""
 
     def save_positions(self, work: "PortfolioStateManager") -> None:

@@ -23,7 +23,7 @@ import psycopg2.extras
 import psycopg2.pool
 
 from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.core.models import Duplicate, Position, Signal, SignalResult
+from pm_engine.core.models import Blocked, Duplicate, Position, Signal, SignalResult
 from pm_engine.core.orders import Order
 from pm_engine.core.state_store import Decide, Decided
 from pm_engine.store.connection import DatabaseConfig
@@ -313,11 +313,12 @@ class DatabaseStateManager:
             reason, dumps(signal.payload), instance_id)))
 
     def commit_signal(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
-                      instance_id: str) -> Optional[Duplicate]:
+                      instance_id: str) -> Optional[Duplicate | Blocked]:
         """Claim the fingerprint and write the signal's effects in one call; None when applied.
 
-        A duplicate answers ``Duplicate`` (with the fresh state if the portfolio moved); a stale
-        decision raises StaleVersionError carrying the fresh state.
+        A duplicate answers ``Duplicate`` (with the fresh state if the portfolio moved), a signal the
+        trading controls refuse ``Blocked`` (logged, nothing else written); a stale decision raises
+        StaleVersionError carrying the fresh state.
         """
         sig = self._signal_document(signal, result, work, instance_id)
         positions, pyramiding, portfolio = self._effects(work)
@@ -325,6 +326,8 @@ class DatabaseStateManager:
                                                work.version))
         if not answer["new"]:
             return self._duplicate(answer)
+        if answer.get("blocked"):
+            return Blocked(answer["reason"])
         if answer.get("stale"):
             error = StaleVersionError(f"portfolio moved to version {answer['portfolio_version']} since version "
                                       f"{work.version}; decide again", "PM001")
@@ -342,7 +345,7 @@ class DatabaseStateManager:
         return self._recovered(answer["state"]) if "state" in answer else None
 
     def commit_signal_locked(self, signal: Signal, known_version: int, decide: Decide,
-                             instance_id: str) -> Decided | Duplicate:
+                             instance_id: str) -> Decided | Duplicate | Blocked:
         """Decide under the portfolio's row lock and commit: the retry after a stale decision.
 
         Two round trips on one connection: ``BEGIN; pm.lock_for_decision`` (the lock, and the fresh
@@ -351,16 +354,24 @@ class DatabaseStateManager:
         fresh state (None when unchanged) and returns the result and its working copy. Answers
         ``Duplicate`` for a duplicate (nothing written).
         """
-        def handle(cur: Any, answer: dict[str, Any]) -> Decided | Duplicate:
+        def handle(cur: Any, answer: dict[str, Any]) -> Decided | Duplicate | Blocked:
             if answer["duplicate"]:
                 cur.execute(QUERIES["rollback"])
                 return self._duplicate(answer)
+            if answer.get("blocked"):  # the controls refuse it under this lock: log it blocked, nothing else
+                self.round_trips += 1
+                cur.execute(QUERIES["apply_signal_and_commit"], (
+                    dumps(self._control_document(signal) | {"processing_status": "blocked", "reason": answer["blocked"],
+                                                            "payload": signal.payload, "instance": instance_id}),
+                    "[]", "[]", "{}", int(answer["portfolio_version"])))
+                return Blocked(answer["blocked"])
             result, work = decide(self._recovered(answer["state"]) if "state" in answer else None)
             return self._apply_and_commit(cur, signal, result, work, instance_id)
-        return self._two_steps("lock_for_decision", (signal.fingerprint, known_version), handle)
+        return self._two_steps("lock_for_decision", (signal.fingerprint, known_version,
+                                                     dumps(self._control_document(signal))), handle)
 
     def commit_signal_guarded(self, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
-                              decide: Decide, instance_id: str) -> Decided | Duplicate:
+                              decide: Decide, instance_id: str) -> Decided | Duplicate | Blocked:
         """The decision applied inside an open transaction: never more than two round trips.
 
         ``BEGIN; pm.apply_signal`` applies it if the portfolio has not moved (then ``COMMIT``);
@@ -368,10 +379,14 @@ class DatabaseStateManager:
         the fresh state, so the engine decides again and ``pm.apply_signal; COMMIT`` cannot go
         stale. Used while other instances are committing (see LiveTradingEngine).
         """
-        def handle(cur: Any, answer: dict[str, Any]) -> Decided | Duplicate:
+        def handle(cur: Any, answer: dict[str, Any]) -> Decided | Duplicate | Blocked:
             if not answer["new"]:
                 cur.execute(QUERIES["rollback"])
                 return self._duplicate(answer)
+            if answer.get("blocked"):
+                self.round_trips += 1
+                cur.execute(QUERIES["commit"])
+                return Blocked(answer["reason"])
             if answer.get("stale"):
                 again, redone = decide(self._recovered(answer["state"]))
                 return self._apply_and_commit(cur, signal, again, redone, instance_id)
@@ -396,7 +411,8 @@ class DatabaseStateManager:
         return result, work
 
     def _two_steps(self, first: str, params: tuple[Any, ...],
-                   handle: Callable[[Any, dict[str, Any]], Decided | Duplicate]) -> Decided | Duplicate:
+                   handle: Callable[[Any, dict[str, Any]], Decided | Duplicate | Blocked]
+                   ) -> Decided | Duplicate | Blocked:
         """Run ``first`` (which opens a transaction) and ``handle`` its answer on one connection.
 
         Any error rolls the transaction back, so a failure never leaves a lock held or half a
@@ -430,12 +446,20 @@ class DatabaseStateManager:
         self._absorb(work, {"portfolio_version": version, "versions": _next_versions(positions)})
 
     @staticmethod
-    def _signal_document(signal: Signal, result: SignalResult, work: "PortfolioStateManager",
-                         instance_id: str) -> dict[str, Any]:
+    def _control_document(signal: Signal) -> dict[str, Any]:
+        """What the trading controls look at: the signal's identity, instrument, type and bar time."""
         return {"fingerprint": signal.fingerprint, "instrument": signal.instrument, "signal_type": signal.type.value,
-                "position": signal.position, "signal_timestamp": signal.timestamp,
-                "processing_status": result.outcome.value, "reason": result.reason, "payload": signal.payload,
-                "instance": instance_id, "orders": [order_document(o) for o in work.orders]}
+                "position": signal.position, "signal_timestamp": signal.timestamp}
+
+    @classmethod
+    def _signal_document(cls, signal: Signal, result: SignalResult, work: "PortfolioStateManager",
+                         instance_id: str) -> dict[str, Any]:
+        doc = cls._control_document(signal) | {
+            "processing_status": result.outcome.value, "reason": result.reason, "payload": signal.payload,
+            "instance": instance_id, "orders": [order_document(o) for o in work.orders]}
+        if "anomaly" in result.details:
+            doc["anomaly"] = result.details["anomaly"]
+        return doc
 
     @staticmethod
     def _effects(work: "PortfolioStateManager") -> tuple[list[Any], list[Any], dict[str, Any]]:

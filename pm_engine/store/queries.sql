@@ -75,7 +75,7 @@ SELECT pm.apply_signal(%s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s);
 
 -- lock_for_decision --
 -- Open a transaction and lock the portfolio for a decision (the retry after a stale one); state if it moved.
-BEGIN; SELECT pm.lock_for_decision(%s, %s);
+BEGIN; SELECT pm.lock_for_decision(%s, %s, %s::jsonb);
 
 -- apply_signal_and_commit --
 -- Apply the decision made under lock_for_decision and commit, in one round trip.
