@@ -58,6 +58,31 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number_or_off(value: str) -> Any:
+    """A breaker setting: a positive number, or ``off``."""
+    if value.strip().lower() == "off":
+        return "off"
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number (or 'off'): {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be positive (use 'off' to switch a breaker off)")
+    return int(number) if number.is_integer() else number
+
+
+def _price_arg(value: str) -> Any:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        price = Decimal(value)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a price: {value!r}") from None
+    if not price.is_finite() or price <= 0:
+        raise argparse.ArgumentTypeError("the price must be positive")
+    return price
+
+
 def _time_arg(value: str) -> Any:
     """``--from`` / ``--to`` / ``--as-of``: ISO 8601; a time without a zone is IST (as in alerts)."""
     from pm_engine.core.signals import SignalValidationError, parse_timestamp
@@ -103,11 +128,18 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     return engine
 
 
-def serve(settings: Any, host: str, port: int) -> int:
-    """Deploy check, recover state, and serve the webhook until interrupted."""
+def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
+          forwarded_allow_ips: Optional[str] = None) -> int:
+    """Deploy check, recover state, and serve the webhook until interrupted.
+
+    Behind a reverse proxy, ``proxy_headers`` makes the sender's address the one the proxy forwards
+    (from ``forwarded_allow_ips`` only), so the allow-list, the brute-force limit and the audit see
+    the real sender. Off by default: then forwarding headers are ignored, and never trusted.
+    """
     import uvicorn
 
-    from pm_engine.web.app import create_app
+    from pm_engine.store.audit import RefusalAudit
+    from pm_engine.web.app import WebSettings, create_app
 
     if not settings.webhook_secret:
         print("pm-engine live: error: no webhook secret (set PM_WEBHOOK_SECRET or webhook_secret in the config)",
@@ -116,15 +148,24 @@ def serve(settings: Any, host: str, port: int) -> int:
     from pm_engine import __version__
     from pm_engine.ops.jobs import BackgroundJobs
 
+    from pm_engine.ops.jobs import JobSettings
+
     engine = _engine(settings, port)
-    app = create_app(engine, settings.webhook_secret, settings.allowed_ips)
-    jobs = BackgroundJobs(engine, version=__version__).start()
+    audit = RefusalAudit(engine.db_manager, engine.instance_id)
+    app = create_app(engine, WebSettings(settings.webhook_secret, settings.allowed_ips, settings.read_token,
+                                         settings.session_hours), audit)
+    jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days"),
+                          version=__version__).start()
+    reads = "read token required" if settings.read_token else "no read token: reads from this machine only"
     print(f"pm-engine {engine.instance_id}: {len(engine.portfolio.positions)} open positions recovered, "
-          f"closed equity {engine.portfolio.closed_equity}; serving http://{host}:{port}/webhook", flush=True)
+          f"closed equity {engine.portfolio.closed_equity}; {reads}; serving http://{host}:{port}/webhook", flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=proxy_headers,
+                    forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None)
     finally:
         jobs.stop()
+        audit.flush(2)
+        audit.close()
         engine.flush_orders(5)
         engine.close()
         engine.db_manager.close()
@@ -132,7 +173,11 @@ def serve(settings: Any, host: str, port: int) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    return serve(load_settings(args.db_config), args.host, args.port)
+    if args.forwarded_allow_ips and not args.proxy_headers:
+        print("pm-engine live: error: --forwarded-allow-ips needs --proxy-headers", file=sys.stderr)
+        return 2
+    return serve(load_settings(args.db_config), args.host, args.port, args.proxy_headers,
+                 args.forwarded_allow_ips or "127.0.0.1")
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -228,6 +273,152 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _who() -> str:
+    """Who a CLI change is recorded as: ``cli:user@host``."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container): the number will do
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()[:40]}"
+
+
+def _duration_arg(value: str) -> Any:
+    """``--for 30m``, ``2h``, ``1d``, ``1h30m``: a positive duration."""
+    import re
+    from datetime import timedelta
+
+    parts = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", value.strip().lower())
+    if not value.strip() or parts is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (e.g. 30m, 2h, 1d, 1h30m)")
+    days, hours, minutes, seconds = (int(x or 0) for x in parts.groups())
+    duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if duration.total_seconds() <= 0:
+        raise argparse.ArgumentTypeError("the duration must be positive")
+    return duration
+
+
+def _print(body: Any, as_json: bool, text: Callable[[Any], str]) -> int:
+    import json
+
+    from pm_engine.core.statistics import as_json as to_json
+
+    print(json.dumps(to_json(body), indent=2) if as_json else text(body))
+    return 0
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[Any], int]) -> int:
+    db = _open_store(args)
+    if db is None:
+        return 1
+    try:
+        return work(db)
+    finally:
+        db.close()
+
+
+def _mode_text(mode: dict[str, Any]) -> str:
+    return (f"trading mode: {mode['mode']}" + (f" ({mode['reason']})" if mode.get("reason") else "")
+            + f", set by {mode['changed_by']} at {mode['changed_at']:%Y-%m-%d %H:%M:%S %Z}, version {mode['version']}")
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    mode = "halted" if args.halt else "exits_only"
+    return _with_store(args, lambda db: _print(db.set_trading_mode(mode, args.reason, _who()), False, _mode_text))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _with_store(args, lambda db: _print(db.set_trading_mode("active", args.reason, _who()), False, _mode_text))
+
+
+def cmd_mode(args: argparse.Namespace) -> int:
+    def show(db: Any) -> int:
+        mode = db.trading_mode()
+        if args.json:
+            return _print({**mode, "history": db.trading_mode_history(20), "locks": db.active_locks()}, True, str)
+        print(_mode_text(mode))
+        for lock in db.active_locks():
+            print(f"  {lock['instrument']} locked until {lock['locked_until']:%Y-%m-%d %H:%M:%S %Z}: {lock['reason']} "
+                  f"({lock['source']})")
+        return 0
+    return _with_store(args, show)
+
+
+def cmd_breakers(args: argparse.Namespace) -> int:
+    def text(b: dict[str, Any]) -> str:
+        def show(value: Any) -> str:
+            return "off" if value is None else str(value)
+        return (f"daily loss limit %: {show(b['daily_loss_pct'])}\nmax entries per instrument per day: "
+                f"{show(b['max_entries_per_day'])}\ncooling off: {show(b['cooling_off_losses'])} losing trades -> "
+                f"{show(b['cooling_off_hours'])} h\n"
+                f"(set by {b['updated_by']} at {b['updated_at']:%Y-%m-%d %H:%M:%S %Z})")
+
+    if getattr(args, "action", None) == "set":
+        chosen = {name: getattr(args, name) for name in ("daily_loss_pct", "max_entries_per_day", "cooling_off_losses",
+                                                         "cooling_off_hours") if getattr(args, name) is not None}
+        if not chosen:
+            print("pm-engine breakers set: error: give at least one setting (a number, or 'off')", file=sys.stderr)
+            return 2
+        values = {k: (None if v == "off" else v) for k, v in chosen.items()}
+        return _with_store(args, lambda db: _print(db.set_breakers(values, _who()), False, text))
+    return _with_store(args, lambda db: _print(db.breakers(), args.json, text))
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    until = datetime.now(timezone.utc) + args.duration
+
+    def lock(db: Any) -> int:
+        db.lock_instrument(args.instrument.upper(), until, args.reason, _who())
+        print(f"{args.instrument.upper()} locked until {until:%Y-%m-%d %H:%M:%S %Z}: "
+              "new bases and pyramids are blocked")
+        return 0
+    return _with_store(args, lock)
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    def unlock(db: Any) -> int:
+        released = db.unlock_instrument(args.instrument.upper(), _who())
+        print(f"{args.instrument.upper()}: {released} lock(s) released")
+        return 0
+    return _with_store(args, unlock)
+
+
+def cmd_exit(args: argparse.Namespace) -> int:
+    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.signals import SignalValidationError
+
+    def close(db: Any) -> int:
+        engine = LiveTradingEngine(db_manager=db, instance_id=_who()[:50])
+        try:
+            result = engine.manual_exit(args.instrument, args.layer, args.price, args.reason)
+        except SignalValidationError as exc:
+            print(f"pm-engine exit: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{result.outcome.value}: {result.reason}")
+        return 0 if result.outcome.value == "executed" else 1
+    return _with_store(args, close)
+
+
+def cmd_refusals(args: argparse.Namespace) -> int:
+    def text(rows: list[dict[str, Any]]) -> str:
+        lines = [f"{r['received_at']:%Y-%m-%d %H:%M:%S} {r['source']:<15} {r['status']} {r['reason']}"
+                 + (f" [{r['field']}]" if r["field"] else "") for r in rows]
+        return "\n".join(lines) or "no refused requests"
+    return _with_store(args, lambda db: _print(db.refusals(args.since), args.json, text))
+
+
+def cmd_anomalies(args: argparse.Namespace) -> int:
+    def text(rows: list[dict[str, Any]]) -> str:
+        lines = [f"{r['detected_at']:%Y-%m-%d %H:%M:%S} {r['kind']:<22} {r['instrument']} {r['signal_type']} "
+                 f"{r['position']}: {r['reason']}" for r in rows]
+        return "\n".join(lines) or "no anomalies"
+    return _with_store(args, lambda db: _print(db.anomalies(args.since), args.json, text))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pm_engine.tools.bench import run_bench
 
@@ -270,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     _db_config_arg(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--proxy-headers", action="store_true",
+                   help="behind a reverse proxy: take the sender's address from X-Forwarded-For / Forwarded")
+    p.add_argument("--forwarded-allow-ips", metavar="ADDR",
+                   help="the proxy addresses whose forwarding headers are trusted (default 127.0.0.1)")
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("status", help="equity and open positions from the database")
@@ -287,6 +482,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="write the equity curve (closed, open, drawdown shaded)")
     p.add_argument("--trades", metavar="CSV", help="write the trade list")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("pause", help="stop new entries (default: exits only) or all trading (--halt), every instance")
+    _db_config_arg(p)
+    p.add_argument("--reason", required=True, help="why (recorded with who and when)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--exits-only", action="store_true", help="block entries and pyramids, allow exits (default)")
+    how.add_argument("--halt", action="store_true", help="block every signal, exits too")
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="trade normally again")
+    _db_config_arg(p)
+    p.add_argument("--reason", help="why (recorded)")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("mode", help="the trading mode, who set it and why, and the instrument locks")
+    _db_config_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_mode)
+
+    p = sub.add_parser("breakers", help="show the breakers (or change them: breakers set ...)")
+    _db_config_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_breakers)
+    actions = p.add_subparsers(dest="action")
+    q = actions.add_parser("set", help="change breaker settings ('off' switches one off)")
+    _db_config_arg(q)
+    q.add_argument("--daily-loss-pct", type=_number_or_off,
+                   help="pause entries when open equity falls this %% below the day's start (IST)")
+    q.add_argument("--max-entries-per-day", type=_number_or_off,
+                   help="entries (bases and pyramids) per instrument per IST day")
+    q.add_argument("--cooling-off-losses", type=_number_or_off,
+                   help="losing trades in a row on an instrument that start a cooling-off")
+    q.add_argument("--cooling-off-hours", type=_number_or_off, help="how long no new base is taken after that")
+    q.set_defaults(func=cmd_breakers)
+
+    p = sub.add_parser("lock", help="block new bases and pyramids on one instrument for a while")
+    _db_config_arg(p)
+    p.add_argument("instrument")
+    p.add_argument("--for", dest="duration", type=_duration_arg, required=True, metavar="DURATION",
+                   help="e.g. 30m, 2h, 1d")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("unlock", help="release an instrument's locks")
+    _db_config_arg(p)
+    p.add_argument("instrument")
+    p.set_defaults(func=cmd_unlock)
+
+    p = sub.add_parser("exit", help="close a layer (or all) now, as an EXIT alert would, reason MANUAL")
+    _db_config_arg(p)
+    p.add_argument("instrument")
+    p.add_argument("--layer", default="ALL", help="Long_1 … Long_6 (default ALL)")
+    p.add_argument("--price", type=_price_arg, help="exit price (default: the instrument's last mark)")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_exit)
+
+    p = sub.add_parser("refusals", help="refused webhook requests (default: the last 24 hours)")
+    _db_config_arg(p)
+    p.add_argument("--since", type=_time_arg, metavar="TS")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_refusals)
+
+    p = sub.add_parser("anomalies", help="alerts that suggest an earlier one was missed (default: the last 24 hours)")
+    _db_config_arg(p)
+    p.add_argument("--since", type=_time_arg, metavar="TS")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_anomalies)
 
     p = sub.add_parser("run", help="private PostgreSQL cluster under ./var, deploy, serve (make run)")
     p.add_argument("--host", default="127.0.0.1")

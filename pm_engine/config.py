@@ -1,6 +1,6 @@
 """Database and webhook settings: ``database_config.json`` sections, overridden by the environment.
 
-Precedence (highest first): ``DATABASE_URL`` / ``PM_WEBHOOK_SECRET`` in the environment, then the
+Precedence (highest first): ``DATABASE_URL`` / ``PM_WEBHOOK_SECRET`` / ``PM_READ_TOKEN`` in the environment, then the
 section of the config file named by ``PM_ENV`` (default ``local``). Secrets never live in code.
 """
 
@@ -24,6 +24,23 @@ class Settings:
     webhook_secret: Optional[str] = field(default=None, repr=False)
     max_signal_age_s: int = 600
     allowed_ips: tuple[str, ...] = ()
+    read_token: Optional[str] = field(default=None, repr=False)  # reads and operator actions (DOMAIN.md §13)
+    session_hours: float = 12.0  # how long a dashboard login lasts
+    request_log_retention_days: int = 30  # refused requests older than this are deleted by the leader
+
+
+# TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
+TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
+
+
+def expand_allowed_ips(values: Any) -> tuple[str, ...]:
+    """The allow-list: addresses as given, with ``"tradingview"`` replaced by TradingView's four addresses."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ConfigError("allowed_ips must be a list of addresses (or \"tradingview\")")
+    out: list[str] = []
+    for value in values:
+        out.extend(TRADINGVIEW_IPS if str(value).strip().lower() == "tradingview" else [str(value).strip()])
+    return tuple(dict.fromkeys(out))
 
 
 _DB_KEYS = {"host", "port", "database", "user", "password", "minconn", "maxconn", "connect_timeout"}
@@ -50,7 +67,8 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
     section: dict[str, Any] = {}
     if config_file:
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
-    unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips"}
+    unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
+                                         "session_hours", "request_log_retention_days"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
@@ -70,5 +88,9 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         database=database,
         webhook_secret=env.get("PM_WEBHOOK_SECRET") or section.get("webhook_secret"),
         max_signal_age_s=int(env.get("PM_MAX_SIGNAL_AGE_S") or section.get("max_signal_age_s", 600)),
-        allowed_ips=tuple(section.get("allowed_ips", ())),
+        allowed_ips=expand_allowed_ips(section.get("allowed_ips", ())),
+        read_token=env.get("PM_READ_TOKEN") or section.get("read_token"),
+        session_hours=float(env.get("PM_SESSION_HOURS") or section.get("session_hours", 12.0)),
+        request_log_retention_days=int(env.get("PM_REQUEST_LOG_RETENTION_DAYS")
+                                       or section.get("request_log_retention_days", 30)),
     )

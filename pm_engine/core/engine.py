@@ -18,14 +18,14 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping, Optional
 
-from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
 from pm_engine.core.controls import Controls
+from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
 from pm_engine.core.models import Blocked, Duplicate, Outcome, Position, Signal, SignalResult, SignalType
 from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, client_order_id
 from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.pyramiding import gate_reasons, pyramid_anomaly, size_pyramid
-from pm_engine.core.signals import parse_signal
+from pm_engine.core.signals import SignalValidationError, parse_signal
 from pm_engine.core.sizing import portfolio_limit_reasons, position_risk, size_base_entry
 from pm_engine.core.state_store import StateStore
 from pm_engine.core.stops import stop_hit, trail
@@ -352,6 +352,31 @@ class LiveTradingEngine:
             risk_contribution=risk_contribution, vol_contribution=vol_contribution,
             initial_risk=position_risk(price, signal.stop, lots, instrument),
         )
+
+    # -- operator actions ----------------------------------------------------------------------
+    def manual_exit(self, instrument: str, layer: str = "ALL", price: Optional[Decimal] = None,
+                    reason: str = "") -> SignalResult:
+        """Close a layer (or ALL) by the same path as an EXIT alert: one transaction, a fingerprint of its own
+        (the instrument, layer and this second), reason ``MANUAL: …``, orders through the outbox.
+
+        The price defaults to the instrument's last mark. Raises SignalValidationError naming the
+        field when the instrument, layer, price or reason is wrong, or when nothing is open to close.
+        """
+        self.refresh()  # the position may have been opened by another instance
+        instrument = instrument.strip().upper()
+        if instrument not in self.instruments:
+            raise SignalValidationError("instrument", f"unknown instrument {instrument!r}")
+        layers = [p for p in self.portfolio.open_layers(instrument) if layer == "ALL" or p.layer == layer]
+        if not layers:
+            raise SignalValidationError("position", f"no open {instrument} {layer} to exit")
+        if price is None:
+            price = self.portfolio.marks.get(instrument, layers[0].entry_price)
+        if not reason.strip():
+            raise SignalValidationError("reason", "is required")
+        payload = {"type": "EXIT", "instrument": instrument, "position": layer, "price": float(price),
+                   "lots": sum(p.lots for p in layers), "atr": 0, "er": 0, "supertrend": float(price),
+                   "reason": f"MANUAL: {reason.strip()}", "timestamp": self.clock().isoformat()}
+        return self.process_signal(self.parse(payload))
 
     # -- reporting -----------------------------------------------------------------------------
     def refresh(self) -> bool:

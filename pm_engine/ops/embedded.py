@@ -53,7 +53,8 @@ def embedded_settings() -> Optional[Settings]:
     state = _load_or_create()
     host = str(state.get("socket_dir") or "127.0.0.1")  # a Unix socket folder when pgserver runs it
     return Settings(DatabaseConfig(host=host, port=int(state["port"]), database=DATABASE),
-                    webhook_secret=os.environ.get("PM_WEBHOOK_SECRET") or str(state["webhook_secret"]))
+                    webhook_secret=os.environ.get("PM_WEBHOOK_SECRET") or str(state["webhook_secret"]),
+                    read_token=os.environ.get("PM_READ_TOKEN") or None)  # none: reads from this machine only
 
 
 class _Server:

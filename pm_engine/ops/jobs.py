@@ -1,11 +1,12 @@
 """Background jobs of a live instance: heartbeats always; the leader's jobs in exactly one instance.
 
-Every instance heartbeats (``pm.heartbeat_instance``) and proves its copy of the portfolio current
-(``pm.state_if_moved``: reloaded if another instance moved it). One instance at a time is the *leader*: the
-one holding a session-level PostgreSQL advisory lock on a dedicated connection. The leader sweeps
-stale instances, sends outbox orders an interrupted instance left pending, and cleans the signal
-log once a day. When the leader dies its connection closes, PostgreSQL releases the lock, and
-the next instance to try takes over — no election protocol of our own to get wrong.
+Every instance heartbeats (``pm.heartbeat_instance``) and proves its copy of the portfolio
+current (``pm.state_if_moved``: reloaded if another instance moved it). One instance at a time is
+the *leader*: the one holding a session-level PostgreSQL advisory lock on a dedicated connection.
+The leader sweeps stale instances, sends outbox orders an interrupted instance left pending, and
+once a day cleans the signal log (7 days) and the refused-request audit (30 days by default).
+When the leader dies its connection closes, PostgreSQL releases the lock, and the next instance
+to try takes over — no election protocol of our own to get wrong.
 
 Why deleting old signal_log rows is safe: a signal older than ``max_signal_age`` (10 minutes by
 default) is rejected before its fingerprint is looked at, so a fingerprint that has left the
@@ -40,6 +41,7 @@ class JobSettings:
     pending_order_age_s: float = 10.0
     cleanup_every_s: float = 86400.0
     retention: str = "7 days"
+    request_log_retention: str = "30 days"  # refused requests (the audit) are kept this long
 
 
 class BackgroundJobs:
@@ -133,6 +135,8 @@ class BackgroundJobs:
         now = time.monotonic()
         if now - self._last_cleanup >= self.settings.cleanup_every_s or self._last_cleanup == 0.0:
             deleted = self.db.cleanup_signal_log(self.settings.retention)
+            refusals = self.db.cleanup_request_log(self.settings.request_log_retention)
             self.runs["cleanup"] += 1
             self._last_cleanup = now
-            log.info("signal log cleanup: %d row(s) older than %s deleted", deleted, self.settings.retention)
+            log.info("cleanup: %d signal-log row(s) older than %s and %d refused request(s) older than %s deleted",
+                     deleted, self.settings.retention, refusals, self.settings.request_log_retention)

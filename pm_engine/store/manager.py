@@ -524,6 +524,50 @@ class DatabaseStateManager:
         """pm.trade_stats: the statistics of DOMAIN.md section 11 (numbers as Decimal, ratios None when undefined)."""
         return dict(self._scalar("trade_stats", (start, end)))
 
+    # -- trading controls and audit (migration 004) -----------------------------------------------
+    def trading_mode(self) -> dict[str, Any]:
+        """The mode every instance obeys: mode, reason, changed_by, changed_at, version."""
+        return dict(self._scalar("get_trading_mode"))
+
+    def set_trading_mode(self, mode: str, reason: Optional[str], changed_by: str) -> dict[str, Any]:
+        """Pause (``exits_only``, ``halted``) or resume (``active``); InvalidArgumentError names what is wrong."""
+        return dict(self._scalar("set_trading_mode", (mode, reason, changed_by)))
+
+    def trading_mode_history(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._execute("trading_mode_history", (limit,))
+
+    def breakers(self) -> dict[str, Any]:
+        return dict(self._scalar("get_breakers"))
+
+    def set_breakers(self, settings: dict[str, Any], updated_by: str) -> dict[str, Any]:
+        """Change the settings given (None switches a breaker off); returns all of them."""
+        return dict(self._scalar("set_breakers", (dumps(settings), updated_by)))
+
+    def lock_instrument(self, instrument: str, until: datetime, reason: str, source: str) -> int:
+        return int(self._scalar("lock_instrument", (instrument, until, reason, source)))
+
+    def unlock_instrument(self, instrument: str, released_by: str) -> int:
+        return int(self._scalar("unlock_instrument", (instrument, released_by)))
+
+    def active_locks(self) -> list[dict[str, Any]]:
+        return self._execute("active_locks")
+
+    def log_refusals(self, rows: list[dict[str, Any]]) -> int:
+        """Append refused requests in one round trip (the audit writer's batch)."""
+        return int(self._scalar("log_refusals", (dumps(rows),)))
+
+    def refusals(self, since: Optional[datetime] = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return self._execute("refusals", (since, limit))
+
+    def cleanup_request_log(self, retention: str = "30 days") -> int:
+        return int(self._scalar("cleanup_request_log", (retention,)))
+
+    def anomalies(self, since: Optional[datetime] = None) -> list[dict[str, Any]]:
+        return self._execute("anomalies", (since,))
+
+    def anomaly_counts(self, since: Optional[datetime] = None) -> dict[str, int]:
+        return {k: int(v) for k, v in self._scalar("anomaly_counts", (since,)).items()}
+
     # -- broker orders (the outbox) -------------------------------------------------------------
     def paper_broker(self) -> DatabasePaperBroker:
         """The paper broker of a live engine: it fills this store's outbox rows."""

@@ -243,3 +243,59 @@ SELECT
                           ORDER BY instrument, history_id DESC) h
     FULL JOIN pm.pyramiding_state y ON y.instrument = h.instrument
     WHERE to_jsonb(y) IS DISTINCT FROM h.row_data) AS pyramiding_differing;
+
+-- get_trading_mode --
+-- The trading mode row: mode, reason, changed_by, changed_at, version.
+SELECT pm.get_trading_mode();
+
+-- set_trading_mode --
+-- Change the trading mode (recorded with who and why).
+SELECT pm.set_trading_mode(%s, %s, %s);
+
+-- trading_mode_history --
+-- The latest changes of mode, newest first.
+SELECT * FROM pm.trading_mode_history(%s);
+
+-- get_breakers --
+-- The breakers' settings.
+SELECT pm.get_breakers();
+
+-- set_breakers --
+-- Change some breaker settings (JSON null switches one off).
+SELECT pm.set_breakers(%s::jsonb, %s);
+
+-- lock_instrument --
+-- Block new bases and pyramids on an instrument until a time.
+SELECT pm.lock_instrument(%s, %s, %s, %s);
+
+-- unlock_instrument --
+-- Release an instrument's active locks.
+SELECT pm.unlock_instrument(%s, %s);
+
+-- active_locks --
+-- Locks in force now.
+SELECT * FROM pm.active_locks();
+
+-- log_refusals --
+-- Append a batch of refused requests.
+SELECT pm.log_refusals(%s::jsonb);
+
+-- refusals --
+-- Refused requests since a time (default: the last 24 hours), newest first.
+SELECT * FROM pm.refusals(%s, %s);
+
+-- cleanup_request_log --
+-- Delete refused-request rows older than the retention.
+SELECT pm.cleanup_request_log(%s);
+
+-- anomalies --
+-- Anomalies since a time (default: the last 24 hours), newest first.
+SELECT * FROM pm.anomalies_since(%s);
+
+-- anomaly_counts --
+-- Anomalies by kind since a time (NULL: ever).
+SELECT pm.anomaly_counts(%s);
+
+-- request_log_count --
+-- How many refused requests are recorded (the chaos fuzz compares it with what was refused).
+SELECT count(*) FROM pm.request_log;

@@ -1,32 +1,39 @@
-"""The HTTP interface (DOMAIN.md section 9): POST /webhook, GET /status, /health, /ready, /db/status.
+"""The HTTP interface (DOMAIN.md sections 9, 12, 13): the webhook, reads, and the operator's controls.
 
 The body is read raw and parsed as JSON whatever its Content-Type (TradingView sends text/plain).
 The secret may come in the body (``secret``), the query (``token``) or the ``X-PM-Secret``
-header, and is compared in constant time; it is never logged or echoed. A rejected request writes
-nothing. A database outage answers 503 (the signal was not recorded; a resend is safe).
+header, and is compared in constant time; it is never logged or echoed. A refused request writes
+nothing but its audit row (``pm.request_log``, written off the request path by ``RefusalAudit``).
+A database outage answers 503 (the signal was not recorded; a resend is safe). Every other route
+but ``/health`` and ``/ready`` needs the read/operator token (``web/access.py``).
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Optional
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from pm_engine import __version__
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
 from pm_engine.core.signals import MAX_BODY_BYTES, SignalValidationError, parse_body, parse_timestamp
 from pm_engine.core.statistics import as_json
+from pm_engine.store.audit import RefusalAudit, excerpt
 from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_address, same
 
 log = logging.getLogger("pm_engine.webhook")
+PUBLIC = frozenset({("POST", "/webhook"), ("GET", "/health"), ("GET", "/ready")})  # no token needed
 
 WEBHOOK_EXAMPLE = {"type": "BASE_ENTRY", "instrument": "BANK_NIFTY", "position": "Long_1", "price": 52000,
                    "stop": 51650, "lots": 4, "atr": 350, "er": 0.85, "supertrend": 51600, "roc": 2.5,
@@ -58,17 +65,73 @@ def error(status: int, message: str, field: Optional[str] = None) -> JSONRespons
     return JSONResponse(body, status_code=status)
 
 
-def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tuple[str, ...] = ()) -> FastAPI:
-    """The app around one engine. ``secret=None`` disables authentication (tests, local replay only)."""
+@dataclass(frozen=True)
+class WebSettings:
+    """What the app needs besides the engine (from ``Settings``; tests build it directly)."""
+
+    secret: Optional[str]  # the webhook secret; None disables it (tests, local replay only)
+    allowed_ips: tuple[str, ...] = ()
+    read_token: Optional[str] = field(default=None, repr=False)
+    session_hours: float = 12.0
+
+
+def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None) -> FastAPI:
+    """The app around one engine: the webhook, the protected read routes and the operator's controls."""
+    secret = web.secret
+    access = Access(web.read_token, web.session_hours * 3600)
+    failures = FailureWindows()
     app = FastAPI(title="pm-engine", version=__version__,
-                  description="Portfolio manager for systematic futures traders: TradingView webhook and status.")
+                  description="Portfolio manager for systematic futures traders: TradingView webhook, status, "
+                              "history, trading controls. Every route but POST /webhook, GET /health and GET /ready "
+                              "needs the read/operator token (Authorization: Bearer) or a login session.",
+                  docs_url="/docs", redoc_url="/redoc")
+    store = engine.db_manager if isinstance(engine.db_manager, DatabaseStateManager) else None
+    masked = (secret, web.read_token)
+
+    @app.middleware("http")
+    async def require_read_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Every route but the public ones needs the token, a session, or (no token set) a loopback client."""
+        if (request.method, request.url.path) in PUBLIC:
+            return await call_next(request)
+        principal = access.principal(request)
+        if principal is None:
+            if request.method == "POST" and request.url.path == "/login":
+                return await call_next(request)
+            detail = ("read token required (Authorization: Bearer, or log in)" if web.read_token
+                      else "no read token is configured: this route answers clients on this machine only")
+            return JSONResponse({"error": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        request.state.principal = principal
+        return await call_next(request)
+
+    def refuse(request: Request, raw: bytes, status: int, message: str, field: Optional[str] = None,
+               headers: Optional[dict[str, str]] = None) -> JSONResponse:
+        """Answer a refused webhook and hand its audit row to the writer (off the request path)."""
+        if audit is not None:
+            audit.submit(client_address(request), {
+                "status": status, "reason": message, "field": field, "body_sha256": hashlib.sha256(raw).hexdigest(),
+                "body_excerpt": excerpt(raw, masked), "user_agent": request.headers.get("user-agent")})
+        answer = error(status, message, field)
+        answer.headers.update(headers or {})
+        return answer
+
+    def bad_secret(request: Request, raw: bytes) -> JSONResponse:
+        """401, or 429 past 10 bad secrets a minute from one address; one log line per address and window."""
+        address = client_address(request)
+        retry_after, opened = failures.fail(address)
+        if opened:
+            log.warning("webhook refused: missing or bad secret from %s (further refusals from this address are "
+                        "not logged for %d s)", address, failures.window_s)
+        if retry_after is not None:
+            return refuse(request, raw, 429, "too many bad secrets from this address; retry later", None,
+                          {"Retry-After": str(retry_after)})
+        return refuse(request, raw, 401, "missing or bad secret")
 
     def authorised(request: Request, data: dict[str, Any]) -> bool:
         if secret is None:
             return True
         in_body = data.get("secret")
         if isinstance(in_body, str) and in_body:
-            return hmac.compare_digest(in_body.encode(), secret.encode())
+            return same(in_body, secret)
         return _header_or_query_ok(request, secret)
 
     @app.post("/webhook", summary="Receive a TradingView alert",
@@ -86,32 +149,30 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
                   "text/plain": {"schema": {"type": "string"}, "example": json.dumps(WEBHOOK_EXAMPLE)}}}})
     async def webhook(request: Request) -> JSONResponse:
         raw = await request.body()
-        if allowed_ips and (request.client is None or request.client.host not in allowed_ips):
-            return error(403, "sender address is not allowed")
+        if web.allowed_ips and client_address(request) not in web.allowed_ips:
+            return refuse(request, raw, 403, "sender address is not allowed")
         if len(raw) > MAX_BODY_BYTES:
-            return error(413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
+            return refuse(request, raw, 413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
         try:
             data = parse_body(raw)
         except SignalValidationError as exc:
             if secret is not None and not _header_or_query_ok(request, secret):
-                return error(401, "missing or bad secret")
-            return error(400, exc.message)
+                return bad_secret(request, raw)
+            return refuse(request, raw, 400, exc.message)
         if not authorised(request, data):
-            log.warning("webhook refused: missing or bad secret from %s",
-                        request.client.host if request.client else "?")
-            return error(401, "missing or bad secret")
+            return bad_secret(request, raw)
         try:
             signal = engine.parse(data)
         except SignalValidationError as exc:
             log.info("webhook rejected: %s", exc)
-            return error(422, str(exc), exc.field)
+            return refuse(request, raw, 422, str(exc), exc.field)
         try:
             result = await run_in_threadpool(engine.process_signal, signal)
         except DatabaseUnavailableError:
             log.error("database unavailable: signal %s not recorded", signal.fingerprint[:12])
-            return error(503, "database unavailable; the signal was not recorded, resend later")
+            return refuse(request, raw, 503, "database unavailable; the signal was not recorded, resend later")
         except StaleVersionError:
-            return error(503, "portfolio busy; the signal was not recorded, resend later")
+            return refuse(request, raw, 503, "portfolio busy; the signal was not recorded, resend later")
         except Exception:  # pragma: no cover - the last line of defence, never leaks internals
             log.exception("webhook failed for %s", signal.fingerprint[:12])
             return error(500, "internal error")
@@ -126,7 +187,15 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
             return error(503, "database unavailable; the book cannot be shown as committed")
         body["outcomes"] = dict(engine.outcomes)
         body["instance_id"] = engine.instance_id
-        return JSONResponse(body)
+        if store is not None:
+            try:
+                body["trading"] = store.trading_mode()
+                body["anomalies"] = store.anomaly_counts()
+            except DatabaseUnavailableError:
+                return error(503, "database unavailable; the book cannot be shown as committed")
+        if audit is not None:
+            body["refusal_audit"] = audit.counters()
+        return JSONResponse(as_json(body))
 
     def history(read: Callable[[Any, Optional[datetime], Optional[datetime]], Any], request: Request) -> JSONResponse:
         """A history read over ``?from=&to=`` (ISO 8601, no zone = IST): 422 naming a bad bound, 503 when down."""
@@ -163,16 +232,14 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    store = engine.db_manager if isinstance(engine.db_manager, DatabaseStateManager) else None
-
-    @app.get("/ready", summary="200 when the database answers, else 503")
+    @app.get("/ready", summary="200 when the database answers, else 503 (nothing more: it is public)")
     def ready() -> JSONResponse:
         if store is None:
-            return JSONResponse({"ready": True, "database": "none (in memory)"})
+            return JSONResponse({"ready": True})
         try:
             store.ping()
-        except DatabaseUnavailableError as exc:
-            return JSONResponse({"ready": False, "error": str(exc)}, status_code=503)
+        except DatabaseUnavailableError:
+            return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse({"ready": True})
 
     @app.get("/db/status", summary="Connection, pool, schema version, round-trip latency")
@@ -192,9 +259,127 @@ def create_app(engine: LiveTradingEngine, secret: Optional[str], allowed_ips: tu
             "checked_in_ms": round((time.perf_counter() - started) * 1000, 3),
         })
 
+    @app.post("/login", summary="Exchange the read/operator token (form or JSON field token) for a session cookie")
+    async def login(request: Request) -> Response:
+        data = await _form_or_json(request)
+        if web.read_token is None:
+            return error(404, "no read token is configured: nothing to log in with (this machine reads freely)")
+        if not access.token_ok(str(data.get("token") or "")):
+            retry_after, opened = failures.fail(client_address(request))
+            if opened:
+                log.warning("login refused: bad token from %s", client_address(request))
+            if retry_after is not None:
+                limited = error(429, "too many bad tokens from this address; retry later")
+                limited.headers["Retry-After"] = str(retry_after)
+                return limited
+            return error(401, "bad token", "token")
+        session = access.new_session()
+        answer: Response
+        if "application/json" in request.headers.get("content-type", ""):
+            answer = JSONResponse({"ok": True, "csrf_token": access.csrf_token(session)})
+        else:
+            answer = RedirectResponse("/", status_code=303)
+        answer.set_cookie(SESSION_COOKIE, session, max_age=int(access.session_s), httponly=True, samesite="strict",
+                          secure=request.url.scheme == "https", path="/")
+        return answer
+
+    @app.post("/logout", summary="End this session")
+    def logout() -> Response:
+        answer = RedirectResponse("/login", status_code=303)
+        answer.delete_cookie(SESSION_COOKIE, path="/")
+        return answer
+
+    def need_store() -> DatabaseStateManager:
+        if store is None:
+            raise _Refused(error(404, "trading controls need a database (this engine runs in memory)"))
+        return store
+
+    def changer(request: Request, data: dict[str, Any]) -> str:
+        """Who makes a change (recorded with it); refuses a session POST without its CSRF token."""
+        principal = getattr(request.state, "principal", "loopback")
+        if not access.may_change(request, principal, data.get("csrf_token")):
+            raise _Refused(error(403, "missing or bad CSRF token (X-CSRF-Token)", "csrf_token"))
+        kind = {"session": "dashboard", "token": "api", "loopback": "local"}[principal]
+        return f"{kind}:{client_address(request)}"
+
+    @app.get("/control", summary="Trading mode, its recent changes, breakers and instrument locks")
+    def control() -> JSONResponse:
+        try:
+            db = need_store()
+        except _Refused as refused:
+            return refused.answer
+        return JSONResponse(as_json({"mode": db.trading_mode(), "history": db.trading_mode_history(20),
+                                     "breakers": db.breakers(), "locks": db.active_locks()}))
+
+    @app.post("/control", summary="Pause (exits_only, halted) or resume (active) trading, with a reason")
+    async def set_control(request: Request) -> JSONResponse:
+        data = await _form_or_json(request)
+        try:
+            db = need_store()
+            who = changer(request, data)
+        except _Refused as refused:
+            return refused.answer
+        mode = str(data.get("mode") or "")
+        if mode not in ("active", "exits_only", "halted"):
+            return error(422, "mode must be active, exits_only or halted", "mode")
+        reason = str(data.get("reason") or "").strip() or None
+        if mode != "active" and reason is None:
+            return error(422, "a reason is required to pause trading", "reason")
+        try:
+            changed = await run_in_threadpool(db.set_trading_mode, mode, reason, who)
+        except DatabaseUnavailableError:
+            return error(503, "database unavailable; the mode was not changed")
+        log.warning("trading mode set to %s by %s: %s", mode, who, reason or "-")
+        return JSONResponse(as_json(changed))
+
+    @app.post("/positions/{position_id}/exit", summary="Close an open layer now, as an EXIT alert would")
+    async def exit_position(position_id: str, request: Request) -> JSONResponse:
+        data = await _form_or_json(request)
+        try:
+            need_store()
+            who = changer(request, data)
+        except _Refused as refused:
+            return refused.answer
+        instrument, _, layer = position_id.partition("_Long_")
+        try:
+            price = Decimal(str(data["price"])) if data.get("price") not in (None, "") else None
+        except ArithmeticError:
+            return error(422, "price must be a number", "price")
+        try:
+            result = await run_in_threadpool(engine.manual_exit, instrument, f"Long_{layer}" if layer else "",
+                                             price, str(data.get("reason") or ""))
+        except SignalValidationError as exc:
+            status = 404 if exc.field == "position" else 422
+            return error(status, str(exc), exc.field)
+        except DatabaseUnavailableError:
+            return error(503, "database unavailable; nothing was closed")
+        log.warning("manual exit of %s by %s: %s", position_id, who, result.reason)
+        return JSONResponse(result.as_dict())
+
     return app
 
 
+class _Refused(Exception):
+    """A route's early answer (no database, a missing CSRF token)."""
+
+    def __init__(self, answer: JSONResponse) -> None:
+        super().__init__(answer.status_code)
+        self.answer = answer
+
+
+async def _form_or_json(request: Request) -> dict[str, Any]:
+    """A POST body as a dict: JSON, or a form (the dashboard's); anything else is empty."""
+    kind = request.headers.get("content-type", "")
+    try:
+        if "application/json" in kind:
+            data = await request.json()
+            return data if isinstance(data, dict) else {}
+        if "form" in kind:
+            return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    except ValueError:
+        return {}
+    return {}
+
+
 def _header_or_query_ok(request: Request, secret: str) -> bool:
-    given = request.query_params.get("token") or request.headers.get("x-pm-secret") or ""
-    return hmac.compare_digest(given.encode(), secret.encode())
+    return same(request.query_params.get("token") or request.headers.get("x-pm-secret"), secret)
