@@ -146,9 +146,7 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
               file=sys.stderr)
         return 2
     from pm_engine import __version__
-    from pm_engine.ops.jobs import BackgroundJobs
-
-    from pm_engine.ops.jobs import JobSettings
+    from pm_engine.ops.jobs import BackgroundJobs, JobSettings
 
     engine = _engine(settings, port)
     audit = RefusalAudit(engine.db_manager, engine.instance_id)
@@ -319,9 +317,17 @@ def _with_store(args: argparse.Namespace, work: Callable[[Any], int]) -> int:
         db.close()
 
 
+def _when(value: Any) -> str:
+    """A time from a row (datetime) or a JSON document (ISO text), shown to the second, in UTC."""
+    from datetime import datetime, timezone
+
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _mode_text(mode: dict[str, Any]) -> str:
     return (f"trading mode: {mode['mode']}" + (f" ({mode['reason']})" if mode.get("reason") else "")
-            + f", set by {mode['changed_by']} at {mode['changed_at']:%Y-%m-%d %H:%M:%S %Z}, version {mode['version']}")
+            + f", set by {mode['changed_by']} at {_when(mode['changed_at'])}, version {mode['version']}")
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -340,7 +346,7 @@ def cmd_mode(args: argparse.Namespace) -> int:
             return _print({**mode, "history": db.trading_mode_history(20), "locks": db.active_locks()}, True, str)
         print(_mode_text(mode))
         for lock in db.active_locks():
-            print(f"  {lock['instrument']} locked until {lock['locked_until']:%Y-%m-%d %H:%M:%S %Z}: {lock['reason']} "
+            print(f"  {lock['instrument']} locked until {_when(lock['locked_until'])}: {lock['reason']} "
                   f"({lock['source']})")
         return 0
     return _with_store(args, show)
@@ -353,7 +359,7 @@ def cmd_breakers(args: argparse.Namespace) -> int:
         return (f"daily loss limit %: {show(b['daily_loss_pct'])}\nmax entries per instrument per day: "
                 f"{show(b['max_entries_per_day'])}\ncooling off: {show(b['cooling_off_losses'])} losing trades -> "
                 f"{show(b['cooling_off_hours'])} h\n"
-                f"(set by {b['updated_by']} at {b['updated_at']:%Y-%m-%d %H:%M:%S %Z})")
+                f"(set by {b['updated_by']} at {_when(b['updated_at'])})")
 
     if getattr(args, "action", None) == "set":
         chosen = {name: getattr(args, name) for name in ("daily_loss_pct", "max_entries_per_day", "cooling_off_losses",
@@ -373,7 +379,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
     def lock(db: Any) -> int:
         db.lock_instrument(args.instrument.upper(), until, args.reason, _who())
-        print(f"{args.instrument.upper()} locked until {until:%Y-%m-%d %H:%M:%S %Z}: "
+        print(f"{args.instrument.upper()} locked until {_when(until)}: "
               "new bases and pyramids are blocked")
         return 0
     return _with_store(args, lock)
@@ -405,7 +411,7 @@ def cmd_exit(args: argparse.Namespace) -> int:
 
 def cmd_refusals(args: argparse.Namespace) -> int:
     def text(rows: list[dict[str, Any]]) -> str:
-        lines = [f"{r['received_at']:%Y-%m-%d %H:%M:%S} {r['source']:<15} {r['status']} {r['reason']}"
+        lines = [f"{_when(r['received_at'])} {r['source']:<15} {r['status']} {r['reason']}"
                  + (f" [{r['field']}]" if r["field"] else "") for r in rows]
         return "\n".join(lines) or "no refused requests"
     return _with_store(args, lambda db: _print(db.refusals(args.since), args.json, text))
@@ -413,7 +419,7 @@ def cmd_refusals(args: argparse.Namespace) -> int:
 
 def cmd_anomalies(args: argparse.Namespace) -> int:
     def text(rows: list[dict[str, Any]]) -> str:
-        lines = [f"{r['detected_at']:%Y-%m-%d %H:%M:%S} {r['kind']:<22} {r['instrument']} {r['signal_type']} "
+        lines = [f"{_when(r['detected_at'])} {r['kind']:<22} {r['instrument']} {r['signal_type']} "
                  f"{r['position']}: {r['reason']}" for r in rows]
         return "\n".join(lines) or "no anomalies"
     return _with_store(args, lambda db: _print(db.anomalies(args.since), args.json, text))

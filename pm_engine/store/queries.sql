@@ -299,3 +299,7 @@ SELECT pm.anomaly_counts(%s);
 -- request_log_count --
 -- How many refused requests are recorded (the chaos fuzz compares it with what was refused).
 SELECT count(*) FROM pm.request_log;
+
+-- request_log_containing --
+-- How many audited refusals contain a text (the chaos run checks that no secret is stored).
+SELECT count(*) FROM pm.request_log WHERE strpos(body_excerpt, %s) > 0 OR strpos(coalesce(user_agent, ''), %s) > 0;

@@ -38,14 +38,8 @@ from pm_engine.ops.cluster import LocalCluster
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.deploy import deploy
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.tools.children import (
-    EngineProcess,
-    KeepAliveClient,
-    committed_book,
-    fetch_all,
-    http_request,
-    served_book,
-)
+from pm_engine.tools.children import (EngineProcess, KeepAliveClient, committed_book, fetch_all, fetch_one,
+                                      http_request, served_book)
 from pm_engine.tools.clusters import temporary_cluster
 from pm_engine.tools.samples import mixed_stream
 
@@ -413,12 +407,15 @@ class FuzzReport:
     by_status: dict[int, int] = field(default_factory=dict)
     failures: int = 0
     unchanged: bool = True
+    audited: int = 0  # rows request_log gained
+    dropped: int = 0  # refusals over the audit's per-source cap (counted by the engine, not written)
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.by_status.items()))
         return (f"fuzz: {self.sent} hostile webhooks -> {statuses}; {self.failures} not a 4xx JSON error; "
-                f"database {'unchanged' if self.unchanged else 'CHANGED'}")
+                f"database {'unchanged' if self.unchanged else 'CHANGED'} but for {self.audited} audit rows "
+                f"({self.dropped} over the flood cap)")
 
 
 def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
@@ -450,7 +447,29 @@ def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
             if len(report.notes) < 10:
                 report.notes.append(f"fuzz: {status} {answer!r} for {body[:120]!r}")
 
+    def audit_counters() -> dict[str, int]:
+        status, body = http_request(instance.port, "GET", "/status")  # loopback: no read token configured here
+        return dict(body["refusal_audit"]) if status == 200 else {"written": 0, "dropped": 0}
+
+    logged_before, counters_before = int(fetch_one(harness.config, "request_log_count")), audit_counters()
     hostile_requests(check, count, harness.secret)
     client.close()
     report.unchanged = fetch_all(harness.config, "db_checksums") == before
+    # every refusal has its audit row, up to the flood cap: wait for the writer's last batch
+    deadline = time.monotonic() + 10
+    while True:
+        counters = audit_counters()
+        report.dropped = counters["dropped"] - counters_before["dropped"]
+        report.audited = int(fetch_one(harness.config, "request_log_count")) - logged_before
+        if report.audited == report.sent - report.dropped or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if report.audited != report.sent - report.dropped:
+        report.failures += 1
+        report.notes.append(f"fuzz: {report.sent} refusals, {report.dropped} over the cap, but {report.audited} "
+                            "audit rows")
+    secrets_stored = int(fetch_one(harness.config, "request_log_containing", (harness.secret, harness.secret)))
+    if secrets_stored:
+        report.failures += 1
+        report.notes.append(f"fuzz: the webhook secret is stored in {secrets_stored} audit row(s)")
     return report

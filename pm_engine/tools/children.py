@@ -22,15 +22,21 @@ from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.queries import QUERIES
 
 
-def fetch_all(config: DatabaseConfig, name: str) -> list[tuple[Any, ...]]:
+def fetch_all(config: DatabaseConfig, name: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """The rows of one named query on a connection of its own (checks after a run)."""
     conn = psycopg2.connect(**config.dsn_kwargs())
     try:
         with conn.cursor() as cur:
-            cur.execute(QUERIES[name])
+            cur.execute(QUERIES[name], params)
             return list(cur.fetchall())
     finally:
         conn.close()
+
+
+def fetch_one(config: DatabaseConfig, name: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the first row of one named query (None when it has no row)."""
+    rows = fetch_all(config, name, params)
+    return rows[0][0] if rows else None
 
 
 def committed_book(config: DatabaseConfig) -> dict[str, Any]:

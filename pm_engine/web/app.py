@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -368,14 +369,20 @@ class _Refused(Exception):
 
 
 async def _form_or_json(request: Request) -> dict[str, Any]:
-    """A POST body as a dict: JSON, or a form (the dashboard's); anything else is empty."""
+    """A POST body as a dict: JSON, or a URL-encoded form (the dashboard's); anything else is empty.
+
+    Forms are parsed here (they carry a few short fields) rather than with python-multipart.
+    """
     kind = request.headers.get("content-type", "")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return {}
     try:
         if "application/json" in kind:
-            data = await request.json()
+            data = json.loads(raw)
             return data if isinstance(data, dict) else {}
-        if "form" in kind:
-            return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        if "application/x-www-form-urlencoded" in kind:
+            return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
     except ValueError:
         return {}
     return {}

@@ -18,9 +18,12 @@ def test_short_chaos_run_loses_and_duplicates_nothing() -> None:
     assert (lost, duplicated, mismatches) == (0, 0, 0)
     assert run.returncode == 0
     assert sent >= 400 and duplicates > 0 and kills >= 2 and db_restarts == 1  # the chaos really happened
-    fuzz = re.search(r"^fuzz: (\d+) hostile webhooks .*; 0 not a 4xx JSON error; database unchanged$", run.stdout,
-                     re.MULTILINE)
+    fuzz = re.search(r"^fuzz: (\d+) hostile webhooks .*; 0 not a 4xx JSON error; database unchanged but for (\d+) "
+                     r"audit rows \((\d+) over the flood cap\)$", run.stdout, re.MULTILINE)
     assert fuzz is not None and int(fuzz.group(1)) >= 300, run.stdout
+    sent_fuzz, audited, dropped = map(int, fuzz.groups())
+    assert audited == sent_fuzz - dropped and audited >= 50  # one audit row per refusal, up to the cap
+    assert re.search(r"^fuzz: .* 429: \d+", run.stdout, re.MULTILINE)  # the brute-force limit answered
     assert "/ready said 503 during 1 of 1 outages" in run.stdout
 
 

@@ -54,8 +54,7 @@ def test_only_the_entry_points_live_at_the_top() -> None:
 
 
 def test_the_public_api() -> None:
-    from pm_engine import (DatabaseStateManager, LiveTradingEngine, PortfolioStateManager, Position, Signal,
-                           SignalResult)
+    from pm_engine import DatabaseStateManager, LiveTradingEngine, PortfolioStateManager, Position, Signal, SignalResult
     assert {c.__module__.split(".")[1] for c in (LiveTradingEngine, PortfolioStateManager, Position, Signal,
                                                  SignalResult)} == {"core"}
     assert DatabaseStateManager.__module__ == "pm_engine.store.manager"

@@ -14,12 +14,8 @@ from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.models import Duplicate, Position
 from pm_engine.core.signals import parse_signal
-from pm_engine.store.errors import (
-    DatabaseUnavailableError,
-    InvalidArgumentError,
-    PositionAlreadyOpenError,
-    StaleVersionError,
-)
+from pm_engine.store.errors import (DatabaseUnavailableError, InvalidArgumentError, PositionAlreadyOpenError,
+                                    StaleVersionError)
 from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload
 
