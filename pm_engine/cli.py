@@ -129,7 +129,7 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
 
 
 def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
-          forwarded_allow_ips: Optional[str] = None) -> int:
+          forwarded_allow_ips: Optional[str] = None, metrics_port: Optional[int] = None) -> int:
     """Deploy check, recover state, and serve the webhook until interrupted.
 
     Behind a reverse proxy, ``proxy_headers`` makes the sender's address the one the proxy forwards
@@ -150,10 +150,16 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
 
     engine = _engine(settings, port)
     audit = RefusalAudit(engine.db_manager, engine.instance_id)
-    app = create_app(engine, WebSettings(settings.webhook_secret, settings.allowed_ips, settings.read_token,
-                                         settings.session_hours), audit)
     jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days"),
-                          version=__version__).start()
+                          version=__version__)
+    app = create_app(engine, WebSettings(settings.webhook_secret, settings.allowed_ips, settings.read_token,
+                                         settings.session_hours), audit, leader=lambda: jobs.is_leader)
+    jobs.start()
+    if metrics_port:  # Prometheus on loopback without the token, for a local scraper
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=app.state.metrics.registry)
+        print(f"metrics on http://127.0.0.1:{metrics_port}/metrics (this machine only)", flush=True)
     reads = "read token required" if settings.read_token else "no read token: reads from this machine only"
     print(f"pm-engine {engine.instance_id}: {len(engine.portfolio.positions)} open positions recovered, "
           f"closed equity {engine.portfolio.closed_equity}; {reads}; serving http://{host}:{port}/webhook", flush=True)
@@ -175,7 +181,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         print("pm-engine live: error: --forwarded-allow-ips needs --proxy-headers", file=sys.stderr)
         return 2
     return serve(load_settings(args.db_config), args.host, args.port, args.proxy_headers,
-                 args.forwarded_allow_ips or "127.0.0.1")
+                 args.forwarded_allow_ips or "127.0.0.1", args.metrics_port)
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -471,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="behind a reverse proxy: take the sender's address from X-Forwarded-For / Forwarded")
     p.add_argument("--forwarded-allow-ips", metavar="ADDR",
                    help="the proxy addresses whose forwarding headers are trusted (default 127.0.0.1)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="also serve Prometheus metrics on 127.0.0.1:PORT without the token (GET /metrics needs it)")
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("status", help="equity and open positions from the database")

@@ -67,3 +67,19 @@ BEGIN
     RETURN deleted;
 END;
 $$;
+
+-- pm.recent_signals
+-- The latest signals with their outcome and reason, newest first (the dashboard's signal list).
+CREATE OR REPLACE FUNCTION pm.recent_signals(p_limit integer DEFAULT 50)
+RETURNS TABLE (processed_at timestamptz, signal_timestamp timestamptz, fingerprint varchar, instrument varchar,
+               signal_type varchar, "position" varchar, processing_status varchar, reason text,
+               processed_by_instance varchar)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.processed_at, s.signal_timestamp, s.fingerprint, s.instrument, s.signal_type, s.position,
+           s.processing_status, s.reason, s.processed_by_instance
+      FROM pm.signal_log s ORDER BY s.processed_at DESC, s.id DESC LIMIT greatest(coalesce(p_limit, 50), 0);
+$$;

@@ -99,3 +99,20 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- pm.list_instances
+-- Every instance with its heartbeat age in seconds, and whether it is stale (silent longer than the
+-- timeout) or marked crashed: the dashboard's instance list.
+CREATE OR REPLACE FUNCTION pm.list_instances(timeout interval DEFAULT interval '30 seconds')
+RETURNS TABLE (instance_id varchar, hostname varchar, port integer, status varchar, is_leader boolean,
+               started_at timestamptz, last_heartbeat timestamptz, heartbeat_age_s numeric, stale boolean)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.instance_id, i.hostname, i.port, i.status, i.is_leader, i.started_at, i.last_heartbeat,
+           round(extract(epoch FROM now() - i.last_heartbeat)::numeric, 1),
+           i.status = 'crashed' OR now() - i.last_heartbeat > coalesce(timeout, interval '30 seconds')
+      FROM pm.instance_metadata i ORDER BY i.status = 'crashed', i.instance_id;
+$$;

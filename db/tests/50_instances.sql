@@ -1,5 +1,5 @@
 -- pm.register_instance / heartbeat_instance / get_stale_instances / sweep_stale_instances / claim_leadership.
-SELECT plan(15);
+SELECT plan(17);
 
 SELECT lives_ok($$SELECT pm.register_instance('inst-1', 'host-a', 8080, '0.1.0')$$, 'register');
 SELECT results_eq($$SELECT status, hostname, port, is_leader FROM pm.instance_metadata WHERE instance_id = 'inst-1'$$,
@@ -29,5 +29,13 @@ SELECT results_eq($$SELECT instance_id, is_leader, leader_acquired_at IS NOT NUL
                   'exactly one leader, the newest claimant');
 SELECT throws_ok($$SELECT pm.claim_leadership('ghost')$$, 'PM003', 'instance ghost is not registered',
                  'an unknown instance cannot lead');
+
+UPDATE pm.instance_metadata SET last_heartbeat = now() - interval '45 seconds' WHERE instance_id = 'inst-1';
+UPDATE pm.instance_metadata SET last_heartbeat = now() - interval '2 seconds', status = 'active'
+ WHERE instance_id = 'inst-2';
+SELECT results_eq($$SELECT instance_id::text, stale, heartbeat_age_s FROM pm.list_instances() ORDER BY 1$$,
+                  $$VALUES ('inst-1', true, 45.0), ('inst-2', false, 2.0)$$,
+                  'list_instances: heartbeat age, and silent ones are stale');
+SELECT is((SELECT is_leader FROM pm.list_instances() WHERE instance_id = 'inst-2'), true, 'list_instances: the leader');
 
 SELECT * FROM finish();

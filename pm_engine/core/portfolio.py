@@ -158,6 +158,17 @@ class PortfolioStateManager:
         equity = self.sizing_equity()
         return Metrics(risk, vol, margin, percent_of(risk, equity), percent_of(vol, equity), percent_of(margin, equity))
 
+    def layer_view(self, p: Position) -> dict[str, Any]:
+        """How one open layer stands, for people: its mark, the distance from the mark to its stop in R
+        (R = entry − initial stop; None when that is not positive) and its risk as % of sizing equity."""
+        instrument = self.instrument(p.instrument)
+        mark = self.marks.get(p.instrument, p.entry_price)
+        one_r = p.entry_price - p.initial_stop
+        distance = ((mark - p.current_stop) / one_r).quantize(Decimal("0.01")) if one_r > 0 else None
+        return {"mark": mark, "distance_to_stop_r": distance,
+                "risk_pct": percent_of(position_risk(p.entry_price, p.current_stop, p.lots, instrument),
+                                       self.sizing_equity())}
+
     def open_layers(self, instrument: str) -> list[Position]:
         return sorted((p for p in self.positions.values() if p.instrument == instrument),
                       key=lambda p: (p.entry_timestamp, p.position_id))

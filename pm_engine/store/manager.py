@@ -568,6 +568,21 @@ class DatabaseStateManager:
     def anomaly_counts(self, since: Optional[datetime] = None) -> dict[str, int]:
         return {k: int(v) for k, v in self._scalar("anomaly_counts", (since,)).items()}
 
+    # -- observability ---------------------------------------------------------------------------
+    def recent_signals(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._execute("recent_signals", (limit,))
+
+    def list_instances(self) -> list[dict[str, Any]]:
+        return self._execute("list_instances")
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """Mode, anomaly counts, pending orders, last signal time, open positions: one round trip."""
+        return dict(self._scalar("metrics_snapshot"))
+
+    def pool_in_use(self) -> int:
+        """Connections handed out by the pool right now."""
+        return len(getattr(self.pool, "_used", {}))
+
     # -- broker orders (the outbox) -------------------------------------------------------------
     def paper_broker(self) -> DatabasePaperBroker:
         """The paper broker of a live engine: it fills this store's outbox rows."""

@@ -318,3 +318,15 @@ SELECT count(*) FROM pm.request_log;
 -- request_log_containing --
 -- How many audited refusals contain a text (the chaos run checks that no secret is stored).
 SELECT count(*) FROM pm.request_log WHERE strpos(body_excerpt, %s) > 0 OR strpos(coalesce(user_agent, ''), %s) > 0;
+
+-- recent_signals --
+-- The latest signals with outcome and reason, newest first.
+SELECT * FROM pm.recent_signals(%s);
+
+-- list_instances --
+-- Every instance with its heartbeat age and whether it is stale or crashed.
+SELECT * FROM pm.list_instances();
+
+-- metrics_snapshot --
+-- Portfolio-wide figures for the metrics endpoint: mode, anomalies, pending orders, last signal.
+SELECT pm.metrics_snapshot();

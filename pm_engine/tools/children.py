@@ -104,9 +104,10 @@ class EngineProcess:
     """A ``live`` engine on a fixed free port against ``config``; restartable; output to ``log`` (or dropped)."""
 
     def __init__(self, config: DatabaseConfig, secret: str, log: Optional[Path] = None,
-                 env: Optional[dict[str, str]] = None) -> None:
+                 env: Optional[dict[str, str]] = None, args: tuple[str, ...] = ()) -> None:
         self.config, self.secret, self.log = config, secret, log
         self.extra_env = dict(env or {})
+        self.extra_args = args
         self.port = free_port()
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.killed_by_us = False
@@ -114,7 +115,7 @@ class EngineProcess:
     def start(self) -> "EngineProcess":
         env = {**os.environ, "DATABASE_URL": self.config.url(hide_password=False), "PM_WEBHOOK_SECRET": self.secret,
                **self.extra_env}
-        command = [sys.executable, "-m", "pm_engine", "live", "--port", str(self.port)]
+        command = [sys.executable, "-m", "pm_engine", "live", "--port", str(self.port), *self.extra_args]
         if self.log is None:
             self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pm_engine import __version__
 from pm_engine.core.engine import LiveTradingEngine
@@ -32,6 +33,8 @@ from pm_engine.core.statistics import as_json
 from pm_engine.store.audit import RefusalAudit, excerpt
 from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_address, same
+from pm_engine.web.dashboard import add_dashboard
+from pm_engine.web.metrics import Metrics
 
 log = logging.getLogger("pm_engine.webhook")
 PUBLIC = frozenset({("POST", "/webhook"), ("GET", "/health"), ("GET", "/ready")})  # no token needed
@@ -76,8 +79,10 @@ class WebSettings:
     session_hours: float = 12.0
 
 
-def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None) -> FastAPI:
-    """The app around one engine: the webhook, the protected read routes and the operator's controls."""
+def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None,
+               leader: Callable[[], bool] = lambda: False) -> FastAPI:
+    """The app around one engine: the webhook, the protected read routes, the operator's controls, the
+    dashboard and the metrics (``app.state.metrics``; ``leader`` tells whether this instance leads)."""
     secret = web.secret
     access = Access(web.read_token, web.session_hours * 3600)
     failures = FailureWindows()
@@ -85,19 +90,22 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
                   description="Portfolio manager for systematic futures traders: TradingView webhook, status, "
                               "history, trading controls. Every route but POST /webhook, GET /health and GET /ready "
                               "needs the read/operator token (Authorization: Bearer) or a login session.",
-                  docs_url="/docs", redoc_url="/redoc")
+                  docs_url=None, redoc_url=None)  # served offline by web/dashboard.py
     store = engine.db_manager if isinstance(engine.db_manager, DatabaseStateManager) else None
     masked = (secret, web.read_token)
+    metrics = app.state.metrics = Metrics(engine, store, leader)
 
     @app.middleware("http")
     async def require_read_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """Every route but the public ones needs the token, a session, or (no token set) a loopback client."""
-        if (request.method, request.url.path) in PUBLIC:
+        if (request.method, request.url.path) in PUBLIC or request.url.path.startswith("/static/"):
             return await call_next(request)
         principal = access.principal(request)
         if principal is None:
-            if request.method == "POST" and request.url.path == "/login":
+            if request.url.path == "/login":  # the page and the form post; POST /login checks the token itself
                 return await call_next(request)
+            if request.method == "GET" and request.url.path == "/":
+                return RedirectResponse("/login", status_code=303)
             detail = ("read token required (Authorization: Bearer, or log in)" if web.read_token
                       else "no read token is configured: this route answers clients on this machine only")
             return JSONResponse({"error": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
@@ -107,6 +115,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     def refuse(request: Request, raw: bytes, status: int, message: str, field: Optional[str] = None,
                headers: Optional[dict[str, str]] = None) -> JSONResponse:
         """Answer a refused webhook and hand its audit row to the writer (off the request path)."""
+        metrics.refusals.labels(str(status)).inc()
         if audit is not None:
             audit.submit(client_address(request), {
                 "status": status, "reason": message, "field": field, "body_sha256": hashlib.sha256(raw).hexdigest(),
@@ -149,6 +158,11 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
                   "application/json": {"schema": WEBHOOK_SCHEMA, "example": WEBHOOK_EXAMPLE},
                   "text/plain": {"schema": {"type": "string"}, "example": json.dumps(WEBHOOK_EXAMPLE)}}}})
     async def webhook(request: Request) -> JSONResponse:
+        with metrics.latency.time():
+            answer = await handle_webhook(request)
+        return answer
+
+    async def handle_webhook(request: Request) -> JSONResponse:
         raw = await request.body()
         if web.allowed_ips and client_address(request) not in web.allowed_ips:
             return refuse(request, raw, 403, "sender address is not allowed")
@@ -178,6 +192,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
             log.exception("webhook failed for %s", signal.fingerprint[:12])
             return error(500, "internal error")
         log.info("signal %s %s: %s", signal.fingerprint[:12], result.outcome.value, result.reason)
+        metrics.signals.labels(result.outcome.value).inc()
         return JSONResponse(result.as_dict())
 
     @app.get("/status", summary="Equity, metrics and open positions, as committed in the database")
@@ -273,6 +288,8 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
                 limited = error(429, "too many bad tokens from this address; retry later")
                 limited.headers["Retry-After"] = str(retry_after)
                 return limited
+            if "application/json" not in request.headers.get("content-type", ""):
+                return app.state.login_failed(request, "That is not the read/operator token.")  # the form again
             return error(401, "bad token", "token")
         session = access.new_session()
         answer: Response
@@ -357,6 +374,11 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         log.warning("manual exit of %s by %s: %s", position_id, who, result.reason)
         return JSONResponse(result.as_dict())
 
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    add_dashboard(app, engine, store, access)
     return app
 
 

@@ -24,7 +24,7 @@ from tests.helpers import payload
 SECRET = "access-webhook-secret-0123456789"
 TOKEN = "access-read-token-abcdefghijklmnop"
 READ_ROUTES = ["/status", "/db/status", "/equity", "/trades", "/stats", "/control", "/docs", "/redoc",
-               "/openapi.json"]
+               "/openapi.json", "/metrics", "/dashboard/data", "/"]
 
 
 def now_minus(minutes: float) -> str:
@@ -80,10 +80,11 @@ def test_every_read_route_needs_the_token_or_a_live_session(db_config: DatabaseC
         expired = Access(TOKEN, session_s=60, clock=lambda: time.time() - 3600).new_session()
         forged = Access("another-token", session_s=3600).new_session()
         for route in READ_ROUTES:
-            assert httpx.get(server.url + route).status_code == 401, route
-            assert httpx.get(server.url + route, headers=bearer("wrong")).status_code == 401, route
-            assert httpx.get(server.url + route, cookies={SESSION_COOKIE: expired}).status_code == 401, route
-            assert httpx.get(server.url + route, cookies={SESSION_COOKIE: forged}).status_code == 401, route
+            refused = 303 if route == "/" else 401  # the dashboard sends a browser to its login page
+            assert httpx.get(server.url + route).status_code == refused, route
+            assert httpx.get(server.url + route, headers=bearer("wrong")).status_code == refused, route
+            assert httpx.get(server.url + route, cookies={SESSION_COOKIE: expired}).status_code == refused, route
+            assert httpx.get(server.url + route, cookies={SESSION_COOKIE: forged}).status_code == refused, route
             assert httpx.get(server.url + route, headers=bearer()).status_code == 200, route
         login = httpx.post(server.url + "/login", data={"token": TOKEN}, follow_redirects=False)
         assert login.status_code == 303
@@ -241,3 +242,35 @@ def test_locks_and_breakers_from_the_cli(db_config: DatabaseConfig, servers: lis
     assert wrong.returncode == 2 and "cooling" in wrong.stderr
     assert cli("lock", "COPPER", "--for", "soon", "--reason", "x").returncode == 2
     assert cli("pause", "--reason", "").returncode == 2
+
+
+METRICS = ["pm_signals_total", "pm_webhook_latency_seconds_count", "pm_refusals_total", "pm_anomalies",
+           "pm_database_round_trip_seconds", "pm_pool_connections_in_use", "pm_leader", "pm_trading_mode",
+           "pm_closed_equity_rupees", "pm_open_equity_rupees", "pm_orders_pending", "pm_seconds_since_last_signal"]
+
+
+def test_metrics_with_the_token_or_on_the_loopback_port(db_config: DatabaseConfig, tmp_path: Path) -> None:
+    from pm_engine.ops.cluster import free_port
+
+    port = free_port()
+    server = EngineProcess(db_config, SECRET, log=tmp_path / "engine.log", env={"PM_READ_TOKEN": TOKEN},
+                           args=("--metrics-port", str(port))).start()
+    try:
+        assert server.wait_ready(30)
+        url = f"http://127.0.0.1:{server.port}"
+        httpx.post(url + "/webhook", json={**entry(), "secret": SECRET})
+        httpx.post(url + "/webhook", json={**entry(), "secret": "wrong"})
+        assert httpx.get(url + "/metrics").status_code == 401
+        text = httpx.get(url + "/metrics", headers=bearer()).text
+        values = {line.split(" ")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("pm_")}
+        for name in METRICS:
+            assert any(key.split("{")[0] == name for key in values), name
+        assert values['pm_signals_total{outcome="executed"}'] == 1.0
+        assert values['pm_refusals_total{status="401"}'] == 1.0
+        assert values['pm_trading_mode{mode="active"}'] == 1.0 and values["pm_closed_equity_rupees"] == 5e6
+        assert 0 <= values["pm_seconds_since_last_signal"] < 60
+        side = httpx.get(f"http://127.0.0.1:{port}/metrics")  # no token: loopback only
+        assert side.status_code == 200 and "pm_signals_total" in side.text
+    finally:
+        server.stop()

@@ -1,0 +1,176 @@
+// pm-engine dashboard: fetch /dashboard/data every few seconds and update the page in place.
+// Every value is written with textContent (never as HTML), so nothing a signal carries can run here.
+"use strict";
+(function () {
+  const root = document.getElementById("dashboard");
+  const csrf = root.dataset.csrf || "";
+  const refreshMs = Number(root.dataset.refreshMs || 3000);
+  let range = "all";
+  let period = "day";
+  let last = null;
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function fill(tableId, rows, cells) {
+    const body = document.querySelector("#" + tableId + " tbody");
+    const fresh = document.createElement("tbody");
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      for (const cell of cells(row)) tr.appendChild(cell);
+      fresh.appendChild(tr);
+    }
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      const td = el("td", "none", "muted");
+      td.colSpan = document.querySelectorAll("#" + tableId + " thead th").length;
+      tr.appendChild(td);
+      fresh.appendChild(tr);
+    }
+    body.replaceWith(fresh);
+  }
+
+  function list(id, items, text) {
+    const ul = document.getElementById(id);
+    ul.replaceChildren(...(items.length ? items.map((x) => el("li", text(x))) : [el("li", "none", "muted")]));
+  }
+
+  const signed = (v) => el("td", v, Number(v) > 0 ? "pos" : Number(v) < 0 ? "neg" : "");
+  const money = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en-IN", {minimumFractionDigits: 2, maximumFractionDigits: 2}));
+  const time = (v) => (v ? new Date(v).toLocaleString() : "–");
+
+  function drawCurve(points) {
+    const svg = document.getElementById("curve");
+    const ns = "http://www.w3.org/2000/svg";
+    svg.replaceChildren();
+    document.getElementById("curve-points").textContent = points.length + " points";
+    if (points.length < 1) return;
+    const closed = points.map((p) => Number(p.closed_equity));
+    const open = points.map((p) => Number(p.open_equity));
+    const lo = Math.min(...closed, ...open), hi = Math.max(...closed, ...open);
+    const pad = (hi - lo) * 0.05 || 1;
+    const x = (i) => (points.length === 1 ? 300 : (i * 600) / (points.length - 1));
+    const y = (v) => 215 - ((v - (lo - pad)) / (hi - lo + 2 * pad)) * 210;
+    let peak = -Infinity;
+    const peaks = closed.map((v) => (peak = Math.max(peak, v)));
+    const band = closed.map((v, i) => x(i) + "," + y(peaks[i])).concat(
+      closed.map((v, i) => x(i) + "," + y(v)).reverse());
+    const area = document.createElementNS(ns, "polygon");
+    area.setAttribute("points", band.join(" "));
+    area.setAttribute("fill", "#f5b3b3");
+    svg.appendChild(area);
+    for (const [series, colour] of [[open, "#8250df"], [closed, "#1f6feb"]]) {
+      const line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", series.map((v, i) => x(i) + "," + y(v)).join(" "));
+      line.setAttribute("fill", "none");
+      line.setAttribute("stroke", colour);
+      line.setAttribute("stroke-width", "2");
+      line.setAttribute("vector-effect", "non-scaling-stroke");
+      svg.appendChild(line);
+    }
+  }
+
+  function render(data) {
+    last = data;
+    const s = data.status;
+    document.getElementById("closed-equity").textContent = money(s.closed_equity);
+    document.getElementById("open-equity").textContent = money(s.open_equity);
+    document.getElementById("blended-equity").textContent = money(s.blended_equity);
+    const mode = data.mode;
+    for (const id of ["mode", "mode-badge"]) document.getElementById(id).textContent = mode.mode;
+    document.getElementById("mode-badge").className = "badge " + mode.mode;
+    document.getElementById("mode-detail").textContent =
+      "set by " + mode.changed_by + " at " + time(mode.changed_at) + (mode.reason ? " — " + mode.reason : "");
+    list("locks", data.locks, (l) => l.instrument + " until " + time(l.locked_until) + ": " + l.reason + " (" + l.source + ")");
+    fill("positions", s.positions, (p) => {
+      const exit = el("button", "Exit", "exit");
+      exit.dataset.position = p.position_id;
+      const cell = el("td");
+      cell.appendChild(exit);
+      return [el("td", p.instrument), el("td", p.layer), el("td", p.lots), el("td", p.entry_price),
+              el("td", p.current_stop), el("td", p.distance_to_stop_r ?? "–"), signed(p.unrealized_pnl),
+              el("td", p.risk_pct), el("td", p.limiter ?? "–"), cell];
+    });
+    fill("pyramiding", s.pyramiding, (p) => [el("td", p.instrument), el("td", p.base_position_id ?? "–"),
+      el("td", p.pyramids), el("td", p.last_pyramid_price ?? "–")]);
+    fill("signals", data.signals, (x) => [el("td", time(x.processed_at)), el("td", x.instrument),
+      el("td", x.signal_type), el("td", x.position), el("td", x.processing_status, x.processing_status),
+      el("td", x.reason, "reason")]);
+    const st = data.stats;
+    const dl = document.getElementById("stats");
+    const pairs = [["Trades", st.trades], ["Win rate %", st.win_rate], ["Profit factor", st.profit_factor],
+      ["Expectancy", money(st.expectancy)], ["Mean R", st.mean_r], ["Net P&L", money(st.net_pnl)],
+      ["Max drawdown", money(st.max_drawdown) + " (" + st.max_drawdown_pct + "%)"],
+      ["Max open drawdown", money(st.max_open_drawdown)]];
+    dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", k), el("dd", v ?? "–")]));
+    fill("pnl", data.pnl[period] || [], (p) => [el("td", p.period_start), signed(p.realized_pnl), el("td", p.trades),
+      el("td", money(p.closing_equity))]);
+    fill("instances", data.instances, (i) => [el("td", i.instance_id, i.stale ? "stale" : ""),
+      el("td", i.hostname ?? "–"), el("td", i.is_leader ? "yes" : ""),
+      el("td", i.status === "crashed" ? "crashed" : i.heartbeat_age_s + " s ago", i.stale ? "crashed" : "")]);
+    list("refusals", data.refusals, (r) => time(r.received_at) + " " + r.source + " " + r.status + " " + r.reason);
+    list("anomalies", data.anomalies, (a) => time(a.detected_at) + " " + a.kind + ": " + a.instrument + " " + a.signal_type + " " + a.position);
+    fill("trades", data.trades, (t) => [el("td", time(t.exit_time)), el("td", t.position_id), el("td", t.layer),
+      el("td", t.lots), el("td", t.entry_price), el("td", t.exit_price), signed(t.pnl), el("td", t.r_multiple ?? "–"),
+      el("td", t.exit_reason ?? "–")]);
+    drawCurve(data.curve);
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  }
+
+  async function refresh() {
+    try {
+      const answer = await fetch("/dashboard/data?range=" + range, {credentials: "same-origin"});
+      if (answer.status === 401) { window.location.assign("/login"); return; }
+      if (answer.ok) render(await answer.json());
+      else document.getElementById("updated").textContent = "refresh failed (" + answer.status + ")";
+    } catch (err) {
+      document.getElementById("updated").textContent = "offline, retrying";
+    }
+  }
+
+  async function post(url, body) {
+    const answer = await fetch(url, {method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify(body)});
+    const data = await answer.json().catch(() => ({}));
+    if (!answer.ok) window.alert("Refused: " + (data.error || answer.status));
+    return answer.ok ? data : null;
+  }
+
+  document.querySelectorAll("[data-mode]").forEach((button) => button.addEventListener("click", async () => {
+    const mode = button.dataset.mode;
+    const label = {halted: "Pause all trading (exits too)", exits_only: "Allow exits only", active: "Resume trading"}[mode];
+    if (!window.confirm(label + "?")) return;
+    const reason = mode === "active" ? "" : window.prompt("Reason (recorded with your change):", "");
+    if (mode !== "active" && !reason) return;
+    if (await post("/control", {mode, reason})) await refresh();
+  }));
+
+  root.addEventListener("click", async (event) => {
+    const target = event.target;
+    if (!(target instanceof HTMLElement) || !target.dataset.position) return;
+    const id = target.dataset.position;
+    if (!window.confirm("Exit " + id + " now, at the last price?")) return;
+    const reason = window.prompt("Reason (recorded as MANUAL: …):", "");
+    if (!reason) return;
+    const result = await post("/positions/" + encodeURIComponent(id) + "/exit", {reason});
+    if (result) { window.alert(result.outcome + ": " + result.reason); await refresh(); }
+  });
+
+  document.querySelectorAll("[data-range]").forEach((button) => button.addEventListener("click", () => {
+    range = button.dataset.range;
+    document.querySelectorAll("[data-range]").forEach((b) => b.classList.toggle("active", b === button));
+    refresh();
+  }));
+  document.querySelectorAll("[data-period]").forEach((button) => button.addEventListener("click", () => {
+    period = button.dataset.period;
+    document.querySelectorAll("[data-period]").forEach((b) => b.classList.toggle("active", b === button));
+    if (last) render(last);
+  }));
+
+  refresh();
+  window.setInterval(refresh, refreshMs);
+})();
