@@ -55,8 +55,10 @@ class RefusalAudit:
                 self.dropped += 1
                 return False
             self._counts[source] = self._counts.get(source, 0) + 1
-        row = {**row, "source": source, "instance": self.instance_id,
-               "received_at": row.get("received_at") or datetime.now(timezone.utc).isoformat()}
+        # PostgreSQL text cannot hold NUL, and one NUL would fail the whole batch: show it as U+FFFD
+        row = {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
+        row.update(source=source, instance=self.instance_id,
+                   received_at=row.get("received_at") or datetime.now(timezone.utc).isoformat())
         try:
             with self._idle:
                 self._busy += 1

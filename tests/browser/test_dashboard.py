@@ -86,8 +86,8 @@ def test_dashboard_end_to_end(browser: Any, server: EngineProcess, width: int) -
         page.evaluate("window.__sameLoad = true")
         points = int(page.text_content("#curve-points").split()[0])
 
-        entered = httpx.post(url + "/webhook", json=alert("BASE_ENTRY", "BANK_NIFTY", 52000, 2, stop=51650, atr=350,
-                                                            er=0.85), timeout=10).json()
+        body = alert("BASE_ENTRY", "BANK_NIFTY", 52000, 2, stop=51650, atr=350, er=0.85)
+        entered = httpx.post(url + "/webhook", json=body, timeout=10).json()
         assert entered["outcome"] == "executed"
         page.wait_for_selector("#positions tbody td:has-text('BANK_NIFTY')", timeout=10_000)
         page.wait_for_function(f"parseInt(document.getElementById('curve-points').textContent) > {points}",
@@ -97,8 +97,8 @@ def test_dashboard_end_to_end(browser: Any, server: EngineProcess, width: int) -
         page.click("button[data-mode=halted]")
         page.wait_for_function("document.getElementById('mode').textContent === 'halted'", timeout=10_000)
         assert "dashboard:127.0.0.1" in page.text_content("#mode-detail")
-        blocked = httpx.post(url + "/webhook", json=alert("BASE_ENTRY", "GOLD_MINI", 78000, 1, stop=77880, atr=600,
-                                                           er=0.5), timeout=10).json()
+        body = alert("BASE_ENTRY", "GOLD_MINI", 78000, 1, stop=77880, atr=600, er=0.5)
+        blocked = httpx.post(url + "/webhook", json=body, timeout=10).json()
         assert blocked["outcome"] == "blocked"
         page.wait_for_selector("#signals tbody tr:has(td.blocked):has-text('trading paused')", timeout=10_000)
         page.click("button[data-mode=active]")
