@@ -8,19 +8,22 @@ STAMP := $(VENV)/.installed
 COV_FAIL_UNDER ?= 91
 PG_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-pgtap
 BROWSER_PACKAGES := chromium
+HA_PACKAGES := postgresql-15-auto-failover pg-auto-failover-cli
 
-.PHONY: install system-deps test test-fast lint db-deploy run live status bench chaos backtest clean
+.PHONY: install system-deps test test-fast lint db-deploy run live status bench chaos ha backtest clean
 
 install: system-deps $(STAMP)
 
 # System packages from Debian, when missing: PostgreSQL 15 server binaries and pgTAP (needed by everything),
-# Chromium (the browser tests). As root they are installed with apt-get; otherwise a missing PostgreSQL
+# Chromium (the browser tests), pg_auto_failover (the failover test and make ha). As root they are installed with apt-get; otherwise a missing PostgreSQL
 # stops here with the command to run, and a missing browser is said here and fails the browser tests.
 system-deps:
 	@missing=""; \
 	{ [ -f /usr/share/postgresql/15/extension/pgtap.control ] && [ -x /usr/lib/postgresql/15/bin/initdb ]; } || \
 		missing="$$missing $(PG_PACKAGES)"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing $(BROWSER_PACKAGES)"; \
+	{ command -v pg_autoctl >/dev/null && [ -f /usr/share/postgresql/15/extension/pgautofailover.control ]; } || \
+		missing="$$missing $(HA_PACKAGES)"; \
 	if [ -z "$$missing" ]; then \
 		true; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -31,7 +34,7 @@ system-deps:
 	elif echo "$$missing" | grep -q postgresql; then \
 		echo "PostgreSQL 15 with pgTAP is missing: run as root: apt-get install$$missing" >&2; exit 1; \
 	else \
-		echo "warning: Chromium is missing, so the browser tests will fail: run as root: apt-get install$$missing" >&2; \
+		echo "warning:$$missing missing, so the browser or failover tests will fail: run as root: apt-get install$$missing" >&2; \
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -63,6 +66,10 @@ bench: install
 
 chaos: install
 	$(VENV)/bin/pm-engine chaos
+
+# a pg_auto_failover formation on loopback, two engines, the primary killed mid-stream (DATABASE_SETUP.md)
+ha: install
+	$(VENV)/bin/pm-engine chaos --failover
 
 backtest: install
 	$(VENV)/bin/pm-engine backtest examples/signals.csv --plot equity.png

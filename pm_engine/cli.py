@@ -152,8 +152,11 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
     audit = RefusalAudit(engine.db_manager, engine.instance_id)
     jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days"),
                           version=__version__)
+    from pm_engine.store.manager import DatabaseStateManager
+
+    reader = DatabaseStateManager(settings.read_database) if settings.read_database else None
     app = create_app(engine, WebSettings(settings.webhook_secret, settings.allowed_ips, settings.read_token,
-                                         settings.session_hours), audit, leader=lambda: jobs.is_leader)
+                                         settings.session_hours), audit, leader=lambda: jobs.is_leader, reader=reader)
     jobs.start()
     if metrics_port:  # Prometheus on loopback without the token, for a local scraper
         from prometheus_client import start_http_server
@@ -170,6 +173,8 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
         jobs.stop()
         audit.flush(2)
         audit.close()
+        if reader is not None:
+            reader.close()
         engine.flush_orders(5)
         engine.close()
         engine.db_manager.close()
@@ -184,16 +189,20 @@ def cmd_live(args: argparse.Namespace) -> int:
                  args.forwarded_allow_ips or "127.0.0.1", args.metrics_port)
 
 
-def _open_store(args: argparse.Namespace) -> Any:
-    """The database of ``--db-config`` / ``DATABASE_URL``, else of a running ``make run``; None (said why) if down."""
+def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
+    """The database of ``--db-config`` / ``DATABASE_URL``, else of a running ``make run``; None (said why) if down.
+
+    ``may_lag``: a read that may come from the read replica (``DATABASE_READ_URL``) when one is configured.
+    """
     from pm_engine.ops.embedded import embedded_settings
     from pm_engine.store.manager import DatabaseStateManager
 
     settings = embedded_settings() if not (args.db_config or os.environ.get("DATABASE_URL")) else None
     embedded = settings is not None
     settings = settings or load_settings(args.db_config)
+    target = settings.read_database if may_lag and settings.read_database else settings.database
     try:
-        return DatabaseStateManager(settings.database, connect_attempts=1)
+        return DatabaseStateManager(target, connect_attempts=1)
     except DatabaseUnavailableError as exc:
         hint = "is `make run` running?" if embedded else "is the database up? (DATABASE_URL / --db-config)"
         print(f"pm-engine {args.command}: {exc}\n{hint}", file=sys.stderr)
@@ -206,7 +215,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pm_engine.core.engine import LiveTradingEngine
     from pm_engine.core.portfolio import PortfolioStateManager
 
-    db = _open_store(args)
+    db = _open_store(args, may_lag=args.as_of is not None)
     if db is None:
         return 1
     try:
@@ -248,7 +257,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.start and args.end and args.start > args.end:
         print("pm-engine report: error: --from is after --to", file=sys.stderr)
         return 2
-    db = _open_store(args)
+    db = _open_store(args, may_lag=True)
     if db is None:
         return 1
     try:
@@ -432,8 +441,11 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pm_engine.tools.bench import run_bench
+    from pm_engine.tools.bench import run_bench, run_ha_bench
 
+    if args.ha:
+        run_ha_bench(quick=args.quick, json_path=args.json)
+        return 0
     run_bench(quick=args.quick, json_path=args.json, url=os.environ.get("DATABASE_URL"))
     return 0
 
@@ -442,6 +454,17 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from pm_engine.tools.chaos import SHORT, ChaosSettings, run_chaos
+
+    if args.failover or args.asynchronous:
+        from pm_engine.tools.failover import FailoverSettings, run_failover
+
+        if args.signals is not None and args.signals < 10:
+            print("pm-engine chaos: error: --signals must be >= 10 with --failover", file=sys.stderr)
+            return 2
+        chosen_failover = {k: v for k, v in (("signals", args.signals), ("seed", args.seed)) if v is not None}
+        if args.short:
+            chosen_failover.setdefault("signals", 80)
+        return run_failover(replace(FailoverSettings(synchronous=not args.asynchronous), **chosen_failover))
 
     settings = SHORT if args.short else ChaosSettings()
     chosen = {k: v for k, v in (("signals", args.signals), ("instances", args.instances), ("kills", args.kills),
@@ -572,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency and throughput of the persistence path, as ratios to SELECT 1")
     p.add_argument("--quick", action="store_true", help="every part at a smaller size (under 2 minutes)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--ha", action="store_true",
+                   help="instead: a signal on a single node against one on a primary with a synchronous standby "
+                        "(a pg_auto_failover formation on loopback), as ratios")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("chaos", help="kill engines and the database under a signal stream, fuzz the webhook, "
@@ -583,6 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db-restarts", type=int, help="immediate PostgreSQL restarts (default 2)")
     p.add_argument("--fuzz", type=int, help="hostile webhooks (default 10000; 0 skips)")
     p.add_argument("--seed", type=int, help="random seed of the stream and the chaos (default 23)")
+    p.add_argument("--failover", action="store_true",
+                   help="instead: a pg_auto_failover formation on loopback, two engines on it, and the primary "
+                        "killed mid-stream (make ha; --signals default 300)")
+    p.add_argument("--async", dest="asynchronous", action="store_true",
+                   help="with --failover: asynchronous replication, to see what it loses")
     p.set_defaults(func=cmd_chaos)
 
     p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")

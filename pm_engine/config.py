@@ -27,6 +27,8 @@ class Settings:
     read_token: Optional[str] = field(default=None, repr=False)  # reads and operator actions (DOMAIN.md §13)
     session_hours: float = 12.0  # how long a dashboard login lasts
     request_log_retention_days: int = 30  # refused requests older than this are deleted by the leader
+    # reads that may lag (dashboard, report, status --as-of, /status?replica=1): a standby, never decisions
+    read_database: Optional[DatabaseConfig] = None
 
 
 # TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
@@ -68,7 +70,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
     if config_file:
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
     unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
-                                         "session_hours", "request_log_retention_days"}
+                                         "session_hours", "request_log_retention_days", "read_url"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
@@ -93,4 +95,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         session_hours=float(env.get("PM_SESSION_HOURS") or section.get("session_hours", 12.0)),
         request_log_retention_days=int(env.get("PM_REQUEST_LOG_RETENTION_DAYS")
                                        or section.get("request_log_retention_days", 30)),
+        read_database=(DatabaseConfig.from_url(env.get("DATABASE_READ_URL") or section["read_url"], minconn=1,
+                                               maxconn=4)
+                       if env.get("DATABASE_READ_URL") or section.get("read_url") else None),
     )

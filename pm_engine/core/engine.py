@@ -410,26 +410,30 @@ class LiveTradingEngine:
 
     def status(self) -> dict[str, Any]:
         """Equity, metrics and open positions of the in-memory copy (GET /status renders it once proven current)."""
-        p = self.portfolio
-        metrics = p.metrics()
-        return {
-            "closed_equity": money(p.closed_equity), "open_equity": money(p.open_equity()),
-            "blended_equity": money(p.blended_equity()), "unrealized_pnl": money(p.unrealized()),
-            "equity_high": money(p.equity_high), "total_risk_percent": str(metrics.risk_percent),
-            "total_vol_percent": str(metrics.vol_percent), "margin_used": money(metrics.margin_used),
-            "positions": [
-                {"position_id": x.position_id, "instrument": x.instrument, "layer": x.layer, "status": x.status,
-                 "lots": x.lots, "entry_price": money(x.entry_price), "initial_stop": money(x.initial_stop),
-                 "current_stop": money(x.current_stop), "highest_close": money(x.highest_close),
-                 "unrealized_pnl": money(x.unrealized_pnl), "is_base_position": x.is_base_position,
-                 "limiter": x.limiter, "mark": money(view["mark"]), "risk_pct": str(view["risk_pct"]),
-                 "distance_to_stop_r": None if view["distance_to_stop_r"] is None else str(view["distance_to_stop_r"])}
-                for x in p.open_layers_all() for view in [p.layer_view(x)]
-            ],
-            "pyramiding": [
-                {"instrument": name, "base_position_id": state.base_position_id,
-                 "last_pyramid_price": None if state.last_pyramid_price is None else money(state.last_pyramid_price),
-                 "pyramids": sum(1 for x in p.open_layers(name) if not x.is_base_position)}
-                for name, state in sorted(p.pyramiding.items())
-            ],
-        }
+        return render_status(self.portfolio)
+
+
+def render_status(p: PortfolioStateManager) -> dict[str, Any]:
+    """The body of GET /status for a portfolio: equity, metrics, open positions, pyramiding state."""
+    metrics = p.metrics()
+    return {
+        "closed_equity": money(p.closed_equity), "open_equity": money(p.open_equity()),
+        "blended_equity": money(p.blended_equity()), "unrealized_pnl": money(p.unrealized()),
+        "equity_high": money(p.equity_high), "total_risk_percent": str(metrics.risk_percent),
+        "total_vol_percent": str(metrics.vol_percent), "margin_used": money(metrics.margin_used),
+        "positions": [
+            {"position_id": x.position_id, "instrument": x.instrument, "layer": x.layer, "status": x.status,
+             "lots": x.lots, "entry_price": money(x.entry_price), "initial_stop": money(x.initial_stop),
+             "current_stop": money(x.current_stop), "highest_close": money(x.highest_close),
+             "unrealized_pnl": money(x.unrealized_pnl), "is_base_position": x.is_base_position,
+             "limiter": x.limiter, "mark": money(view["mark"]), "risk_pct": str(view["risk_pct"]),
+             "distance_to_stop_r": None if view["distance_to_stop_r"] is None else str(view["distance_to_stop_r"])}
+            for x in p.open_layers_all() for view in [p.layer_view(x)]
+        ],
+        "pyramiding": [
+            {"instrument": name, "base_position_id": state.base_position_id,
+             "last_pyramid_price": None if state.last_pyramid_price is None else money(state.last_pyramid_price),
+             "pyramids": sum(1 for x in p.open_layers(name) if not x.is_base_position)}
+            for name, state in sorted(p.pyramiding.items())
+        ],
+    }

@@ -51,6 +51,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM004": InvalidArgumentError,
     "PM005": PositionClosedError,
     "PM006": HistoryUnavailableError,
+    "25006": DatabaseUnavailableError,  # read_only_sql_transaction: a standby answered (a failover under way)
     "PM007": HistoryAppendOnlyError,
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
+READ_ONLY = "25006"  # read_only_sql_transaction: this connection's node is no longer the primary
 POSITION_FIELDS = [f.name for f in fields(Position)]
 TIME_FIELDS = ("entry_timestamp", "exit_timestamp", "rollover_timestamp")
 DECIMAL_FIELDS = tuple(f.name for f in fields(Position) if "Decimal" in str(f.type))
@@ -157,6 +158,11 @@ class DatabaseStateManager:
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             broken = True
             raise
+        except psycopg2.Error as exc:
+            # a node that was primary when this connection was made and is a standby now (a failover):
+            # drop the connection, so the next one is made to whichever node is primary
+            broken = exc.pgcode == READ_ONLY
+            raise
         finally:
             if not broken and conn.closed == 0 and conn.status != psycopg2.extensions.STATUS_READY:
                 conn.rollback()
@@ -205,6 +211,8 @@ class DatabaseStateManager:
                     self._sleep(pause)
                 continue
             except psycopg2.Error as exc:
+                if exc.pgcode == READ_ONLY and time.monotonic() - started < RETRY_BUDGET_S:
+                    continue  # the connection was to a demoted node (dropped): retry on a new one
                 if exc.pgcode not in RETRYABLE or attempt >= TRANSACTION_ATTEMPTS - 1:
                     raise error_for(exc.pgcode, (exc.diag.message_primary or str(exc)).strip()) from exc
             self._sleep(0.05 * 2 ** attempt)
@@ -431,6 +439,8 @@ class DatabaseStateManager:
                             cur.execute(QUERIES["rollback"])
                         except psycopg2.Error:  # pragma: no cover - the connection is gone; discarded below
                             pass
+                    if exc.pgcode == READ_ONLY and not conn.closed:
+                        conn.close()  # a demoted node: the pool drops this connection
                     if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
                         raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}") from exc
                     raise error_for(exc.pgcode, (exc.diag.message_primary or str(exc)).strip()) from exc
@@ -578,6 +588,10 @@ class DatabaseStateManager:
     def metrics_snapshot(self) -> dict[str, Any]:
         """Mode, anomaly counts, pending orders, last signal time, open positions: one round trip."""
         return dict(self._scalar("metrics_snapshot"))
+
+    def replica_lag(self) -> dict[str, Any]:
+        """{"lag_s": seconds behind the primary (0 on a primary), "standby": bool} for the node this store reads."""
+        return self._execute("replica_lag")[0]
 
     def pool_in_use(self) -> int:
         """Connections handed out by the pool right now."""

@@ -330,3 +330,17 @@ SELECT * FROM pm.list_instances();
 -- metrics_snapshot --
 -- Portfolio-wide figures for the metrics endpoint: mode, anomalies, pending orders, last signal.
 SELECT pm.metrics_snapshot();
+
+-- replica_lag --
+-- Seconds this node's replay is behind its primary (0 on a primary; NULL on a standby that has replayed nothing).
+SELECT CASE WHEN pg_is_in_recovery()
+            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric(12,3) ELSE 0 END AS lag_s,
+       pg_is_in_recovery() AS standby;
+
+-- job_lock_holders --
+-- Sessions holding a session-level advisory lock here (the background-job leader's; after a failover, on the new primary).
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted;
+
+-- pending_order_count --
+-- Orders committed and not yet sent.
+SELECT count(*) FROM pm.broker_orders WHERE status = 'pending';

@@ -17,7 +17,7 @@ import secrets
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -122,8 +122,7 @@ class Databases:
         finally:
             conn.close()
         self.created.append(name)
-        config = DatabaseConfig(host=self.admin.host, port=self.admin.port, database=name, user=self.admin.user,
-                                password=self.admin.password, maxconn=20)
+        config = replace(self.admin, database=name, minconn=4, maxconn=20)  # every host and option of the URL
         deploy(config)
         return config
 
@@ -469,6 +468,49 @@ def run_bench(quick: bool = False, json_path: Optional[str] = None, url: Optiona
                               "round_trips": trips_ok, "webhook_p99": web_ok, "throughput": throughput_ok}
     finally:
         dbs.close()
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nresults written to {json_path}")
+    return results
+
+
+def run_ha_bench(quick: bool = False, json_path: Optional[str] = None) -> dict[str, Any]:
+    """What a synchronous standby costs a signal: the same parts on a single node and on the primary of a
+    pg_auto_failover formation (monitor + primary + synchronous standby on loopback), in one run."""
+    from pm_engine.tools.formation import Formation
+
+    sizes = QUICK if quick else Sizes()
+    results: dict[str, Any] = {"quick": quick, "machine": machine()}
+    single = Databases(None)
+    formation: Optional[Formation] = None
+    ha: Optional[Databases] = None
+    try:
+        print("starting a pg_auto_failover formation (monitor, primary, synchronous standby) ...", flush=True)
+        formation = Formation(synchronous=True).start()
+        ha = Databases(replace(formation.config(), database="postgres").url(hide_password=False))
+        measured: dict[str, dict[str, Stats]] = {}
+        for label, dbs in (("single", single), ("ha", ha)):
+            floor, commit = part_floor(dbs.new("floor"), sizes)
+            engine_stats, _ = part_engine(dbs.new("engine"), sizes)
+            hook = part_webhook(dbs.new("webhook"), sizes)
+            measured[label] = {"select1": floor, "commit_floor": commit, "engine_signal": engine_stats,
+                               "webhook": hook}
+        print(f"\n{'operation':<16} {'single node p50':>16} {'p99':>10} {'sync standby p50':>18} {'p99':>10} "
+              f"{'ratio p50':>10} {'ratio p99':>10}")
+        for name in ("select1", "commit_floor", "engine_signal", "webhook"):
+            one, two = measured["single"][name], measured["ha"][name]
+            results[name] = {"single_p50_us": round(one.p50, 1), "single_p99_us": round(one.p99, 1),
+                             "ha_p50_us": round(two.p50, 1), "ha_p99_us": round(two.p99, 1),
+                             "ratio_p50": round(two.p50 / one.p50, 2), "ratio_p99": round(two.p99 / one.p99, 2)}
+            r = results[name]
+            print(f"{name:<16} {one.p50:>13.1f} µs {one.p99:>7.1f} µs {two.p50:>15.1f} µs {two.p99:>7.1f} µs "
+                  f"{r['ratio_p50']:>9.2f}× {r['ratio_p99']:>9.2f}×", flush=True)
+    finally:
+        single.close()
+        if ha is not None:
+            ha.close()
+        if formation is not None:
+            formation.destroy()
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nresults written to {json_path}")

@@ -33,7 +33,7 @@ from pm_engine.core.statistics import as_json
 from pm_engine.store.audit import RefusalAudit, excerpt
 from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_address, same
-from pm_engine.web.dashboard import add_dashboard
+from pm_engine.web.dashboard import add_dashboard, replica_status
 from pm_engine.web.metrics import Metrics
 
 log = logging.getLogger("pm_engine.webhook")
@@ -80,9 +80,10 @@ class WebSettings:
 
 
 def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None,
-               leader: Callable[[], bool] = lambda: False) -> FastAPI:
+               leader: Callable[[], bool] = lambda: False, reader: Optional[DatabaseStateManager] = None) -> FastAPI:
     """The app around one engine: the webhook, the protected read routes, the operator's controls, the
-    dashboard and the metrics (``app.state.metrics``; ``leader`` tells whether this instance leads)."""
+    dashboard and the metrics (``app.state.metrics``; ``leader`` tells whether this instance leads). ``reader``
+    (DATABASE_READ_URL, a standby) serves the reads that may lag: the dashboard, history, /status?replica=1."""
     secret = web.secret
     access = Access(web.read_token, web.session_hours * 3600)
     failures = FailureWindows()
@@ -195,9 +196,13 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         metrics.signals.labels(result.outcome.value).inc()
         return JSONResponse(result.as_dict())
 
-    @app.get("/status", summary="Equity, metrics and open positions, as committed in the database")
-    def status() -> JSONResponse:
+    @app.get("/status", summary="Equity, metrics and open positions, as committed in the database "
+                                "(?replica=1: from the read replica, with its lag)")
+    def status(replica: bool = False) -> JSONResponse:
         try:
+            if replica and reader is not None:
+                body = replica_status(engine, reader)
+                return JSONResponse(as_json(body))
             body = engine.current_status()
         except DatabaseUnavailableError:
             return error(503, "database unavailable; the book cannot be shown as committed")
@@ -215,7 +220,8 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
 
     def history(read: Callable[[Any, Optional[datetime], Optional[datetime]], Any], request: Request) -> JSONResponse:
         """A history read over ``?from=&to=`` (ISO 8601, no zone = IST): 422 naming a bad bound, 503 when down."""
-        if store is None:
+        reads = reader or store
+        if reads is None:
             return error(404, "history needs a database (this engine runs in memory)")
         bounds: dict[str, Optional[datetime]] = {}
         for name in ("from", "to"):
@@ -227,7 +233,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         if bounds["from"] and bounds["to"] and bounds["from"] > bounds["to"]:
             return error(422, "from: is after to", "from")
         try:
-            return JSONResponse(as_json(read(store, bounds["from"], bounds["to"])))
+            return JSONResponse(as_json(read(reads, bounds["from"], bounds["to"])))
         except DatabaseUnavailableError:
             return error(503, "database unavailable")
 
@@ -378,7 +384,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    add_dashboard(app, engine, store, access)
+    add_dashboard(app, engine, reader or store, access, replica=reader is not None)
     return app
 
 

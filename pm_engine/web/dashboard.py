@@ -21,7 +21,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import LiveTradingEngine, render_status
+from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.errors import DatabaseUnavailableError
 from pm_engine.core.statistics import as_json
 from pm_engine.store.manager import DatabaseStateManager
@@ -37,9 +38,20 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src
                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
+def replica_status(engine: LiveTradingEngine, reader: DatabaseStateManager) -> dict[str, Any]:
+    """GET /status's body as the read replica has it, with how far it lags (it may be behind the primary)."""
+    book = PortfolioStateManager(engine.config, engine.instruments)
+    book.load(reader.load_state())
+    return {**render_status(book), "replica": reader.replica_lag()}
+
+
 def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
-                  access: Access) -> None:
-    """Register ``/``, ``/login`` (the page), ``/dashboard/data``, ``/docs``, ``/redoc`` and ``/static``."""
+                  access: Access, replica: bool = False) -> None:
+    """Register ``/``, ``/login`` (the page), ``/dashboard/data``, ``/docs``, ``/redoc`` and ``/static``.
+
+    ``store`` is where the dashboard reads; with ``replica`` it is a standby (DATABASE_READ_URL), so the
+    book comes from it too and its replay lag is shown; decisions never read from it.
+    """
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
@@ -73,7 +85,7 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
             return JSONResponse({"error": "database unavailable"}, 503)
 
     def collect(chosen: str) -> dict[str, Any]:
-        status = engine.current_status()
+        status = replica_status(engine, store) if replica and store is not None else engine.current_status()
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
                     "locks": [], "signals": [], "refusals": [], "anomalies": [], "instances": [], "curve": [],
