@@ -24,3 +24,17 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- pm.require_retention
+-- Raises PM004 when a retention is NULL or negative (the cleanup functions' one argument check).
+CREATE OR REPLACE FUNCTION pm.require_retention(retention interval)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pm.require(retention, 'retention');
+    IF retention < interval '0' THEN
+        PERFORM pm.raise_error('PM004', format('retention must not be negative, got %s', retention));
+    END IF;
+END;
+$$;

@@ -58,10 +58,7 @@ AS $$
 DECLARE
     deleted integer;
 BEGIN
-    PERFORM pm.require(retention, 'retention');
-    IF retention < interval '0' THEN
-        PERFORM pm.raise_error('PM004', format('retention must not be negative, got %s', retention));
-    END IF;
+    PERFORM pm.require_retention(retention);
     DELETE FROM pm.signal_log WHERE processed_at < now() - retention;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     RETURN deleted;

@@ -53,10 +53,7 @@ AS $$
 DECLARE
     deleted integer;
 BEGIN
-    PERFORM pm.require(retention, 'retention');
-    IF retention < interval '0' THEN
-        PERFORM pm.raise_error('PM004', format('retention must not be negative, got %s', retention));
-    END IF;
+    PERFORM pm.require_retention(retention);
     DELETE FROM pm.request_log WHERE received_at < now() - retention;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     RETURN deleted;

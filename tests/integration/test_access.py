@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
-import psycopg2
 import pytest
 
 from pm_engine.config import DatabaseConfig
 from pm_engine.tools.children import EngineProcess
 from pm_engine.web.access import SESSION_COOKIE, Access
-from tests.helpers import payload
+from tests.helpers import payload, rows
 
 SECRET = "access-webhook-secret-0123456789"
 TOKEN = "access-read-token-abcdefghijklmnop"
@@ -62,16 +61,6 @@ def servers(db_config: DatabaseConfig, tmp_path: Path) -> Iterator[list[Server]]
 
 def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def rows(config: DatabaseConfig, query: str) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(**config.dsn_kwargs())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def test_every_read_route_needs_the_token_or_a_live_session(db_config: DatabaseConfig, tmp_path: Path) -> None:

@@ -10,14 +10,13 @@ from decimal import Decimal as D
 from typing import Any, Iterator
 
 import httpx
-import psycopg2
 import pytest
 
 from pm_engine.config import DatabaseConfig
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.tools import children
-from tests.helpers import payload
+from tests.helpers import payload, rows
 
 SECRET = "integration-secret"
 
@@ -54,16 +53,6 @@ def sequence() -> list[dict[str, Any]]:
         payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, stamp(4), stop=52300, atr=360),
         payload("EXIT", "BANK_NIFTY", "ALL", 53500, stamp(3), reason="SIGNAL"),
     ]
-
-
-def rows(config: DatabaseConfig, query: str) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(**config.dsn_kwargs())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def test_full_sequence_over_http(db_config: DatabaseConfig, engines: list[EngineProcess]) -> None:
