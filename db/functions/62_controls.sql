@@ -2,6 +2,9 @@
 -- locks, all evaluated by pm.apply_signal under the portfolio row lock, so every instance obeys a
 -- change at the same commit. Each breaker is one function answering "lock until T, because R"
 -- (jsonb {"until", "reason", "instrument"}; instrument NULL: everything), or NULL.
+-- The breakers and pm.control_blocks run with their caller's rights (pm.apply_signal's, the owner's)
+-- and no SET clause, which would cost a configuration save and restore on every signal; they name
+-- every object with its schema, and the engine's role cannot read the tables they read.
 
 -- pm.get_trading_mode
 -- The current mode row: {mode, reason, changed_by, changed_at, version}.
@@ -182,8 +185,6 @@ $$;
 CREATE OR REPLACE FUNCTION pm.breaker_daily_loss(sig jsonb, settings pm.breaker_settings)
 RETURNS jsonb
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_day date := pm.ist_day((sig ->> 'signal_timestamp')::timestamptz);
@@ -218,8 +219,6 @@ CREATE OR REPLACE FUNCTION pm.breaker_max_entries(sig jsonb, settings pm.breaker
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     entries integer;
@@ -248,8 +247,6 @@ CREATE OR REPLACE FUNCTION pm.breaker_cooling_off(sig jsonb, settings pm.breaker
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     at      timestamptz := (sig ->> 'signal_timestamp')::timestamptz;
@@ -297,8 +294,6 @@ $$;
 CREATE OR REPLACE FUNCTION pm.control_blocks(sig jsonb)
 RETURNS text
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     control  pm.trading_control;
@@ -315,7 +310,7 @@ BEGIN
         RETURN 'trading paused (exits only): ' || coalesce(control.reason, 'no reason given');
     END IF;
     SELECT * INTO settings FROM pm.breaker_settings WHERE id = 1;
-    IF control.mode = 'active' THEN
+    IF control.mode = 'active' AND settings.daily_loss_pct IS NOT NULL THEN
         tripped := pm.breaker_daily_loss(sig, settings);
         IF tripped IS NOT NULL THEN
             PERFORM pm.set_trading_mode('exits_only', tripped ->> 'reason', 'breaker:daily_loss');
@@ -333,6 +328,9 @@ BEGIN
      ORDER BY locked_until DESC LIMIT 1;
     IF FOUND THEN
         RETURN pm.lock_reason(active.instrument, active.locked_until, active.reason);
+    END IF;
+    IF settings.max_entries_per_day IS NULL AND settings.cooling_off_losses IS NULL THEN
+        RETURN NULL;  -- no entry breaker is on
     END IF;
     FOREACH breaker IN ARRAY ARRAY['max_entries', 'cooling_off'] LOOP
         tripped := CASE breaker WHEN 'max_entries' THEN pm.breaker_max_entries(sig, settings)

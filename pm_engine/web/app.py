@@ -17,13 +17,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pm_engine import __version__
 from pm_engine.core.engine import LiveTradingEngine
@@ -96,22 +97,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     masked = (secret, web.read_token)
     metrics = app.state.metrics = Metrics(engine, store, leader)
 
-    @app.middleware("http")
-    async def require_read_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Every route but the public ones needs the token, a session, or (no token set) a loopback client."""
-        if (request.method, request.url.path) in PUBLIC or request.url.path.startswith("/static/"):
-            return await call_next(request)
-        principal = access.principal(request)
-        if principal is None:
-            if request.url.path == "/login":  # the page and the form post; POST /login checks the token itself
-                return await call_next(request)
-            if request.method == "GET" and request.url.path == "/":
-                return RedirectResponse("/login", status_code=303)
-            detail = ("read token required (Authorization: Bearer, or log in)" if web.read_token
-                      else "no read token is configured: this route answers clients on this machine only")
-            return JSONResponse({"error": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        request.state.principal = principal
-        return await call_next(request)
+    app.add_middleware(ReadAccess, access=access, token_set=web.read_token is not None)
 
     def refuse(request: Request, raw: bytes, status: int, message: str, field: Optional[str] = None,
                headers: Optional[dict[str, str]] = None) -> JSONResponse:
@@ -386,6 +372,36 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
 
     add_dashboard(app, engine, reader or store, access, replica=reader is not None)
     return app
+
+
+class ReadAccess:
+    """Every route but the public ones needs the token, a session, or (no token set) a loopback client.
+
+    A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs every request a task
+    and a stream): a public request passes with one lookup, so the webhook pays nothing for it.
+    """
+
+    def __init__(self, app: ASGIApp, access: Access, token_set: bool) -> None:
+        self.app, self.access, self.token_set = app, access, token_set
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or (scope["method"], path) in PUBLIC or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        principal = self.access.principal(Request(scope))
+        if principal is None and path != "/login":  # the page and its form post (which checks the token itself)
+            answer: Response
+            if scope["method"] == "GET" and path == "/":
+                answer = RedirectResponse("/login", status_code=303)
+            else:
+                detail = ("read token required (Authorization: Bearer, or log in)" if self.token_set
+                          else "no read token is configured: this route answers clients on this machine only")
+                answer = JSONResponse({"error": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            await answer(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
 
 
 class _Refused(Exception):
