@@ -461,7 +461,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         if args.signals is not None and args.signals < 10:
             print("pm-engine chaos: error: --signals must be >= 10 with --failover", file=sys.stderr)
             return 2
-        chosen_failover = {k: v for k, v in (("signals", args.signals), ("seed", args.seed)) if v is not None}
+        chosen_failover = {k: v for k, v in (("signals", args.signals), ("seed", args.seed),
+                                             ("stall_s", args.stall_replication)) if v is not None}
         if args.short:
             chosen_failover.setdefault("signals", 80)
         return run_failover(replace(FailoverSettings(synchronous=not args.asynchronous), **chosen_failover))
@@ -614,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "killed mid-stream (make ha; --signals default 300)")
     p.add_argument("--async", dest="asynchronous", action="store_true",
                    help="with --failover: asynchronous replication, to see what it loses")
+    p.add_argument("--stall-replication", type=float, metavar="SECONDS",
+                   help="with --failover: stop the primary's WAL sender this long before the primary dies")
     p.set_defaults(func=cmd_chaos)
 
     p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")

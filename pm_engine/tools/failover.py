@@ -42,6 +42,9 @@ class FailoverSettings:
     synchronous: bool = True
     seed: int = 31
     give_up_s: float = 90.0  # a signal still refused after this long is counted lost
+    # seconds the primary's WAL sender is stopped (SIGSTOP) just before the primary dies: a broken link. The
+    # kill then comes by the clock, not by the stream (a synchronous commit waits for the standby meanwhile)
+    stall_s: float = 0.0
 
 
 @dataclass
@@ -121,12 +124,18 @@ def drive(stream: list[dict[str, Any]], engines: list[EngineProcess], secret: st
     rng = random.Random(settings.seed)
     answers: dict[str, list[str]] = {}
     answered: dict[str, float] = {}  # when each signal was first acknowledged
+    timers: list[threading.Timer] = []
     kill_index = int(len(stream) * settings.kill_at)
     for i, payload in enumerate(stream):
         fp = parse_signal(payload, DEFAULT_INSTRUMENTS).fingerprint
         body = json.dumps(payload).encode()
-        if i == kill_index:  # a moment into this request: the machine dies mid-flight
-            threading.Timer(rng.uniform(0, 0.003), _kill, (formation, clock)).start()
+        if i == kill_index and settings.stall_s > 0:  # replication stops, then the primary dies
+            stalled = formation.stall_replication()
+            timers.append(threading.Timer(settings.stall_s, _kill, (formation, clock, stalled)))
+            timers[-1].start()
+        elif i == kill_index:  # a moment into this request: the machine dies mid-flight
+            timers.append(threading.Timer(rng.uniform(0, 0.003), _kill, (formation, clock)))
+            timers[-1].start()
         target = rng.randrange(len(engines))
         targets = [target, 1 - target] if fp in answers and rng.random() < 0.5 else [target]
         got: list[tuple[str, float]] = []
@@ -139,6 +148,8 @@ def drive(stream: list[dict[str, Any]], engines: list[EngineProcess], secret: st
         answers.setdefault(fp, []).extend(outcome for outcome, _ in got)
         answered[fp] = min([answered.get(fp, float("inf"))] + [at for outcome, at in got
                                                                if outcome in ("executed", "blocked", "duplicate")])
+    for timer in timers:  # the stream may end before a delayed kill: the kill still happens, then the checks
+        timer.join()
     killed = clock.killed_at or float("inf")
     return answers, {fp for fp, at in answered.items() if at < killed}
 
@@ -156,9 +167,11 @@ def wait_for_leader(config: Any, clock: Clock, timeout: float = 40.0) -> Optiona
     return None
 
 
-def _kill(formation: Formation, clock: Clock) -> None:
+def _kill(formation: Formation, clock: Clock, stalled: Optional[int] = None) -> None:
     formation.kill_primary()
     clock.killed_at = time.monotonic()
+    if stalled is not None:
+        formation.resume(stalled)
 
 
 def send(engines: list[EngineProcess], target: int, body: bytes, secret: str, settings: FailoverSettings,

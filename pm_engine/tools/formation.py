@@ -46,6 +46,20 @@ KEEPER_SETTINGS = {
 }
 
 
+def _children(parent: int) -> list[int]:
+    """The pids whose parent is ``parent`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = (Path("/proc") / entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
 def pg_autoctl() -> Optional[str]:
     return shutil.which("pg_autoctl")
 
@@ -90,7 +104,8 @@ class Formation:
         return ["runuser", "-u", self.owner, "--", *command] if self.owner else command
 
     def _run(self, *args: str, timeout: float = 60) -> str:
-        done = subprocess.run(self._command(*args), capture_output=True, text=True, timeout=timeout, cwd=self.base)
+        done = subprocess.run(self._command(*args), capture_output=True, text=True, errors="replace", timeout=timeout,
+                              cwd=self.base)  # its log lines are not always valid UTF-8
         if done.returncode != 0:
             raise ClusterError(f"pg_autoctl {' '.join(args[:2])} failed: {done.stderr.strip()[-500:]}")
         return done.stdout
@@ -187,21 +202,42 @@ class Formation:
                               options=(("target_session_attrs", "prefer-standby"),))
 
     def kill_primary(self) -> Node:
-        """SIGKILL the primary's keeper (its whole process group) and its postmaster, as a machine dying."""
+        """SIGKILL the primary's keeper (its whole process group), its postmaster and every postgres process,
+        as a machine dying."""
         node = self.primary()
         if node is None:
             raise ClusterError("no primary to kill")
         pid_file = node.pgdata / "postmaster.pid"
         postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
         assert node.proc is not None
+        # PostgreSQL's children leave the postmaster's process group (setsid), so they are killed by pid:
+        # all at once, as when the machine dies (a backend or WAL sender left alive would go on working)
+        doomed = [postmaster, *_children(postmaster)] if postmaster else []
         os.killpg(node.proc.pid, signal.SIGKILL)
-        if postmaster:
+        for pid in doomed:
             try:
-                os.kill(postmaster, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         node.proc.wait(10)
         return node
+
+    def stall_replication(self) -> int:
+        """SIGSTOP the primary's WAL sender, as a broken link would: its WAL stays on the primary (a stopped
+        receiver would not do: what the sender already wrote waits in the standby's socket buffer).
+        Returns the pid for ``resume``."""
+        primary = self.primary()
+        if primary is None:
+            raise ClusterError("no primary to stall")
+        pid = int(self._sql(primary.port, DATABASE, "SELECT pid FROM pg_stat_replication")[0][0])
+        os.kill(pid, signal.SIGSTOP)
+        return pid
+
+    def resume(self, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
     def destroy(self) -> None:
         for node in [*self.nodes, *([self.monitor] if self.monitor else [])]:
