@@ -87,8 +87,12 @@ def test_every_read_route_needs_the_token_or_a_live_session(db_config: DatabaseC
         # a session may steer only with its CSRF token; the token's bearer needs none
         body = {"mode": "exits_only", "reason": "test"}
         assert httpx.post(server.url + "/control", json=body, cookies=session).status_code == 403
-        csrf = httpx.post(server.url + "/login", json={"token": TOKEN}).json()["csrf_token"]
-        assert csrf == Access(TOKEN).csrf_token(login.cookies[SESSION_COOKIE])
+        scripted = httpx.post(server.url + "/login", json={"token": TOKEN})  # a session of its own, and its CSRF token
+        csrf, session = scripted.json()["csrf_token"], {SESSION_COOKIE: scripted.cookies[SESSION_COOKIE]}
+        assert csrf == Access(TOKEN).csrf_token(scripted.cookies[SESSION_COOKIE])
+        other = Access(TOKEN).csrf_token(login.cookies[SESSION_COOKIE])  # bound to its session: not another's
+        assert httpx.post(server.url + "/control", json=body, cookies=session,
+                          headers={"X-CSRF-Token": other if other != csrf else "x"}).status_code == 403
         changed = httpx.post(server.url + "/control", json=body, cookies=session, headers={"X-CSRF-Token": csrf})
         assert changed.status_code == 200 and changed.json()["changed_by"].startswith("dashboard:")
         assert httpx.post(server.url + "/control", json={"mode": "active"}, headers=bearer()).json()["mode"] == "active"
