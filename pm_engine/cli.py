@@ -212,39 +212,37 @@ def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.engine import render_status
     from pm_engine.core.portfolio import PortfolioStateManager
 
-    db = _open_store(args, may_lag=args.as_of is not None)
-    if db is None:
-        return 1
-    try:
-        engine = LiveTradingEngine(db_manager=db)
-        if args.as_of is not None:  # the book as it stood then, rendered by the same code as GET /status
-            as_of = PortfolioStateManager(engine.config, engine.instruments)
-            as_of.load(db.state_as_of(args.as_of))
-            engine.portfolio = as_of
-        body = engine.status()
-        if args.as_of is not None:  # the keys of GET /status; signal counts and instances are not history
-            body.update(outcomes=None, instance_id=None, as_of=args.as_of.isoformat(), version=engine.portfolio.version)
-        else:
+    def read(db: Any) -> dict[str, Any]:
+        if args.as_of is None:
+            body = render_status(PortfolioStateManager(db_manager=db))  # loads the committed book
             body["signals"] = db.signal_outcomes()
-    finally:
-        db.close()
-    if args.json:
-        print(json.dumps(body, indent=2))
+            return body
+        then = PortfolioStateManager()  # the book as it stood then, rendered by the same code as GET /status
+        then.load(db.state_as_of(args.as_of))
+        # the keys of GET /status; signal counts and instances are not history
+        return {**render_status(then), "outcomes": None, "instance_id": None, "as_of": args.as_of.isoformat(),
+                "version": then.version}
+
+    def show(db: Any) -> int:
+        body = read(db)
+        if args.json:
+            print(json.dumps(body, indent=2))
+            return 0
+        when = f" as of {body['as_of']} (portfolio version {body['version']})" if args.as_of is not None else ""
+        print(f"closed equity {body['closed_equity']}  open equity {body['open_equity']}  "
+              f"risk {body['total_risk_percent']}%  margin used {body['margin_used']}{when}")
+        if "signals" in body:
+            print(f"signals: {', '.join(f'{k} {v}' for k, v in body['signals'].items()) or 'none'}")
+        if not body["positions"]:
+            print("no open positions")
+        for p in body["positions"]:
+            print(f"  {p['position_id']:<22} {p['lots']:>4} lots  entry {p['entry_price']:>12}  "
+                  f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}")
         return 0
-    when = f" as of {body['as_of']} (portfolio version {body['version']})" if args.as_of is not None else ""
-    print(f"closed equity {body['closed_equity']}  open equity {body['open_equity']}  "
-          f"risk {body['total_risk_percent']}%  margin used {body['margin_used']}{when}")
-    if "signals" in body:
-        print(f"signals: {', '.join(f'{k} {v}' for k, v in body['signals'].items()) or 'none'}")
-    if not body["positions"]:
-        print("no open positions")
-    for p in body["positions"]:
-        print(f"  {p['position_id']:<22} {p['lots']:>4} lots  entry {p['entry_price']:>12}  "
-              f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}")
-    return 0
+    return _with_store(args, show, may_lag=args.as_of is not None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -257,33 +255,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.start and args.end and args.start > args.end:
         print("pm-engine report: error: --from is after --to", file=sys.stderr)
         return 2
-    db = _open_store(args, may_lag=True)
-    if db is None:
-        return 1
-    try:
+
+    def report(db: Any) -> int:
         stats = db.trade_stats(args.start, args.end)
-        trades = [Trade.from_row(row) for row in db.trades(args.start, args.end)] if args.trades else []
-        curve = db.equity_curve(args.start, args.end) if args.plot else []
         periods = {p: db.pnl_by_period(p, args.start, args.end) for p in ("day", "week", "month")}
-    finally:
-        db.close()
-    span = f"{args.start.isoformat() if args.start else 'start'} to {args.end.isoformat() if args.end else 'now'}"
-    print(f"pm-engine report, {span}")
-    print(stats_table(stats))
-    for row in periods["month"]:
-        print(f"  month {row['period_start']}: P&L {row['realized_pnl']:>14}  trades {row['trades']:>4}  "
-              f"closing equity {row['closing_equity']:>14}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(as_json({**stats, "pnl_by_period": periods}), indent=2) + "\n")
-        print(f"statistics written to {args.json}")
-    if args.trades:
-        write_trades_csv(trades, Path(args.trades))
-        print(f"{len(trades)} trades written to {args.trades}")
-    if args.plot:
-        plot_equity([(p["recorded_at"], p["closed_equity"], p["open_equity"]) for p in curve], Path(args.plot),
-                    "pm-engine equity curve")
-        print(f"equity curve ({len(curve)} points) written to {args.plot}")
-    return 0
+        span = f"{args.start.isoformat() if args.start else 'start'} to {args.end.isoformat() if args.end else 'now'}"
+        print(f"pm-engine report, {span}")
+        print(stats_table(stats))
+        for row in periods["month"]:
+            print(f"  month {row['period_start']}: P&L {row['realized_pnl']:>14}  trades {row['trades']:>4}  "
+                  f"closing equity {row['closing_equity']:>14}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(as_json({**stats, "pnl_by_period": periods}), indent=2) + "\n")
+            print(f"statistics written to {args.json}")
+        if args.trades:
+            trades = [Trade.from_row(row) for row in db.trades(args.start, args.end)]
+            write_trades_csv(trades, Path(args.trades))
+            print(f"{len(trades)} trades written to {args.trades}")
+        if args.plot:
+            curve = db.equity_curve(args.start, args.end)
+            plot_equity([(p["recorded_at"], p["closed_equity"], p["open_equity"]) for p in curve], Path(args.plot),
+                        "pm-engine equity curve")
+            print(f"equity curve ({len(curve)} points) written to {args.plot}")
+        return 0
+    return _with_store(args, report, may_lag=True)
 
 
 def _who() -> str:
@@ -322,8 +317,9 @@ def _print(body: Any, as_json: bool, text: Callable[[Any], str]) -> int:
     return 0
 
 
-def _with_store(args: argparse.Namespace, work: Callable[[Any], int]) -> int:
-    db = _open_store(args)
+def _with_store(args: argparse.Namespace, work: Callable[[Any], int], may_lag: bool = False) -> int:
+    """``work(db)`` on the store of ``_open_store`` (1 when it is down), closed afterwards."""
+    db = _open_store(args, may_lag)
     if db is None:
         return 1
     try:

@@ -111,13 +111,20 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         answer.headers.update(headers or {})
         return answer
 
-    def bad_secret(request: Request, raw: bytes) -> JSONResponse:
-        """401, or 429 past 10 bad secrets a minute from one address; one log line per address and window."""
+    def failed(request: Request, what: str) -> Optional[int]:
+        """Count a bad secret or token from the sender: Retry-After seconds past the limit, else None.
+
+        One log line per address and window, not per request."""
         address = client_address(request)
         retry_after, opened = failures.fail(address)
         if opened:
-            log.warning("webhook refused: missing or bad secret from %s (further refusals from this address are "
-                        "not logged for %d s)", address, failures.window_s)
+            log.warning("%s from %s (further refusals from this address are not logged for %d s)", what, address,
+                        failures.window_s)
+        return retry_after
+
+    def bad_secret(request: Request, raw: bytes) -> JSONResponse:
+        """401, or 429 past 10 bad secrets a minute from one address."""
+        retry_after = failed(request, "webhook refused: missing or bad secret")
         if retry_after is not None:
             return refuse(request, raw, 429, "too many bad secrets from this address; retry later", None,
                           {"Retry-After": str(retry_after)})
@@ -187,19 +194,15 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     def status(replica: bool = False) -> JSONResponse:
         try:
             if replica and reader is not None:
-                body = replica_status(engine, reader)
-                return JSONResponse(as_json(body))
+                return JSONResponse(as_json(replica_status(engine, reader)))
             body = engine.current_status()
+            if store is not None:
+                body["trading"] = store.trading_mode()
+                body["anomalies"] = store.anomaly_counts()
         except DatabaseUnavailableError:
             return error(503, "database unavailable; the book cannot be shown as committed")
         body["outcomes"] = dict(engine.outcomes)
         body["instance_id"] = engine.instance_id
-        if store is not None:
-            try:
-                body["trading"] = store.trading_mode()
-                body["anomalies"] = store.anomaly_counts()
-            except DatabaseUnavailableError:
-                return error(503, "database unavailable; the book cannot be shown as committed")
         if audit is not None:
             body["refusal_audit"] = audit.counters()
         return JSONResponse(as_json(body))
@@ -272,20 +275,19 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         data = await _form_or_json(request)
         if web.read_token is None:
             return error(404, "no read token is configured: nothing to log in with (this machine reads freely)")
+        scripted = "application/json" in request.headers.get("content-type", "")  # else the login form
         if not access.token_ok(str(data.get("token") or "")):
-            retry_after, opened = failures.fail(client_address(request))
-            if opened:
-                log.warning("login refused: bad token from %s", client_address(request))
+            retry_after = failed(request, "login refused: bad token")
             if retry_after is not None:
                 limited = error(429, "too many bad tokens from this address; retry later")
                 limited.headers["Retry-After"] = str(retry_after)
                 return limited
-            if "application/json" not in request.headers.get("content-type", ""):
+            if not scripted:
                 return app.state.login_failed(request, "That is not the read/operator token.")  # the form again
             return error(401, "bad token", "token")
         session = access.new_session()
         answer: Response
-        if "application/json" in request.headers.get("content-type", ""):
+        if scripted:
             answer = JSONResponse({"ok": True, "csrf_token": access.csrf_token(session)})
         else:
             answer = RedirectResponse("/", status_code=303)
