@@ -169,21 +169,25 @@ BEGIN
     closed := pm.drawdown(coalesce((SELECT jsonb_agg(p -> 0) FROM jsonb_array_elements(curve) p), '[]'));
     opened := pm.drawdown(coalesce((SELECT jsonb_agg(p -> 1) FROM jsonb_array_elements(curve) p), '[]'));
 
-    SELECT pm.trade_figures(coalesce(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple)), '[]'))
-      INTO result FROM pm.trades(p_from, p_to) t;
-    SELECT coalesce(jsonb_object_agg(i.instrument, i.figures || jsonb_build_object(
-               'max_drawdown', i.dd -> 'amount', 'max_drawdown_pct', i.dd -> 'pct', 'max_open_drawdown', NULL,
-               'max_open_drawdown_pct', NULL, 'final_closed_equity', NULL)), '{}')
-      INTO per
-      FROM (SELECT t.instrument,
-                   pm.trade_figures(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple))) AS figures,
-                   pm.drawdown(jsonb_build_array(0) || jsonb_agg(t.cumulative ORDER BY t.exit_time, t.position_id),
-                               capital) AS dd
-              FROM (SELECT x.instrument, x.pnl, x.r_multiple, x.exit_time, x.position_id,
-                           sum(x.pnl) OVER (PARTITION BY x.instrument ORDER BY x.exit_time, x.position_id)
-                               AS cumulative
-                      FROM pm.trades(p_from, p_to) x) t
-             GROUP BY t.instrument) i;
+    -- the trades in range, read once: the figures of all of them and of each instrument
+    WITH t AS (
+        SELECT x.instrument, x.pnl, x.r_multiple, x.exit_time, x.position_id,
+               sum(x.pnl) OVER (PARTITION BY x.instrument ORDER BY x.exit_time, x.position_id) AS cumulative
+          FROM pm.trades(p_from, p_to) x
+    ), i AS (
+        SELECT t.instrument,
+               pm.trade_figures(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple))) AS figures,
+               pm.drawdown(jsonb_build_array(0) || jsonb_agg(t.cumulative ORDER BY t.exit_time, t.position_id),
+                           capital) AS dd
+          FROM t GROUP BY t.instrument
+    )
+    SELECT (SELECT pm.trade_figures(coalesce(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple)), '[]'))
+              FROM t),
+           (SELECT coalesce(jsonb_object_agg(i.instrument, i.figures || jsonb_build_object(
+                        'max_drawdown', i.dd -> 'amount', 'max_drawdown_pct', i.dd -> 'pct', 'max_open_drawdown', NULL,
+                        'max_open_drawdown_pct', NULL, 'final_closed_equity', NULL)), '{}')
+              FROM i)
+      INTO result, per;
     RETURN result || jsonb_build_object(
         'max_drawdown', closed -> 'amount', 'max_drawdown_pct', closed -> 'pct',
         'max_open_drawdown', opened -> 'amount', 'max_open_drawdown_pct', opened -> 'pct',
