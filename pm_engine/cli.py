@@ -245,6 +245,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _with_store(args, show, may_lag=args.as_of is not None)
 
 
+def cmd_signals(args: argparse.Namespace) -> int:
+    """The signal log, newest first. Each ``processed_at`` is printed whole (microseconds and offset),
+    so it can be pasted into ``status --as-of`` and means the instant that signal changed the book."""
+    import json
+
+    if args.limit < 0:
+        print("pm-engine signals: error: --limit must be >= 0", file=sys.stderr)
+        return 2
+
+    def show(db: Any) -> int:
+        rows = [{"processed_at": r["processed_at"].isoformat(), "signal_time": r["signal_timestamp"].isoformat(),
+                 "instrument": r["instrument"], "type": r["signal_type"], "layer": r["position"],
+                 "outcome": r["processing_status"], "reason": r["reason"], "instance": r["processed_by_instance"],
+                 "fingerprint": r["fingerprint"]}
+                for r in db.recent_signals(args.limit, args.since)]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        if not rows:
+            print("no signals" + (f" since {args.since.isoformat()}" if args.since else ""))
+        for r in rows:
+            print(f"{r['processed_at']}  {r['instrument']:<12} {r['type']:<10} {r['layer']:<8} {r['outcome']:<10} "
+                  f"{r['reason'] or ''}  [{r['instance'] or '-'}; alert {r['signal_time']}]")
+        return 0
+    return _with_store(args, show, may_lag=True)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -507,6 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_time_arg, metavar="TS",
                    help="the book as committed at or before this time (ISO 8601; no zone = IST)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("signals", help="the signal log, newest first (processed at, alert time, outcome, reason)")
+    _db_config_arg(p)
+    p.add_argument("--since", type=_time_arg, metavar="TS", help="only signals processed at or after this time")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N signals (default 50)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON; each processed_at can be given to status --as-of as it is")
+    p.set_defaults(func=cmd_signals)
 
     p = sub.add_parser("report", help="trade statistics, P&L by period, equity curve and trade list from history")
     _db_config_arg(p)

@@ -3,14 +3,15 @@
 
 -- pm.position_template
 -- A position document with every column the caller may set, all NULL (derived from the row
--- type itself, so it can never drift from the table; no catalog query, so it is cheap).
+-- type itself, so it can never drift from the table; no catalog query, so it is cheap). The
+-- database owns version, created_at, updated_at and the instants entered_at / exited_at.
 CREATE OR REPLACE FUNCTION pm.position_template()
 RETURNS jsonb
 LANGUAGE sql
 STABLE
 AS $$
     SELECT to_jsonb(jsonb_populate_record(NULL::pm.portfolio_positions, '{}'::jsonb))
-           - 'version' - 'created_at' - 'updated_at';
+           - 'version' - 'created_at' - 'updated_at' - 'entered_at' - 'exited_at';
 $$;
 
 -- pm.position_columns
@@ -38,7 +39,7 @@ BEGIN
     END IF;
     SELECT string_agg(k, ', ' ORDER BY k) INTO unknown
       FROM jsonb_object_keys(p) AS k
-     WHERE NOT template ? k AND k NOT IN ('version', 'created_at', 'updated_at');
+     WHERE NOT template ? k AND k NOT IN ('version', 'created_at', 'updated_at', 'entered_at', 'exited_at');
     IF unknown IS NOT NULL THEN
         PERFORM pm.raise_error('PM004', format('unknown position field(s): %s', unknown));
     END IF;
@@ -49,8 +50,9 @@ $$;
 -- pm.save_position
 -- Versioned upsert: expected_version NULL inserts (version 1), otherwise updates if unchanged.
 -- Returns the row's new version. A closed row with the same id is archived under
--- '<id>@<entry time UTC>' when a new position takes its id. Keys version/created_at/updated_at
--- in the document are ignored: the database owns them.
+-- '<id>@<entry time UTC>' when a new position takes its id. Keys version/created_at/updated_at/
+-- entered_at/exited_at in the document are ignored: the database owns them (entered_at is the
+-- statement's pm.instant() at the insert, exited_at at the update that closes the row).
 CREATE OR REPLACE FUNCTION pm.save_position(p jsonb, expected_version integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
@@ -78,8 +80,10 @@ BEGIN
                                  || to_char(cur.entry_timestamp AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"')
              WHERE position_id = pid;
         END IF;
-        SELECT array_agg(k) INTO cols
-          FROM jsonb_object_keys(jsonb_strip_nulls(p) - 'version' - 'created_at' - 'updated_at') AS k;
+        p := jsonb_strip_nulls(p) - 'version' - 'created_at' - 'updated_at' - 'entered_at' - 'exited_at'
+             || jsonb_build_object('entered_at', pm.instant(), 'created_at', pm.instant(), 'updated_at', pm.instant())
+             || CASE WHEN p ->> 'status' = 'closed' THEN jsonb_build_object('exited_at', pm.instant()) ELSE '{}' END;
+        SELECT array_agg(k) INTO cols FROM jsonb_object_keys(p) AS k;
         EXECUTE format(
             'INSERT INTO pm.portfolio_positions (%1$s) SELECT %1$s FROM jsonb_populate_record(NULL::pm.portfolio_positions, $1)',
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) AS c))
@@ -96,7 +100,7 @@ BEGIN
          strike, expiry, pe_symbol, ce_symbol, pe_order_id, ce_order_id, pe_entry_price,
          ce_entry_price, contract_month, futures_symbol, futures_order_id, atr, limiter,
          risk_contribution, vol_contribution, is_base_position, exit_timestamp, exit_price, exit_reason,
-         version, updated_at) =
+         exited_at, version, updated_at) =
         (SELECT r.instrument, r.status, r.entry_timestamp, r.entry_price, r.lots, r.quantity,
                 r.initial_stop, r.current_stop, r.highest_close, r.unrealized_pnl, r.realized_pnl,
                 r.rollover_status, r.original_expiry, r.original_strike, r.original_entry_price,
@@ -105,7 +109,7 @@ BEGIN
                 r.ce_entry_price, r.contract_month, r.futures_symbol, r.futures_order_id, r.atr,
                 r.limiter, r.risk_contribution, r.vol_contribution, r.is_base_position,
                 r.exit_timestamp, r.exit_price, r.exit_reason,
-                t.version + 1, now()
+                CASE WHEN r.status = 'closed' THEN pm.instant() END, t.version + 1, pm.instant()
            FROM jsonb_populate_record(t, p - 'version' - 'created_at' - 'updated_at') AS r)
      WHERE t.position_id = pid AND t.version = expected_version AND t.status <> 'closed'
     RETURNING t.version INTO newv;

@@ -39,6 +39,7 @@ BEGIN
     END IF;
 
     SELECT * INTO cur FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.instant();  -- the writer's instant, under the lock (05_instants.sql)
     IF NOT FOUND THEN
         PERFORM pm.raise_error('PM003', 'portfolio state row is missing; run make db-deploy');
     END IF;
@@ -54,7 +55,7 @@ BEGIN
         total_risk_amount = merged.total_risk_amount, total_risk_percent = merged.total_risk_percent,
         total_vol_amount = merged.total_vol_amount, margin_used = merged.margin_used,
         equity_high = greatest(merged.equity_high, merged.closed_equity), blended_weight = merged.blended_weight,
-        version = cur.version + 1, updated_at = now()
+        version = cur.version + 1, updated_at = pm.instant()
      WHERE id = 1;
     RETURN cur.version + 1;
 END;

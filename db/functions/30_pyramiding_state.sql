@@ -15,11 +15,11 @@ BEGIN
         PERFORM pm.raise_error('PM004', format('last_pyramid_price must be > 0, got %s', p_last_pyramid_price));
     END IF;
     INSERT INTO pm.pyramiding_state AS ps (instrument, last_pyramid_price, base_position_id, updated_at)
-    VALUES (p_instrument, p_last_pyramid_price, p_base_position_id, now())
+    VALUES (p_instrument, p_last_pyramid_price, p_base_position_id, pm.instant())
     ON CONFLICT (instrument) DO UPDATE
         SET last_pyramid_price = excluded.last_pyramid_price,
             base_position_id = excluded.base_position_id,
-            updated_at = now();
+            updated_at = pm.instant();
 END;
 $$;
 

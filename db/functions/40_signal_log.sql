@@ -26,9 +26,9 @@ BEGIN
         PERFORM pm.raise_error('PM004', 'fingerprint must be 64 lowercase hex characters');
     END IF;
     INSERT INTO pm.signal_log (fingerprint, instrument, signal_type, position, signal_timestamp,
-                               processing_status, reason, payload, processed_by_instance)
+                               processing_status, reason, payload, processed_by_instance, processed_at)
     VALUES (p_fingerprint, p_instrument, p_signal_type, p_position, p_signal_timestamp,
-            p_processing_status, p_reason, p_payload, p_instance)
+            p_processing_status, p_reason, p_payload, p_instance, pm.instant())
     ON CONFLICT (fingerprint) DO NOTHING;
     GET DIAGNOSTICS inserted = ROW_COUNT;
     RETURN inserted = 1;
@@ -66,8 +66,11 @@ END;
 $$;
 
 -- pm.recent_signals
--- The latest signals with their outcome and reason, newest first (the dashboard's signal list).
-CREATE OR REPLACE FUNCTION pm.recent_signals(p_limit integer DEFAULT 50)
+-- The latest signals with their outcome and reason, newest first, processed at or after p_since
+-- (NULL: any time): the dashboard's signal list and `pm-engine signals`. processed_at is the
+-- signal's instant (05_instants.sql): pm.state_as_of(processed_at) shows the book right after it.
+DROP FUNCTION IF EXISTS pm.recent_signals(integer);  -- before p_since was added (a new signature)
+CREATE OR REPLACE FUNCTION pm.recent_signals(p_limit integer DEFAULT 50, p_since timestamptz DEFAULT NULL)
 RETURNS TABLE (processed_at timestamptz, signal_timestamp timestamptz, fingerprint varchar, instrument varchar,
                signal_type varchar, "position" varchar, processing_status varchar, reason text,
                processed_by_instance varchar)
@@ -78,5 +81,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.processed_at, s.signal_timestamp, s.fingerprint, s.instrument, s.signal_type, s.position,
            s.processing_status, s.reason, s.processed_by_instance
-      FROM pm.signal_log s ORDER BY s.processed_at DESC, s.id DESC LIMIT greatest(coalesce(p_limit, 50), 0);
+      FROM pm.signal_log s
+     WHERE p_since IS NULL OR s.processed_at >= p_since
+     ORDER BY s.processed_at DESC, s.id DESC LIMIT greatest(coalesce(p_limit, 50), 0);
 $$;

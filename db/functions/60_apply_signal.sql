@@ -42,6 +42,9 @@ BEGIN
         RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
     END IF;
     SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    -- the signal's one instant (05_instants.sql), taken under the lock: its log row, history rows,
+    -- equity point and trade times all carry it, and instants are ordered as commits are
+    PERFORM pm.instant();
     IF current IS DISTINCT FROM expected_portfolio_version AND pm.is_duplicate_signal(sig ->> 'fingerprint') THEN
         RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);  -- claimed while we waited
     END IF;
@@ -99,6 +102,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(expected_portfolio_version, 'expected_portfolio_version');
     SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.instant();  -- taken under the lock (a no-op inside pm.apply_signal, which took it already)
     IF current IS DISTINCT FROM expected_portfolio_version THEN
         PERFORM pm.raise_error('PM001',
             format('stale version for portfolio state: expected %s, found %s', expected_portfolio_version, current),

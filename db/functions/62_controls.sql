@@ -42,7 +42,7 @@ BEGIN
     PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     UPDATE pm.trading_control
        SET mode = p_mode, reason = nullif(btrim(p_reason), ''), changed_by = p_changed_by,
-           changed_at = clock_timestamp(), version = version + 1
+           changed_at = pm.instant(), version = version + 1
      WHERE id = 1
     RETURNING * INTO row;
     INSERT INTO pm.trading_control_history (mode, reason, changed_by, changed_at, version)
@@ -104,7 +104,7 @@ BEGIN
     UPDATE pm.breaker_settings
        SET daily_loss_pct = merged.daily_loss_pct, max_entries_per_day = merged.max_entries_per_day,
            cooling_off_losses = merged.cooling_off_losses, cooling_off_hours = merged.cooling_off_hours,
-           updated_by = p_by, updated_at = clock_timestamp()
+           updated_by = p_by, updated_at = pm.instant()
      WHERE id = 1;
     RETURN pm.get_breakers();
 END;
@@ -147,7 +147,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     PERFORM pm.require(p_by, 'released_by');
-    UPDATE pm.instrument_locks SET released_at = clock_timestamp(), released_by = p_by
+    UPDATE pm.instrument_locks SET released_at = pm.instant(), released_by = p_by
      WHERE instrument = upper(p_instrument) AND released_at IS NULL;
     GET DIAGNOSTICS released = ROW_COUNT;
     RETURN released;

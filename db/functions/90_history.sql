@@ -1,5 +1,7 @@
 -- History: append-only versions of positions, the portfolio row and pyramiding state (migration 003),
 -- written by triggers in the transaction of each change; the book as of any time; the equity curve.
+-- Every history row is stamped with its writer's pm.instant() (05_instants.sql), the time the signal
+-- log, the equity curve and the trades show too: state_as_of(that instant) includes the change.
 -- The trigger functions run as the writer, which is always the owner (the engine's role writes no
 -- table itself: every write goes through the SECURITY DEFINER functions, whose search_path is pinned),
 -- and they name every object with its schema; they carry no SET clause because one costs a
@@ -31,7 +33,7 @@ BEGIN
         r := NEW;
     END IF;
     INSERT INTO pm.position_history (recorded_at, fingerprint, operation, position_id, version, status, row_data)
-    VALUES (clock_timestamp(), pm.current_fingerprint(), lower(TG_OP), r.position_id, r.version, r.status,
+    VALUES (pm.instant(), pm.current_fingerprint(), lower(TG_OP), r.position_id, r.version, r.status,
             to_jsonb(r));
     RETURN NULL;
 END;
@@ -50,7 +52,7 @@ BEGIN
     SELECT coalesce(sum(unrealized_pnl), 0) INTO unrealized FROM pm.portfolio_positions WHERE status = 'open';
     INSERT INTO pm.portfolio_history (recorded_at, fingerprint, version, closed_equity, unrealized_pnl, open_equity,
                                       blended_equity, row_data)
-    VALUES (clock_timestamp(), pm.current_fingerprint(), NEW.version, NEW.closed_equity, unrealized,
+    VALUES (pm.instant(), pm.current_fingerprint(), NEW.version, NEW.closed_equity, unrealized,
             NEW.closed_equity + unrealized, round(NEW.closed_equity + NEW.blended_weight * unrealized, 2),
             to_jsonb(NEW));
     RETURN NULL;
@@ -66,10 +68,10 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO pm.pyramiding_history (recorded_at, fingerprint, operation, instrument, row_data)
-        VALUES (clock_timestamp(), pm.current_fingerprint(), 'delete', OLD.instrument, NULL);
+        VALUES (pm.instant(), pm.current_fingerprint(), 'delete', OLD.instrument, NULL);
     ELSE
         INSERT INTO pm.pyramiding_history (recorded_at, fingerprint, operation, instrument, row_data)
-        VALUES (clock_timestamp(), pm.current_fingerprint(), lower(TG_OP), NEW.instrument, to_jsonb(NEW));
+        VALUES (pm.instant(), pm.current_fingerprint(), lower(TG_OP), NEW.instrument, to_jsonb(NEW));
     END IF;
     RETURN NULL;
 END;

@@ -6,8 +6,10 @@
 
 -- pm.trades
 -- One row per closed position (a base or a pyramid layer) whose exit time lies in [p_from, p_to]
--- (NULL: unbounded), in exit order. R multiple = P&L / initial risk (NULL when the initial risk is
--- unknown or zero). PM004 when p_from is after p_to.
+-- (NULL: unbounded), in exit order. Entry and exit times are the instants the book changed
+-- (entered_at / exited_at: the processed_at of the signals that opened and closed it, the times of
+-- its history rows and equity points); a backtest's instants are its alerts' times. R multiple =
+-- P&L / initial risk (NULL when the initial risk is unknown or zero). PM004 when p_from is after p_to.
 CREATE OR REPLACE FUNCTION pm.trades(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (instrument varchar, position_id text, layer text, entry_time timestamptz, entry_price numeric,
                exit_time timestamptz, exit_price numeric, lots integer, pnl numeric, initial_risk numeric,
@@ -22,14 +24,17 @@ BEGIN
     RETURN QUERY
         SELECT p.instrument, split_part(p.position_id, '@', 1),
                CASE WHEN p.is_base_position THEN 'base' ELSE 'pyramid' END,
-               p.entry_timestamp, p.entry_price, p.exit_timestamp, p.exit_price, p.lots, p.realized_pnl,
+               x.entered, p.entry_price, x.exited, p.exit_price, p.lots, p.realized_pnl,
                p.initial_risk,
                CASE WHEN p.initial_risk > 0 THEN round(p.realized_pnl / p.initial_risk, 4) END,
-               p.exit_timestamp - p.entry_timestamp, p.exit_reason
-          FROM pm.portfolio_positions p
+               x.exited - x.entered, p.exit_reason
+          FROM pm.portfolio_positions p,
+               -- rows written before migration 005 may lack an instant: their alert times stand in
+               LATERAL (SELECT coalesce(p.entered_at, p.entry_timestamp) AS entered,
+                               coalesce(p.exited_at, p.exit_timestamp) AS exited) x
          WHERE p.status = 'closed'
-           AND (p_from IS NULL OR p.exit_timestamp >= p_from) AND (p_to IS NULL OR p.exit_timestamp <= p_to)
-         ORDER BY p.exit_timestamp, split_part(p.position_id, '@', 1);
+           AND (p_from IS NULL OR x.exited >= p_from) AND (p_to IS NULL OR x.exited <= p_to)
+         ORDER BY x.exited, split_part(p.position_id, '@', 1);
 END;
 $$;
 

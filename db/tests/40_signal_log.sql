@@ -1,5 +1,5 @@
 -- pm.log_signal / pm.is_duplicate_signal / pm.cleanup_signal_log.
-SELECT plan(15);
+SELECT plan(17);
 
 SELECT ok(pm.log_signal(repeat('a', 64), 'BANK_NIFTY', 'BASE_ENTRY', 'Long_1', '2025-11-28T10:30:00+05:30',
                         'executed', 'entered 4 lots', '{"price": 52000}', 'inst-1'), 'a new fingerprint returns true');
@@ -30,5 +30,10 @@ SELECT throws_ok($$SELECT pm.cleanup_signal_log(interval '-1 day')$$, 'PM004', N
 SELECT is((SELECT count(*)::int FROM pm.recent_signals(50)), (SELECT count(*)::int FROM pm.signal_log),
           'recent_signals lists what is logged');
 SELECT is((SELECT count(*)::int FROM pm.recent_signals(0)), 0, 'recent_signals honours its limit');
+SELECT is((SELECT count(*)::int FROM pm.recent_signals(50, (SELECT max(processed_at) FROM pm.signal_log))),
+          (SELECT count(*)::int FROM pm.signal_log WHERE processed_at = (SELECT max(processed_at) FROM pm.signal_log)),
+          'recent_signals since a time: only those processed at or after it');
+SELECT is((SELECT count(*)::int FROM pm.recent_signals(50, 'infinity')), 0,
+          'recent_signals since the future: none');
 
 SELECT * FROM finish();

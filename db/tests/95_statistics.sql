@@ -22,6 +22,9 @@ SELECT pg_temp.closed_trade('GOLD_MINI_Long_1@20251130T100000Z', 'GOLD_MINI', tr
                             '2025-11-30T19:00:00Z', 77880, 5, -6000, 6000);
 SELECT pg_temp.closed_trade('GOLD_MINI_Long_1', 'GOLD_MINI', true, '2025-12-02T04:00:00Z', 78000,
                             '2025-12-02T05:00:00Z', 78000, 5, 0, NULL);
+-- trades are timed by the instants the book changed (entered_at / exited_at, the database's own):
+-- these hand-made ones are dated as if their alerts had been processed when they were sent
+UPDATE pm.portfolio_positions SET entered_at = entry_timestamp, exited_at = exit_timestamp;
 -- the closed-equity curve: 5,000,000 (seed), 5,201,000, 5,195,000, 5,100,000, 5,300,000
 SELECT pm.save_portfolio_state(jsonb_build_object('closed_equity', e), v)
   FROM (VALUES (5201000, 1), (5195000, 2), (5100000, 3), (5300000, 4)) AS c(e, v);

@@ -579,8 +579,9 @@ class DatabaseStateManager:
         return {k: int(v) for k, v in self._scalar("anomaly_counts", (since,)).items()}
 
     # -- observability ---------------------------------------------------------------------------
-    def recent_signals(self, limit: int = 50) -> list[dict[str, Any]]:
-        return self._execute("recent_signals", (limit,))
+    def recent_signals(self, limit: int = 50, since: Optional[datetime] = None) -> list[dict[str, Any]]:
+        """The signal log, newest first; each ``processed_at`` is that signal's instant (``--as-of`` it)."""
+        return self._execute("recent_signals", (limit, since))
 
     def list_instances(self) -> list[dict[str, Any]]:
         return self._execute("list_instances")

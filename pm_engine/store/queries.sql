@@ -298,8 +298,8 @@ SELECT count(*) FROM pm.request_log;
 SELECT count(*) FROM pm.request_log WHERE strpos(body_excerpt, %s) > 0 OR strpos(coalesce(user_agent, ''), %s) > 0;
 
 -- recent_signals --
--- The latest signals with outcome and reason, newest first.
-SELECT * FROM pm.recent_signals(%s);
+-- The latest signals with outcome and reason, newest first, processed at or after a time (NULL: any).
+SELECT * FROM pm.recent_signals(%s, %s);
 
 -- list_instances --
 -- Every instance with its heartbeat age and whether it is stale or crashed.

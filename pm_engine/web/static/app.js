@@ -41,7 +41,9 @@
 
   const signed = (v) => el("td", v, Number(v) > 0 ? "pos" : Number(v) < 0 ? "neg" : "");
   const money = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en-IN", {minimumFractionDigits: 2, maximumFractionDigits: 2}));
-  const time = (v) => (v ? new Date(v).toLocaleString() : "–");
+  // a time exactly as the server sent it (microseconds and offset kept, "T" shown as a space), so it
+  // can be pasted into `pm-engine status --as-of` / `report --from` and mean the same instant
+  const time = (v) => (v ? String(v).replace("T", " ") : "–");
 
   function drawCurve(points) {
     const svg = document.getElementById("curve");
