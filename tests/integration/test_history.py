@@ -35,9 +35,9 @@ from tests.helpers import payload
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "signals.csv"
 WORKED = [  # DOMAIN.md sections 4.2, 5 and 11
-    payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350, er=0.85),
-    payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2025-11-28T11:30:00+05:30", stop=52300, atr=360),
-    payload("EXIT", "BANK_NIFTY", "ALL", 53500, "2025-11-28T12:30:00+05:30", atr=360, reason="SIGNAL"),
+    payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350, er=0.85),
+    payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2026-10-30T11:30:00+05:30", stop=52300, atr=360),
+    payload("EXIT", "BANK_NIFTY", "ALL", 53500, "2026-10-30T12:30:00+05:30", atr=360, reason="SIGNAL"),
 ]
 
 
@@ -114,7 +114,7 @@ def test_worked_example_from_pm_engine_report(db_config: DatabaseConfig, tmp_pat
         "gross_loss": "0.00", "net_pnl": "201000.00", "profit_factor": None, "expectancy": "100500.00",
         "max_drawdown": "0.00", "final_closed_equity": "5201000.00"}
     assert stats["by_instrument"]["BANK_NIFTY"]["trades"] == 2
-    assert stats["pnl_by_period"]["day"] == [{"period_start": "2025-11-28", "realized_pnl": "201000.00",
+    assert stats["pnl_by_period"]["day"] == [{"period_start": "2026-10-30", "realized_pnl": "201000.00",
                                               "trades": 2, "closing_equity": "5201000.00"}]
     rows = list(csv.DictReader(trades.open()))
     assert [(r["position_id"], r["layer"], r["pnl"], r["initial_risk"], r["r_multiple"]) for r in rows] == [
