@@ -282,9 +282,13 @@ class LiveTradingEngine:
         The contract is the one new orders use on the signal's date (IST), so a replay of old alerts
         trades — and sizes with the lot size of — the contract of its day.
         """
-        contract = self.contracts.for_time(signal.instrument, signal.timestamp)
+        # layers left open without their base (an EXIT of Long_1 alone) keep the instrument on their contract
+        held = next((p for p in work.open_layers(signal.instrument) if p.futures_symbol), None)
+        contract = None if held is not None else self.contracts.for_time(signal.instrument, signal.timestamp)
         instrument = self.instruments[signal.instrument]
-        if contract is not None:
+        if held is not None:
+            instrument = work.position_instrument(held)
+        elif contract is not None:
             instrument = with_lot_size(instrument, contract.lot_size)
         position_id = f"{signal.instrument}_{signal.position}"
         state = work.pyramiding.get(signal.instrument)
@@ -298,7 +302,9 @@ class LiveTradingEngine:
                                  instrument, self.config)
         details: dict[str, Any] = {"lots": sizing.lots, "limiter": sizing.limiter,
                                    "constraints": {k: str(v) for k, v in sizing.constraints.items()}}
-        if contract is not None:
+        if held is not None:
+            details["contract"] = held.futures_symbol
+        elif contract is not None:
             details["contract"] = contract.symbol
             if contract.warning:
                 details["contract_warning"] = contract.warning
@@ -310,7 +316,10 @@ class LiveTradingEngine:
             return SignalResult(Outcome.BLOCKED, "; ".join(reasons), signal.fingerprint, details)
         position = self._new_position(signal, position_id, sizing.lots, sizing.limiter, sizing.risk_contribution,
                                       sizing.vol_contribution, instrument, base=True)
-        self._hold(position, contract, signal.price)
+        if held is not None:
+            self._hold_as(position, held, signal.price)
+        else:
+            self._hold(position, contract, signal.price)
         fill_price = self._orders(work, signal, position, True, sizing.lots)
         work.open_position(position)
         work.set_pyramiding(signal.instrument, fill_price, position_id)
@@ -327,6 +336,14 @@ class LiveTradingEngine:
         position.contract_month = contract.contract_month
         if contract.execution == "synthetic":
             legs = self.contracts.synthetic_legs(contract.instrument, contract.expiry, price)
+            position.strike, position.ce_symbol, position.pe_symbol = legs.strike, legs.ce_symbol, legs.pe_symbol
+
+    def _hold_as(self, position: Position, other: Position, price: Decimal) -> None:
+        """Record the contract ``other`` holds (a synthetic layer gets its own ATM strike on that expiry)."""
+        position.futures_symbol, position.expiry, position.contract_month = (
+            other.futures_symbol, other.expiry, other.contract_month)
+        if other.ce_symbol is not None and other.expiry is not None:
+            legs = self.contracts.synthetic_legs(position.instrument, date.fromisoformat(other.expiry), price)
             position.strike, position.ce_symbol, position.pe_symbol = legs.strike, legs.ce_symbol, legs.pe_symbol
 
     def _handle_pyramid_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
@@ -367,11 +384,7 @@ class LiveTradingEngine:
         position_id = f"{signal.instrument}_{signal.position}"
         position = self._new_position(signal, position_id, sizing.lots, sizing.limiter, sizing.risk_contribution,
                                       sizing.vol_contribution, instrument, base=False)
-        position.futures_symbol, position.expiry, position.contract_month = (
-            base.futures_symbol, base.expiry, base.contract_month)
-        if base.ce_symbol is not None and base.expiry is not None:  # synthetic: same expiry, its own ATM strike
-            legs = self.contracts.synthetic_legs(signal.instrument, date.fromisoformat(base.expiry), signal.price)
-            position.strike, position.ce_symbol, position.pe_symbol = legs.strike, legs.ce_symbol, legs.pe_symbol
+        self._hold_as(position, base, signal.price)
         if base.futures_symbol:
             details["contract"] = base.futures_symbol
         fill_price = self._orders(work, signal, position, True, sizing.lots)
