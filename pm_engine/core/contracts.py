@@ -241,4 +241,3 @@ class ContractCalendar:
 
 def _years(years: frozenset[int]) -> str:
     return f"{min(years)}-{max(years)}" if years else "no year"
-

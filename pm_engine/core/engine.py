@@ -324,8 +324,8 @@ class LiveTradingEngine:
         work.open_position(position)
         work.set_pyramiding(signal.instrument, fill_price, position_id)
         details["position_id"] = position_id
-        held = f" ({position.futures_symbol})" if position.futures_symbol else ""
-        return SignalResult(Outcome.EXECUTED, f"entered {sizing.lots} lots of {signal.instrument}{held} at "
+        named = f" ({position.futures_symbol})" if position.futures_symbol else ""
+        return SignalResult(Outcome.EXECUTED, f"entered {sizing.lots} lots of {signal.instrument}{named} at "
                                               f"{fill_price}, limited by {sizing.limiter}", signal.fingerprint, details)
 
     def _hold(self, position: Position, contract: Optional[Contract], price: Decimal) -> None:

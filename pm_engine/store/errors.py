@@ -11,9 +11,9 @@ from typing import Optional
 
 from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmError, StaleVersionError
 
-__all__ = ["ContractConflictError", "DatabaseError", "DatabaseUnavailableError", "DeployError", "HistoryAppendOnlyError",
-           "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError", "PositionAlreadyOpenError",
-           "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+__all__ = ["ContractConflictError", "DatabaseError", "DatabaseUnavailableError", "DeployError",
+           "HistoryAppendOnlyError", "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError",
+           "PositionAlreadyOpenError", "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
