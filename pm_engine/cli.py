@@ -269,6 +269,7 @@ def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
+    from pm_engine.core.contracts import ist_date
     from pm_engine.core.engine import render_status
     from pm_engine.core.portfolio import PortfolioStateManager
 
@@ -279,9 +280,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             return body
         then = PortfolioStateManager()  # the book as it stood then, rendered by the same code as GET /status
         then.load(db.state_as_of(args.as_of))
-        # the keys of GET /status; signal counts and instances are not history
-        return {**render_status(then), "outcomes": None, "instance_id": None, "as_of": args.as_of.isoformat(),
-                "version": then.version}
+        # the keys of GET /status; signal counts and instances are not history; days to expiry as of then
+        return {**render_status(then, ist_date(args.as_of)), "outcomes": None, "instance_id": None,
+                "as_of": args.as_of.isoformat(), "version": then.version}
 
     def show(db: Any) -> int:
         body = read(db)

@@ -487,9 +487,10 @@ class LiveTradingEngine:
         self.portfolio.load(state)
         return True
 
-    def status(self) -> dict[str, Any]:
-        """Equity, metrics and open positions of the in-memory copy (GET /status renders it once proven current)."""
-        return render_status(self.portfolio)
+    def status(self, on: Optional[date] = None) -> dict[str, Any]:
+        """Equity, metrics and open positions of the in-memory copy (GET /status renders it once proven current);
+        days to expiry and roll counted from ``on`` (default today, IST)."""
+        return render_status(self.portfolio, on)
 
 
 def contract_view(p: PortfolioStateManager, x: Position, on: date) -> dict[str, Any]:
