@@ -250,7 +250,7 @@ class LiveTradingEngine:
             return changed
 
     def _orders(self, work: PortfolioStateManager, signal: Signal, position: Position, opening: bool,
-                lots: int) -> Decimal:
+                lots: int, stop: bool = False) -> Decimal:
         """Queue the orders that open (BUY) or close (SELL) ``lots`` of a position in the contract it holds.
 
         A futures position is one order; a synthetic one two legs of the same decision (opening: BUY the
@@ -260,8 +260,9 @@ class LiveTradingEngine:
         side = "BUY" if opening else "SELL"
         spec = self.instruments[position.instrument].contract
         if spec is None or position.futures_symbol is None:  # no contract known: the order names the instrument
-            work.orders.append(Order(client_order_id(signal.fingerprint, position.position_id), signal.instrument,
-                                     side, lots, signal.price, signal.fingerprint, position.position_id))
+            work.orders.append(Order(client_order_id(signal.fingerprint, position.position_id, stop=stop),
+                                     signal.instrument, side, lots, signal.price, signal.fingerprint,
+                                     position.position_id))
             return signal.price
         units = lots * (position.quantity // position.lots)
         quantity = lots if spec.exchange == "MCX" and self.mcx_quantity == "lots" else units
@@ -270,7 +271,7 @@ class LiveTradingEngine:
         else:
             legs = [("FUT", position.futures_symbol, side)]
         for leg, symbol, leg_side in legs:
-            work.orders.append(Order(client_order_id(signal.fingerprint, position.position_id, leg),
+            work.orders.append(Order(client_order_id(signal.fingerprint, position.position_id, leg, stop),
                                      signal.instrument, leg_side, lots, signal.price, signal.fingerprint,
                                      position.position_id, exchange=spec.exchange, symbol=symbol,
                                      quantity=quantity, leg=leg))
@@ -415,7 +416,7 @@ class LiveTradingEngine:
 
     def _close(self, work: PortfolioStateManager, signal: Signal, position: Position, reason: str) -> Decimal:
         """Close a layer in the contract it holds (its stored legs for a synthetic one)."""
-        fill_price = self._orders(work, signal, position, False, position.lots)
+        fill_price = self._orders(work, signal, position, False, position.lots, stop=reason == "STOP_LOSS")
         return work.close_position(position.position_id, fill_price, signal.timestamp, reason)
 
     @staticmethod

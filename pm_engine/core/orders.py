@@ -52,13 +52,15 @@ class Fill:
     broker_order_id: str
 
 
-def client_order_id(fingerprint: str, position_id: str, leg: Optional[str] = None) -> str:
+def client_order_id(fingerprint: str, position_id: str, leg: Optional[str] = None, stop: bool = False) -> str:
     """``pm-<first 24 hex of the fingerprint>-<layer>``: stable across retries, distinct per layer.
 
-    An option leg of a synthetic position adds ``-CE`` / ``-PE``: two orders of one decision.
+    An option leg of a synthetic position adds ``-CE`` / ``-PE``: two orders of one decision. A
+    stop-out adds ``-SL``: an entry signal may stop a layer out and open the same layer again, and
+    the two orders must not share an id (the outbox would keep only the first).
     """
     layer = position_id.rsplit("_", 2)[-2:]
-    suffix = f"-{leg}" if leg in ("CE", "PE") else ""
+    suffix = (f"-{leg}" if leg in ("CE", "PE") else "") + ("-SL" if stop else "")
     return f"pm-{fingerprint[:24]}-{'_'.join(layer)}{suffix}"
 
 
