@@ -179,9 +179,9 @@ SELECT public.bench_floor_update(%s);
 SELECT fingerprint, processing_status FROM pm.signal_log;
 
 -- bench_orders_per_layer --
--- How many (fingerprint, position, leg) triples have more than one broker order (must be 0; a synthetic
--- decision's two legs are one order each).
-SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, position_id, coalesce(leg, '')
+-- How many (fingerprint, position, leg, side) have more than one broker order (must be 0; a synthetic decision's
+-- two legs are one order each, and an entry that stops a layer out and reopens it sells it once and buys it once).
+SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, position_id, coalesce(leg, ''), side
                        HAVING count(*) > 1) x;
 
 -- chaos_equity_check --
