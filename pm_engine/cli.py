@@ -20,6 +20,13 @@ def _db_config_arg(parser: argparse.ArgumentParser) -> None:
                              "DATABASE_URL in the environment overrides it")
 
 
+def _holidays_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--holidays", metavar="FILE",
+                        help="trading holidays to add or remove ({\"NSE\": {\"add\": [...], \"remove\": [...], "
+                             "\"years\": [...]}}); they win over the shipped lists (also PM_HOLIDAYS_FILE, "
+                             "holidays_file in the config)")
+
+
 def cmd_db_deploy(args: argparse.Namespace) -> int:
     from pm_engine.store.deploy import deploy
 
@@ -42,8 +49,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"pm-engine backtest: error: {path} not found", file=sys.stderr)
         return 2
+    from pm_engine.core.contracts import ContractCalendar
+    from pm_engine.core.holidays import load_holidays
+
     controls = Controls(BreakerSettings.from_file(Path(args.breakers))) if args.breakers else None
-    engine = LiveTradingEngine(instruments=load_instruments(args.instruments), max_signal_age=None, controls=controls)
+    instruments = load_instruments(args.instruments)
+    engine = LiveTradingEngine(instruments=instruments, max_signal_age=None, controls=controls,
+                               contracts=ContractCalendar(instruments, load_holidays(args.holidays)))
     report = run_backtest(path, engine)
     print(report.summary())
     if args.json:
@@ -115,14 +127,19 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     import socket
 
     from pm_engine import __version__
+    from pm_engine.core.contracts import ContractCalendar
     from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.holidays import load_holidays
+    from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
     from pm_engine.store.manager import DatabaseStateManager
 
+    contracts = ContractCalendar(DEFAULT_INSTRUMENTS, load_holidays(settings.holidays_file))  # a bad file: stop now
     db = DatabaseStateManager(settings.database)
     instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
     age = timedelta(seconds=settings.max_signal_age_s) if settings.max_signal_age_s > 0 else None
     engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age,
-                               fault=fault_hook(os.environ.get("PM_FAULT_CRASH")), send_in_background=True)
+                               fault=fault_hook(os.environ.get("PM_FAULT_CRASH")), send_in_background=True,
+                               contracts=contracts, mcx_quantity=settings.mcx_quantity_unit)
     db.register_instance(instance_id, socket.gethostname()[:100], instance_port, __version__)
     engine.send_pending()
     return engine
@@ -182,11 +199,51 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
 
 
 def cmd_live(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     if args.forwarded_allow_ips and not args.proxy_headers:
         print("pm-engine live: error: --forwarded-allow-ips needs --proxy-headers", file=sys.stderr)
         return 2
-    return serve(load_settings(args.db_config), args.host, args.port, args.proxy_headers,
-                 args.forwarded_allow_ips or "127.0.0.1", args.metrics_port)
+    settings = load_settings(args.db_config)
+    if args.holidays:
+        settings = replace(settings, holidays_file=args.holidays)
+    return serve(settings, args.host, args.port, args.proxy_headers, args.forwarded_allow_ips or "127.0.0.1",
+                 args.metrics_port)
+
+
+def cmd_contracts(args: argparse.Namespace) -> int:
+    """Per instrument the contract new orders use on a date (default today, IST) and the next one."""
+    import json
+    import logging
+    from datetime import date, datetime, timezone
+
+    from pm_engine.core.contracts import ContractCalendar, ist_date
+    from pm_engine.core.holidays import load_holidays
+    from pm_engine.core.instruments import load_instruments
+
+    if args.on is None:
+        on = ist_date(datetime.now(timezone.utc))
+    else:
+        try:
+            on = date.fromisoformat(args.on)
+        except ValueError:
+            print(f"pm-engine contracts: error: --on: not a date (YYYY-MM-DD): {args.on!r}", file=sys.stderr)
+            return 2
+    holidays_file = args.holidays or os.environ.get("PM_HOLIDAYS_FILE") or None
+    logging.getLogger("pm_engine.core.contracts").disabled = True  # its warnings are part of the output here
+    report = ContractCalendar(load_instruments(args.instruments), load_holidays(holidays_file)).report(on)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"contracts new orders use on {report['on']} (IST):")
+    for c in report["contracts"]:
+        following = c["next"]
+        print(f"  {c['instrument']:<12} {c['symbol']:<22} {c['exchange']:<4} expiry {c['expiry']}  "
+              f"roll {c['roll_date']} ({c['days_to_roll']:>3} d)  lot {c['lot_size']:>5}   next {following['symbol']} "
+              f"(lot {following['lot_size']}, from {c['roll_date']})")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
 
 
 def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
@@ -212,6 +269,7 @@ def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
+    from pm_engine.core.contracts import ist_date
     from pm_engine.core.engine import render_status
     from pm_engine.core.portfolio import PortfolioStateManager
 
@@ -222,9 +280,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             return body
         then = PortfolioStateManager()  # the book as it stood then, rendered by the same code as GET /status
         then.load(db.state_as_of(args.as_of))
-        # the keys of GET /status; signal counts and instances are not history
-        return {**render_status(then), "outcomes": None, "instance_id": None, "as_of": args.as_of.isoformat(),
-                "version": then.version}
+        # the keys of GET /status; signal counts and instances are not history; days to expiry as of then
+        return {**render_status(then, ist_date(args.as_of)), "outcomes": None, "instance_id": None,
+                "as_of": args.as_of.isoformat(), "version": then.version}
 
     def show(db: Any) -> int:
         body = read(db)
@@ -239,8 +297,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not body["positions"]:
             print("no open positions")
         for p in body["positions"]:
+            held = "-"
+            if p.get("contract"):
+                held = f"{p['contract']} (expiry {p['expiry']}, {p['days_to_expiry']} d)"
+                if p.get("ce_symbol"):
+                    held += f" legs {p['ce_symbol']} / {p['pe_symbol']}"
+                if p.get("roll_due"):
+                    held += f" ROLL DUE since {p['roll_date']}"
             print(f"  {p['position_id']:<22} {p['lots']:>4} lots  entry {p['entry_price']:>12}  "
-                  f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}")
+                  f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}  {held}")
         return 0
     return _with_store(args, show, may_lag=args.as_of is not None)
 
@@ -526,7 +591,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the proxy addresses whose forwarding headers are trusted (default 127.0.0.1)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="also serve Prometheus metrics on 127.0.0.1:PORT without the token (GET /metrics needs it)")
+    _holidays_arg(p)
     p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("contracts", help="per instrument the contract new orders use on a date, and the next one")
+    p.add_argument("--on", metavar="DATE", help="the date (YYYY-MM-DD, IST; default today)")
+    p.add_argument("--json", action="store_true", help="print JSON (the body of GET /contracts)")
+    p.add_argument("--instruments", metavar="FILE", help="instrument configuration JSON (defaults built in)")
+    _holidays_arg(p)
+    p.set_defaults(func=cmd_contracts)
 
     p = sub.add_parser("status", help="equity and open positions from the database")
     _db_config_arg(p)
@@ -656,6 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the statistics, every signal's outcome and the open positions")
     p.add_argument("--trades", metavar="CSV", help="write the trade list")
     p.add_argument("--instruments", metavar="FILE", help="instrument configuration JSON (defaults built in)")
+    _holidays_arg(p)
     p.add_argument("--breakers", metavar="FILE",
                    help="apply these breakers, as live trading does (JSON: daily_loss_pct, max_entries_per_day, "
                         "cooling_off_losses, cooling_off_hours)")

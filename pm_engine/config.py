@@ -1,6 +1,7 @@
 """Database and webhook settings: ``database_config.json`` sections, overridden by the environment.
 
-Precedence (highest first): ``DATABASE_URL`` / ``PM_WEBHOOK_SECRET`` / ``PM_READ_TOKEN`` in the environment, then the
+Precedence (highest first): ``DATABASE_URL`` / ``PM_WEBHOOK_SECRET`` / ``PM_READ_TOKEN`` / ``PM_HOLIDAYS_FILE`` /
+``PM_MCX_QUANTITY_UNIT`` in the environment, then the
 section of the config file named by ``PM_ENV`` (default ``local``). Secrets never live in code.
 """
 
@@ -29,6 +30,8 @@ class Settings:
     request_log_retention_days: int = 30  # refused requests older than this are deleted by the leader
     # reads that may lag (dashboard, report, status --as-of, /status?replica=1): a standby, never decisions
     read_database: Optional[DatabaseConfig] = None
+    holidays_file: Optional[str] = None  # trading holidays added or removed by the user (DOMAIN.md §15); it wins
+    mcx_quantity_unit: str = "lots"  # MCX order quantities in lots (OpenAlgo's Zerodha) or units (DOMAIN.md §14)
 
 
 # TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
@@ -70,7 +73,8 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
     if config_file:
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
     unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
-                                         "session_hours", "request_log_retention_days", "read_url"}
+                                         "session_hours", "request_log_retention_days", "read_url", "holidays_file",
+                                         "mcx_quantity_unit"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
@@ -86,6 +90,9 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
             raise ConfigError("need 1 <= minconn <= maxconn")
     except TypeError as exc:
         raise ConfigError(f"bad database settings: {exc}") from None
+    mcx_unit = str(env.get("PM_MCX_QUANTITY_UNIT") or section.get("mcx_quantity_unit", "lots")).strip().lower()
+    if mcx_unit not in ("lots", "units"):
+        raise ConfigError(f"mcx_quantity_unit must be lots or units, got {mcx_unit!r}")
     return Settings(
         database=database,
         webhook_secret=env.get("PM_WEBHOOK_SECRET") or section.get("webhook_secret"),
@@ -98,4 +105,6 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         read_database=(DatabaseConfig.from_url(env.get("DATABASE_READ_URL") or section["read_url"], minconn=1,
                                                maxconn=4)
                        if env.get("DATABASE_READ_URL") or section.get("read_url") else None),
+        holidays_file=env.get("PM_HOLIDAYS_FILE") or section.get("holidays_file"),
+        mcx_quantity_unit=mcx_unit,
     )

@@ -2,7 +2,8 @@
 
 -- pm.add_orders
 -- Inserts a signal's orders as 'pending' (ON CONFLICT DO NOTHING: a client order id is written once);
--- orders: [{client_order_id, fingerprint, position_id, instrument, side, lots, price}]. Returns how many were new.
+-- orders: [{client_order_id, fingerprint, position_id, instrument, side, lots, price, and for a contract
+-- exchange, symbol, quantity, leg, product (default NRML)}]. Returns how many were new.
 CREATE OR REPLACE FUNCTION pm.add_orders(orders jsonb)
 RETURNS integer
 LANGUAGE plpgsql
@@ -13,9 +14,11 @@ BEGIN
     IF orders IS NULL OR jsonb_typeof(orders) <> 'array' THEN
         PERFORM pm.raise_error('PM004', 'orders must be a JSON array');
     END IF;
-    INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price)
+    INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price,
+                                  exchange, symbol, quantity, product, leg)
     SELECT o ->> 'client_order_id', o ->> 'fingerprint', o ->> 'position_id', o ->> 'instrument', o ->> 'side',
-           (o ->> 'lots')::integer, (o ->> 'price')::numeric
+           (o ->> 'lots')::integer, (o ->> 'price')::numeric, o ->> 'exchange', o ->> 'symbol',
+           (o ->> 'quantity')::integer, coalesce(o ->> 'product', 'NRML'), o ->> 'leg'
       FROM jsonb_array_elements(orders) o
     ON CONFLICT (client_order_id) DO NOTHING;
     GET DIAGNOSTICS added = ROW_COUNT;

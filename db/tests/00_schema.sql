@@ -1,5 +1,5 @@
 -- Schema: the five tables (and the order outbox), their keys, money types, defaults, checks and indexes, and every function.
-SELECT plan(86);
+SELECT plan(87);
 
 SELECT has_schema('pm');
 SELECT has_table('pm', t, 'table pm.' || t || ' exists')
@@ -70,6 +70,6 @@ SELECT has_function('pm', f, 'function pm.' || f)
                     'is_duplicate_signal', 'cleanup_signal_log', 'register_instance', 'heartbeat_instance',
                     'get_stale_instances', 'sweep_stale_instances', 'apply_signal', 'apply_state',
                     'load_state', 'claim_leadership', 'add_orders', 'fill_paper_orders', 'pending_orders',
-                    'orders_for_signal', 'grant_app_role', 'lock_for_decision']) AS f;
+                    'orders_for_signal', 'grant_app_role', 'lock_for_decision', 'check_one_contract']) AS f;
 
 SELECT * FROM finish();

@@ -1,5 +1,5 @@
 -- pm.add_orders / fill_paper_orders / pending_orders / orders_for_signal: the order outbox.
-SELECT plan(10);
+SELECT plan(15);
 
 CREATE FUNCTION pg_temp.orders(fp text, VARIADIC layers text[]) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_agg(jsonb_build_object('client_order_id', 'pm-' || left(fp, 8) || '-' || l, 'fingerprint', fp,
@@ -25,5 +25,31 @@ SELECT is((SELECT broker_order_id FROM pm.fill_paper_orders(ARRAY['pm-aaaaaaaa-L
 SELECT results_eq($$SELECT client_order_id FROM pm.pending_orders()$$, $$VALUES ('pm-aaaaaaaa-Long_2'::varchar)$$,
                   'one left pending');
 SELECT is((SELECT count(*)::int FROM pm.orders_for_signal(repeat('a', 64))), 2, 'orders of a fingerprint');
+
+-- what a broker needs (migration 007): exchange, symbol, quantity in the exchange's unit, product, leg
+SELECT is(pm.add_orders(jsonb_build_array(
+    jsonb_build_object('client_order_id', 'pm-bbbb-Long_1-CE', 'fingerprint', repeat('b', 64),
+                       'position_id', 'BANK_NIFTY_Long_1', 'instrument', 'BANK_NIFTY', 'side', 'BUY', 'lots', 2,
+                       'price', 52000, 'exchange', 'NFO', 'symbol', 'BANKNIFTY29DEC2652000CE', 'quantity', 60,
+                       'leg', 'CE'),
+    jsonb_build_object('client_order_id', 'pm-bbbb-Long_1-PE', 'fingerprint', repeat('b', 64),
+                       'position_id', 'BANK_NIFTY_Long_1', 'instrument', 'BANK_NIFTY', 'side', 'SELL', 'lots', 2,
+                       'price', 52000, 'exchange', 'NFO', 'symbol', 'BANKNIFTY29DEC2652000PE', 'quantity', 60,
+                       'leg', 'PE', 'product', 'NRML'))), 2, 'the two legs of one synthetic decision');
+SELECT results_eq($$SELECT leg, side, exchange, symbol, quantity, product FROM pm.orders_for_signal(repeat('b', 64))$$,
+                  $$VALUES ('CE'::varchar, 'BUY'::varchar, 'NFO'::varchar, 'BANKNIFTY29DEC2652000CE'::varchar, 60,
+                            'NRML'::varchar),
+                           ('PE', 'SELL', 'NFO', 'BANKNIFTY29DEC2652000PE', 60, 'NRML')$$,
+                  'each leg keeps its symbol and quantity; product defaults to NRML');
+SELECT is((SELECT product FROM pm.broker_orders WHERE client_order_id = 'pm-aaaaaaaa-Long_1'), 'NRML',
+          'an order without a contract still says NRML');
+SELECT throws_ok($$SELECT pm.add_orders(jsonb_build_array(jsonb_build_object('client_order_id', 'y',
+                   'fingerprint', 'f', 'position_id', 'p', 'instrument', 'GOLD_MINI', 'side', 'BUY', 'lots', 1,
+                   'price', 1, 'exchange', 'MCX', 'symbol', 'GOLDM05JAN27FUT', 'quantity', 1, 'leg', 'FUT',
+                   'product', 'INTRADAY')))$$, '23514', NULL, 'a product other than NRML, MIS or CNC is refused');
+SELECT throws_ok($$SELECT pm.add_orders(jsonb_build_array(jsonb_build_object('client_order_id', 'z',
+                   'fingerprint', 'f', 'position_id', 'p', 'instrument', 'GOLD_MINI', 'side', 'BUY', 'lots', 1,
+                   'price', 1, 'symbol', 'GOLDM05JAN27FUT', 'quantity', 1, 'leg', 'FUT')))$$, '23514', NULL,
+                 'a symbol without its exchange is refused by broker_orders_contract_check');
 
 SELECT * FROM finish();

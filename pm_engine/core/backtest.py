@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence, TextIO
 
 from tqdm import tqdm
 
+from pm_engine.core.contracts import ist_date
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.models import Outcome
 from pm_engine.core.signals import SignalValidationError
@@ -108,6 +109,7 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
         raise SystemExit(f"backtest: cannot read {path}: {exc}") from None
     show = err.isatty() if progress is None else progress
     report.curve.append((None, engine.portfolio.closed_equity, engine.portfolio.open_equity()))
+    replayed: list[Any] = []
     for number, row in enumerate(tqdm(rows, desc="replaying", unit="signal", disable=not show, file=err), start=2):
         try:
             signal = engine.parse(row_to_payload(row), check_time=False)
@@ -116,6 +118,7 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
             print(f"backtest: line {number} skipped: {exc}", file=err)
             continue
         result = engine.process_signal(signal)
+        replayed.append(signal)
         outcome = result.outcome.value
         report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
         report.signals.append({"line": number, "fingerprint": signal.fingerprint, "type": signal.type.value,
@@ -128,7 +131,8 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
             report.trades.append(Trade.from_position(portfolio.closed[position_id]))
         report.curve.append((signal.timestamp, portfolio.closed_equity, portfolio.open_equity()))
     report.final_closed_equity = engine.portfolio.closed_equity
-    report.open_positions = engine.status()["positions"]
+    last = next((s.timestamp for s in reversed(replayed)), None)
+    report.open_positions = engine.status(ist_date(last) if last else None)["positions"]  # days as of the last bar
     report.stats = trade_stats(report.trades, [(c, o) for _, c, o in report.curve], report.initial_capital)
     return report
 

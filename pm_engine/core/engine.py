@@ -14,13 +14,14 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping, Optional
 
+from pm_engine.core.contracts import Contract, ContractCalendar, ist_date
 from pm_engine.core.controls import Controls
-from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
+from pm_engine.core.errors import ConfigError, DatabaseUnavailableError, StaleVersionError
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig, with_lot_size
 from pm_engine.core.models import Blocked, Duplicate, Outcome, Position, Signal, SignalResult, SignalType
 from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, client_order_id
 from pm_engine.core.portfolio import PortfolioStateManager
@@ -53,8 +54,14 @@ class LiveTradingEngine:
                  max_signal_age: Optional[timedelta] = timedelta(minutes=10),
                  clock: Callable[[], datetime] = utcnow,
                  fault: Callable[[str], None] = lambda point: None, send_in_background: bool = False,
-                 controls: Optional[Controls] = None) -> None:
+                 controls: Optional[Controls] = None, contracts: Optional[ContractCalendar] = None,
+                 mcx_quantity: str = "lots") -> None:
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
+        # which contract each entry trades (cached per instrument and date: the signal path computes no calendar)
+        self.contracts = contracts or ContractCalendar(self.instruments)
+        if mcx_quantity not in ("lots", "units"):
+            raise ConfigError(f"mcx_quantity_unit must be lots or units, got {mcx_quantity!r}")
+        self.mcx_quantity = mcx_quantity  # MCX order quantities: lots (OpenAlgo's Zerodha) or units (DOMAIN §14)
         self.config = config or PortfolioConfig()
         self.broker: Broker = broker or (db_manager.paper_broker() if db_manager else PaperBroker())
         self.db_manager = db_manager
@@ -242,16 +249,48 @@ class LiveTradingEngine:
             self.portfolio.adopt(work)
             return changed
 
-    @staticmethod
-    def _order(work: PortfolioStateManager, signal: Signal, position_id: str, side: str, lots: int) -> Decimal:
-        """Queue an order on the working copy; paper fills are at the signal's price, which this returns."""
-        work.orders.append(Order(client_order_id(signal.fingerprint, position_id), signal.instrument, side, lots,
-                                 signal.price, signal.fingerprint, position_id))
+    def _orders(self, work: PortfolioStateManager, signal: Signal, position: Position, opening: bool,
+                lots: int, stop: bool = False) -> Decimal:
+        """Queue the orders that open (BUY) or close (SELL) ``lots`` of a position in the contract it holds.
+
+        A futures position is one order; a synthetic one two legs of the same decision (opening: BUY the
+        call, SELL the put; closing: the reverse, on the stored legs). Quantities are in the exchange's
+        unit. Paper fills are at the signal's price, which this returns.
+        """
+        side = "BUY" if opening else "SELL"
+        spec = self.instruments[position.instrument].contract
+        if spec is None or position.futures_symbol is None:  # no contract known: the order names the instrument
+            work.orders.append(Order(client_order_id(signal.fingerprint, position.position_id, stop=stop),
+                                     signal.instrument, side, lots, signal.price, signal.fingerprint,
+                                     position.position_id))
+            return signal.price
+        units = lots * (position.quantity // position.lots)
+        quantity = lots if spec.exchange == "MCX" and self.mcx_quantity == "lots" else units
+        if position.ce_symbol is not None and position.pe_symbol is not None:
+            legs = [("CE", position.ce_symbol, side), ("PE", position.pe_symbol, "SELL" if opening else "BUY")]
+        else:
+            legs = [("FUT", position.futures_symbol, side)]
+        for leg, symbol, leg_side in legs:
+            work.orders.append(Order(client_order_id(signal.fingerprint, position.position_id, leg, stop),
+                                     signal.instrument, leg_side, lots, signal.price, signal.fingerprint,
+                                     position.position_id, exchange=spec.exchange, symbol=symbol,
+                                     quantity=quantity, leg=leg))
         return signal.price
 
     def _handle_base_entry_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
-        """Size with risk and margin (volatility too if configured), gate, order, open the base."""
+        """Size with risk and margin (volatility too if configured), gate, order, open the base.
+
+        The contract is the one new orders use on the signal's date (IST), so a replay of old alerts
+        trades — and sizes with the lot size of — the contract of its day.
+        """
+        # layers left open without their base (an EXIT of Long_1 alone) keep the instrument on their contract
+        held = next((p for p in work.open_layers(signal.instrument) if p.futures_symbol), None)
+        contract = None if held is not None else self.contracts.for_time(signal.instrument, signal.timestamp)
         instrument = self.instruments[signal.instrument]
+        if held is not None:
+            instrument = work.position_instrument(held)
+        elif contract is not None:
+            instrument = with_lot_size(instrument, contract.lot_size)
         position_id = f"{signal.instrument}_{signal.position}"
         state = work.pyramiding.get(signal.instrument)
         if position_id in work.positions or (state is not None and state.base_position_id in work.positions):
@@ -264,25 +303,59 @@ class LiveTradingEngine:
                                  instrument, self.config)
         details: dict[str, Any] = {"lots": sizing.lots, "limiter": sizing.limiter,
                                    "constraints": {k: str(v) for k, v in sizing.constraints.items()}}
+        if held is not None:
+            details["contract"] = held.futures_symbol
+        elif contract is not None:
+            details["contract"] = contract.symbol
+            if contract.warning:
+                details["contract_warning"] = contract.warning
         if sizing.lots == 0:
             return SignalResult(Outcome.BLOCKED, f"zero lots, limited by {sizing.limiter}", signal.fingerprint, details)
         reasons = portfolio_limit_reasons(metrics.total_risk, metrics.total_vol, sizing.risk_amount, sizing.vol_amount,
                                           equity, self.config.max_portfolio_risk_pct, self.config.max_portfolio_vol_pct)
         if reasons:
             return SignalResult(Outcome.BLOCKED, "; ".join(reasons), signal.fingerprint, details)
-        fill_price = self._order(work, signal, position_id, "BUY", sizing.lots)
-        work.open_position(self._new_position(signal, position_id, fill_price, sizing.lots, sizing.limiter,
-                                              sizing.risk_contribution, sizing.vol_contribution, base=True))
+        position = self._new_position(signal, position_id, sizing.lots, sizing.limiter, sizing.risk_contribution,
+                                      sizing.vol_contribution, instrument, base=True)
+        if held is not None:
+            self._hold_as(position, held, signal.price)
+        else:
+            self._hold(position, contract, signal.price)
+        fill_price = self._orders(work, signal, position, True, sizing.lots)
+        work.open_position(position)
         work.set_pyramiding(signal.instrument, fill_price, position_id)
         details["position_id"] = position_id
-        return SignalResult(Outcome.EXECUTED, f"entered {sizing.lots} lots of {signal.instrument} at {fill_price}, "
-                                              f"limited by {sizing.limiter}", signal.fingerprint, details)
+        named = f" ({position.futures_symbol})" if position.futures_symbol else ""
+        return SignalResult(Outcome.EXECUTED, f"entered {sizing.lots} lots of {signal.instrument}{named} at "
+                                              f"{fill_price}, limited by {sizing.limiter}", signal.fingerprint, details)
+
+    def _hold(self, position: Position, contract: Optional[Contract], price: Decimal) -> None:
+        """Record the contract a new base holds (and, for a synthetic one, its ATM strike and option legs)."""
+        if contract is None:
+            return
+        position.futures_symbol, position.expiry = contract.symbol, contract.expiry.isoformat()
+        position.contract_month = contract.contract_month
+        if contract.execution == "synthetic":
+            legs = self.contracts.synthetic_legs(contract.instrument, contract.expiry, price)
+            position.strike, position.ce_symbol, position.pe_symbol = legs.strike, legs.ce_symbol, legs.pe_symbol
+
+    def _hold_as(self, position: Position, other: Position, price: Decimal) -> None:
+        """Record the contract ``other`` holds (a synthetic layer gets its own ATM strike on that expiry)."""
+        position.futures_symbol, position.expiry, position.contract_month = (
+            other.futures_symbol, other.expiry, other.contract_month)
+        if other.ce_symbol is not None and other.expiry is not None:
+            legs = self.contracts.synthetic_legs(position.instrument, date.fromisoformat(other.expiry), price)
+            position.strike, position.ce_symbol, position.pe_symbol = legs.strike, legs.ce_symbol, legs.pe_symbol
 
     def _handle_pyramid_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
-        """Gates 1-6 (every failing reason reported), size min(margin, geometric, risk budget), order."""
-        instrument = self.instruments[signal.instrument]
+        """Gates 1-6 (every failing reason reported), size min(margin, geometric, risk budget), order.
+
+        A pyramid trades the contract its base holds (never a second contract on one instrument), sized
+        with that contract's lot size.
+        """
         state = work.pyramiding.get(signal.instrument)
         base = work.positions.get(state.base_position_id) if state and state.base_position_id else None
+        instrument = work.position_instrument(base) if base is not None else self.instruments[signal.instrument]
         layers = work.open_layers(signal.instrument)
         last_price = state.last_pyramid_price if state else None
         reasons = gate_reasons(signal.position, signal.price, signal.atr, base, last_price, layers, instrument,
@@ -310,9 +383,13 @@ class LiveTradingEngine:
             return SignalResult(Outcome.BLOCKED, "; ".join(reasons), signal.fingerprint, details)
         assert base is not None
         position_id = f"{signal.instrument}_{signal.position}"
-        fill_price = self._order(work, signal, position_id, "BUY", sizing.lots)
-        work.open_position(self._new_position(signal, position_id, fill_price, sizing.lots, sizing.limiter,
-                                              sizing.risk_contribution, sizing.vol_contribution, base=False))
+        position = self._new_position(signal, position_id, sizing.lots, sizing.limiter, sizing.risk_contribution,
+                                      sizing.vol_contribution, instrument, base=False)
+        self._hold_as(position, base, signal.price)
+        if base.futures_symbol:
+            details["contract"] = base.futures_symbol
+        fill_price = self._orders(work, signal, position, True, sizing.lots)
+        work.open_position(position)
         work.set_pyramiding(signal.instrument, fill_price, base.position_id)
         details["position_id"] = position_id
         return SignalResult(Outcome.EXECUTED, f"pyramided {sizing.lots} lots of {signal.instrument} at {fill_price}, "
@@ -338,13 +415,16 @@ class LiveTradingEngine:
                             signal.fingerprint, {"closed": closed, "realized_pnl": str(realized)})
 
     def _close(self, work: PortfolioStateManager, signal: Signal, position: Position, reason: str) -> Decimal:
-        fill_price = self._order(work, signal, position.position_id, "SELL", position.lots)
+        """Close a layer in the contract it holds (its stored legs for a synthetic one)."""
+        fill_price = self._orders(work, signal, position, False, position.lots, stop=reason == "STOP_LOSS")
         return work.close_position(position.position_id, fill_price, signal.timestamp, reason)
 
-    def _new_position(self, signal: Signal, position_id: str, price: Decimal, lots: int, limiter: str,
-                      risk_contribution: Decimal, vol_contribution: Decimal, base: bool) -> Position:
+    @staticmethod
+    def _new_position(signal: Signal, position_id: str, lots: int, limiter: str, risk_contribution: Decimal,
+                      vol_contribution: Decimal, instrument: InstrumentConfig, base: bool) -> Position:
+        """A new layer at the signal's price (the paper fill), ``instrument`` as traded in its contract."""
         assert signal.stop is not None
-        instrument = self.instruments[signal.instrument]
+        price = signal.price
         return Position(
             position_id=position_id, instrument=signal.instrument, entry_timestamp=signal.timestamp,
             entry_price=price, lots=lots, quantity=lots * instrument.lot_size, initial_stop=signal.stop,
@@ -408,14 +488,39 @@ class LiveTradingEngine:
         self.portfolio.load(state)
         return True
 
-    def status(self) -> dict[str, Any]:
-        """Equity, metrics and open positions of the in-memory copy (GET /status renders it once proven current)."""
-        return render_status(self.portfolio)
+    def status(self, on: Optional[date] = None) -> dict[str, Any]:
+        """Equity, metrics and open positions of the in-memory copy (GET /status renders it once proven current);
+        days to expiry and roll counted from ``on`` (default today, IST)."""
+        return render_status(self.portfolio, on)
 
 
-def render_status(p: PortfolioStateManager) -> dict[str, Any]:
-    """The body of GET /status for a portfolio: equity, metrics, open positions, pyramiding state."""
+def contract_view(p: PortfolioStateManager, x: Position, on: date) -> dict[str, Any]:
+    """The contract a position holds, for people: symbol, expiry, days to expiry, roll date and whether it is due.
+
+    The roll date is the expiry minus the instrument's roll offset (DOMAIN.md section 15); on or after
+    it the position should have been rolled, so ``roll_due`` flags it. Nones for a position entered
+    before contracts were recorded.
+    """
+    spec = p.instruments[x.instrument].contract if x.instrument in p.instruments else None
+    view: dict[str, Any] = {"contract": x.futures_symbol, "exchange": spec.exchange if spec else None,
+                            "expiry": x.expiry, "contract_month": x.contract_month, "days_to_expiry": None,
+                            "roll_date": None, "days_to_roll": None, "roll_due": False}
+    if x.expiry is not None:
+        expiry = date.fromisoformat(x.expiry)
+        view["days_to_expiry"] = (expiry - on).days
+        if spec is not None:
+            roll = expiry - timedelta(days=spec.roll_days)
+            view.update(roll_date=roll.isoformat(), days_to_roll=(roll - on).days, roll_due=on >= roll)
+    if x.ce_symbol is not None:
+        view.update(strike=x.strike, ce_symbol=x.ce_symbol, pe_symbol=x.pe_symbol)
+    return view
+
+
+def render_status(p: PortfolioStateManager, on: Optional[date] = None) -> dict[str, Any]:
+    """The body of GET /status for a portfolio: equity, metrics, open positions (with the contract each
+    holds, days counted from ``on``, default today in IST), pyramiding state."""
     metrics = p.metrics()
+    on = on or ist_date(utcnow())
     return {
         "closed_equity": money(p.closed_equity), "open_equity": money(p.open_equity()),
         "blended_equity": money(p.blended_equity()), "unrealized_pnl": money(p.unrealized()),
@@ -427,7 +532,8 @@ def render_status(p: PortfolioStateManager) -> dict[str, Any]:
              "current_stop": money(x.current_stop), "highest_close": money(x.highest_close),
              "unrealized_pnl": money(x.unrealized_pnl), "is_base_position": x.is_base_position,
              "limiter": x.limiter, "mark": money(view["mark"]), "risk_pct": str(view["risk_pct"]),
-             "distance_to_stop_r": None if view["distance_to_stop_r"] is None else str(view["distance_to_stop_r"])}
+             "distance_to_stop_r": None if view["distance_to_stop_r"] is None else str(view["distance_to_stop_r"]),
+             "quantity": x.quantity, **contract_view(p, x, on)}
             for x in p.open_layers_all() for view in [p.layer_view(x)]
         ],
         "pyramiding": [

@@ -22,6 +22,13 @@ from typing import Callable, Optional, Protocol
 
 @dataclass(frozen=True)
 class Order:
+    """One broker order of a decision. A synthetic entry or exit is two of them (legs CE and PE).
+
+    ``exchange``, ``symbol`` and ``quantity`` are what the broker is sent (DOMAIN.md section 14):
+    the contract's exchange and OpenAlgo symbol, and the quantity in the exchange's unit (units on
+    NFO; lots or units on MCX, by the broker setting). None for an instrument without a contract.
+    """
+
     client_order_id: str
     instrument: str
     side: str  # BUY | SELL
@@ -30,6 +37,11 @@ class Order:
     fingerprint: str
     position_id: str
     created_at: Optional[datetime] = None
+    exchange: Optional[str] = None
+    symbol: Optional[str] = None
+    quantity: Optional[int] = None
+    product: str = "NRML"  # carry forward: futures held for days (MIS would be squared off intraday)
+    leg: Optional[str] = None  # FUT | CE | PE
 
 
 @dataclass(frozen=True)
@@ -40,10 +52,16 @@ class Fill:
     broker_order_id: str
 
 
-def client_order_id(fingerprint: str, position_id: str) -> str:
-    """``pm-<first 24 hex of the fingerprint>-<layer>``: stable across retries, distinct per layer."""
+def client_order_id(fingerprint: str, position_id: str, leg: Optional[str] = None, stop: bool = False) -> str:
+    """``pm-<first 24 hex of the fingerprint>-<layer>``: stable across retries, distinct per layer.
+
+    An option leg of a synthetic position adds ``-CE`` / ``-PE``: two orders of one decision. A
+    stop-out adds ``-SL``: an entry signal may stop a layer out and open the same layer again, and
+    the two orders must not share an id (the outbox would keep only the first).
+    """
     layer = position_id.rsplit("_", 2)[-2:]
-    return f"pm-{fingerprint[:24]}-{'_'.join(layer)}"
+    suffix = (f"-{leg}" if leg in ("CE", "PE") else "") + ("-SL" if stop else "")
+    return f"pm-{fingerprint[:24]}-{'_'.join(layer)}{suffix}"
 
 
 class Broker(Protocol):

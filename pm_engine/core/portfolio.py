@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig, with_lot_size
 from pm_engine.core.models import Position, PyramidState
 from pm_engine.core.orders import Order
 from pm_engine.core.sizing import percent_of, position_risk, position_vol
@@ -86,7 +86,7 @@ class PortfolioStateManager:
         }
         self.marks = {}
         for position in self.positions.values():
-            point_value = self.instrument(position.instrument).point_value
+            point_value = self.position_instrument(position).point_value
             self.marks.setdefault(position.instrument,
                                   position.entry_price + position.unrealized_pnl / (position.lots * point_value))
         self.dirty_positions.clear()
@@ -131,6 +131,14 @@ class PortfolioStateManager:
     def instrument(self, name: str) -> InstrumentConfig:
         return self.instruments[name]
 
+    def position_instrument(self, p: Position) -> InstrumentConfig:
+        """The instrument as the position's contract trades it: point value and margin per lot follow the
+        contract's lot size, which the position records as ``quantity / lots`` (DOMAIN.md sections 2, 15)."""
+        config = self.instruments[p.instrument]
+        if p.lots <= 0 or p.quantity == p.lots * config.lot_size:
+            return config
+        return with_lot_size(config, p.quantity // p.lots)
+
     def unrealized(self) -> Decimal:
         """Σ (mark − entry) × lots × point value over open positions."""
         return sum((p.unrealized_pnl for p in self.positions.values()), Decimal(0))
@@ -151,7 +159,7 @@ class PortfolioStateManager:
     def metrics(self) -> Metrics:
         risk = vol = margin = Decimal(0)
         for p in self.positions.values():
-            instrument = self.instrument(p.instrument)
+            instrument = self.position_instrument(p)
             risk += position_risk(p.entry_price, p.current_stop, p.lots, instrument)
             vol += position_vol(p.atr, p.lots, instrument)
             margin += p.lots * instrument.margin_per_lot
@@ -161,7 +169,7 @@ class PortfolioStateManager:
     def layer_view(self, p: Position) -> dict[str, Any]:
         """How one open layer stands, for people: its mark, the distance from the mark to its stop in R
         (R = entry − initial stop; None when that is not positive) and its risk as % of sizing equity."""
-        instrument = self.instrument(p.instrument)
+        instrument = self.position_instrument(p)
         mark = self.marks.get(p.instrument, p.entry_price)
         one_r = p.entry_price - p.initial_stop
         distance = ((mark - p.current_stop) / one_r).quantize(Decimal("0.01")) if one_r > 0 else None
@@ -192,10 +200,9 @@ class PortfolioStateManager:
     def update_unrealized_pnl(self, instrument: str, price: Decimal) -> None:
         """Record the instrument's latest price and revalue its open positions at it."""
         self.marks[instrument] = price
-        point_value = self.instrument(instrument).point_value
         for p in self.positions.values():
             if p.instrument == instrument:
-                unrealized = (price - p.entry_price) * p.lots * point_value
+                unrealized = (price - p.entry_price) * p.lots * self.position_instrument(p).point_value
                 if unrealized != p.unrealized_pnl:
                     p.unrealized_pnl = unrealized
                     self.mark_dirty(p)
@@ -214,7 +221,7 @@ class PortfolioStateManager:
         Returns the realized P&L.
         """
         position = self.positions[position_id]
-        instrument = self.instrument(position.instrument)
+        instrument = self.position_instrument(position)
         realized = (exit_price - position.entry_price) * position.lots * instrument.point_value
         closed = copy.copy(position)
         closed.status, closed.exit_price, closed.exit_timestamp, closed.exit_reason = (

@@ -54,7 +54,9 @@ def embedded_settings() -> Optional[Settings]:
     host = str(state.get("socket_dir") or "127.0.0.1")  # a Unix socket folder when pgserver runs it
     return Settings(DatabaseConfig(host=host, port=int(state["port"]), database=DATABASE),
                     webhook_secret=os.environ.get("PM_WEBHOOK_SECRET") or str(state["webhook_secret"]),
-                    read_token=os.environ.get("PM_READ_TOKEN") or None)  # none: reads from this machine only
+                    read_token=os.environ.get("PM_READ_TOKEN") or None,  # none: reads from this machine only
+                    holidays_file=os.environ.get("PM_HOLIDAYS_FILE") or None,
+                    mcx_quantity_unit=os.environ.get("PM_MCX_QUANTITY_UNIT") or "lots")
 
 
 class _Server:

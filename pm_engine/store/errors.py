@@ -11,9 +11,9 @@ from typing import Optional
 
 from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmError, StaleVersionError
 
-__all__ = ["DatabaseError", "DatabaseUnavailableError", "DeployError", "HistoryAppendOnlyError",
-           "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError", "PositionAlreadyOpenError",
-           "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+__all__ = ["ContractConflictError", "DatabaseError", "DatabaseUnavailableError", "DeployError",
+           "HistoryAppendOnlyError", "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError",
+           "PositionAlreadyOpenError", "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
@@ -44,6 +44,10 @@ class HistoryAppendOnlyError(DatabaseError):
     """PM007: history rows are never updated or deleted."""
 
 
+class ContractConflictError(DatabaseError):
+    """PM030: a new open position would hold a different contract than its instrument's other open positions."""
+
+
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM001": StaleVersionError,
     "PM002": PositionAlreadyOpenError,
@@ -53,6 +57,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM006": HistoryUnavailableError,
     "25006": DatabaseUnavailableError,  # read_only_sql_transaction: a standby answered (a failover under way)
     "PM007": HistoryAppendOnlyError,
+    "PM030": ContractConflictError,
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation

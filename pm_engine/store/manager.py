@@ -474,9 +474,14 @@ class DatabaseStateManager:
     @staticmethod
     def _effects(work: "PortfolioStateManager") -> tuple[list[Any], list[Any], dict[str, Any]]:
         # a row closed and reopened under the same id in one decision: the close first, then the insert
-        # (which archives the closed row), so the answer's version for that id is the new row's
+        # (which archives the closed row), so the answer's version for that id is the new row's; every close
+        # before any insert, so a new base on the next contract never meets a stopped-out layer still open
+        # on the old one (PM030, one contract per instrument)
+        dirty = list(work.dirty_positions.values())
+        ordered = [*work.dirty_closed, *(p for p in dirty if p.status == "closed"),
+                   *(p for p in dirty if p.status != "closed")]
         positions = [{"doc": _changes(p, work.origin.get(p.position_id)), "expected_version": p.version or None}
-                     for p in [*work.dirty_closed, *work.dirty_positions.values()]]
+                     for p in ordered]
         pyramiding = []
         for instrument in sorted(work.dirty_pyramiding):
             state = work.pyramiding.get(instrument)
@@ -610,7 +615,8 @@ class DatabaseStateManager:
     def pending_orders(self, min_age_s: float = 0) -> list[Order]:
         """Committed orders never sent, at least ``min_age_s`` old, oldest first."""
         return [Order(r["client_order_id"], r["instrument"], r["side"], int(r["lots"]), r["price"], r["fingerprint"],
-                      r["position_id"], r["created_at"])
+                      r["position_id"], r["created_at"], exchange=r.get("exchange"), symbol=r.get("symbol"),
+                      quantity=r.get("quantity"), product=r.get("product") or "NRML", leg=r.get("leg"))
                 for r in self._execute("pending_orders", (f"{min_age_s} seconds",))]
 
     def orders_for_signal(self, fingerprint: str) -> list[dict[str, Any]]:

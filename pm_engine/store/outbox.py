@@ -15,10 +15,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def order_document(order: Order) -> dict[str, Any]:
-    """An order as pm.add_orders takes it."""
-    return {"client_order_id": order.client_order_id, "fingerprint": order.fingerprint,
-            "position_id": order.position_id, "instrument": order.instrument, "side": order.side,
-            "lots": order.lots, "price": order.price}
+    """An order as pm.add_orders takes it (the contract's keys only when it names one)."""
+    doc = {"client_order_id": order.client_order_id, "fingerprint": order.fingerprint,
+           "position_id": order.position_id, "instrument": order.instrument, "side": order.side,
+           "lots": order.lots, "price": order.price}
+    if order.symbol is not None:
+        doc |= {"exchange": order.exchange, "symbol": order.symbol, "quantity": order.quantity,
+                "product": order.product, "leg": order.leg}
+    return doc
 
 
 class DatabasePaperBroker:

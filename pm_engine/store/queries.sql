@@ -179,8 +179,10 @@ SELECT public.bench_floor_update(%s);
 SELECT fingerprint, processing_status FROM pm.signal_log;
 
 -- bench_orders_per_layer --
--- How many (fingerprint, position) pairs have more than one broker order (must be 0).
-SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, position_id HAVING count(*) > 1) x;
+-- How many (fingerprint, position, leg, side) have more than one broker order (must be 0; a synthetic decision's
+-- two legs are one order each, and an entry that stops a layer out and reopens it sells it once and buys it once).
+SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, position_id, coalesce(leg, ''), side
+                       HAVING count(*) > 1) x;
 
 -- chaos_equity_check --
 -- Initial capital, closed equity, realized P&L of closed rows, instruments with two open bases, pending orders.
@@ -192,8 +194,8 @@ SELECT s.initial_capital, s.closed_equity,
   FROM pm.portfolio_state s;
 
 -- chaos_orders --
--- Every broker order (compared with the reference model's paper broker).
-SELECT client_order_id, side, lots, price FROM pm.broker_orders;
+-- Every broker order (compared with the reference model's paper broker), with the contract it names.
+SELECT client_order_id, side, lots, price, exchange, symbol, quantity, leg FROM pm.broker_orders;
 
 -- db_checksums --
 -- An md5 of every table's rows but instance_metadata (heartbeats move it), request_log (refusals are audited) and

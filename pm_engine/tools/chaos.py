@@ -314,8 +314,9 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
         verdict.duplicated += int(open_twice)
     if pending:
         verdict.mismatch(f"{pending} order(s) still pending after recovery")
-    ref_orders = {(o.client_order_id, o.side, o.lots, o.price) for o in ref.broker.orders.values()}  # type: ignore
-    db_orders = {(cid, side, lots, price) for cid, side, lots, price in fetch_all(config, "chaos_orders")}
+    ref_orders = {(o.client_order_id, o.side, o.lots, o.price, o.exchange, o.symbol, o.quantity, o.leg)
+                  for o in ref.broker.orders.values()}  # type: ignore
+    db_orders = {tuple(row) for row in fetch_all(config, "chaos_orders")}
     if ref_orders != db_orders:
         verdict.mismatch(f"broker orders differ: {len(db_orders - ref_orders)} extra, "
                          f"{len(ref_orders - db_orders)} missing")

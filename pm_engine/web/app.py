@@ -34,6 +34,7 @@ from pm_engine.core.statistics import as_json
 from pm_engine.store.audit import RefusalAudit, excerpt
 from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_address, same
+from pm_engine.web.contracts import contracts_router
 from pm_engine.web.dashboard import add_dashboard, replica_status
 from pm_engine.web.metrics import Metrics
 
@@ -42,7 +43,7 @@ PUBLIC = frozenset({("POST", "/webhook"), ("GET", "/health"), ("GET", "/ready")}
 
 WEBHOOK_EXAMPLE = {"type": "BASE_ENTRY", "instrument": "BANK_NIFTY", "position": "Long_1", "price": 52000,
                    "stop": 51650, "lots": 4, "atr": 350, "er": 0.85, "supertrend": 51600, "roc": 2.5,
-                   "timestamp": "2025-11-28T10:30:00+05:30", "secret": "<shared secret>"}
+                   "timestamp": "2026-12-01T10:30:00+05:30", "secret": "<shared secret>"}
 
 _NUMBER = {"type": "number"}
 WEBHOOK_SCHEMA = {
@@ -141,7 +142,9 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     @app.post("/webhook", summary="Receive a TradingView alert",
               responses={200: {"description": "executed, blocked or duplicate (all final: do not resend)",
                                "content": {"application/json": {"example": {
-                                   "outcome": "executed", "reason": "entered 4 lots of BANK_NIFTY at 52000.00",
+                                   "outcome": "executed",
+                                   "reason": "entered 4 lots of BANK_NIFTY (BANKNIFTY29DEC26FUT) at 52000.00",
+                                   "contract": "BANKNIFTY29DEC26FUT",
                                    "fingerprint": "fb6c…"}}}},
                          400: {"description": "body is not a JSON object: {\"error\": …}"},
                          401: {"description": "bad or missing secret"},
@@ -372,6 +375,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(contracts_router(engine.contracts))
     add_dashboard(app, engine, reader or store, access, replica=reader is not None)
     return app
 

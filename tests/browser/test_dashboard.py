@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from pm_engine.config import DatabaseConfig
+from pm_engine.core.contracts import ContractCalendar, ist_date
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.tools.children import EngineProcess
 from pm_engine.tools.samples import generate_signals
 from tests.helpers import payload
@@ -90,6 +92,11 @@ def test_dashboard_end_to_end(browser: Any, server: EngineProcess, width: int) -
         entered = httpx.post(url + "/webhook", json=body, timeout=10).json()
         assert entered["outcome"] == "executed"
         page.wait_for_selector("#positions tbody td:has-text('BANK_NIFTY')", timeout=10_000)
+        contract = ContractCalendar(DEFAULT_INSTRUMENTS).on("BANK_NIFTY", ist_date(datetime.now(timezone.utc)))
+        assert contract is not None and entered["contract"] == contract.symbol
+        row = page.locator("#positions tbody tr", has_text="BANK_NIFTY")
+        assert row.locator("td.contract").text_content() == contract.symbol  # the contract it holds, and its expiry
+        assert row.locator("td").nth(3).text_content().startswith(contract.expiry.isoformat() + " (")
         page.wait_for_function(f"parseInt(document.getElementById('curve-points').textContent) > {points}",
                                timeout=10_000)
         assert page.evaluate("window.__sameLoad") is True  # refreshed in place, not reloaded

@@ -12,7 +12,7 @@ import pytest
 from pm_engine.config import DatabaseConfig
 
 POSITION = {
-    "position_id": "BANK_NIFTY_Long_1", "instrument": "BANK_NIFTY", "entry_timestamp": "2025-11-28T05:00:00Z",
+    "position_id": "BANK_NIFTY_Long_1", "instrument": "BANK_NIFTY", "entry_timestamp": "2026-10-30T05:00:00Z",
     "entry_price": 52000, "lots": 4, "quantity": 120, "initial_stop": 51650, "current_stop": 51650,
     "highest_close": 52000,
 }

@@ -25,11 +25,11 @@ def test_app_role_runs_the_engine_and_cannot_drop_tables(db_config: DatabaseConf
     try:
         db.register_instance("inst-app", "host", 8080, "test")
         engine = LiveTradingEngine(db_manager=db, instance_id="inst-app")
-        entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650,
+        entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650,
                         atr=350, er=0.85)
         assert engine.process_payload(entry, check_time=False).outcome.value == "executed"
         assert engine.update_stops("BANK_NIFTY", 53000, 350) == ["BANK_NIFTY_Long_1"]  # type: ignore[arg-type]
-        exit_ = payload("EXIT", "BANK_NIFTY", "ALL", 53500, "2025-11-28T11:30:00+05:30", reason="SIGNAL")
+        exit_ = payload("EXIT", "BANK_NIFTY", "ALL", 53500, "2026-10-30T11:30:00+05:30", reason="SIGNAL")
         assert engine.process_payload(exit_, check_time=False).outcome.value == "executed"
         jobs = BackgroundJobs(engine, JobSettings(heartbeat_s=60))
         jobs.tick()

@@ -9,11 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pm_engine.core.contracts import ContractCalendar, ist_date
+from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.ops.cluster import free_port
 
 
@@ -59,7 +62,10 @@ def test_make_run_curl_status_restart(tmp_path: Path, embedded: str) -> None:
         sent = httpx.post(f"http://127.0.0.1:{port}/webhook", content=body.group(1),
                           headers={"Content-Type": "text/plain"}, timeout=10)
         assert sent.json()["outcome"] == "executed", sent.text
-        assert "BANK_NIFTY_Long_1" in status(var)
+        shown = status(var)
+        assert "BANK_NIFTY_Long_1" in shown
+        contract = ContractCalendar(DEFAULT_INSTRUMENTS).on("BANK_NIFTY", ist_date(datetime.now(timezone.utc)))
+        assert contract is not None and f"{contract.symbol} (expiry {contract.expiry.isoformat()}" in shown
         secret = json.loads((var / "embedded.json").read_text())["webhook_secret"]
         assert oct((var / "embedded.json").stat().st_mode)[-3:] == "600" and secret in curl
     finally:

@@ -42,9 +42,9 @@ def test_report_is_consistent(tmp_path: Path) -> None:
 def test_malformed_rows_reported_with_line_numbers(tmp_path: Path) -> None:
     csv_file = tmp_path / "bad.csv"
     csv_file.write_text("type,instrument,position,price,stop,lots,atr,er,supertrend,roc,reason,timestamp\n"
-                        "BASE_ENTRY,BANK_NIFTY,Long_1,52000,51650,4,350,0.85,51600,,,2025-11-28T10:30:00+05:30\n"
-                        "BASE_ENTRY,NOPE,Long_1,52000,51650,4,350,0.85,51600,,,2025-11-28T10:30:00+05:30\n"
-                        "EXIT,BANK_NIFTY,ALL,53000,,4,0,0.5,1,,,2025-11-28T11:30:00+05:30\n")
+                        "BASE_ENTRY,BANK_NIFTY,Long_1,52000,51650,4,350,0.85,51600,,,2026-10-30T10:30:00+05:30\n"
+                        "BASE_ENTRY,NOPE,Long_1,52000,51650,4,350,0.85,51600,,,2026-10-30T10:30:00+05:30\n"
+                        "EXIT,BANK_NIFTY,ALL,53000,,4,0,0.5,1,,,2026-10-30T11:30:00+05:30\n")
     report = run_backtest(csv_file, progress=False)
     assert report.outcomes == {"executed": 1}
     assert [m.split(":")[0] for m in report.malformed] == ["line 3", "line 4"]

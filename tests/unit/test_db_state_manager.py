@@ -19,7 +19,7 @@ from pm_engine.store.errors import (DatabaseUnavailableError, InvalidArgumentErr
 from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload
 
-T0 = datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 30, 5, 0, tzinfo=timezone.utc)
 
 
 def fingerprint_of(body: dict[str, Any]) -> str:
@@ -213,7 +213,7 @@ def test_base_position_id_nullable(db: DatabaseStateManager) -> None:
 
 
 def signal(**extra: Any) -> Any:
-    body = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350,
+    body = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350,
                    er=0.85, **extra)
     return parse_signal(body, DEFAULT_INSTRUMENTS, now=None)
 
@@ -250,7 +250,7 @@ def test_log_signal_duplicate_detection(db: DatabaseStateManager) -> None:
 def test_engine_signal_round_trips(db: DatabaseStateManager) -> None:
     """Counted, not estimated: 1 atomic call per signal, plus 1 paper-broker fill when it orders."""
     engine = LiveTradingEngine(db_manager=db)
-    entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350,
+    entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350,
                     er=0.85)
     before = db.round_trips
     assert engine.process_payload(entry, check_time=False).outcome.value == "executed"
@@ -267,11 +267,11 @@ def test_engine_signal_round_trips(db: DatabaseStateManager) -> None:
     finally:
         other.close()
     before = db.round_trips
-    blocked = engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52100, "2025-11-28T11:30:00+05:30",
+    blocked = engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52100, "2026-10-30T11:30:00+05:30",
                                              stop=51700, atr=360), check_time=False)
     assert blocked.outcome.value == "blocked" and db.round_trips - before == 1
     before = db.round_trips
-    engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2025-11-28T12:30:00+05:30",
+    engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2026-10-30T12:30:00+05:30",
                                    stop=52300, atr=360), check_time=False)
     assert db.round_trips - before == 2
     assert [o["status"] for o in db.orders_for_signal(fingerprint_of(entry))] == ["filled"]
@@ -290,7 +290,7 @@ def test_cache_never_serves_an_older_version(db: DatabaseStateManager) -> None:
 
 def test_stop_update_persists(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
     engine = LiveTradingEngine(db_manager=db)
-    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                    stop=51650, atr=350, er=0.85), check_time=False)
     assert engine.update_stops("BANK_NIFTY", D("53000"), D("350")) == ["BANK_NIFTY_Long_1"]
     fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
@@ -303,7 +303,7 @@ def test_portfolio_manager_loads_equity_and_saves_every_close(db: DatabaseStateM
     from pm_engine.core.portfolio import PortfolioStateManager
 
     engine = LiveTradingEngine(db_manager=db)
-    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                    stop=51650, atr=350, er=0.85), check_time=False)
     manager = PortfolioStateManager(db_manager=DatabaseStateManager(db_config))
     assert manager.positions["BANK_NIFTY_Long_1"].is_base_position is True
@@ -319,10 +319,10 @@ def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateMa
     """Another instance moved the portfolio: refused, nothing written, re-decided without a reload trip."""
     behind = LiveTradingEngine(db_manager=db)  # loads version 1
     ahead = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
-    ahead.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+    ahead.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                   stop=51650, atr=350, er=0.85), check_time=False)
     before = db.round_trips
-    result = behind.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2025-11-28T10:45:00+05:30",
+    result = behind.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2026-10-30T10:45:00+05:30",
                                             stop=51750, atr=350, er=0.85), check_time=False)
     assert result.outcome.value == "blocked" and "already open" in result.reason  # decided on the fresh state
     assert db.round_trips - before == 3  # the refused call (carrying the state), then lock + apply-and-commit
@@ -332,9 +332,9 @@ def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateMa
         assert [(r["processing_status"], r["n"]) for r in cur.fetchall()] == [("blocked", 1), ("executed", 1)]
     # a signal another instance has logged: duplicate even when decided from an old version
     third = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
-    ahead.process_payload(payload("EXIT", "BANK_NIFTY", "ALL", 52500, "2025-11-28T11:00:00+05:30", reason="SIGNAL"),
+    ahead.process_payload(payload("EXIT", "BANK_NIFTY", "ALL", 52500, "2026-10-30T11:00:00+05:30", reason="SIGNAL"),
                           check_time=False)  # third is now behind
-    repeat = third.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2025-11-28T10:45:00+05:30",
+    repeat = third.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2026-10-30T10:45:00+05:30",
                                            stop=51750, atr=350, er=0.85), check_time=False)
     assert repeat.outcome.value == "duplicate"
 
@@ -342,9 +342,9 @@ def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateMa
 def test_stopped_out_and_reentered_in_one_signal(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
     """A base entry below the open base's stop closes it (STOP_LOSS) and re-opens the same id: both written."""
     engine = LiveTradingEngine(db_manager=db)
-    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30",
+    engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                    stop=51650, atr=350, er=0.85), check_time=False)
-    again = engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 51600, "2025-11-28T11:30:00+05:30",
+    again = engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 51600, "2026-10-30T11:30:00+05:30",
                                            stop=51250, atr=350, er=0.85), check_time=False)
     assert again.outcome.value == "executed" and again.details["stopped_out"] == ["BANK_NIFTY_Long_1"]
     with db.transaction() as cur:
@@ -352,7 +352,7 @@ def test_stopped_out_and_reentered_in_one_signal(db: DatabaseStateManager, db_co
                     "ORDER BY status DESC")
         rows = cur.fetchall()
     assert [(r["position_id"], r["status"], r["entry_price"]) for r in rows] == [
-        ("BANK_NIFTY_Long_1", "open", D("51600.00")), ("BANK_NIFTY_Long_1@20251128T050000Z", "closed", D("52000.00"))]
+        ("BANK_NIFTY_Long_1", "open", D("51600.00")), ("BANK_NIFTY_Long_1@20261030T050000Z", "closed", D("52000.00"))]
     assert rows[1]["realized_pnl"] == D("-48000.00")  # (51,600 - 52,000) x 4 x 30
     fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
     assert fresh.portfolio.closed_equity == D("4952000.00") and list(fresh.portfolio.positions) == ["BANK_NIFTY_Long_1"]
@@ -385,7 +385,7 @@ def test_locked_commit_duplicate_and_errors_write_nothing(db: DatabaseStateManag
     assert db.commit_signal_locked(s, engine.portfolio.version, decided.append, "inst") == Duplicate()  # current
     assert decided == []  # never asked to decide
 
-    other = parse_signal(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2025-11-28T11:30:00+05:30", stop=77000,
+    other = parse_signal(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2026-10-30T11:30:00+05:30", stop=77000,
                                  atr=400, er=0.8), DEFAULT_INSTRUMENTS)
 
     def broken(state: Any) -> Any:
@@ -412,7 +412,7 @@ def test_documents_round_trip_through_json() -> None:
 
     with pytest.raises(TypeError, match="cannot serialise object"):
         dumps(object())
-    row = {"position_id": "COPPER_Long_1", "instrument": "COPPER", "entry_timestamp": "2025-11-28T05:00:00+00:00",
+    row = {"position_id": "COPPER_Long_1", "instrument": "COPPER", "entry_timestamp": "2026-10-30T05:00:00+00:00",
            "entry_price": 800.5, "lots": 3, "quantity": 7500, "initial_stop": 790, "current_stop": 790,
            "highest_close": 800.5}
     p = position_from_row(row)

@@ -13,7 +13,7 @@ from pm_engine.ops.jobs import BackgroundJobs, JobSettings
 from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload
 
-ENTRY = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2025-11-28T10:30:00+05:30", stop=51650, atr=350,
+ENTRY = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350,
                 er=0.85)
 
 

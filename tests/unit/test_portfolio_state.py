@@ -9,7 +9,7 @@ from pm_engine.core.instruments import PortfolioConfig
 from pm_engine.core.models import Position
 from pm_engine.core.portfolio import PortfolioStateManager
 
-T0 = datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 30, 5, 0, tzinfo=timezone.utc)
 
 
 def with_base() -> PortfolioStateManager:

@@ -11,7 +11,7 @@ from pm_engine.core.pyramiding import gate_reasons, next_layer, size_pyramid
 
 BN = DEFAULT_INSTRUMENTS["BANK_NIFTY"]
 CONFIG = PortfolioConfig()
-T0 = datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 30, 5, 0, tzinfo=timezone.utc)
 
 
 def base(lots: int = 4) -> Position:

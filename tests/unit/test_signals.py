@@ -13,9 +13,9 @@ from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.models import SignalType
 from pm_engine.core.signals import SignalValidationError, fingerprint, parse_body, parse_signal
 
-NOW = datetime(2025, 11, 28, 5, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 10, 30, 5, 1, tzinfo=timezone.utc)
 EXAMPLE = {"type": "BASE_ENTRY", "instrument": "BANK_NIFTY", "position": "Long_1", "price": 52000, "stop": 51650,
-           "lots": 4, "atr": 350, "er": 0.85, "supertrend": 51600, "roc": 2.5, "timestamp": "2025-11-28T10:30:00+05:30"}
+           "lots": 4, "atr": 350, "er": 0.85, "supertrend": 51600, "roc": 2.5, "timestamp": "2026-10-30T10:30:00+05:30"}
 
 
 def parse(data: dict[str, Any], now: datetime | None = NOW) -> Any:
@@ -27,17 +27,17 @@ def test_example_payload_parses() -> None:
     assert signal.type is SignalType.BASE_ENTRY and signal.instrument == "BANK_NIFTY"
     assert (signal.price, signal.stop, signal.atr, signal.er) == (Decimal("52000.00"), Decimal("51650.00"),
                                                                   Decimal("350.00"), Decimal("0.85"))
-    assert signal.timestamp == datetime(2025, 11, 28, 5, 0, tzinfo=timezone.utc)
+    assert signal.timestamp == datetime(2026, 10, 30, 5, 0, tzinfo=timezone.utc)
 
 
 def test_fingerprint_is_sha256_of_the_documented_string() -> None:
-    expected = hashlib.sha256(b"BANK_NIFTY:BASE_ENTRY:Long_1:2025-11-28T05:00:00+00:00").hexdigest()
+    expected = hashlib.sha256(b"BANK_NIFTY:BASE_ENTRY:Long_1:2026-10-30T05:00:00+00:00").hexdigest()
     assert parse(EXAMPLE).fingerprint == expected
 
 
-@pytest.mark.parametrize("timestamp", ["2025-11-28T10:30:00+05:30", "2025-11-28T05:00:00Z",
-                                       "2025-11-28T05:00:00.123+00:00", "2025-11-28T10:30:00",
-                                       "2025-11-28T10:30:00.999"])
+@pytest.mark.parametrize("timestamp", ["2026-10-30T10:30:00+05:30", "2026-10-30T05:00:00Z",
+                                       "2026-10-30T05:00:00.123+00:00", "2026-10-30T10:30:00",
+                                       "2026-10-30T10:30:00.999"])
 def test_fingerprint_stable_across_formats_of_one_bar(timestamp: str) -> None:
     assert parse({**EXAMPLE, "timestamp": timestamp}).fingerprint == parse(EXAMPLE).fingerprint
 
@@ -49,7 +49,7 @@ def test_case_is_normalised() -> None:
 
 
 def test_different_bars_differ() -> None:
-    assert parse(EXAMPLE).fingerprint != parse({**EXAMPLE, "timestamp": "2025-11-28T10:31:00+05:30"}).fingerprint
+    assert parse(EXAMPLE).fingerprint != parse({**EXAMPLE, "timestamp": "2026-10-30T10:31:00+05:30"}).fingerprint
     assert fingerprint("A", "EXIT", "ALL", NOW) != fingerprint("B", "EXIT", "ALL", NOW)
 
 
@@ -89,8 +89,8 @@ def test_prices_are_rounded_half_up_to_cents() -> None:
     ({"timestamp": "yesterday"}, "timestamp", "is not ISO 8601"),
     ({"timestamp": "0001-01-01T00:00:00+14:00"}, "timestamp", "between 2000 and 2100"),
     ({"timestamp": "9999-12-31T23:59:59-12:00"}, "timestamp", "between 2000 and 2100"),
-    ({"timestamp": "2025-11-28T05:20:00Z"}, "timestamp", "in the future"),
-    ({"timestamp": "2025-11-28T04:40:00Z"}, "timestamp", "older than the maximum signal age"),
+    ({"timestamp": "2026-10-30T05:20:00Z"}, "timestamp", "in the future"),
+    ({"timestamp": "2026-10-30T04:40:00Z"}, "timestamp", "older than the maximum signal age"),
 ])
 def test_rejections_name_the_field(change: dict[str, Any], field: str, message: str) -> None:
     data = {**EXAMPLE, **change}

@@ -16,7 +16,7 @@ BN = DEFAULT_INSTRUMENTS["BANK_NIFTY"]
 
 
 def base() -> Position:
-    return Position("BANK_NIFTY_Long_1", "BANK_NIFTY", datetime(2025, 11, 28, tzinfo=timezone.utc), D(52000), 4, 120,
+    return Position("BANK_NIFTY_Long_1", "BANK_NIFTY", datetime(2026, 10, 30, tzinfo=timezone.utc), D(52000), 4, 120,
                     D(51650), D(51650), D(52000), atr=D(350), is_base_position=True)
 
 

@@ -76,6 +76,21 @@
     }
   }
 
+  // the contract a position holds (a synthetic one: its two option legs under it)
+  function contract(p) {
+    const cell = el("td", p.contract ?? "–", "contract");
+    if (p.ce_symbol) cell.appendChild(el("div", p.ce_symbol + " / " + p.pe_symbol, "muted"));
+    return cell;
+  }
+
+  // expiry, days to it, and a flag once the roll date has come (the position should be in the next contract)
+  function expiry(p) {
+    if (!p.expiry) return el("td", "–");
+    const cell = el("td", p.expiry + " (" + p.days_to_expiry + " d)");
+    if (p.roll_due) cell.appendChild(el("div", "roll due since " + p.roll_date, "blocked roll-due"));
+    return cell;
+  }
+
   function render(data) {
     last = data;
     const s = data.status;
@@ -93,7 +108,7 @@
       exit.dataset.position = p.position_id;
       const cell = el("td");
       cell.appendChild(exit);
-      return [el("td", p.instrument), el("td", p.layer), el("td", p.lots), el("td", p.entry_price),
+      return [el("td", p.instrument), el("td", p.layer), contract(p), expiry(p), el("td", p.lots), el("td", p.entry_price),
               el("td", p.current_stop), el("td", p.distance_to_stop_r ?? "–"), signed(p.unrealized_pnl),
               el("td", p.risk_pct), el("td", p.limiter ?? "–"), cell];
     });
