@@ -223,6 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                 return {"status": "success", "orderid": order.orderid, "order_status": order.status}
             if name == "reset":
                 account.reset()
+                self.server.limiter = RateLimiter()
                 return {"status": "success"}
         raise SimError(404, f"Not found: /sim/{name}")
 
