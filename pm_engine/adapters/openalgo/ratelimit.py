@@ -37,7 +37,8 @@ class RateLimiter:
                     self._sent.popleft()
                 if len(self._sent) < self.rate:
                     break
-                self._sleep(self._sent[0] + self.window - now)
+                self._sleep(max(0.0, self._sent[0] + self.window - now))
                 now = self._clock()
+                self._sent.popleft()  # slept until the oldest call left the window (no float comparison to trust)
             self._sent.append(now)
             return now - start
