@@ -1,1 +1,1 @@
-"""Adapters to the outside world (brokers, later notification services): each its own package, importing only the core."""
+"""Adapters to the outside world (brokers; later notification services): each a package importing only the core."""

@@ -145,7 +145,7 @@ def broker_time(now: Optional[datetime] = None) -> str:
 
 def monthly_expiries(exchange: str, today: date, count: int = 3) -> list[str]:
     """Plausible monthly expiries as ``DD-MMM-YY``: the last Tuesday (NSE, BSE) or last weekday of a month."""
-    out = []
+    out: list[str] = []
     year, month = today.year, today.month
     while len(out) < count:
         last = (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1))
@@ -291,8 +291,8 @@ class Account:
         """Net position per (symbol, exchange, product): signed quantity, average price of the net, ltp, P&L."""
         books: dict[tuple[str, str, str], dict[str, Decimal]] = {}
         for t in self.trades:
-            b = books.setdefault((t.symbol, t.exchange, t.product), {"qty": Decimal(0), "avg": Decimal(0),
-                                                                      "realized": Decimal(0)})
+            zero = {"qty": Decimal(0), "avg": Decimal(0), "realized": Decimal(0)}
+            b = books.setdefault((t.symbol, t.exchange, t.product), zero)
             signed = Decimal(t.quantity if t.action == "BUY" else -t.quantity)
             qty, avg = b["qty"], b["avg"]
             if qty == 0 or (qty > 0) == (signed > 0):  # opening or adding

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"pm-engine broker-sim: error: {exc}", file=sys.stderr)
         return 2
     server = make_server(args.host, args.port, api_key, faults)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

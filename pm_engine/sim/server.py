@@ -218,8 +218,8 @@ class Handler(BaseHTTPRequestHandler):
                 account.faults.update(body)
                 return {"status": "success", "faults": account.faults.as_json()}
             if name == "fill":
-                price = _price(body["price"]) if body.get("price") is not None else None
-                order = account.fill_open(str(body.get("orderid")), price)
+                fill_price = _price(body["price"]) if body.get("price") is not None else None
+                order = account.fill_open(str(body.get("orderid")), fill_price)
                 return {"status": "success", "orderid": order.orderid, "order_status": order.status}
             if name == "reset":
                 account.reset()

@@ -11,7 +11,9 @@ from typing import Optional
 
 from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmError, StaleVersionError
 
-__all__ = ["DatabaseError", "DatabaseUnavailableError", "DeployError", "HistoryAppendOnlyError",
+__all__ = ["BrokerOrderLinkedError", "DatabaseError", "DatabaseUnavailableError", "DeployError", "FillRefusedError",
+           "HistoryAppendOnlyError", "OrderNotSendableError", "OrderRecordAppendOnlyError", "OrderTransitionError",
+           "OrderUnresolvedError",
            "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError", "PositionAlreadyOpenError",
            "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
@@ -44,6 +46,30 @@ class HistoryAppendOnlyError(DatabaseError):
     """PM007: history rows are never updated or deleted."""
 
 
+class OrderTransitionError(DatabaseError):
+    """PM041: the order's state does not allow this transition (pm.order_transitions is the whitelist)."""
+
+
+class OrderUnresolvedError(DatabaseError):
+    """PM042: another order of the same symbol, side and product is sending or unknown; this one waits."""
+
+
+class BrokerOrderLinkedError(DatabaseError):
+    """PM043: the broker order id is already linked to another order of ours."""
+
+
+class OrderNotSendableError(DatabaseError):
+    """PM044: the order lacks the symbol, quantity or product a broker needs."""
+
+
+class FillRefusedError(DatabaseError):
+    """PM045 / PM046: a fill beyond the order's quantity, or for a broker order that is not the order's."""
+
+
+class OrderRecordAppendOnlyError(DatabaseError):
+    """PM047: order events and fills are never updated or deleted."""
+
+
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM001": StaleVersionError,
     "PM002": PositionAlreadyOpenError,
@@ -53,6 +79,13 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM006": HistoryUnavailableError,
     "25006": DatabaseUnavailableError,  # read_only_sql_transaction: a standby answered (a failover under way)
     "PM007": HistoryAppendOnlyError,
+    "PM041": OrderTransitionError,
+    "PM042": OrderUnresolvedError,
+    "PM043": BrokerOrderLinkedError,
+    "PM044": OrderNotSendableError,
+    "PM045": FillRefusedError,
+    "PM046": FillRefusedError,
+    "PM047": OrderRecordAppendOnlyError,
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation

@@ -31,8 +31,9 @@ def test_the_official_client_places_and_reads_back(sim: Sim) -> None:  # noqa: F
 
     status = oa.orderstatus(order_id=order_id, strategy="pm-engine")
     assert status["status"] == "success", status
-    assert {k: status["data"][k] for k in ("order_status", "symbol", "exchange", "action", "quantity", "product",
-                                            "pricetype", "average_price", "orderid")} == {
+    fields = ("order_status", "symbol", "exchange", "action", "quantity", "product", "pricetype", "average_price",
+              "orderid")
+    assert {k: status["data"][k] for k in fields} == {
         "order_status": "complete", "symbol": FUT, "exchange": "NFO", "action": "BUY", "quantity": 60,
         "product": "NRML", "pricetype": "MARKET", "average_price": 52010.5, "orderid": order_id}
     assert status["data"]["price"] == 0.0  # MARKET orders show price 0, as OpenAlgo's order book does

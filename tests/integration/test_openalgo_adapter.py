@@ -68,7 +68,8 @@ def test_a_definite_refusal_is_rejected_and_nothing_is_booked(sim: Sim) -> None:
     sim.control("price", {"symbol": FUT, "price": 52000})
     sim.control("faults", {"reject": "place", "reject_message": "RMS: insufficient margin"})
     outcome = adapter(sim).placeorder(ORDER)
-    assert (outcome.kind, outcome.reason, outcome.http_status) == (OutcomeKind.REJECTED, "RMS: insufficient margin", 400)
+    assert (outcome.kind, outcome.reason, outcome.http_status) == (OutcomeKind.REJECTED, "RMS: insufficient margin",
+                                                                   400)
     assert not outcome.may_have_reached_broker
     assert sim.state()["orders"] == []
 
