@@ -121,11 +121,13 @@ def test_a_burst_is_queued_within_ten_a_second_and_never_fails(sim: Sim) -> None
 def test_without_the_limiter_the_gateway_answers_429_and_that_is_not_sent(sim: Sim) -> None:  # noqa: F811
     sim.control("price", {"symbol": FUT, "price": 52000})
     sim.control("faults", {"order_rate": 2})  # robust on a loaded machine: 3 of 14 within a second suffice
-    c = adapter(sim, order_limiter=RateLimiter(1000))
+    c = adapter(sim, order_limiter=RateLimiter(1000), rate_limited_retries=0)
     outcomes = [c.placeorder(ORDER) for _ in range(14)]
     limited = [o for o in outcomes if o.kind is OutcomeKind.NOT_SENT]
     assert limited and all(o.http_status == 429 and "rate limited" in o.reason for o in limited)
     assert len(sim.state()["orders"]) == 14 - len(limited)
+    retried = adapter(sim, order_limiter=RateLimiter(1000)).placeorder(ORDER)  # a 429 is retried after the window
+    assert retried.kind is OutcomeKind.ACCEPTED
 
 
 def test_partial_fill_and_cancel_through_the_adapter(sim: Sim) -> None:  # noqa: F811

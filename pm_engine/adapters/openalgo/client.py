@@ -24,6 +24,7 @@ import http.client
 import json
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Optional
@@ -116,7 +117,8 @@ class OpenAlgoClient:
     """OpenAlgo's API v1 at ``url`` (e.g. ``http://127.0.0.1:5000``), with its key and strategy label."""
 
     def __init__(self, url: str, api_key: str, strategy: str = "pm-engine", timeouts: Timeouts = Timeouts(),
-                 order_limiter: Optional[RateLimiter] = None, query_limiter: Optional[RateLimiter] = None) -> None:
+                 order_limiter: Optional[RateLimiter] = None, query_limiter: Optional[RateLimiter] = None,
+                 rate_limited_retries: int = 3) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"PM_OPENALGO_URL must be an http(s) URL, got {url!r}")
@@ -130,6 +132,7 @@ class OpenAlgoClient:
         self.timeouts = timeouts
         self.order_limiter = order_limiter or RateLimiter(10)
         self.query_limiter = query_limiter or RateLimiter(10)
+        self.rate_limited_retries = rate_limited_retries
 
     def __repr__(self) -> str:
         return f"OpenAlgoClient(url={self.url!r}, strategy={self.strategy!r}, api_key=****)"
@@ -143,21 +146,28 @@ class OpenAlgoClient:
                    "product": order.product}
         if order.price:
             payload["price"] = str(order.price)
-        self.order_limiter.acquire()
-        try:
-            reply = self._post("placeorder", payload, self.timeouts.order_read_s)
-        except _NotSent as exc:
-            outcome = PlaceOutcome(OutcomeKind.NOT_SENT, str(exc))
-        except _Lost as exc:
-            outcome = PlaceOutcome(OutcomeKind.UNKNOWN, str(exc))
-        else:
-            outcome = classify_answer(reply.status, reply.document)
-            outcome = PlaceOutcome(outcome.kind, self._key.scrub(outcome.reason), outcome.broker_order_id,
-                                   outcome.http_status)
+        for _ in range(1 + max(0, self.rate_limited_retries)):
+            outcome = self._place_once(payload)
+            if outcome.http_status != 429:
+                break
+            # 429 is certainly not placed, so trying again is safe: a burst is queued, never failed (a request
+            # delayed between the limiter and the wire can still land in a gateway second that is already full)
+            time.sleep(self.order_limiter.window)
         level = logging.INFO if outcome.kind is OutcomeKind.ACCEPTED else logging.WARNING
         log.log(level, "placeorder %s %s %s x%d: %s (%s)", order.exchange, order.symbol, order.action,
                 order.quantity, outcome.kind.value, outcome.reason)
         return outcome
+
+    def _place_once(self, payload: dict[str, Any]) -> PlaceOutcome:
+        self.order_limiter.acquire()
+        try:
+            reply = self._post("placeorder", payload, self.timeouts.order_read_s)
+        except _NotSent as exc:
+            return PlaceOutcome(OutcomeKind.NOT_SENT, str(exc))
+        except _Lost as exc:
+            return PlaceOutcome(OutcomeKind.UNKNOWN, str(exc))
+        outcome = classify_answer(reply.status, reply.document)
+        return PlaceOutcome(outcome.kind, self._key.scrub(outcome.reason), outcome.broker_order_id, outcome.http_status)
 
     def cancelorder(self, orderid: str) -> str:
         """Cancel an open order; returns its id (an OpenAlgoError when the gateway refuses or is unreachable)."""
