@@ -573,6 +573,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_embedded(args.host, args.port, serve)
 
 
+def cmd_broker_sim(args: argparse.Namespace) -> int:
+    from pm_engine.sim.main import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pm-engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -722,6 +728,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-replication", type=float, metavar="SECONDS",
                    help="with --failover: stop the primary's WAL sender this long before the primary dies")
     p.set_defaults(func=cmd_chaos)
+
+    p = sub.add_parser("broker-sim", help="an OpenAlgo-compatible broker simulator, with switches for its faults")
+    from pm_engine.sim.main import add_arguments as broker_sim_arguments
+
+    broker_sim_arguments(p)
+    p.set_defaults(func=cmd_broker_sim)
 
     p = sub.add_parser("backtest", help="replay a CSV of signals through the engine, in memory")
     p.add_argument("csv", help="CSV whose header is the payload fields (type,instrument,position,price,...)")

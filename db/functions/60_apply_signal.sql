@@ -8,7 +8,7 @@
 -- another round trip. If it matches, the fingerprint is claimed (INSERT ... ON CONFLICT DO NOTHING:
 -- a concurrent claim of the same fingerprint waits for the first and then answers "new": false)
 -- and every effect is written: positions (versioned), pyramiding states, the portfolio state and
--- the signal's broker orders (sig -> 'orders', into the pm.broker_orders outbox as 'pending').
+-- the signal's broker orders (sig -> 'orders', into the pm.broker_orders outbox as 'queued').
 -- Before the version check, the trading controls (pm.control_blocks): a signal they block is
 -- logged 'blocked' with their reason and nothing else is written: {"new": true, "blocked": true,
 -- "reason": "trading paused ..."}. A signal carrying "anomaly" (a kind the engine detected) is also

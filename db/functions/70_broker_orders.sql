@@ -1,7 +1,7 @@
 -- Broker order functions: the order outbox written by pm.apply_signal and drained to the broker.
 
 -- pm.add_orders
--- Inserts a signal's orders as 'pending' (ON CONFLICT DO NOTHING: a client order id is written once);
+-- Inserts a signal's orders as 'queued' (ON CONFLICT DO NOTHING: a client order id is written once);
 -- orders: [{client_order_id, fingerprint, position_id, instrument, side, lots, price, and for a contract
 -- exchange, symbol, quantity, leg, product (default NRML)}]. Returns how many were new.
 CREATE OR REPLACE FUNCTION pm.add_orders(orders jsonb)
@@ -27,10 +27,11 @@ END;
 $$;
 
 -- pm.fill_paper_orders
--- The paper broker: fills the given pending orders at their price (idempotent: a filled order
--- keeps its first fill). Returns every named order that is filled, with its fill. Committed
--- asynchronously (synchronous_commit off for this transaction only): a fill lost in a crash
--- leaves its order 'pending', and recovery fills it again, so waiting for the flush buys nothing.
+-- The paper broker: fills the given queued orders at their price (idempotent: a filled order
+-- keeps its first fill), queued → filled with its pm.order_events row (72_order_states.sql). Returns
+-- every named order that is filled, with its fill. Committed asynchronously (synchronous_commit off
+-- for this transaction only): a fill lost in a crash leaves its order 'queued', and recovery fills it
+-- again, so waiting for the flush buys nothing.
 CREATE OR REPLACE FUNCTION pm.fill_paper_orders(client_order_ids text[])
 RETURNS SETOF pm.broker_orders
 LANGUAGE plpgsql
@@ -40,10 +41,14 @@ AS $$
 BEGIN
     PERFORM pm.require(client_order_ids, 'client_order_ids');
     PERFORM set_config('synchronous_commit', 'off', true);
-    UPDATE pm.broker_orders
-       SET status = 'filled', fill_price = price, filled_at = now(),
-           broker_order_id = 'paper-' || nextval('pm.paper_order_seq')
-     WHERE client_order_id = ANY (client_order_ids) AND status = 'pending';
+    WITH filled AS (
+        UPDATE pm.broker_orders
+           SET status = 'filled', fill_price = price, filled_at = now(), state_changed_at = now(),
+               broker_order_id = 'paper-' || nextval('pm.paper_order_seq')
+         WHERE client_order_id = ANY (client_order_ids) AND status = 'queued'
+        RETURNING client_order_id, broker_order_id)
+    INSERT INTO pm.order_events (client_order_id, from_state, to_state, attempt, broker_order_id, reason)
+    SELECT client_order_id, 'queued', 'filled', 0, broker_order_id, 'paper fill' FROM filled;
     RETURN QUERY SELECT * FROM pm.broker_orders
                   WHERE client_order_id = ANY (client_order_ids) AND status = 'filled'
                   ORDER BY client_order_id;
@@ -51,7 +56,7 @@ END;
 $$;
 
 -- pm.pending_orders
--- Orders committed but not yet sent, older than min_age (recovery and the background sweep).
+-- Orders committed but not yet sent ('queued'), older than min_age (recovery and the background sweep).
 CREATE OR REPLACE FUNCTION pm.pending_orders(min_age interval DEFAULT interval '0')
 RETURNS SETOF pm.broker_orders
 LANGUAGE sql
@@ -60,7 +65,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM pm.broker_orders
-     WHERE status = 'pending' AND created_at <= now() - coalesce(min_age, interval '0')
+     WHERE status = 'queued' AND created_at <= now() - coalesce(min_age, interval '0')
      ORDER BY created_at, client_order_id;
 $$;
 

@@ -13,7 +13,7 @@ AS $$
     SELECT jsonb_build_object(
         'mode', (SELECT mode FROM pm.trading_control WHERE id = 1),
         'anomalies', pm.anomaly_counts(NULL),
-        'orders_pending', (SELECT count(*) FROM pm.broker_orders WHERE status = 'pending'),
+        'orders_pending', (SELECT count(*) FROM pm.broker_orders WHERE status = 'queued'),
         'last_signal_at', (SELECT max(processed_at) FROM pm.signal_log),
         'open_positions', (SELECT count(*) FROM pm.portfolio_positions WHERE status = 'open'));
 $$;

@@ -45,7 +45,7 @@ SELECT has_index('pm', 'signal_log', i, 'index ' || i)
   FROM unnest(ARRAY['signal_log_fingerprint_key', 'signal_log_processed_at_idx', 'signal_log_instrument_ts_idx']) AS i;
 SELECT has_index('pm', 'instance_metadata', 'instance_metadata_heartbeat_idx', 'index on last_heartbeat');
 SELECT has_index('pm', 'broker_orders', i, 'index ' || i)
-  FROM unnest(ARRAY['broker_orders_fingerprint_idx', 'broker_orders_pending_idx']) AS i;
+  FROM unnest(ARRAY['broker_orders_fingerprint_idx', 'broker_orders_queued_idx']) AS i;
 SELECT is((SELECT count(*)::int FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
             WHERE x.indrelid = 'pm.signal_log'::regclass AND a.attname = 'fingerprint'),
           1, 'fingerprint has exactly one index (pitfall 7)');

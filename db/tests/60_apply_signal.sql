@@ -46,8 +46,8 @@ SELECT is(pm.apply_signal(pg_temp.sig(repeat('c', 64)) || jsonb_build_object('or
                                  'lots', 2, 'price', 52800))), '[]', '[]', '{}', 2) -> 'portfolio_version',
           '3'::jsonb, 'a signal with orders commits');
 SELECT results_eq($$SELECT client_order_id, status FROM pm.broker_orders$$,
-                  $$VALUES ('pm-c-Long_2'::varchar, 'pending'::varchar)$$,
-                  'its orders are in the outbox, pending, in the same transaction');
+                  $$VALUES ('pm-c-Long_2'::varchar, 'queued'::varchar)$$,
+                  'its orders are in the outbox, queued, in the same transaction');
 SELECT is(pm.apply_state('[]', '[{"instrument": "BANK_NIFTY", "clear": true}]', '{}', 3), 4,
           'apply_state writes outside a signal, version-checked');
 SELECT is(jsonb_array_length(pm.load_state() -> 'positions'), 1, 'load_state returns the open position');

@@ -11,9 +11,11 @@ from typing import Optional
 
 from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmError, StaleVersionError
 
-__all__ = ["ContractConflictError", "DatabaseError", "DatabaseUnavailableError", "DeployError",
-           "HistoryAppendOnlyError", "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError",
-           "PositionAlreadyOpenError", "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+__all__ = ["BrokerOrderLinkedError", "ContractConflictError", "DatabaseError", "DatabaseUnavailableError",
+           "DeployError", "FillRefusedError", "HistoryAppendOnlyError", "HistoryUnavailableError",
+           "InvalidArgumentError", "NotFoundError", "OrderNotSendableError", "OrderRecordAppendOnlyError",
+           "OrderTransitionError", "OrderUnresolvedError", "PositionAlreadyOpenError", "PositionClosedError",
+           "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
@@ -48,6 +50,30 @@ class ContractConflictError(DatabaseError):
     """PM030: a new open position would hold a different contract than its instrument's other open positions."""
 
 
+class OrderTransitionError(DatabaseError):
+    """PM041: the order's state does not allow this transition (pm.order_transitions is the whitelist)."""
+
+
+class OrderUnresolvedError(DatabaseError):
+    """PM042: another order of the same symbol, side and product is sending or unknown; this one waits."""
+
+
+class BrokerOrderLinkedError(DatabaseError):
+    """PM043: the broker order id is already linked to another order of ours."""
+
+
+class OrderNotSendableError(DatabaseError):
+    """PM044: the order lacks the symbol, quantity or product a broker needs."""
+
+
+class FillRefusedError(DatabaseError):
+    """PM045 / PM046: a fill beyond the order's quantity, or for a broker order that is not the order's."""
+
+
+class OrderRecordAppendOnlyError(DatabaseError):
+    """PM047: order events and fills are never updated or deleted."""
+
+
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM001": StaleVersionError,
     "PM002": PositionAlreadyOpenError,
@@ -58,6 +84,13 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "25006": DatabaseUnavailableError,  # read_only_sql_transaction: a standby answered (a failover under way)
     "PM007": HistoryAppendOnlyError,
     "PM030": ContractConflictError,
+    "PM041": OrderTransitionError,
+    "PM042": OrderUnresolvedError,
+    "PM043": BrokerOrderLinkedError,
+    "PM044": OrderNotSendableError,
+    "PM045": FillRefusedError,
+    "PM046": FillRefusedError,
+    "PM047": OrderRecordAppendOnlyError,
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation

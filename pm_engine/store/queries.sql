@@ -185,12 +185,12 @@ SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, posit
                        HAVING count(*) > 1) x;
 
 -- chaos_equity_check --
--- Initial capital, closed equity, realized P&L of closed rows, instruments with two open bases, pending orders.
+-- Initial capital, closed equity, realized P&L of closed rows, instruments with two open bases, queued orders.
 SELECT s.initial_capital, s.closed_equity,
        (SELECT coalesce(sum(realized_pnl), 0) FROM pm.portfolio_positions WHERE status = 'closed'),
        (SELECT count(*) FROM (SELECT instrument FROM pm.portfolio_positions WHERE status = 'open' AND is_base_position
                                GROUP BY instrument HAVING count(*) > 1) twice),
-       (SELECT count(*) FROM pm.broker_orders WHERE status = 'pending')
+       (SELECT count(*) FROM pm.broker_orders WHERE status = 'queued')
   FROM pm.portfolio_state s;
 
 -- chaos_orders --
@@ -323,4 +323,4 @@ SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted;
 
 -- pending_order_count --
 -- Orders committed and not yet sent.
-SELECT count(*) FROM pm.broker_orders WHERE status = 'pending';
+SELECT count(*) FROM pm.broker_orders WHERE status = 'queued';

@@ -204,7 +204,7 @@ def test_sigkill_after_commit_before_the_order_is_sent(db_config: DatabaseConfig
     with pytest.raises(httpx.HTTPError):
         doomed.send(entry)
     assert doomed.proc.wait(5) == -signal.SIGKILL
-    assert rows(db_config, "SELECT status, lots FROM pm.broker_orders") == [("pending", 4)]
+    assert rows(db_config, "SELECT status, lots FROM pm.broker_orders") == [("queued", 4)]
     restarted = EngineProcess(db_config)
     engines.append(restarted)
     assert rows(db_config, "SELECT status, lots FROM pm.broker_orders") == [("filled", 4)]

@@ -40,6 +40,11 @@ def test_the_package_keeps_its_contracts() -> None:
     ("store/manager.py", "from pm_engine.web import app  # noqa", "store imports only core"),
     ("web/app.py", "from pm_engine.tools import bench  # noqa", "product code never imports tools"),
     ("ops/jobs.py", "from pm_engine.web import app  # noqa", "layers"),
+    ("adapters/openalgo/client.py", "from pm_engine.store import manager  # noqa", "adapters import only core"),
+    ("adapters/openalgo/client.py", "import psycopg2  # noqa", "adapters import only core"),
+    ("sim/server.py", "from pm_engine.adapters.openalgo import client  # noqa", "the broker simulator imports only"),
+    ("core/orders.py", "from pm_engine.adapters.openalgo import client  # noqa", "core and store never import"),
+    ("store/outbox.py", "from pm_engine.sim import book  # noqa", "core and store never import"),
 ])
 def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
     done = lint_copy(tmp_path, module, line)

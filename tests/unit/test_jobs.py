@@ -54,7 +54,7 @@ def test_orders_committed_then_interrupted_are_sent_once_by_recovery(db_config: 
     fp = doomed.parse(ENTRY, check_time=False).fingerprint
     db = doomed.db_manager
     assert db is not None
-    assert [o["status"] for o in db.orders_for_signal(fp)] == ["pending"]  # durable, not yet sent
+    assert [o["status"] for o in db.orders_for_signal(fp)] == ["queued"]  # durable, not yet sent
     survivor = engine(db_config, engines, "inst-b")
     assert survivor.portfolio.positions["BANK_NIFTY_Long_1"].lots == 4  # the committed state is recovered
     assert survivor.send_pending() == 1
