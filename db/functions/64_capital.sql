@@ -24,7 +24,8 @@ $$;
 -- pm.record_capital_flow
 -- Records a deposit or withdrawal and moves closed equity and equity_high by it: portfolio lock
 -- first, one time for the ledger row (and, once migrated to pm.instant, its history and equity point).
--- PM060 bad amount; PM062 a withdrawal leaving closed equity below zero; PM061 below the margin in use.
+-- PM060 bad amount; PM062 a withdrawal leaving closed equity below zero; PM061 below the margin in use;
+-- PM063 a note over 500 characters; PM004 an unknown kind or no recorded_by.
 CREATE OR REPLACE FUNCTION pm.record_capital_flow(p_kind text, p_amount numeric, p_note text, p_recorded_by text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -46,7 +47,7 @@ BEGIN
         PERFORM pm.raise_error('PM004', 'recorded_by is required');
     END IF;
     IF length(p_note) > 500 THEN
-        PERFORM pm.raise_error('PM004', format('note is longer than 500 characters (%s)', length(p_note)));
+        PERFORM pm.raise_error('PM063', format('note is longer than 500 characters (%s)', length(p_note)));
     END IF;
 
     SELECT * INTO cur FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;

@@ -66,7 +66,7 @@ SELECT throws_ok($$SELECT pm.record_capital_flow('gift', 10, NULL, 'cli:me')$$, 
                  'kind must be deposit or withdrawal, got gift', 'an unknown kind is refused');
 SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 10, NULL, ' ')$$, 'PM004', 'recorded_by is required',
                  'who records the flow is required');
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 10, repeat('x', 501), 'cli:me')$$, 'PM004',
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 10, repeat('x', 501), 'cli:me')$$, 'PM063',
                  'note is longer than 500 characters (501)', 'a note over 500 characters is refused');
 SELECT is(pg_temp.footprint(), :'before', 'none of those refusals wrote anything');
 
