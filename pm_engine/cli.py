@@ -274,8 +274,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"{len(trades)} trades written to {args.trades}")
         if args.plot:
             curve = db.equity_curve(args.start, args.end)
-            plot_equity([(p["recorded_at"], p["closed_equity"], p["open_equity"]) for p in curve], Path(args.plot),
-                        "pm-engine equity curve")
+            plot_equity([(p["recorded_at"], p["closed_equity"], p["open_equity"], p["flow"]) for p in curve],
+                        Path(args.plot), "pm-engine equity curve")
             print(f"equity curve ({len(curve)} points) written to {args.plot}")
         return 0
     return _with_store(args, report, may_lag=True)

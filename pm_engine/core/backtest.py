@@ -189,7 +189,12 @@ def plot_equity(points: Sequence[Sequence[Any]], path: Path, title: str) -> None
 
     closed = [float(p[1]) for p in points]
     opened = [float(p[2]) for p in points]
-    peaks = [max(closed[:i + 1]) for i in range(len(closed))]
+    # the drawdown is the trading curve's (DOMAIN.md section 17): the running peak of equity minus the
+    # net flows so far, put back in today's money, so a withdrawal is not shaded as a loss
+    flows = [float(p[3]) if len(p) > 3 and p[3] is not None else 0.0 for p in points]
+    net = [sum(flows[:i + 1]) for i in range(len(flows))]
+    trading = [c - n for c, n in zip(closed, net)]
+    peaks = [max(trading[:i + 1]) + net[i] for i in range(len(trading))]
     times = [p[0] for p in points]
     xs: Sequence[Any] = times if times and all(t is not None for t in times) else range(len(points))
     fig, ax = plt.subplots(figsize=(10, 5))

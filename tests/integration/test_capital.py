@@ -271,3 +271,18 @@ def test_a_backtest_with_flows_and_the_same_stream_live_agree(db_config: Databas
             "net_pnl": "156000.00", "max_drawdown": "24000.00", "time_weighted_return": "2.4563",
             "net_flows": "-1000000.00"}
         assert memory.final_closed_equity == D("4156000")
+
+
+def test_pm_engine_backtest_reports_flows(tmp_path: Path) -> None:
+    path = write_stream(tmp_path / "flows.csv", FLOW_STREAM)
+    out, png = tmp_path / "out.json", tmp_path / "equity.png"
+    done = subprocess.run([sys.executable, "-m", "pm_engine", "backtest", str(path), "--json", str(out), "--plot",
+                           str(png)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "time-weighted return %" in done.stdout and "2.4563" in done.stdout
+    assert "line 5 skipped: withdrawal of 99000000" in done.stderr
+    body = json.loads(out.read_text())
+    assert [(f["line"], f["kind"], f["amount"], f["closed_equity"]) for f in body["flows"]] == [
+        (3, "deposit", "1000000", "6000000.00"), (8, "withdrawal", "2000000", "4174000.00")]
+    assert body["net_pnl"] == "156000.00" and body["max_drawdown"] == "24000.00"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

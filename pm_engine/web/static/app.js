@@ -55,8 +55,13 @@
     const pad = (hi - lo) * 0.05 || 1;
     const x = (i) => (points.length === 1 ? 300 : (i * 600) / (points.length - 1));
     const y = (v) => 215 - ((v - (lo - pad)) / (hi - lo + 2 * pad)) * 210;
-    let peak = -Infinity;
-    const peaks = closed.map((v) => (peak = Math.max(peak, v)));
+    // drawdown on the trading curve: the peak of equity minus the net capital flows so far, in today's money
+    let peak = -Infinity, net = 0;
+    const peaks = closed.map((v, i) => {
+      net += Number(points[i].flow || 0);
+      peak = Math.max(peak, v - net);
+      return peak + net;
+    });
     const band = closed.map((v, i) => x(i) + "," + y(peaks[i])).concat(
       closed.map((v, i) => x(i) + "," + y(v)).reverse());
     const area = document.createElementNS(ns, "polygon");
