@@ -366,8 +366,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"{len(trades)} trades written to {args.trades}")
         if args.plot:
             curve = db.equity_curve(args.start, args.end)
-            plot_equity([(p["recorded_at"], p["closed_equity"], p["open_equity"]) for p in curve], Path(args.plot),
-                        "pm-engine equity curve")
+            plot_equity([(p["recorded_at"], p["closed_equity"], p["open_equity"], p["flow"]) for p in curve],
+                        Path(args.plot), "pm-engine equity curve")
             print(f"equity curve ({len(curve)} points) written to {args.plot}")
         return 0
     return _with_store(args, report, may_lag=True)
@@ -526,6 +526,40 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
                  f"{r['position']}: {r['reason']}" for r in rows]
         return "\n".join(lines) or "no anomalies"
     return _with_store(args, lambda db: _print(db.anomalies(args.since), args.json, text))
+
+
+def cmd_capital(args: argparse.Namespace) -> int:
+    """``capital deposit|withdraw AMOUNT [--note]`` records a flow (DOMAIN.md section 17); ``capital``: the ledger."""
+    from pm_engine.core.capital import CapitalRefusedError, parse_amount
+
+    action = getattr(args, "action", None)
+    if action in ("deposit", "withdraw"):
+        kind = "deposit" if action == "deposit" else "withdrawal"
+        try:
+            amount = parse_amount(args.amount)
+        except CapitalRefusedError as exc:
+            print(f"pm-engine capital {action}: error: {exc.field}: {exc}", file=sys.stderr)
+            return 2
+
+        def record(db: Any) -> int:
+            try:  # the database checks the amount and the margin in use, and writes nothing if it refuses
+                flow = db.record_capital_flow(kind, amount, args.note, _who())
+            except CapitalRefusedError as exc:
+                print(f"pm-engine capital {action}: error: {exc.field}: {exc}", file=sys.stderr)
+                return 2
+            print(f"{kind} of {flow['amount']} recorded by {flow['recorded_by']}: closed equity now "
+                  f"{flow['closed_equity']}, equity high {flow['equity_high']} (portfolio version "
+                  f"{flow['portfolio_version']}; every instance sizes on it from its next signal)")
+            return 0
+        return _with_store(args, record)
+
+    def text(body: dict[str, Any]) -> str:
+        lines = [f"{_when(f['recorded_at'])}  {f['kind']:<10} {f['amount']:>16}  closed equity after "
+                 f"{f['closed_equity']:>16}  by {f['recorded_by']}" + (f"  ({f['note']})" if f["note"] else "")
+                 for f in body["flows"]]
+        return "\n".join(lines or ["no capital flows"]) + (
+            f"\ndeposits {body['deposits']}, withdrawals {body['withdrawals']}, net {body['net_flows']}")
+    return _with_store(args, lambda db: _print({"flows": db.capital_ledger(), **db.capital_totals()}, args.json, text))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -697,6 +731,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_time_arg, metavar="TS")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_anomalies)
+
+    p = sub.add_parser("capital", help="the capital ledger; capital deposit|withdraw AMOUNT records a flow")
+    _db_config_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_capital)
+    actions = p.add_subparsers(dest="action")
+    for name, what in (("deposit", "add capital: closed equity, equity high and sizing rise by AMOUNT"),
+                       ("withdraw", "take capital out (refused below the margin in use or below zero)")):
+        q = actions.add_parser(name, help=what)
+        _db_config_arg(q)
+        q.add_argument("amount", help="rupees, at most two decimals (e.g. 1000000 or 250000.50)")
+        q.add_argument("--note", help="recorded with the flow, who and when")
+        q.set_defaults(func=cmd_capital)
 
     p = sub.add_parser("run", help="private PostgreSQL cluster under ./var, deploy, serve (make run)")
     p.add_argument("--host", default="127.0.0.1")

@@ -162,11 +162,13 @@ $$;
 
 -- pm.equity_curve
 -- One point per committed portfolio version in [p_from, p_to] (NULL: unbounded): commit time,
--- closed, open and blended equity, and the fingerprint of the signal (NULL for a stop update or
--- the seed row). PM004 when p_from is after p_to.
+-- closed, open and blended equity, and the fingerprint of the signal (NULL for a stop update, a
+-- capital flow or the seed row); flow: the capital flow that point records (+ deposit, - withdrawal,
+-- migration 009), NULL for every other point. PM004 when p_from is after p_to.
+DROP FUNCTION IF EXISTS pm.equity_curve(timestamptz, timestamptz);  -- before flow was added (a new result type)
 CREATE OR REPLACE FUNCTION pm.equity_curve(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (recorded_at timestamptz, closed_equity numeric, open_equity numeric, blended_equity numeric,
-               fingerprint varchar, version integer)
+               fingerprint varchar, version integer, flow numeric)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -175,8 +177,10 @@ AS $$
 BEGIN
     PERFORM pm.check_time_range(p_from, p_to);
     RETURN QUERY
-        SELECT h.recorded_at, h.closed_equity, h.open_equity, h.blended_equity, h.fingerprint, h.version
+        SELECT h.recorded_at, h.closed_equity, h.open_equity, h.blended_equity, h.fingerprint, h.version,
+               f.signed_amount
           FROM pm.portfolio_history h
+          LEFT JOIN pm.capital_flows f ON f.portfolio_version = h.version
          WHERE (p_from IS NULL OR h.recorded_at >= p_from) AND (p_to IS NULL OR h.recorded_at <= p_to)
          ORDER BY h.recorded_at, h.history_id;
 END;

@@ -143,7 +143,11 @@ $$;
 -- max_open_drawdown / max_open_drawdown_pct (open equity) from the curve starting at the point in
 -- force at p_from, final_closed_equity, and by_instrument: the same keys per instrument, its
 -- drawdown taken on its cumulative realized P&L (as % of initial capital + that P&L's peak), and
--- NULL for the keys that only the whole book has (open drawdown, final closed equity).
+-- NULL for the keys that only the whole book has (open drawdown, final closed equity, flows).
+-- Capital flows (DOMAIN.md section 17, migration 009) are not trading: the trade figures never see
+-- them, both drawdowns are taken on the trading curve (equity minus the net flows up to that point),
+-- deposits / withdrawals / net_flows are the flows of the curve's points after its first, and
+-- time_weighted_return (closed equity, %, pm.time_weighted_return) chains the sub-periods between them.
 CREATE OR REPLACE FUNCTION pm.trade_stats(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -156,23 +160,43 @@ DECLARE
     curve   jsonb;
     closed  jsonb;
     opened  jsonb;
+    flows   jsonb;
     result  jsonb;
     per     jsonb;
+    any_flow boolean := EXISTS (SELECT 1 FROM pm.capital_flows);
 BEGIN
     PERFORM pm.check_time_range(p_from, p_to);
     SELECT initial_capital INTO capital FROM pm.portfolio_state WHERE id = 1;
-    -- the curve in range, starting with the point in force at p_from (the last one before it)
-    SELECT coalesce(jsonb_agg(jsonb_build_array(c.closed_equity, c.open_equity) ORDER BY c.recorded_at, c.history_id),
-                    '[]')
+    -- the curve in range, starting with the point in force at p_from (the last one before it):
+    -- [closed, open, the point's flow, the net flows up to and including it]
+    SELECT coalesce(jsonb_agg(jsonb_build_array(c.closed_equity, c.open_equity, coalesce(f.signed_amount, 0),
+                                                CASE WHEN any_flow THEN
+                                                    (SELECT coalesce(sum(g.signed_amount), 0) FROM pm.capital_flows g
+                                                      WHERE g.portfolio_version <= c.version)
+                                                ELSE 0 END)
+                              ORDER BY c.recorded_at, c.history_id), '[]')
       INTO curve
-      FROM (SELECT h.recorded_at, h.history_id, h.closed_equity, h.open_equity FROM pm.portfolio_history h
+      FROM (SELECT h.recorded_at, h.history_id, h.closed_equity, h.open_equity, h.version FROM pm.portfolio_history h
              WHERE (p_from IS NULL OR h.recorded_at >= p_from) AND (p_to IS NULL OR h.recorded_at <= p_to)
             UNION ALL
-            (SELECT h.recorded_at, h.history_id, h.closed_equity, h.open_equity FROM pm.portfolio_history h
+            (SELECT h.recorded_at, h.history_id, h.closed_equity, h.open_equity, h.version FROM pm.portfolio_history h
               WHERE p_from IS NOT NULL AND h.recorded_at < p_from
-              ORDER BY h.recorded_at DESC, h.history_id DESC LIMIT 1)) c;
-    closed := pm.drawdown(coalesce((SELECT jsonb_agg(p -> 0) FROM jsonb_array_elements(curve) p), '[]'));
-    opened := pm.drawdown(coalesce((SELECT jsonb_agg(p -> 1) FROM jsonb_array_elements(curve) p), '[]'));
+              ORDER BY h.recorded_at DESC, h.history_id DESC LIMIT 1)) c
+      LEFT JOIN pm.capital_flows f ON any_flow AND f.portfolio_version = c.version;
+    closed := pm.drawdown(coalesce((SELECT jsonb_agg((p ->> 0)::numeric - (p ->> 3)::numeric ORDER BY n)
+                                      FROM jsonb_array_elements(curve) WITH ORDINALITY x(p, n)), '[]'));
+    opened := pm.drawdown(coalesce((SELECT jsonb_agg((p ->> 1)::numeric - (p ->> 3)::numeric ORDER BY n)
+                                      FROM jsonb_array_elements(curve) WITH ORDINALITY x(p, n)), '[]'));
+    SELECT jsonb_build_object(
+               'deposits', round(coalesce(sum((p ->> 2)::numeric) FILTER (WHERE (p ->> 2)::numeric > 0), 0), 2),
+               'withdrawals', round(-coalesce(sum((p ->> 2)::numeric) FILTER (WHERE (p ->> 2)::numeric < 0), 0), 2),
+               'net_flows', round(coalesce(sum((p ->> 2)::numeric), 0), 2),
+               'time_weighted_return', pm.time_weighted_return(coalesce(
+                   (SELECT jsonb_agg(jsonb_build_array(q -> 0, q -> 2) ORDER BY m)
+                      FROM jsonb_array_elements(curve) WITH ORDINALITY y(q, m)), '[]')))
+      INTO flows
+      FROM jsonb_array_elements(curve) WITH ORDINALITY x(p, n)
+     WHERE n > 1;
 
     -- the trades in range, read once: the figures of all of them and of each instrument
     WITH t AS (
@@ -190,10 +214,11 @@ BEGIN
               FROM t),
            (SELECT coalesce(jsonb_object_agg(i.instrument, i.figures || jsonb_build_object(
                         'max_drawdown', i.dd -> 'amount', 'max_drawdown_pct', i.dd -> 'pct', 'max_open_drawdown', NULL,
-                        'max_open_drawdown_pct', NULL, 'final_closed_equity', NULL)), '{}')
+                        'max_open_drawdown_pct', NULL, 'final_closed_equity', NULL, 'deposits', NULL,
+                        'withdrawals', NULL, 'net_flows', NULL, 'time_weighted_return', NULL)), '{}')
               FROM i)
       INTO result, per;
-    RETURN result || jsonb_build_object(
+    RETURN result || flows || jsonb_build_object(
         'max_drawdown', closed -> 'amount', 'max_drawdown_pct', closed -> 'pct',
         'max_open_drawdown', opened -> 'amount', 'max_open_drawdown_pct', opened -> 'pct',
         'final_closed_equity', curve -> -1 -> 0,

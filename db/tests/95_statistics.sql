@@ -57,13 +57,16 @@ SELECT is(pm.trade_stats() - 'by_instrument', jsonb_build_object(
           'trades', 4, 'wins', 2, 'losses', 1, 'win_rate', 50.00, 'gross_profit', 201000.00, 'gross_loss', 6000.00,
           'net_pnl', 195000.00, 'profit_factor', 33.5000, 'expectancy', 48750.00, 'mean_r', 1.5619,
           'max_drawdown', 101000.00, 'max_drawdown_pct', 1.9419, 'max_open_drawdown', 101000.00,
-          'max_open_drawdown_pct', 1.9419, 'final_closed_equity', 5300000.00),
-          'trade_stats: the hand-computed figures (drawdown 5,201,000 -> 5,100,000 = 1.9419 % of the peak)');
+          'max_open_drawdown_pct', 1.9419, 'final_closed_equity', 5300000.00,
+          'deposits', 0.00, 'withdrawals', 0.00, 'net_flows', 0.00, 'time_weighted_return', 6.0000),
+          'trade_stats: the hand-computed figures (drawdown 5,201,000 -> 5,100,000 = 1.9419 % of the peak; '
+          'no flows, so the return is 5,300,000 / 5,000,000 - 1)');
 SELECT is(pm.trade_stats() -> 'by_instrument' -> 'GOLD_MINI', jsonb_build_object(
           'trades', 2, 'wins', 0, 'losses', 1, 'win_rate', 0.00, 'gross_profit', 0.00, 'gross_loss', 6000.00,
           'net_pnl', -6000.00, 'profit_factor', 0.0000, 'expectancy', -3000.00, 'mean_r', -1.0000,
           'max_drawdown', 6000.00, 'max_drawdown_pct', 0.1200, 'max_open_drawdown', NULL,
-          'max_open_drawdown_pct', NULL, 'final_closed_equity', NULL),
+          'max_open_drawdown_pct', NULL, 'final_closed_equity', NULL, 'deposits', NULL, 'withdrawals', NULL,
+          'net_flows', NULL, 'time_weighted_return', NULL),
           'trade_stats by instrument: the same keys; drawdown of its cumulative P&L (6,000 of 5,000,000)');
 SELECT is(pm.trade_stats(NULL, '2025-11-29T00:00:00Z') -> 'profit_factor', 'null'::jsonb,
           'trade_stats: no losing trade -> profit factor null, not a division error');
@@ -72,8 +75,9 @@ SELECT is(pm.trade_stats(NULL, '2025-11-29T00:00:00Z') -> 'win_rate', '100.00'::
 SELECT is(pm.trade_stats('2030-01-01', NULL) - 'max_drawdown' - 'max_drawdown_pct' - 'max_open_drawdown'
           - 'max_open_drawdown_pct' - 'final_closed_equity', jsonb_build_object(
           'trades', 0, 'wins', 0, 'losses', 0, 'win_rate', NULL, 'gross_profit', 0.00, 'gross_loss', 0.00,
-          'net_pnl', 0.00, 'profit_factor', NULL, 'expectancy', NULL, 'mean_r', NULL, 'by_instrument', '{}'::jsonb),
-          'trade_stats with no trades: zeros and nulls');
+          'net_pnl', 0.00, 'profit_factor', NULL, 'expectancy', NULL, 'mean_r', NULL, 'by_instrument', '{}'::jsonb,
+          'deposits', 0.00, 'withdrawals', 0.00, 'net_flows', 0.00, 'time_weighted_return', 0.0000),
+          'trade_stats with no trades: zeros and nulls (one point, the equity in force: no return)');
 SELECT is(pm.trade_stats('2030-01-01', NULL) -> 'final_closed_equity', '5300000.00'::jsonb,
           'trade_stats after the last commit: the equity in force then');
 SELECT throws_ok($$SELECT pm.trade_stats(now(), now() - interval '1 s')$$, 'PM004', NULL,

@@ -2,7 +2,9 @@
 
 The CSV header is the payload's field names; an empty cell is an absent field. The age check is
 off (replay), repeated alerts are counted as duplicates, and a malformed row is reported with its
-line number and skipped.
+line number and skipped. A row of ``type`` DEPOSIT or WITHDRAWAL is a capital flow (its ``amount``,
+optional ``note``), applied where it stands in the stream as the live book applies
+``pm-engine capital``; a refused flow is reported and skipped like a malformed row.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from typing import Any, Optional, Sequence, TextIO
 
 from tqdm import tqdm
 
+from pm_engine.core.capital import CapitalRefusedError, parse_amount
 from pm_engine.core.contracts import ist_date
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.models import Outcome
-from pm_engine.core.signals import SignalValidationError
+from pm_engine.core.signals import SignalValidationError, parse_timestamp
 from pm_engine.core.statistics import Trade, as_json, trade_stats
 
 NUMERIC_FIELDS = {"price", "stop", "lots", "atr", "er", "supertrend", "roc"}
+FLOW_TYPES = {"DEPOSIT": "deposit", "WITHDRAWAL": "withdrawal"}
 
 
 @dataclass
@@ -36,8 +40,10 @@ class BacktestReport:
     trades: list[Trade] = field(default_factory=list)
     initial_capital: Decimal = Decimal(0)
     final_closed_equity: Decimal = Decimal(0)
-    # (bar time, closed, open) after each committed signal, starting with the equity before the first
-    curve: list[tuple[Optional[datetime], Decimal, Decimal]] = field(default_factory=list)
+    # (bar time, closed, open, flow) after each committed signal or capital flow (flow 0 for a signal),
+    # starting with the equity before the first
+    curve: list[tuple[Optional[datetime], Decimal, Decimal, Decimal]] = field(default_factory=list)
+    flows: list[dict[str, Any]] = field(default_factory=list)  # every applied flow: line, kind, amount, equity after
     open_positions: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -58,8 +64,8 @@ class BacktestReport:
 
     def as_json(self) -> dict[str, Any]:
         """The ``--json`` document: the statistics keys of pm.trade_stats, every signal's outcome, the open book."""
-        return as_json({**self.stats, "signals": self.signals, "open_positions": self.open_positions,
-                        "malformed": self.malformed})
+        return as_json({**self.stats, "signals": self.signals, "flows": self.flows,
+                        "open_positions": self.open_positions, "malformed": self.malformed})
 
 
 def stats_table(stats: dict[str, Any]) -> str:
@@ -70,7 +76,9 @@ def stats_table(stats: dict[str, Any]) -> str:
               ("expectancy", "expectancy per trade"),
               ("mean_r", "mean R"), ("max_drawdown", "max drawdown (closed equity)"),
               ("max_drawdown_pct", "max drawdown %"), ("max_open_drawdown", "max drawdown (open equity)"),
-              ("max_open_drawdown_pct", "max open drawdown %"), ("final_closed_equity", "final closed equity")]
+              ("max_open_drawdown_pct", "max open drawdown %"), ("final_closed_equity", "final closed equity"),
+              ("deposits", "deposits"), ("withdrawals", "withdrawals"), ("net_flows", "net capital flows"),
+              ("time_weighted_return", "time-weighted return %")]
     rows = [f"{label:<30} {'-' if stats.get(key) is None else stats[key]:>16}" for key, label in labels]
     for name, figures in sorted(stats.get("by_instrument", {}).items()):
         rows.append(f"  {name:<28} trades {figures['trades']:>4}  net {figures['net_pnl']:>14}  "
@@ -108,9 +116,13 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SystemExit(f"backtest: cannot read {path}: {exc}") from None
     show = err.isatty() if progress is None else progress
-    report.curve.append((None, engine.portfolio.closed_equity, engine.portfolio.open_equity()))
+    report.curve.append((None, engine.portfolio.closed_equity, engine.portfolio.open_equity(), Decimal(0)))
     replayed: list[Any] = []
     for number, row in enumerate(tqdm(rows, desc="replaying", unit="signal", disable=not show, file=err), start=2):
+        kind = FLOW_TYPES.get((row.get("type") or "").strip().upper())
+        if kind is not None:
+            _replay_flow(engine, report, number, kind, row, err)
+            continue
         try:
             signal = engine.parse(row_to_payload(row), check_time=False)
         except SignalValidationError as exc:
@@ -129,12 +141,33 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
         portfolio = engine.portfolio
         for position_id in [*result.details.get("stopped_out", []), *result.details.get("closed", [])]:
             report.trades.append(Trade.from_position(portfolio.closed[position_id]))
-        report.curve.append((signal.timestamp, portfolio.closed_equity, portfolio.open_equity()))
+        report.curve.append((signal.timestamp, portfolio.closed_equity, portfolio.open_equity(), Decimal(0)))
     report.final_closed_equity = engine.portfolio.closed_equity
     last = next((s.timestamp for s in reversed(replayed)), None)
     report.open_positions = engine.status(ist_date(last) if last else None)["positions"]  # days as of the last bar
-    report.stats = trade_stats(report.trades, [(c, o) for _, c, o in report.curve], report.initial_capital)
+    report.stats = trade_stats(report.trades, [(c, o, f) for _, c, o, f in report.curve], report.initial_capital)
     return report
+
+
+def _replay_flow(engine: LiveTradingEngine, report: BacktestReport, number: int, kind: str,
+                 row: dict[str, Optional[str]], err: TextIO) -> None:
+    """A DEPOSIT or WITHDRAWAL row: applied through the engine (so through the database when it has one)."""
+    try:
+        flow = engine.capital_flow(kind, parse_amount(row.get("amount")), row.get("note"), "backtest")
+    except CapitalRefusedError as exc:
+        report.malformed.append(f"line {number}: {exc}")
+        print(f"backtest: line {number} skipped: {exc}", file=err)
+        return
+    when: Optional[datetime] = None
+    if (row.get("timestamp") or "").strip():
+        try:
+            when = parse_timestamp(str(row["timestamp"]))
+        except SignalValidationError:
+            when = None  # a flow's time only places it on the plot
+    portfolio = engine.portfolio
+    report.flows.append({"line": number, "kind": kind, "amount": flow.amount, "note": flow.note,
+                         "closed_equity": flow.closed_equity})
+    report.curve.append((when, portfolio.closed_equity, portfolio.open_equity(), flow.signed_amount))
 
 
 def write_trades_csv(trades: list[Trade], path: Path) -> None:
@@ -147,21 +180,26 @@ def write_trades_csv(trades: list[Trade], path: Path) -> None:
             writer.writerow({k: ("" if v is None else v) for k, v in as_json(trade).items()})
 
 
-def plot_equity(points: Sequence[tuple[Optional[datetime], Decimal, Decimal]], path: Path, title: str) -> None:
+def plot_equity(points: Sequence[Sequence[Any]], path: Path, title: str) -> None:
     """Closed and open equity, the closed-equity drawdown shaded, written as a PNG.
 
     The x axis is time when every point has one, else the point's number (a backtest's first point,
-    the equity before any signal, has no time of its own).
+    the equity before any signal, has no time of its own). Points are (time, closed, open[, flow]).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    closed = [float(c) for _, c, _ in points]
-    opened = [float(o) for _, _, o in points]
-    peaks = [max(closed[:i + 1]) for i in range(len(closed))]
-    times = [t for t, _, _ in points]
+    closed = [float(p[1]) for p in points]
+    opened = [float(p[2]) for p in points]
+    # the drawdown is the trading curve's (DOMAIN.md section 17): the running peak of equity minus the
+    # net flows so far, put back in today's money, so a withdrawal is not shaded as a loss
+    flows = [float(p[3]) if len(p) > 3 and p[3] is not None else 0.0 for p in points]
+    net = [sum(flows[:i + 1]) for i in range(len(flows))]
+    trading = [c - n for c, n in zip(closed, net)]
+    peaks = [max(trading[:i + 1]) + net[i] for i in range(len(trading))]
+    times = [p[0] for p in points]
     xs: Sequence[Any] = times if times and all(t is not None for t in times) else range(len(points))
     fig, ax = plt.subplots(figsize=(10, 5))
     ax.plot(xs, closed, label="closed equity", drawstyle="steps-post")

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping, Optional
 
+from pm_engine.core.capital import CapitalFlow, apply_flow
 from pm_engine.core.contracts import Contract, ContractCalendar, ist_date
 from pm_engine.core.controls import Controls
 from pm_engine.core.errors import ConfigError, DatabaseUnavailableError, StaleVersionError
@@ -457,6 +458,25 @@ class LiveTradingEngine:
                    "lots": sum(p.lots for p in layers), "atr": 0, "er": 0, "supertrend": float(price),
                    "reason": f"MANUAL: {reason.strip()}", "timestamp": self.clock().isoformat()}
         return self.process_signal(self.parse(payload))
+
+    def capital_flow(self, kind: str, amount: Decimal, note: Optional[str] = None,
+                     recorded_by: str = "backtest") -> CapitalFlow:
+        """A deposit or withdrawal (DOMAIN.md section 17): closed equity, and so the next signal's sizing, moves now.
+
+        With a database pm.record_capital_flow decides and records it (every instance sees the
+        portfolio version move), and this copy follows at once; in memory ``apply_flow`` does the
+        same. Raises core.capital's CapitalRefusedError (nothing changed) for a refused flow.
+        """
+        with self._lock:
+            if self.db_manager is None:
+                work = self.portfolio.clone()
+                flow = apply_flow(work, kind, amount, note, recorded_by)
+                self.portfolio.adopt(work)
+                return flow
+            row = self.db_manager.record_capital_flow(kind, amount, note, recorded_by)
+            self._refresh_locked()
+            return CapitalFlow(row["kind"], Decimal(row["amount"]), row["note"], row["recorded_by"],
+                               Decimal(row["closed_equity"]))
 
     # -- reporting -----------------------------------------------------------------------------
     def refresh(self) -> bool:

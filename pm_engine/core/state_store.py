@@ -7,6 +7,7 @@ the trading logic runs and is tested with no database at all (``db_manager=None`
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from pm_engine.core.models import Blocked, Duplicate, Signal, SignalResult
@@ -55,3 +56,6 @@ class StateStore(Protocol):
 
     def paper_broker(self) -> Broker:
         """The paper broker that fills this store's order outbox."""
+
+    def record_capital_flow(self, kind: str, amount: Decimal, note: Optional[str], recorded_by: str) -> dict[str, Any]:
+        """Record a deposit or withdrawal and move closed equity with it (core.capital's errors: nothing written)."""

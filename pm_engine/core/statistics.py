@@ -20,6 +20,7 @@ from pm_engine.core.signals import IST
 
 CENT = Decimal("0.01")
 BASIS = Decimal("0.0001")
+TWELVE = Decimal("1e-12")  # the time-weighted return's ratios and running product
 PERIODS = ("day", "week", "month")
 
 
@@ -96,27 +97,65 @@ def drawdown(series: Iterable[Decimal], base: Decimal = Decimal(0)) -> tuple[Dec
     return _round(worst, CENT), _round(100 * worst / (base + worst_at), BASIS) if worst else _round(Decimal(0), BASIS)
 
 
-def trade_stats(trades: Iterable[Trade], curve: Sequence[tuple[Decimal, Decimal]],
+def time_weighted_return(points: Sequence[tuple[Decimal, Decimal]]) -> Optional[Decimal]:
+    """The return of a closed-equity series with flows, ``(equity, flow)`` in order (the first point is the
+    start; its flow is ignored), each sub-period between flows chained: the product over sub-periods of
+    (equity before the flow / equity after the previous one), minus 1, in % to 4 decimals. Ratios and
+    the running product are rounded to 12 decimals, as pm.time_weighted_return does. None when a
+    sub-period starts at zero equity, or there is no point."""
+    if not points:
+        return None
+    growth, base = Decimal(1), points[0][0]
+    for equity, flow in points[1:]:
+        if flow:
+            if base <= 0:
+                return None
+            growth = _round(growth * _round((equity - flow) / base, TWELVE), TWELVE)
+            base = equity
+    if base <= 0:
+        return None
+    growth = _round(growth * _round(points[-1][0] / base, TWELVE), TWELVE)
+    return _round(100 * (growth - 1), BASIS)
+
+
+def trade_stats(trades: Iterable[Trade], curve: Sequence[Sequence[Decimal]],
                 initial_capital: Decimal) -> dict[str, Any]:
-    """The statistics of pm.trade_stats: ``curve`` is the (closed, open) equity after each committed
-    signal, starting with the equity in force before the first."""
+    """The statistics of pm.trade_stats: ``curve`` is the (closed, open[, flow]) equity after each commit
+    (a signal, or a capital flow with its signed amount), starting with the equity in force before the first.
+
+    Flows (DOMAIN.md section 17) stay out of the trade figures; drawdowns are taken on the trading
+    curve (equity minus the net flows so far); deposits, withdrawals and net_flows are those of the
+    points after the first, and time_weighted_return chains the sub-periods between them.
+    """
     ordered = in_exit_order(trades)
-    closed_dd, closed_pct = drawdown(c for c, _ in curve)
-    open_dd, open_pct = drawdown(o for _, o in curve)
+    flows = [p[2] if len(p) > 2 else Decimal(0) for p in curve]
+    cumulative, running = [], Decimal(0)
+    for flow in flows:
+        running += flow
+        cumulative.append(running)
+    closed_dd, closed_pct = drawdown(p[0] - c for p, c in zip(curve, cumulative))
+    open_dd, open_pct = drawdown(p[1] - c for p, c in zip(curve, cumulative))
+    inside = flows[1:]
     stats = trade_figures(ordered)
     stats.update(max_drawdown=closed_dd, max_drawdown_pct=closed_pct, max_open_drawdown=open_dd,
                  max_open_drawdown_pct=open_pct,
-                 final_closed_equity=_round(curve[-1][0], CENT) if curve else None)
+                 final_closed_equity=_round(curve[-1][0], CENT) if curve else None,
+                 deposits=_round(sum((f for f in inside if f > 0), Decimal(0)), CENT),
+                 withdrawals=_round(-sum((f for f in inside if f < 0), Decimal(0)), CENT),
+                 net_flows=_round(sum(inside, Decimal(0)), CENT),
+                 time_weighted_return=time_weighted_return([(p[0], f) for p, f in zip(curve, flows)]))
     by_instrument: dict[str, Any] = {}
     for name in sorted({t.instrument for t in ordered}):
         mine = [t for t in ordered if t.instrument == name]
-        cumulative, running = [Decimal(0)], Decimal(0)
+        series, total = [Decimal(0)], Decimal(0)
         for t in mine:
-            running += t.pnl
-            cumulative.append(running)
-        amount, pct = drawdown(cumulative, initial_capital)
+            total += t.pnl
+            series.append(total)
+        amount, pct = drawdown(series, initial_capital)
         by_instrument[name] = {**trade_figures(mine), "max_drawdown": amount, "max_drawdown_pct": pct,
-                               "max_open_drawdown": None, "max_open_drawdown_pct": None, "final_closed_equity": None}
+                               "max_open_drawdown": None, "max_open_drawdown_pct": None, "final_closed_equity": None,
+                               "deposits": None, "withdrawals": None, "net_flows": None,
+                               "time_weighted_return": None}
     stats["by_instrument"] = by_instrument
     return stats
 

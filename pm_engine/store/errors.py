@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from pm_engine.core.capital import InvalidAmountError, InvalidNoteError, WithdrawalRefusedError
 from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmError, StaleVersionError
 
 __all__ = ["BrokerOrderLinkedError", "ContractConflictError", "DatabaseError", "DatabaseUnavailableError",
@@ -99,6 +100,11 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "22007": InvalidArgumentError,  # invalid_datetime_format
     "22008": InvalidArgumentError,  # datetime_field_overflow
     "22001": InvalidArgumentError,  # string_data_right_truncation
+    # capital flows (migration 009), defined in the core: its in-memory twin raises them too
+    "PM060": InvalidAmountError,
+    "PM061": WithdrawalRefusedError,
+    "PM062": WithdrawalRefusedError,
+    "PM063": InvalidNoteError,
 }
 
 

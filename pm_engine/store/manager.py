@@ -653,6 +653,40 @@ class DatabaseStateManager:
     def signal_outcomes(self) -> dict[str, int]:
         return {row["processing_status"]: int(row["count"]) for row in self._execute("signal_outcomes")}
 
+    # -- capital in and out (migration 009) ---------------------------------------------------------
+    def record_capital_flow(self, kind: str, amount: Decimal, note: Optional[str], recorded_by: str) -> dict[str, Any]:
+        """Record a deposit or withdrawal, moving closed equity and equity_high with it in one transaction.
+
+        Answers the ledger row (with ``equity_high`` after it). Refusals write nothing and raise
+        InvalidAmountError (PM060), WithdrawalRefusedError (PM061 below the margin in use, PM062
+        below zero) or InvalidArgumentError (an unknown kind, no ``recorded_by``, a long note).
+        Not retried after a lost connection (a flow is not idempotent): DatabaseUnavailableError
+        then means it may have committed, and the ledger says whether it did.
+        """
+        try:
+            with self.get_connection() as conn:  # it discards a broken connection
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    self.round_trips += 1
+                    cur.execute(QUERIES["record_capital_flow"], (kind, amount, note, recorded_by))
+                    flow = dict(cur.fetchone()[0])
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}; check the ledger "
+                                           "(pm-engine capital) before recording the flow again") from exc
+        except psycopg2.Error as exc:
+            raise error_for(exc.pgcode, (exc.diag.message_primary or str(exc)).strip()) from exc
+        with self._lock:
+            self._portfolio = None  # the cached row is stale now
+        return flow
+
+    def capital_ledger(self, limit: Optional[int] = None) -> list[dict[str, Any]]:
+        """The latest capital flows, newest first."""
+        return self._execute("capital_ledger", (limit,))
+
+    def capital_totals(self, start: Optional[datetime] = None, end: Optional[datetime] = None) -> dict[str, Any]:
+        """{"deposits", "withdrawals", "net_flows"} recorded in the range."""
+        return dict(self._scalar("capital_totals", (start, end)))
+
 
 def _copy(position: Position) -> Position:
     from copy import copy

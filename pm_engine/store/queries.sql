@@ -324,3 +324,15 @@ SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted;
 -- pending_order_count --
 -- Orders committed and not yet sent.
 SELECT count(*) FROM pm.broker_orders WHERE status = 'queued';
+
+-- record_capital_flow --
+-- Record a deposit or withdrawal and move closed equity and equity_high by it (capital, migration 009).
+SELECT pm.record_capital_flow(%s, %s, %s, %s);
+
+-- capital_ledger --
+-- The latest capital flows, newest first (NULL: all).
+SELECT * FROM pm.capital_ledger(%s);
+
+-- capital_totals --
+-- Deposits, withdrawals and net flows recorded in a time range.
+SELECT pm.capital_totals(%s, %s);

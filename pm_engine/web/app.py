@@ -34,6 +34,7 @@ from pm_engine.core.statistics import as_json
 from pm_engine.store.audit import RefusalAudit, excerpt
 from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_address, same
+from pm_engine.web.capital import add_capital
 from pm_engine.web.contracts import contracts_router
 from pm_engine.web.dashboard import add_dashboard, replica_status
 from pm_engine.web.metrics import Metrics
@@ -376,6 +377,14 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(contracts_router(engine.contracts))
+
+    def changer_or_refusal(request: Request, data: dict[str, Any]) -> str | JSONResponse:
+        try:
+            return changer(request, data)
+        except _Refused as refused:
+            return refused.answer
+
+    add_capital(app, engine, store, changer_or_refusal)  # POST /capital, GET /capital (web/capital.py)
     add_dashboard(app, engine, reader or store, access, replica=reader is not None)
     return app
 

@@ -89,7 +89,7 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
                     "locks": [], "signals": [], "refusals": [], "anomalies": [], "instances": [], "curve": [],
-                    "trades": [], "pnl": {}, "stats": {}}
+                    "trades": [], "pnl": {}, "stats": {}, "capital": []}
         span = RANGES[chosen]
         start: Optional[datetime] = datetime.now(timezone.utc) - span if span else None
         day_ago = datetime.now(timezone.utc) - timedelta(hours=24)
@@ -101,6 +101,7 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
             "trades": list(reversed(store.trades(start, None)))[:50],
             "pnl": {period: list(reversed(store.pnl_by_period(period, start, None)))
                     for period in ("day", "week", "month")},
+            "capital": store.capital_ledger(10),
         }
 
     @app.get("/docs", include_in_schema=False)

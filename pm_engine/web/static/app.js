@@ -57,8 +57,13 @@
     const pad = (hi - lo) * 0.05 || 1;
     const x = (i) => (points.length === 1 ? 300 : (i * 600) / (points.length - 1));
     const y = (v) => 215 - ((v - (lo - pad)) / (hi - lo + 2 * pad)) * 210;
-    let peak = -Infinity;
-    const peaks = closed.map((v) => (peak = Math.max(peak, v)));
+    // drawdown on the trading curve: the peak of equity minus the net capital flows so far, in today's money
+    let peak = -Infinity, net = 0;
+    const peaks = closed.map((v, i) => {
+      net += Number(points[i].flow || 0);
+      peak = Math.max(peak, v - net);
+      return peak + net;
+    });
     const band = closed.map((v, i) => x(i) + "," + y(peaks[i])).concat(
       closed.map((v, i) => x(i) + "," + y(v)).reverse());
     const area = document.createElementNS(ns, "polygon");
@@ -122,7 +127,8 @@
     const pairs = [["Trades", st.trades], ["Win rate %", st.win_rate], ["Profit factor", st.profit_factor],
       ["Expectancy", money(st.expectancy)], ["Mean R", st.mean_r], ["Net P&L", money(st.net_pnl)],
       ["Max drawdown", money(st.max_drawdown) + " (" + st.max_drawdown_pct + "%)"],
-      ["Max open drawdown", money(st.max_open_drawdown)]];
+      ["Max open drawdown", money(st.max_open_drawdown)], ["Deposits", money(st.deposits)],
+      ["Withdrawals", money(st.withdrawals)], ["Time-weighted return %", st.time_weighted_return]];
     dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", k), el("dd", v ?? "–")]));
     fill("pnl", data.pnl[period] || [], (p) => [el("td", p.period_start), signed(p.realized_pnl), el("td", p.trades),
       el("td", money(p.closing_equity))]);
@@ -134,6 +140,8 @@
     fill("trades", data.trades, (t) => [el("td", time(t.exit_time)), el("td", t.position_id), el("td", t.layer),
       el("td", t.lots), el("td", t.entry_price), el("td", t.exit_price), signed(t.pnl), el("td", t.r_multiple ?? "–"),
       el("td", t.exit_reason ?? "–")]);
+    list("capital-ledger", data.capital || [], (f) => time(f.recorded_at) + " " + f.kind + " ₹" + money(f.amount) +
+      " → closed " + money(f.closed_equity) + " by " + f.recorded_by + (f.note ? " — " + f.note : ""));
     drawCurve(data.curve);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   }
@@ -175,6 +183,28 @@
     if (!reason) return;
     const result = await post("/positions/" + encodeURIComponent(id) + "/exit", {reason});
     if (result) { window.alert(result.outcome + ": " + result.reason); await refresh(); }
+  });
+
+  // capital in and out: confirmed with the closed equity it leaves, posted as JSON with the CSRF token
+  document.getElementById("capital-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    if (!form.reportValidity()) return;
+    const kind = document.getElementById("capital-kind").value;
+    const amount = document.getElementById("capital-amount").value.trim();
+    const note = document.getElementById("capital-note").value.trim();
+    const closed = last ? Number(last.status.closed_equity) : NaN;
+    const after = closed + (kind === "deposit" ? 1 : -1) * Number(amount);
+    const question = (kind === "deposit" ? "Deposit" : "Withdraw") + " ₹" + money(amount) + "?" +
+      (Number.isFinite(after) ? " Closed equity " + money(closed) + " → " + money(after) + "." : "") +
+      " Sizing uses it from the next signal.";
+    if (!window.confirm(question)) return;
+    const result = await post("/capital", {kind, amount, note});
+    if (!result) return;
+    document.getElementById("capital-result").textContent =
+      result.kind + " of ₹" + money(result.amount) + " recorded; closed equity " + money(result.closed_equity);
+    form.reset();
+    await refresh();
   });
 
   document.querySelectorAll("[data-range]").forEach((button) => button.addEventListener("click", () => {
