@@ -13,7 +13,7 @@ from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmErr
 
 __all__ = ["DatabaseError", "DatabaseUnavailableError", "DeployError", "HistoryAppendOnlyError",
            "HistoryUnavailableError", "InvalidArgumentError", "NotFoundError", "PositionAlreadyOpenError",
-           "PositionClosedError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+           "PositionClosedError", "RetentionFloorError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
@@ -44,6 +44,10 @@ class HistoryAppendOnlyError(DatabaseError):
     """PM007: history rows are never updated or deleted."""
 
 
+class RetentionFloorError(DatabaseError):
+    """PM020: a cleanup's retention is below its floor and the caller is not the database owner."""
+
+
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM001": StaleVersionError,
     "PM002": PositionAlreadyOpenError,
@@ -53,6 +57,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM006": HistoryUnavailableError,
     "25006": DatabaseUnavailableError,  # read_only_sql_transaction: a standby answered (a failover under way)
     "PM007": HistoryAppendOnlyError,
+    "PM020": RetentionFloorError,
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation

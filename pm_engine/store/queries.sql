@@ -281,6 +281,26 @@ SELECT * FROM pm.refusals(%s, %s);
 -- Delete refused-request rows older than the retention.
 SELECT pm.cleanup_request_log(%s);
 
+-- audit_usage --
+-- The refusal audit's use of its daily budget (rows and bytes written, rows counted instead) per day.
+SELECT * FROM pm.audit_usage(%s);
+
+-- create_session --
+-- Record a dashboard login (the MAC of its cookie, its expiry, the address).
+SELECT pm.create_session(%s, %s, %s);
+
+-- session_active --
+-- Whether a session exists, is unexpired and was not revoked.
+SELECT pm.session_active(%s);
+
+-- revoke_session --
+-- End a session (logout), for every instance.
+SELECT pm.revoke_session(%s);
+
+-- equity_curve_sampled --
+-- The equity curve in a time range cut to about two points per chart bucket (lows and highs kept).
+SELECT * FROM pm.equity_curve_sampled(%s, %s, %s);
+
 -- anomalies --
 -- Anomalies since a time (default: the last 24 hours), newest first.
 SELECT * FROM pm.anomalies_since(%s);
@@ -322,3 +342,19 @@ SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted;
 -- pending_order_count --
 -- Orders committed and not yet sent.
 SELECT count(*) FROM pm.broker_orders WHERE status = 'pending';
+
+-- cluster_require_scram --
+-- make run's private cluster: passwords it stores from now on are scram-sha-256 hashes.
+SET password_encryption = 'scram-sha-256';
+
+-- cluster_set_password --
+-- make run's private cluster: the postgres role's password (sent once, stored hashed).
+ALTER ROLE postgres PASSWORD %s;
+
+-- cluster_reload_config --
+-- make run's private cluster: read pg_hba.conf again.
+SELECT pg_reload_conf();
+
+-- create_embedded_database --
+-- make run's private cluster: its one database (a fixed name).
+CREATE DATABASE pm_engine;
