@@ -196,9 +196,9 @@ SELECT s.initial_capital, s.closed_equity,
 SELECT client_order_id, side, lots, price FROM pm.broker_orders;
 
 -- db_checksums --
--- An md5 of every table's rows but instance_metadata (heartbeats move it), request_log (refusals are audited) and
--- schema_migrations, to prove nothing was written.
-SELECT * FROM pm.table_checksums(ARRAY['instance_metadata', 'request_log', 'schema_migrations']);
+-- An md5 of every table's rows but instance_metadata (heartbeats move it), request_log and request_log_days
+-- (refusals are audited and counted) and schema_migrations, to prove nothing was written.
+SELECT * FROM pm.table_checksums(ARRAY['instance_metadata', 'request_log', 'request_log_days', 'schema_migrations']);
 
 -- state_as_of --
 -- The book as committed at or before a time, in the shape of load_state.
