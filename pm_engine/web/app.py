@@ -28,7 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pm_engine import __version__
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.core.signals import MAX_BODY_BYTES, SignalValidationError, check_storable, parse_body, parse_timestamp
+from pm_engine.core.signals import (MAX_BODY_BYTES, SignalValidationError, check_storable, parse_body,
+                                    parse_timestamp)
 from pm_engine.core.statistics import as_json
 from pm_engine.store.audit import RefusalAudit
 from pm_engine.store.manager import DatabaseStateManager
@@ -156,6 +157,8 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         if not authorised(request, data):
             return bad_secret(request, raw)
         try:
+            if b"\\u" in raw:  # only an escape can put NUL or a lone surrogate into decoded JSON
+                check_storable(data)
             signal = engine.parse(data)
         except SignalValidationError as exc:
             log.info("webhook rejected: %s", exc)

@@ -39,8 +39,8 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SAME_SITE = frozenset({b"same-origin", b"none"})  # Sec-Fetch-Site values of our own pages and of typed URLs
 BODY_TIMEOUT_S = 10.0  # a body that has not fully arrived by then is refused (408): slow bodies hold nothing
-DRAIN_MAX = 1024 * 1024  # before a refusal, up to this much of an unread body is read and thrown away, so the
-#                          client can read the answer; past it the connection is closed on the rest
+DRAIN_MAX = 1024 * 1024  # before a refusal, a declared body up to this size is read and thrown away, so the
+#                          client can read the answer; a chunked or larger one is left unread, the connection closed
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 FRAMING = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
 
@@ -152,24 +152,25 @@ class Guard:
 
     @staticmethod
     async def _drain(scope: Scope, receive: Receive) -> bool:
-        """Read and drop what is left of a refused request's body, up to ``DRAIN_MAX``; True if some is left."""
-        if _header(scope, b"content-length") in (None, b"0") and _header(scope, b"transfer-encoding") is None:
-            return False
+        """Before a refusal: read and drop a small declared body (up to ``DRAIN_MAX``) so the client can read
+        the answer cleanly; True when the rest of the body is left unread (the connection must close)."""
         if scope.get("pm_body_done"):
             return False
-        if scope.get("pm_body_abandoned"):
+        length = _header(scope, b"content-length")
+        if scope.get("pm_body_abandoned") or _header(scope, b"transfer-encoding") is not None:
+            return True  # chunked, or too slow: answer at once and close
+        if length is None or length == b"0":
+            return False
+        if not length.isdigit() or int(length) > DRAIN_MAX:
             return True
-        dropped = 0
         try:
             async with asyncio.timeout(BODY_TIMEOUT_S):
-                while dropped <= DRAIN_MAX:
+                while True:
                     message = await receive()
                     if message["type"] != "http.request" or not message.get("more_body", False):
                         return False
-                    dropped += len(message.get("body", b""))
         except asyncio.TimeoutError:
-            pass
-        return True
+            return True
 
     async def _capped_body(self, scope: Scope, receive: Receive) -> tuple[Receive, Optional[Response]]:
         """Read the body up to the cap and hand the app a receive that replays it; a refusal past the cap."""
