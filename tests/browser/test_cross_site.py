@@ -75,7 +75,7 @@ def engine(db_config: DatabaseConfig, tmp_path: Path) -> Iterator[EngineProcess]
 
 
 def test_a_page_on_another_site_cannot_change_the_book(engine: EngineProcess, attacker: tuple[int, dict[str, str]],
-                                                        db_config: DatabaseConfig) -> None:
+                                                       db_config: DatabaseConfig) -> None:
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: run `make install` as root, or `apt-get install chromium` (Debian)")
     from playwright.sync_api import sync_playwright
