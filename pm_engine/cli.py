@@ -162,6 +162,10 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
         print("pm-engine live: error: no webhook secret (set PM_WEBHOOK_SECRET or webhook_secret in the config)",
               file=sys.stderr)
         return 2
+    from pm_engine.config import check_secrets
+
+    check_secrets(settings)  # ConfigError (exit 2, said which) for a secret or token shorter than 24 characters
+    from pm_engine.web.serving import UVICORN_LIMITS, GuardedH11Protocol
     from pm_engine import __version__
     from pm_engine.ops.jobs import BackgroundJobs, JobSettings
 
@@ -173,7 +177,8 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
 
     reader = DatabaseStateManager(settings.read_database) if settings.read_database else None
     app = create_app(engine, WebSettings(settings.webhook_secret, settings.allowed_ips, settings.read_token,
-                                         settings.session_hours), audit, leader=lambda: jobs.is_leader, reader=reader)
+                                         settings.session_hours, settings.allowed_hosts), audit,
+                     leader=lambda: jobs.is_leader, reader=reader)
     jobs.start()
     if metrics_port:  # Prometheus on loopback without the token, for a local scraper
         from prometheus_client import start_http_server
@@ -185,7 +190,8 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
           f"closed equity {engine.portfolio.closed_equity}; {reads}; serving http://{host}:{port}/webhook", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=proxy_headers,
-                    forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None)
+                    forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None, http=GuardedH11Protocol,
+                    **UVICORN_LIMITS)
     finally:
         jobs.stop()
         audit.flush(2)
@@ -503,7 +509,7 @@ def cmd_exit(args: argparse.Namespace) -> int:
     def close(db: Any) -> int:
         engine = LiveTradingEngine(db_manager=db, instance_id=_who()[:50])
         try:
-            result = engine.manual_exit(args.instrument, args.layer, args.price, args.reason)
+            result = engine.manual_exit(args.instrument, args.layer, args.price, args.reason, force=args.force)
         except SignalValidationError as exc:
             print(f"pm-engine exit: error: {exc}", file=sys.stderr)
             return 2
@@ -716,7 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
     _db_config_arg(p)
     p.add_argument("instrument")
     p.add_argument("--layer", default="ALL", help="Long_1 … Long_6 (default ALL)")
-    p.add_argument("--price", type=_price_arg, help="exit price (default: the instrument's last mark)")
+    p.add_argument("--price", type=_price_arg,
+                   help="exit price (default: the instrument's last mark; within 5 %% of it unless --force)")
+    p.add_argument("--force", action="store_true", help="accept a --price more than 5 %% from the last mark")
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_exit)
 

@@ -32,6 +32,21 @@ class Settings:
     read_database: Optional[DatabaseConfig] = None
     holidays_file: Optional[str] = None  # trading holidays added or removed by the user (DOMAIN.md §15); it wins
     mcx_quantity_unit: str = "lots"  # MCX order quantities in lots (OpenAlgo's Zerodha) or units (DOMAIN.md §14)
+    # host names the dashboard and API answer to besides loopback names and IP addresses (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ()
+
+
+MIN_SECRET_LENGTH = 24  # the webhook secret and the read token: guessing must be hopeless, not merely slow
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse to serve with a webhook secret or read token shorter than ``MIN_SECRET_LENGTH`` (said which)."""
+    for name, value, where in (("webhook secret", settings.webhook_secret, "PM_WEBHOOK_SECRET / webhook_secret"),
+                               ("read token", settings.read_token, "PM_READ_TOKEN / read_token")):
+        if value is not None and len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"the {name} ({where}) is {len(value)} characters; it must be at least "
+                              f"{MIN_SECRET_LENGTH} (make one with: python3 -c "
+                              "'import secrets; print(secrets.token_urlsafe(24))')")
 
 
 # TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
@@ -74,7 +89,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
     unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
                                          "session_hours", "request_log_retention_days", "read_url", "holidays_file",
-                                         "mcx_quantity_unit"}
+                                         "mcx_quantity_unit", "allowed_hosts"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
@@ -107,4 +122,13 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
                        if env.get("DATABASE_READ_URL") or section.get("read_url") else None),
         holidays_file=env.get("PM_HOLIDAYS_FILE") or section.get("holidays_file"),
         mcx_quantity_unit=mcx_unit,
+        allowed_hosts=_host_names(env.get("PM_ALLOWED_HOSTS", "").split(",") if env.get("PM_ALLOWED_HOSTS")
+                                  else section.get("allowed_hosts", ())),
     )
+
+
+def _host_names(values: Any) -> tuple[str, ...]:
+    """``allowed_hosts``: names as given (lower case, no port), e.g. the proxy's public name."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ConfigError("allowed_hosts must be a list of host names")
+    return tuple(dict.fromkeys(str(v).strip().lower() for v in values if str(v).strip()))

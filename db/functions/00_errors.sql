@@ -38,3 +38,20 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- pm.require_retention_floor
+-- Raises PM020 when a cleanup's retention is below its floor and the session is not the schema owner's
+-- (the engine's role cannot erase its own traces; the owner, in psql, may go lower).
+CREATE OR REPLACE FUNCTION pm.require_retention_floor(retention interval, floor interval, what text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pm.require_retention(retention);
+    IF retention < floor AND NOT pg_has_role(session_user,
+            (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'pm'), 'MEMBER') THEN
+        PERFORM pm.raise_error('PM020', format('%s retention must be at least %s, got %s (only the database owner '
+                                               'may go lower)', what, floor, retention));
+    END IF;
+END;
+$$;

@@ -48,7 +48,8 @@ AS $$
 $$;
 
 -- pm.cleanup_signal_log
--- Deletes signal_log rows processed longer ago than the retention; returns how many went.
+-- Deletes signal_log rows processed longer ago than the retention; returns how many went. Below 1 day
+-- (far past the signal age window, so a deleted fingerprint cannot be replayed) only the owner may (PM020).
 CREATE OR REPLACE FUNCTION pm.cleanup_signal_log(retention interval DEFAULT interval '7 days')
 RETURNS integer
 LANGUAGE plpgsql
@@ -58,7 +59,7 @@ AS $$
 DECLARE
     deleted integer;
 BEGIN
-    PERFORM pm.require_retention(retention);
+    PERFORM pm.require_retention_floor(retention, interval '1 day', 'signal log');
     DELETE FROM pm.signal_log WHERE processed_at < now() - retention;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     RETURN deleted;

@@ -1,5 +1,5 @@
 -- pm.log_signal / pm.is_duplicate_signal / pm.cleanup_signal_log.
-SELECT plan(17);
+SELECT plan(19);
 
 SELECT ok(pm.log_signal(repeat('a', 64), 'BANK_NIFTY', 'BASE_ENTRY', 'Long_1', '2025-11-28T10:30:00+05:30',
                         'executed', 'entered 4 lots', '{"price": 52000}', 'inst-1'), 'a new fingerprint returns true');
@@ -26,7 +26,17 @@ SELECT is(pm.cleanup_signal_log(), 1, 'default retention (7 days) deletes the 8-
 SELECT is(pm.cleanup_signal_log(interval '1 hour'), 0, 'nothing else is old enough');
 SELECT is((SELECT count(*)::int FROM pm.signal_log), 1, 'the recent row stays');
 SELECT throws_ok($$SELECT pm.cleanup_signal_log(interval '-1 day')$$, 'PM004', NULL, 'negative retention refused');
+-- the floor: the engine's role cannot erase fingerprints younger than a day; the owner (this session) can
+CREATE ROLE pm_tap_app_40;
+SELECT pm.grant_app_role('pm_tap_app_40');
+UPDATE pm.signal_log SET processed_at = now() - interval '1 hour';
+SET SESSION AUTHORIZATION pm_tap_app_40;
+SELECT throws_ok($$SELECT pm.cleanup_signal_log(interval '30 minutes')$$, 'PM020', NULL,
+                 'the app role may not clean the signal log below 1 day');
+RESET SESSION AUTHORIZATION;
+SELECT is(pm.cleanup_signal_log(interval '30 minutes'), 1, 'the database owner may go lower');
 
+SELECT pm.log_signal(repeat('e', 64), 'COPPER', 'EXIT', 'ALL', now(), 'executed');
 SELECT is((SELECT count(*)::int FROM pm.recent_signals(50)), (SELECT count(*)::int FROM pm.signal_log),
           'recent_signals lists what is logged');
 SELECT is((SELECT count(*)::int FROM pm.recent_signals(0)), 0, 'recent_signals honours its limit');

@@ -34,6 +34,7 @@ from pm_engine.core.stops import stop_hit, trail
 
 SEEN_LIMIT = 200_000
 CONTENTION_WINDOW_S = 10.0  # after a stale decision, commit in guarded transactions for this long
+MANUAL_EXIT_BAND = Decimal("0.05")  # a manual exit price within 5 % of the last mark, unless forced
 log = logging.getLogger(__name__)
 
 
@@ -436,12 +437,15 @@ class LiveTradingEngine:
 
     # -- operator actions ----------------------------------------------------------------------
     def manual_exit(self, instrument: str, layer: str = "ALL", price: Optional[Decimal] = None,
-                    reason: str = "") -> SignalResult:
+                    reason: str = "", force: bool = False) -> SignalResult:
         """Close a layer (or ALL) by the same path as an EXIT alert: one transaction, a fingerprint of its own
         (the instrument, layer and this second), reason ``MANUAL: …``, orders through the outbox.
 
-        The price defaults to the instrument's last mark. Raises SignalValidationError naming the
-        field when the instrument, layer, price or reason is wrong, or when nothing is open to close.
+        The price defaults to the instrument's last mark; a price given must lie within
+        ``MANUAL_EXIT_BAND`` (5 %) of that mark unless ``force`` (the CLI's ``--force``; never over HTTP),
+        so a mistyped or hostile price cannot book an arbitrary P&L (a broker exit fills at the market
+        anyway). Raises SignalValidationError naming the field when the instrument, layer, price or
+        reason is wrong, or when nothing is open to close.
         """
         self.refresh()  # the position may have been opened by another instance
         instrument = instrument.strip().upper()
@@ -450,8 +454,13 @@ class LiveTradingEngine:
         layers = [p for p in self.portfolio.open_layers(instrument) if layer == "ALL" or p.layer == layer]
         if not layers:
             raise SignalValidationError("position", f"no open {instrument} {layer} to exit")
-        if price is None:
-            price = self.portfolio.marks.get(instrument, layers[0].entry_price)
+        mark = self.portfolio.marks.get(instrument, layers[0].entry_price)
+        if price is not None and (not price.is_finite() or price <= 0):
+            raise SignalValidationError("price", "must be a positive number")
+        if price is not None and not force and abs(price - mark) > mark * MANUAL_EXIT_BAND:
+            raise SignalValidationError("price", f"{price} is more than {MANUAL_EXIT_BAND:.0%} from the last mark "
+                                                 f"{mark} (leave it out to exit at the mark; the CLI has --force)")
+        price = mark if price is None else price
         if not reason.strip():
             raise SignalValidationError("reason", "is required")
         payload = {"type": "EXIT", "instrument": instrument, "position": layer, "price": float(price),

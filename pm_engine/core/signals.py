@@ -55,11 +55,43 @@ def parse_body(body: bytes) -> dict[str, Any]:
         data = json.loads(text, parse_constant=_refuse_constant)
     except SignalValidationError:
         raise
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
         raise SignalValidationError(None, f"body is not valid JSON ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise SignalValidationError(None, "body is not valid JSON (nested too deeply)") from None
+    except ValueError:  # an integer past Python's int-string limit (4,300 digits)
+        raise SignalValidationError(None, "body holds a number with too many digits") from None
     if not isinstance(data, dict):
         raise SignalValidationError(None, "body must be a JSON object")
     return data
+
+
+def check_storable(value: Any, field: Optional[str] = None) -> None:
+    """Refuse text PostgreSQL cannot store or UTF-8 cannot carry: NUL, lone surrogates (naming the field).
+
+    Only a ``\\u`` escape can put either into decoded JSON, so a caller holding the raw body may skip
+    this when the body has none (the webhook does)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, str(key)[:64] if field is None else field)
+            check_storable(item, str(key)[:64] if field is None else field)
+    elif isinstance(value, list):
+        for item in value:
+            check_storable(item, field)
+    elif isinstance(value, str) and ("\x00" in value or not _encodable(value)):
+        raise SignalValidationError(_encodable_name(field), "must not contain NUL or unpaired surrogate characters")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encodable_name(field: Optional[str]) -> Optional[str]:
+    return field if field is None or _encodable(field) and "\x00" not in field else "body"
 
 
 def _refuse_constant(name: str) -> Any:

@@ -2,9 +2,10 @@
 
 initdb and postgres refuse to run as root, so when we are root the cluster is created and run by
 the ``postgres`` system user (``runuser -u postgres --``) in a folder it owns; as any other user
-the same code runs the binaries directly. The cluster listens on 127.0.0.1 only (trust
-authentication: it is a private development cluster) and keeps its socket in its own folder, so it
-never touches a server on 5432.
+the same code runs the binaries directly. The cluster listens on 127.0.0.1 only and keeps its socket
+in its own folder, so it never touches a server on 5432. With a ``password`` (``make run``) every
+connection, socket or TCP, needs it (scram-sha-256: ``require_password``); without one (the test
+suite's and the benchmark's throw-away clusters) it trusts local connections.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from pm_engine.core.errors import PmError
 from pm_engine.store.connection import DatabaseConfig
@@ -66,6 +68,7 @@ class LocalCluster:
     bindir: Optional[Path] = None
     fsync: bool = True
     throwaway: bool = False  # destroy() also removes the data folder's parent (a temporary folder)
+    password: Optional[str] = field(default=None, repr=False)  # the postgres role's; None: trust (throw-away)
     _owner: Optional[str] = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +86,8 @@ class LocalCluster:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if self._owner:
             cmd = ["runuser", "-u", self._owner, "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        env = {**os.environ, "PGPASSWORD": self.password} if self.password else None
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if check and proc.returncode != 0:
             raise ClusterError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
         return proc
@@ -102,7 +106,8 @@ class LocalCluster:
         return self.initialized and self._run("pg_ctl", "-D", str(self.datadir), "status", check=False).returncode == 0
 
     def config(self, database: str = "postgres") -> DatabaseConfig:
-        return DatabaseConfig(host="127.0.0.1", port=self.port, database=database, user="postgres")
+        return DatabaseConfig(host="127.0.0.1", port=self.port, database=database, user="postgres",
+                              password=self.password)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def init(self) -> None:
@@ -117,8 +122,18 @@ class LocalCluster:
             if self._owner and parent != Path("/") and not mode & 0o001:
                 print(f"note: letting the {self._owner} user traverse {parent} (chmod o+x)", file=sys.stderr)
                 os.chmod(parent, mode | 0o001)
-        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale=C", "--no-instructions")
+        if self.password is None:
+            self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                      "--locale=C", "--no-instructions")
+            return
+        with tempfile.NamedTemporaryFile("w", prefix="pm-pw-", delete=False) as pwfile:  # created 0600
+            pwfile.write(self.password + "\n")
+        try:
+            self._chown(Path(pwfile.name))
+            self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=scram-sha-256",
+                      f"--pwfile={pwfile.name}", "-E", "UTF8", "--locale=C", "--no-instructions")
+        finally:
+            os.unlink(pwfile.name)
 
     def start(self) -> None:
         """Create if needed, then start and wait until it accepts connections."""
@@ -150,3 +165,41 @@ class LocalCluster:
         """Stop and delete the data folder (and its temporary parent for a throw-away cluster)."""
         self.stop("immediate")
         shutil.rmtree(self.datadir.parent if self.throwaway else self.datadir, ignore_errors=True)
+
+
+PASSWORD_HBA = """# written by pm-engine: every connection needs the postgres role's password (scram-sha-256)
+local   all  all                 scram-sha-256
+host    all  all  127.0.0.1/32   scram-sha-256
+host    all  all  ::1/128        scram-sha-256
+"""
+
+
+def require_password(connect: dict[str, Any], password: str, hba: Path) -> bool:
+    """Make a running cluster ask every connection for ``password``: True if it had to be changed.
+
+    A cluster created with trust authentication (an older ``make run``, or pgserver's own initdb) gets
+    the password set over the trusted connection, then a ``pg_hba.conf`` of scram-sha-256 lines only,
+    and a reload. ``connect``: the psycopg2 keywords for the postgres role, without a password.
+    """
+    import psycopg2
+
+    from pm_engine.store.queries import QUERIES
+
+    params = {**connect, "password": "", "connect_timeout": 5}
+    try:
+        conn = psycopg2.connect(**params)
+    except psycopg2.OperationalError:
+        return False  # refused without a password: it already asks for one
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(QUERIES["cluster_require_scram"])
+            cur.execute(QUERIES["cluster_set_password"], (password,))
+            stat = os.stat(hba)
+            hba.write_text(PASSWORD_HBA)
+            if _as_root():
+                os.chown(hba, stat.st_uid, stat.st_gid)
+            cur.execute(QUERIES["cluster_reload_config"])
+    finally:
+        conn.close()
+    return True

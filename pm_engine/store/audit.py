@@ -3,14 +3,20 @@
 A refusal is answered at once; its row is put on a bounded queue and a thread writes what has
 gathered in one round trip (``pm.log_refusals``) every ``FLUSH_S``. So a refusal is never slower
 for being audited, and a flood cannot fill the disk: each source address gets at most
-``PER_SOURCE_PER_S`` rows a second, and whatever is over that cap, or finds the queue full, or
-meets a database outage, is counted in ``dropped`` instead of written.
+``PER_SOURCE_PER_S`` rows a second, the whole process at most ``ROWS_PER_S`` rows and
+``BYTES_PER_S`` bytes a second (however many addresses a flood rotates through), and every instance
+together at most the day's budget of ``pm.audit_budget`` (the database counts the rest). Whatever
+is over a cap, or finds the queue full, or meets a database outage, is counted in ``dropped``
+instead of written. Secrets are masked after JSON decoding (an escaped key or value is still a
+secret), in the body excerpt and the User-Agent alike.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
+import re
 import threading
 import time
 from datetime import datetime, timezone
@@ -22,6 +28,9 @@ from pm_engine.store.manager import DatabaseStateManager
 log = logging.getLogger(__name__)
 
 PER_SOURCE_PER_S = 50
+ROWS_PER_S = 100  # every source together, per process
+BYTES_PER_S = 256 * 1024
+ROW_OVERHEAD = 200  # bytes a row costs besides its text (pm.refusal_bytes counts the same way)
 QUEUE_MAX = 10_000
 BATCH_MAX = 500
 FLUSH_S = 0.2
@@ -31,8 +40,11 @@ class RefusalAudit:
     """Admits at most ``per_source_per_s`` rows per source and second; writes them in batches on a thread."""
 
     def __init__(self, db: DatabaseStateManager, instance_id: str, per_source_per_s: int = PER_SOURCE_PER_S,
-                 queue_max: int = QUEUE_MAX) -> None:
+                 queue_max: int = QUEUE_MAX, rows_per_s: int = ROWS_PER_S, bytes_per_s: int = BYTES_PER_S) -> None:
         self.db, self.instance_id, self.cap = db, instance_id, per_source_per_s
+        self.rows_per_s, self.bytes_per_s = rows_per_s, bytes_per_s
+        self._rows_now = 0
+        self._bytes_now = 0
         self.written = 0
         self.dropped = 0
         self._queue: "queue.Queue[dict[str, Any]]" = queue.Queue(queue_max)
@@ -48,15 +60,20 @@ class RefusalAudit:
     def submit(self, source: str, row: dict[str, Any]) -> bool:
         """Queue one refused request's row; False (and counted as dropped) over the cap or with the queue full."""
         now = int(time.monotonic())
+        size = ROW_OVERHEAD + len(source) + sum(len(v) for v in row.values() if isinstance(v, str))
         with self._lock:
             if now != self._second:
-                self._second, self._counts = now, {}
-            if self._counts.get(source, 0) >= self.cap:
+                self._second, self._counts, self._rows_now, self._bytes_now = now, {}, 0, 0
+            if (self._counts.get(source, 0) >= self.cap or self._rows_now >= self.rows_per_s
+                    or self._bytes_now + size > self.bytes_per_s):
                 self.dropped += 1
                 return False
             self._counts[source] = self._counts.get(source, 0) + 1
-        # PostgreSQL text cannot hold NUL, and one NUL would fail the whole batch: show it as U+FFFD
-        row = {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
+            self._rows_now += 1
+            self._bytes_now += size
+        # PostgreSQL text cannot hold NUL, and one NUL would fail the whole batch: show it as U+FFFD; nor can a
+        # lone surrogate be sent as UTF-8
+        row = {k: _storable(v) if isinstance(v, str) else v for k, v in row.items()}
         row.update(source=source, instance=self.instance_id,
                    received_at=row.get("received_at") or datetime.now(timezone.utc).isoformat())
         try:
@@ -108,7 +125,10 @@ class RefusalAudit:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         try:
-            self.written += self.db.log_refusals(batch)
+            written = self.db.log_refusals(batch)
+            with self._lock:
+                self.written += written
+                self.dropped += len(batch) - written  # past the day's budget: counted by the database too
         except PmError as exc:  # an outage: these rows are lost, counted, and said once per batch
             with self._lock:
                 self.dropped += len(batch)
@@ -117,17 +137,58 @@ class RefusalAudit:
             self._done(len(batch))
 
 
-def excerpt(body: bytes, secrets: tuple[Optional[str], ...], limit: int = 2048) -> str:
-    """The first ``limit`` bytes of a body as text, every secret value replaced by ``***``.
+SECRET_FIELDS = frozenset({"secret", "token", "read_token", "password", "api_key"})
+_FIELD = re.compile(r'("(?:secret|token|read_token|password|api_key)"\s*:\s*")((?:[^"\\]|\\.)*)(")', re.IGNORECASE)
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
-    Masks the configured secrets wherever they appear and the value of any ``"secret"`` or
-    ``"token"`` JSON field (a wrong guess may be a near miss of the real one), before cutting.
-    """
-    import re
 
-    text = body.decode("utf-8", errors="replace")
-    text = re.sub(r'("(?:secret|token|read_token)"\s*:\s*")((?:[^"\\]|\\.)*)(")', r"\1***\3", text)
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+
+
+def mask(text: Optional[str], secrets: tuple[Optional[str], ...]) -> Optional[str]:
+    """``text`` with every configured secret replaced by ``***`` (the User-Agent, a decoded JSON string)."""
+    if text is None:
+        return None
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return text.encode()[:limit].decode("utf-8", errors="ignore")
+    return text
+
+
+def _masked(value: Any, secrets: tuple[Optional[str], ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if str(k).lower() in SECRET_FIELDS else _masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secrets) for v in value]
+    if isinstance(value, str):
+        return mask(value, secrets)
+    return value
+
+
+def _unescaped(match: "re.Match[str]") -> str:
+    char = chr(int(match.group(1), 16))
+    return match.group(0) if char in '"\\' or char < " " else char
+
+
+def excerpt(body: bytes, secrets: tuple[Optional[str], ...], limit: int = 2048) -> str:
+    """The first ``limit`` bytes of a body as text, every secret value replaced by ``***``.
+
+    A JSON body is masked after decoding — the value of any ``secret`` / ``token`` field however its
+    key is spelled (``"\\u0073ecret"`` is ``secret``), and every configured secret wherever it
+    appears, escaped or not — and shown re-encoded. Any other body has its ``\\u`` escapes decoded
+    first, then the same fields and secrets masked in the text. Then it is cut.
+    """
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, (dict, list)):
+        text = json.dumps(_masked(data, secrets), ensure_ascii=False)
+    else:
+        text = _FIELD.sub(r"\1***\3", _ESCAPE.sub(_unescaped, text))
+    text = mask(text, secrets) or ""
+    return text.encode("utf-8", "replace")[:limit].decode("utf-8", errors="ignore")

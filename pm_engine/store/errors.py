@@ -16,7 +16,7 @@ __all__ = ["BrokerOrderLinkedError", "ContractConflictError", "DatabaseError", "
            "DeployError", "FillRefusedError", "HistoryAppendOnlyError", "HistoryUnavailableError",
            "InvalidArgumentError", "NotFoundError", "OrderNotSendableError", "OrderRecordAppendOnlyError",
            "OrderTransitionError", "OrderUnresolvedError", "PositionAlreadyOpenError", "PositionClosedError",
-           "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+           "RetentionFloorError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
@@ -45,6 +45,10 @@ class HistoryUnavailableError(DatabaseError):
 
 class HistoryAppendOnlyError(DatabaseError):
     """PM007: history rows are never updated or deleted."""
+
+
+class RetentionFloorError(DatabaseError):
+    """PM020: a cleanup's retention is below its floor and the caller is not the database owner."""
 
 
 class ContractConflictError(DatabaseError):
@@ -84,6 +88,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM006": HistoryUnavailableError,
     "25006": DatabaseUnavailableError,  # read_only_sql_transaction: a standby answered (a failover under way)
     "PM007": HistoryAppendOnlyError,
+    "PM020": RetentionFloorError,
     "PM030": ContractConflictError,
     "PM041": OrderTransitionError,
     "PM042": OrderUnresolvedError,

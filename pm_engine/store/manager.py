@@ -577,6 +577,25 @@ class DatabaseStateManager:
     def cleanup_request_log(self, retention: str = "30 days") -> int:
         return int(self._scalar("cleanup_request_log", (retention,)))
 
+    def audit_usage(self, days: int = 7) -> list[dict[str, Any]]:
+        """Per UTC day: refusal rows and bytes written, rows counted instead, and the budget (pm.audit_budget)."""
+        return self._execute("audit_usage", (days,))
+
+    # sessions: the web layer's SessionStore (web/access.py) ---------------------------------------
+    def create_session(self, digest: str, expires_at: datetime, source: str) -> None:
+        self._scalar("create_session", (digest, expires_at, source))
+
+    def session_active(self, digest: str) -> bool:
+        return bool(self._scalar("session_active", (digest,)))
+
+    def revoke_session(self, digest: str) -> bool:
+        return bool(self._scalar("revoke_session", (digest,)))
+
+    def equity_curve_sampled(self, start: Optional[datetime], end: Optional[datetime],
+                             buckets: int) -> list[dict[str, Any]]:
+        """The equity curve cut to about 2 × ``buckets`` points, each bucket's low and high kept (the dashboard)."""
+        return self._execute("equity_curve_sampled", (start, end, buckets))
+
     def anomalies(self, since: Optional[datetime] = None) -> list[dict[str, Any]]:
         return self._execute("anomalies", (since,))
 

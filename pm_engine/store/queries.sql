@@ -198,9 +198,9 @@ SELECT s.initial_capital, s.closed_equity,
 SELECT client_order_id, side, lots, price, exchange, symbol, quantity, leg FROM pm.broker_orders;
 
 -- db_checksums --
--- An md5 of every table's rows but instance_metadata (heartbeats move it), request_log (refusals are audited) and
--- schema_migrations, to prove nothing was written.
-SELECT * FROM pm.table_checksums(ARRAY['instance_metadata', 'request_log', 'schema_migrations']);
+-- An md5 of every table's rows but instance_metadata (heartbeats move it), request_log and request_log_days
+-- (refusals are audited and counted) and schema_migrations, to prove nothing was written.
+SELECT * FROM pm.table_checksums(ARRAY['instance_metadata', 'request_log', 'request_log_days', 'schema_migrations']);
 
 -- state_as_of --
 -- The book as committed at or before a time, in the shape of load_state.
@@ -283,6 +283,26 @@ SELECT * FROM pm.refusals(%s, %s);
 -- Delete refused-request rows older than the retention.
 SELECT pm.cleanup_request_log(%s);
 
+-- audit_usage --
+-- The refusal audit's use of its daily budget (rows and bytes written, rows counted instead) per day.
+SELECT * FROM pm.audit_usage(%s);
+
+-- create_session --
+-- Record a dashboard login (the MAC of its cookie, its expiry, the address).
+SELECT pm.create_session(%s, %s, %s);
+
+-- session_active --
+-- Whether a session exists, is unexpired and was not revoked.
+SELECT pm.session_active(%s);
+
+-- revoke_session --
+-- End a session (logout), for every instance.
+SELECT pm.revoke_session(%s);
+
+-- equity_curve_sampled --
+-- The equity curve in a time range cut to about two points per chart bucket (lows and highs kept).
+SELECT * FROM pm.equity_curve_sampled(%s, %s, %s);
+
 -- anomalies --
 -- Anomalies since a time (default: the last 24 hours), newest first.
 SELECT * FROM pm.anomalies_since(%s);
@@ -336,3 +356,19 @@ SELECT * FROM pm.capital_ledger(%s);
 -- capital_totals --
 -- Deposits, withdrawals and net flows recorded in a time range.
 SELECT pm.capital_totals(%s, %s);
+
+-- cluster_require_scram --
+-- make run's private cluster: passwords it stores from now on are scram-sha-256 hashes.
+SET password_encryption = 'scram-sha-256';
+
+-- cluster_set_password --
+-- make run's private cluster: the postgres role's password (sent once, stored hashed).
+ALTER ROLE postgres PASSWORD %s;
+
+-- cluster_reload_config --
+-- make run's private cluster: read pg_hba.conf again.
+SELECT pg_reload_conf();
+
+-- create_embedded_database --
+-- make run's private cluster: its one database (a fixed name).
+CREATE DATABASE pm_engine;

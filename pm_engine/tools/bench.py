@@ -38,7 +38,7 @@ from pm_engine.tools.children import EngineProcess, KeepAliveClient, fetch_all
 from pm_engine.tools.clusters import temporary_cluster
 from pm_engine.tools.samples import mixed_stream
 
-SECRET = secrets.token_urlsafe(16)
+SECRET = secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True)

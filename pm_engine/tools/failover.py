@@ -71,7 +71,7 @@ def run_failover(settings: FailoverSettings = FailoverSettings(), progress: bool
               flush=True)
         config = formation.config()
         deploy(config)
-        secret = secrets.token_urlsafe(16)
+        secret = secrets.token_urlsafe(24)
         # the second engine serves the reads that may lag from the standby (DATABASE_READ_URL)
         reads = {"DATABASE_READ_URL": formation.standby_config().url(hide_password=False)}
         engines = [EngineProcess(config, secret, log=logdir / f"engine{i}.log",

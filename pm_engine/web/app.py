@@ -5,12 +5,12 @@ The secret may come in the body (``secret``), the query (``token``) or the ``X-P
 header, and is compared in constant time; it is never logged or echoed. A refused request writes
 nothing but its audit row (``pm.request_log``, written off the request path by ``RefusalAudit``).
 A database outage answers 503 (the signal was not recorded; a resend is safe). Every other route
-but ``/health`` and ``/ready`` needs the read/operator token (``web/access.py``).
+but ``/health`` and ``/ready`` needs the read/operator token (``web/access.py``). Every request first
+passes ``web/guard.py``: Host allow-list, cross-site refusal, allow-list and body cap before the body.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -24,23 +24,23 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pm_engine import __version__
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
-from pm_engine.core.signals import MAX_BODY_BYTES, SignalValidationError, parse_body, parse_timestamp
+from pm_engine.core.signals import (MAX_BODY_BYTES, SignalValidationError, check_storable, parse_body,
+                                    parse_timestamp)
 from pm_engine.core.statistics import as_json
-from pm_engine.store.audit import RefusalAudit, excerpt
+from pm_engine.store.audit import RefusalAudit
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_address, same
+from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, MemorySessions, client_address, same
 from pm_engine.web.capital import add_capital
 from pm_engine.web.contracts import contracts_router
 from pm_engine.web.dashboard import add_dashboard, replica_status
+from pm_engine.web.guard import Guard, ReadAccess, Refusals
 from pm_engine.web.metrics import Metrics
 
 log = logging.getLogger("pm_engine.webhook")
-PUBLIC = frozenset({("POST", "/webhook"), ("GET", "/health"), ("GET", "/ready")})  # no token needed
 
 WEBHOOK_EXAMPLE = {"type": "BASE_ENTRY", "instrument": "BANK_NIFTY", "position": "Long_1", "price": 52000,
                    "stop": 51650, "lots": 4, "atr": 350, "er": 0.85, "supertrend": 51600, "roc": 2.5,
@@ -80,6 +80,7 @@ class WebSettings:
     allowed_ips: tuple[str, ...] = ()
     read_token: Optional[str] = field(default=None, repr=False)
     session_hours: float = 12.0
+    allowed_hosts: tuple[str, ...] = ()  # host names answered besides loopback names and IP addresses
 
 
 def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None,
@@ -88,45 +89,32 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     dashboard and the metrics (``app.state.metrics``; ``leader`` tells whether this instance leads). ``reader``
     (DATABASE_READ_URL, a standby) serves the reads that may lag: the dashboard, history, /status?replica=1."""
     secret = web.secret
-    access = Access(web.read_token, web.session_hours * 3600)
-    failures = FailureWindows()
+    store = engine.db_manager if isinstance(engine.db_manager, DatabaseStateManager) else None
+    access = Access(web.read_token, web.session_hours * 3600, sessions=store or MemorySessions())
+    failures = FailureWindows()  # bad webhook secrets
+    token_failures = FailureWindows()  # bad read tokens (login and Bearer): past the limit, refused whatever is sent
     app = FastAPI(title="pm-engine", version=__version__,
                   description="Portfolio manager for systematic futures traders: TradingView webhook, status, "
                               "history, trading controls. Every route but POST /webhook, GET /health and GET /ready "
                               "needs the read/operator token (Authorization: Bearer) or a login session.",
                   docs_url=None, redoc_url=None)  # served offline by web/dashboard.py
-    store = engine.db_manager if isinstance(engine.db_manager, DatabaseStateManager) else None
     masked = (secret, web.read_token)
     metrics = app.state.metrics = Metrics(engine, store, leader)
+    refusals = Refusals(audit, metrics, masked)
 
-    app.add_middleware(ReadAccess, access=access, token_set=web.read_token is not None)
+    app.add_middleware(ReadAccess, access=access, token_set=web.read_token is not None, refusals=refusals,
+                       tokens=token_failures)
+    app.add_middleware(Guard, refusals=refusals, allowed_ips=web.allowed_ips, allowed_hosts=web.allowed_hosts)
 
     def refuse(request: Request, raw: bytes, status: int, message: str, field: Optional[str] = None,
                headers: Optional[dict[str, str]] = None) -> JSONResponse:
-        """Answer a refused webhook and hand its audit row to the writer (off the request path)."""
-        metrics.refusals.labels(str(status)).inc()
-        if audit is not None:
-            audit.submit(client_address(request), {
-                "status": status, "reason": message, "field": field, "body_sha256": hashlib.sha256(raw).hexdigest(),
-                "body_excerpt": excerpt(raw, masked), "user_agent": request.headers.get("user-agent")})
-        answer = error(status, message, field)
-        answer.headers.update(headers or {})
-        return answer
-
-    def failed(request: Request, what: str) -> Optional[int]:
-        """Count a bad secret or token from the sender: Retry-After seconds past the limit, else None.
-
-        One log line per address and window, not per request."""
-        address = client_address(request)
-        retry_after, opened = failures.fail(address)
-        if opened:
-            log.warning("%s from %s (further refusals from this address are not logged for %d s)", what, address,
-                        failures.window_s)
-        return retry_after
+        """Answer a refused request and hand its audit row to the writer (off the request path)."""
+        return refusals.answer(request.scope, raw, status, message, field, headers)
 
     def bad_secret(request: Request, raw: bytes) -> JSONResponse:
-        """401, or 429 past 10 bad secrets a minute from one address."""
-        retry_after = failed(request, "webhook refused: missing or bad secret")
+        """401, or 429 past 10 bad secrets a minute from one address (one log line per address and window)."""
+        retry_after = refusals.bad_credential(failures, client_address(request),
+                                              "webhook refused: missing or bad secret")
         if retry_after is not None:
             return refuse(request, raw, 429, "too many bad secrets from this address; retry later", None,
                           {"Retry-After": str(retry_after)})
@@ -161,9 +149,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         return answer
 
     async def handle_webhook(request: Request) -> JSONResponse:
-        raw = await request.body()
-        if web.allowed_ips and client_address(request) not in web.allowed_ips:
-            return refuse(request, raw, 403, "sender address is not allowed")
+        raw = await request.body()  # the allow-list and the 64 KiB cap were applied before it was read (Guard)
         if len(raw) > MAX_BODY_BYTES:
             return refuse(request, raw, 413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
         try:
@@ -175,6 +161,8 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         if not authorised(request, data):
             return bad_secret(request, raw)
         try:
+            if b"\\u" in raw:  # only an escape can put NUL or a lone surrogate into decoded JSON
+                check_storable(data)
             signal = engine.parse(data)
         except SignalValidationError as exc:
             log.info("webhook rejected: %s", exc)
@@ -276,20 +264,29 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
 
     @app.post("/login", summary="Exchange the read/operator token (form or JSON field token) for a session cookie")
     async def login(request: Request) -> Response:
-        data = await _form_or_json(request)
+        try:
+            data = await _form_or_json(request)
+        except SignalValidationError as exc:
+            return refuse(request, b"", 422, str(exc), exc.field)
         if web.read_token is None:
             return error(404, "no read token is configured: nothing to log in with (this machine reads freely)")
         scripted = "application/json" in request.headers.get("content-type", "")  # else the login form
-        if not access.token_ok(str(data.get("token") or "")):
-            retry_after = failed(request, "login refused: bad token")
-            if retry_after is not None:
-                limited = error(429, "too many bad tokens from this address; retry later")
-                limited.headers["Retry-After"] = str(retry_after)
-                return limited
-            if not scripted:
-                return app.state.login_failed(request, "That is not the read/operator token.")  # the form again
-            return error(401, "bad token", "token")
-        session = access.new_session()
+        address = client_address(request)
+        retry_after = token_failures.blocked(address)  # past the limit, the right token is refused too
+        if retry_after is None and not access.token_ok(str(data.get("token") or "")):
+            retry_after = refusals.bad_credential(token_failures, address, "login refused: bad token")
+            if retry_after is None:
+                refuse(request, b"", 401, "bad token", "token")
+                if not scripted:
+                    return app.state.login_failed(request, "That is not the read/operator token.")  # the form again
+                return error(401, "bad token", "token")
+        if retry_after is not None:
+            return refuse(request, b"", 429, "too many bad tokens from this address; retry later", None,
+                          {"Retry-After": str(retry_after)})
+        try:
+            session = await run_in_threadpool(access.new_session, address)
+        except DatabaseUnavailableError:
+            return error(503, "database unavailable; cannot open a session")
         answer: Response
         if scripted:
             answer = JSONResponse({"ok": True, "csrf_token": access.csrf_token(session)})
@@ -299,8 +296,12 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
                           secure=request.url.scheme == "https", path="/")
         return answer
 
-    @app.post("/logout", summary="End this session")
-    def logout() -> Response:
+    @app.post("/logout", summary="End this session (revoked for every instance)")
+    def logout(request: Request) -> Response:
+        try:
+            access.end_session(request.cookies.get(SESSION_COOKIE))
+        except DatabaseUnavailableError:
+            return error(503, "database unavailable; the session was not ended")
         answer = RedirectResponse("/login", status_code=303)
         answer.delete_cookie(SESSION_COOKIE, path="/")
         return answer
@@ -311,10 +312,12 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         return store
 
     def changer(request: Request, data: dict[str, Any]) -> str:
-        """Who makes a change (recorded with it); refuses a session POST without its CSRF token."""
+        """Who makes a change (recorded with it); refuses one that shows no intent (``Access.may_change``)."""
         principal = getattr(request.state, "principal", "loopback")
-        if not access.may_change(request, principal, data.get("csrf_token")):
-            raise _Refused(error(403, "missing or bad CSRF token (X-CSRF-Token)", "csrf_token"))
+        problem = access.may_change(request, principal, data.get("csrf_token"))
+        if problem is not None:
+            raise _Refused(refuse(request, b"", 403, problem,
+                                  "csrf_token" if principal == "session" else "content-type"))
         kind = {"session": "dashboard", "token": "api", "loopback": "local"}[principal]
         return f"{kind}:{client_address(request)}"
 
@@ -322,25 +325,29 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     def control() -> JSONResponse:
         try:
             db = need_store()
+            return JSONResponse(as_json({"mode": db.trading_mode(), "history": db.trading_mode_history(20),
+                                         "breakers": db.breakers(), "locks": db.active_locks()}))
         except _Refused as refused:
             return refused.answer
-        return JSONResponse(as_json({"mode": db.trading_mode(), "history": db.trading_mode_history(20),
-                                     "breakers": db.breakers(), "locks": db.active_locks()}))
+        except DatabaseUnavailableError:
+            return error(503, "database unavailable")
 
     @app.post("/control", summary="Pause (exits_only, halted) or resume (active) trading, with a reason")
     async def set_control(request: Request) -> JSONResponse:
-        data = await _form_or_json(request)
         try:
+            data = await _form_or_json(request)
             db = need_store()
             who = changer(request, data)
         except _Refused as refused:
             return refused.answer
+        except SignalValidationError as exc:
+            return refuse(request, b"", 422, str(exc), exc.field)
         mode = str(data.get("mode") or "")
         if mode not in ("active", "exits_only", "halted"):
-            return error(422, "mode must be active, exits_only or halted", "mode")
+            return refuse(request, b"", 422, "mode must be active, exits_only or halted", "mode")
         reason = str(data.get("reason") or "").strip() or None
         if mode != "active" and reason is None:
-            return error(422, "a reason is required to pause trading", "reason")
+            return refuse(request, b"", 422, "a reason is required to pause trading", "reason")
         try:
             changed = await run_in_threadpool(db.set_trading_mode, mode, reason, who)
         except DatabaseUnavailableError:
@@ -350,23 +357,27 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
 
     @app.post("/positions/{position_id}/exit", summary="Close an open layer now, as an EXIT alert would")
     async def exit_position(position_id: str, request: Request) -> JSONResponse:
-        data = await _form_or_json(request)
         try:
+            data = await _form_or_json(request)
             need_store()
             who = changer(request, data)
+        except SignalValidationError as exc:
+            return refuse(request, b"", 422, str(exc), exc.field)
         except _Refused as refused:
             return refused.answer
         instrument, _, layer = position_id.partition("_Long_")
         try:
             price = Decimal(str(data["price"])) if data.get("price") not in (None, "") else None
-        except ArithmeticError:
-            return error(422, "price must be a number", "price")
+        except (ArithmeticError, ValueError):
+            price = Decimal("NaN")
+        if price is not None and (isinstance(data.get("price"), bool) or not price.is_finite() or price <= 0):
+            return refuse(request, b"", 422, "price must be a positive number", "price")
         try:
             result = await run_in_threadpool(engine.manual_exit, instrument, f"Long_{layer}" if layer else "",
                                              price, str(data.get("reason") or ""))
         except SignalValidationError as exc:
             status = 404 if exc.field == "position" else 422
-            return error(status, str(exc), exc.field)
+            return refuse(request, b"", status, str(exc), exc.field)
         except DatabaseUnavailableError:
             return error(503, "database unavailable; nothing was closed")
         log.warning("manual exit of %s by %s: %s", position_id, who, result.reason)
@@ -389,36 +400,6 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
     return app
 
 
-class ReadAccess:
-    """Every route but the public ones needs the token, a session, or (no token set) a loopback client.
-
-    A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs every request a task
-    and a stream): a public request passes with one lookup, so the webhook pays nothing for it.
-    """
-
-    def __init__(self, app: ASGIApp, access: Access, token_set: bool) -> None:
-        self.app, self.access, self.token_set = app, access, token_set
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or (scope["method"], path) in PUBLIC or path.startswith("/static/"):
-            await self.app(scope, receive, send)
-            return
-        principal = self.access.principal(Request(scope))
-        if principal is None and path != "/login":  # the page and its form post (which checks the token itself)
-            answer: Response
-            if scope["method"] == "GET" and path == "/":
-                answer = RedirectResponse("/login", status_code=303)
-            else:
-                detail = ("read token required (Authorization: Bearer, or log in)" if self.token_set
-                          else "no read token is configured: this route answers clients on this machine only")
-                answer = JSONResponse({"error": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-            await answer(scope, receive, send)
-            return
-        scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
-
-
 class _Refused(Exception):
     """A route's early answer (no database, a missing CSRF token)."""
 
@@ -430,21 +411,25 @@ class _Refused(Exception):
 async def _form_or_json(request: Request) -> dict[str, Any]:
     """A POST body as a dict: JSON, or a URL-encoded form (the dashboard's); anything else is empty.
 
-    Forms are parsed here (they carry a few short fields) rather than with python-multipart.
+    Forms are parsed here (they carry a few short fields) rather than with python-multipart. Text
+    the database cannot store (NUL, lone surrogates) raises SignalValidationError naming the field.
     """
     kind = request.headers.get("content-type", "")
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         return {}
+    data: Any = {}
     try:
         if "application/json" in kind:
             data = json.loads(raw)
-            return data if isinstance(data, dict) else {}
-        if "application/x-www-form-urlencoded" in kind:
-            return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
-    except ValueError:
+        elif "application/x-www-form-urlencoded" in kind:
+            data = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
+    except (ValueError, RecursionError):
         return {}
-    return {}
+    if not isinstance(data, dict):
+        return {}
+    check_storable(data)
+    return data
 
 
 def _header_or_query_ok(request: Request, secret: str) -> bool:

@@ -33,6 +33,9 @@ VENDOR = Path(fastapi_offline.__file__).parent / "static"  # swagger-ui-bundle.j
 REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 RANGES = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31), "all": None}
 REFRESH_MS = 3000
+DEFAULT_RANGE = "month"
+CHART_POINTS = 600  # the chart's width in the page's SVG units: more points than this draw nothing more
+MAX_CHART_POINTS = 4000
 # the dashboard's own pages load nothing from anywhere else, and run no inline script
 PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -67,24 +70,33 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
     app.state.login_failed = lambda request, message: page(request, "login.html", {"error": message}, 401)
 
     @app.get("/", include_in_schema=False)
-    def dashboard(request: Request) -> HTMLResponse:
+    def dashboard(request: Request) -> Response:
         session = request.cookies.get(SESSION_COOKIE) if getattr(request.state, "principal", "") == "session" else None
-        mode = store.trading_mode()["mode"] if store is not None else "active"
+        try:
+            mode = store.trading_mode()["mode"] if store is not None else "active"
+        except DatabaseUnavailableError:
+            return JSONResponse({"error": "database unavailable; the dashboard cannot show the book"}, 503)
         return page(request, "dashboard.html", {"csrf": access.csrf_token(session) if session else "",
                                                 "session": session is not None, "mode": mode,
                                                 "refresh_ms": REFRESH_MS})
 
-    @app.get("/dashboard/data", summary="Everything the dashboard shows, in one document (?range=day|week|month|all)")
+    @app.get("/dashboard/data", summary="Everything the dashboard shows, in one document "
+                                        "(?range=day|week|month|all, default month; ?points=N: the equity curve cut "
+                                        f"to about N points, default {CHART_POINTS})")
     async def data(request: Request) -> Response:
-        chosen = request.query_params.get("range", "all")
+        chosen = request.query_params.get("range", DEFAULT_RANGE)
         if chosen not in RANGES:
             return JSONResponse({"error": "range must be day, week, month or all", "field": "range"}, 422)
+        points = request.query_params.get("points", str(CHART_POINTS))
+        if not points.isdigit() or not 2 <= int(points) <= MAX_CHART_POINTS:
+            return JSONResponse({"error": f"points must be a whole number from 2 to {MAX_CHART_POINTS}",
+                                 "field": "points"}, 422)
         try:
-            return JSONResponse(as_json(await run_in_threadpool(collect, chosen)))
+            return JSONResponse(as_json(await run_in_threadpool(collect, chosen, int(points))))
         except DatabaseUnavailableError:
             return JSONResponse({"error": "database unavailable"}, 503)
 
-    def collect(chosen: str) -> dict[str, Any]:
+    def collect(chosen: str, points: int = CHART_POINTS) -> dict[str, Any]:
         status = replica_status(engine, store) if replica and store is not None else engine.current_status()
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
@@ -97,7 +109,8 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
             "status": status, "mode": store.trading_mode(), "locks": store.active_locks(),
             "signals": store.recent_signals(50), "refusals": store.refusals(day_ago, 50),
             "anomalies": store.anomalies(day_ago), "instances": store.list_instances(),
-            "curve": store.equity_curve(start, None), "stats": store.trade_stats(start, None),
+            "curve": store.equity_curve_sampled(start, None, max(1, points // 2)),
+            "stats": store.trade_stats(start, None),
             "trades": list(reversed(store.trades(start, None)))[:50],
             "pnl": {period: list(reversed(store.pnl_by_period(period, start, None)))
                     for period in ("day", "week", "month")},

@@ -19,7 +19,7 @@ from pm_engine.tools.children import EngineProcess
 from tests.helpers import payload, rows
 
 CHROMIUM = Path("/usr/bin/chromium")
-SECRET, TOKEN = "browser-capital-secret", "browser-capital-token-0123456789"
+SECRET, TOKEN = "browser-capital-secret-0123456789", "browser-capital-token-0123456789"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 

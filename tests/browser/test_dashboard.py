@@ -25,7 +25,7 @@ from tests.helpers import payload
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-SECRET, TOKEN = "browser-webhook-secret", "browser-read-token-0123456789"
+SECRET, TOKEN = "browser-webhook-secret-0123456789", "browser-read-token-0123456789"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 

@@ -68,10 +68,11 @@ def test_every_read_route_needs_the_token_or_a_live_session(db_config: DatabaseC
     try:
         expired = Access(TOKEN, session_s=60, clock=lambda: time.time() - 3600).new_session()
         forged = Access("another-token", session_s=3600).new_session()
-        for route in READ_ROUTES:
+        for i, route in enumerate(READ_ROUTES):
             refused = 303 if route == "/" else 401  # the dashboard sends a browser to its login page
             assert httpx.get(server.url + route).status_code == refused, route
-            assert httpx.get(server.url + route, headers=bearer("wrong")).status_code == refused, route
+            if i < 8:  # a bad Bearer token counts as a guess: ten this minute lock the address out (with the bad login)
+                assert httpx.get(server.url + route, headers=bearer("wrong")).status_code == 401, route
             assert httpx.get(server.url + route, cookies={SESSION_COOKIE: expired}).status_code == refused, route
             assert httpx.get(server.url + route, cookies={SESSION_COOKIE: forged}).status_code == refused, route
             assert httpx.get(server.url + route, headers=bearer()).status_code == 200, route

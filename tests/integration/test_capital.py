@@ -30,7 +30,7 @@ from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.tools.children import EngineProcess
 from tests.helpers import payload, rows
 
-SECRET, TOKEN = "capital-webhook-secret", "capital-read-token-0123456789"
+SECRET, TOKEN = "capital-webhook-secret-0123456789", "capital-read-token-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
 
 

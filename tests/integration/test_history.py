@@ -171,7 +171,7 @@ def test_status_as_of_and_the_http_history_routes(db_config: DatabaseConfig) -> 
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--as-of" in bad.stderr and "ISO 8601" in bad.stderr
 
-    server = EngineProcess(db_config, "history-secret").start()
+    server = EngineProcess(db_config, "history-secret-0123456789abcdef").start()
     try:
         assert server.wait_ready(30)
         url = f"http://127.0.0.1:{server.port}"

@@ -12,16 +12,19 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from typing import Any
+
 import httpx
+import psycopg2
 import pytest
 
 from pm_engine.core.contracts import ContractCalendar, ist_date
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.ops.cluster import free_port
+from pm_engine.ops.cluster import find_bindir, free_port
 
 
 def start(var: Path, port: int, embedded: str) -> tuple[subprocess.Popen[str], list[str]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PM_WEBHOOK_SECRET")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PM_WEBHOOK_SECRET", "PM_READ_TOKEN")}
     env.update(PM_VAR_DIR=str(var), PM_EMBEDDED=embedded)
     proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "run", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -51,6 +54,27 @@ def status(var: Path) -> str:
                           capture_output=True, text=True, timeout=30, check=True).stdout
 
 
+def assert_private(var: Path, port: int, state: dict[str, Any], lines: list[str]) -> None:
+    """Issue 19: the database asks everyone for its password, and the dashboard for the printed read token."""
+    host = state.get("socket_dir") or "127.0.0.1"
+    with pytest.raises(psycopg2.OperationalError):  # no password: refused, whoever asks
+        psycopg2.connect(host=host, port=state["port"], user="postgres", dbname="postgres", password="",
+                         connect_timeout=5).close()
+    psycopg2.connect(host=host, port=state["port"], user="postgres", dbname="postgres",
+                     password=state["db_password"], connect_timeout=5).close()
+    psql = find_bindir() / "psql"  # type: ignore[operator]
+    as_nobody = (["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []) + [
+        str(psql), "-h", host, "-p", str(state["port"]), "-U", "postgres", "-w", "-c", "SELECT 1", "postgres"]
+    tried = subprocess.run(as_nobody, capture_output=True, text=True, timeout=30,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("PG")})
+    assert tried.returncode != 0, tried.stdout
+    token = state["read_token"]
+    assert len(token) >= 24 and any(token in line and "log in" in line for line in lines)
+    assert httpx.get(f"http://127.0.0.1:{port}/status").status_code == 401  # no longer open to every local page
+    assert httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"}).status_code \
+        == 200
+
+
 @pytest.mark.parametrize("embedded", ["installed", "pgserver"])
 def test_make_run_curl_status_restart(tmp_path: Path, embedded: str) -> None:
     var, port = tmp_path / "var", free_port()
@@ -66,8 +90,10 @@ def test_make_run_curl_status_restart(tmp_path: Path, embedded: str) -> None:
         assert "BANK_NIFTY_Long_1" in shown
         contract = ContractCalendar(DEFAULT_INSTRUMENTS).on("BANK_NIFTY", ist_date(datetime.now(timezone.utc)))
         assert contract is not None and f"{contract.symbol} (expiry {contract.expiry.isoformat()}" in shown
-        secret = json.loads((var / "embedded.json").read_text())["webhook_secret"]
+        state = json.loads((var / "embedded.json").read_text())
+        secret = state["webhook_secret"]
         assert oct((var / "embedded.json").stat().st_mode)[-3:] == "600" and secret in curl
+        assert_private(var, port, state, lines)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
@@ -77,6 +103,27 @@ def test_make_run_curl_status_restart(tmp_path: Path, embedded: str) -> None:
     proc, _ = start(var, port, embedded)
     try:
         assert "BANK_NIFTY_Long_1" in status(var)  # the same state on the next run
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+
+
+def test_make_run_switches_an_older_trusting_cluster_to_a_password(tmp_path: Path) -> None:
+    """A var/ made before issue 19 (trust authentication, no password or token in the state file) is upgraded."""
+    from pm_engine.ops.cluster import LocalCluster
+
+    var, port = tmp_path / "var", free_port()
+    old = LocalCluster(var / "pgdata", port=free_port())  # what an older make run created: trust
+    old.start()
+    old.stop()
+    var.joinpath("embedded.json").write_text(json.dumps({"port": old.port, "webhook_secret": "s" * 32}))
+    os.chmod(var / "embedded.json", 0o644)
+    proc, lines = start(var, port, "installed")
+    try:
+        assert any("asks every connection for its password" in line for line in lines)
+        state = json.loads((var / "embedded.json").read_text())
+        assert oct((var / "embedded.json").stat().st_mode)[-3:] == "600" and state["webhook_secret"] == "s" * 32
+        assert_private(var, port, state, lines)
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

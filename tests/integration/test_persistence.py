@@ -19,7 +19,7 @@ from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.tools import children
 from tests.helpers import payload, rows
 
-SECRET = "integration-secret"
+SECRET = "integration-secret-0123456789abc"
 
 
 class EngineProcess(children.EngineProcess):

@@ -19,7 +19,7 @@ from pm_engine.config import DatabaseConfig
 from pm_engine.tools.children import EngineProcess, committed_book, served_book
 from pm_engine.tools.samples import generate_signals
 
-SECRET = "read-consistency-secret"
+SECRET = "read-consistency-secret-012345"
 
 
 @pytest.fixture

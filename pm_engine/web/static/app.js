@@ -5,7 +5,7 @@
   const root = document.getElementById("dashboard");
   const csrf = root.dataset.csrf || "";
   const refreshMs = Number(root.dataset.refreshMs || 3000);
-  let range = "all";
+  let range = root.dataset.range || "month";
   let period = "day";
   let last = null;
 
@@ -148,7 +148,7 @@
 
   async function refresh() {
     try {
-      const answer = await fetch("/dashboard/data?range=" + range, {credentials: "same-origin"});
+      const answer = await fetch("/dashboard/data?range=" + range + "&points=600", {credentials: "same-origin"});
       if (answer.status === 401) { window.location.assign("/login"); return; }
       if (answer.ok) render(await answer.json());
       else document.getElementById("updated").textContent = "refresh failed (" + answer.status + ")";
