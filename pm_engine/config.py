@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pm_engine.core.errors import ConfigError
+from pm_engine.notify.settings import NotifySettings, notify_settings
 from pm_engine.store.connection import DatabaseConfig
 
 
@@ -29,6 +30,7 @@ class Settings:
     request_log_retention_days: int = 30  # refused requests older than this are deleted by the leader
     # reads that may lag (dashboard, report, status --as-of, /status?replica=1): a standby, never decisions
     read_database: Optional[DatabaseConfig] = None
+    notify: NotifySettings = NotifySettings()  # PM_NOTIFY_URLS / notify.urls ... (issue 24; URLs are secrets)
 
 
 # TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
@@ -70,7 +72,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
     if config_file:
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
     unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
-                                         "session_hours", "request_log_retention_days", "read_url"}
+                                         "session_hours", "request_log_retention_days", "read_url", "notify"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
@@ -98,4 +100,5 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         read_database=(DatabaseConfig.from_url(env.get("DATABASE_READ_URL") or section["read_url"], minconn=1,
                                                maxconn=4)
                        if env.get("DATABASE_READ_URL") or section.get("read_url") else None),
+        notify=notify_settings(section.get("notify"), env),
     )

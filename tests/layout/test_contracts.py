@@ -40,6 +40,9 @@ def test_the_package_keeps_its_contracts() -> None:
     ("store/manager.py", "from pm_engine.web import app  # noqa", "store imports only core"),
     ("web/app.py", "from pm_engine.tools import bench  # noqa", "product code never imports tools"),
     ("ops/jobs.py", "from pm_engine.web import app  # noqa", "layers"),
+    ("notify/sender.py", "import psycopg2  # noqa", "notify is an adapter"),
+    ("notify/messages.py", "from pm_engine.store import manager  # noqa", "notify is an adapter"),
+    ("store/manager.py", "import apprise  # noqa", "store imports only core"),
 ])
 def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
     done = lint_copy(tmp_path, module, line)
