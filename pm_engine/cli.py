@@ -171,6 +171,8 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
         print(f"notifications to {', '.join(t.label for t in notifier.targets)}", flush=True)
         notifier.direct("process", f"pm-engine started: {engine.instance_id}",
                         f"serving on port {port}, {len(engine.portfolio.positions)} open positions recovered")
+    # uvicorn re-raises SIGTERM after its graceful shutdown: as SystemExit, the cleanup below (and the stop notice) runs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=proxy_headers,
                     forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None)
