@@ -44,6 +44,10 @@ class HistoryAppendOnlyError(DatabaseError):
     """PM007: history rows are never updated or deleted."""
 
 
+class NotificationTransitionError(DatabaseError):
+    """PM070: a notification delivery may only move along pm.notification_transitions."""
+
+
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM001": StaleVersionError,
     "PM002": PositionAlreadyOpenError,
@@ -53,6 +57,8 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM006": HistoryUnavailableError,
     "25006": DatabaseUnavailableError,  # read_only_sql_transaction: a standby answered (a failover under way)
     "PM007": HistoryAppendOnlyError,
+    "PM070": NotificationTransitionError,
+    "PM071": InvalidArgumentError,  # unknown notification kind
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation

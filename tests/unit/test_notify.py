@@ -166,8 +166,7 @@ def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) ->
     assert "closed equity" in text and "GOLD_MINI_Long_1" in text and "next rolls: not tracked yet" in text
 
 
-def test_the_leader_sends_the_daily_report_once_and_records_results(db_config: DatabaseConfig,
-                                                                   hook: JsonReceiver) -> None:
+def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook: JsonReceiver) -> None:
     db = _trade_today(db_config)
     try:
         notifier = Notifier(NotifySettings(urls=(url(hook),)))
@@ -183,8 +182,8 @@ def test_the_leader_sends_the_daily_report_once_and_records_results(db_config: D
         assert "realized P&L" in report.body and "GOLD_MINI_Long_1" in report.body
         assert db.notification_counts()["sent"] == 4
         listing = io.StringIO()
-        with mock.patch.dict(os.environ, {"DATABASE_URL": db_config.url(hide_password=False)}), \
-                redirect_stdout(listing):
+        environ = {"DATABASE_URL": db_config.url(hide_password=False)}
+        with mock.patch.dict(os.environ, environ), redirect_stdout(listing):
             assert cli.main(["notify"]) == 0
         assert "json#" in listing.getvalue() and " sent" in listing.getvalue() and TOKEN not in listing.getvalue()
     finally:
