@@ -170,13 +170,17 @@ class NotificationSender:
             self._record([(e, result.ok, result.error) for e in events], target, digest_id=events[0].id)
             return 1 if result.ok else 0
         sent = 0
-        for event in events:
+        for n, event in enumerate(events):
             if not self.leader() or self._stop.is_set():
                 break  # the claims stay leased; whoever leads next takes them over
             title, body = render(event)
             result = self.notifier.send(target, title, body, event.level)
-            self._record([(event, result.ok, result.error)], target)
-            sent += result.ok
+            if not result.ok:  # the service is down: the rest wait for their backoff too, untried
+                self._record([(e, False, result.error if e is event else f"not tried: {result.error}")
+                              for e in events[n:]], target)
+                break
+            self._record([(event, True, None)], target)
+            sent += 1
         return sent
 
     def _record(self, outcomes: list[tuple[Event, bool, Optional[str]]], target: Target,
