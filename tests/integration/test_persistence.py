@@ -84,7 +84,7 @@ def test_rejections_write_nothing(db_config: DatabaseConfig, engines: list[Engin
     assert ok.json()["outcome"] == "executed"  # the corrected alert for the same bar still goes through
     assert SECRET not in httpx.get(engine.url + "/status").text
     assert httpx.get(engine.url + "/ready").status_code == 200
-    assert httpx.get(engine.url + "/db/status").json()["schema_version"] == "004_controls.sql"
+    assert httpx.get(engine.url + "/db/status").json()["schema_version"] == "010_notifications.sql"
     assert "/webhook" in httpx.get(engine.url + "/openapi.json").json()["paths"]
 
 
