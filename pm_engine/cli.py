@@ -169,10 +169,11 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
     from pm_engine import __version__
     from pm_engine.ops.jobs import BackgroundJobs, JobSettings
 
+    notifier = _notifier(settings)
     engine = _engine(settings, port)
     audit = RefusalAudit(engine.db_manager, engine.instance_id)
     jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days"),
-                          version=__version__)
+                          version=__version__, notifier=notifier)
     from pm_engine.store.manager import DatabaseStateManager
 
     reader = DatabaseStateManager(settings.read_database) if settings.read_database else None
@@ -188,12 +189,20 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
     reads = "read token required" if settings.read_token else "no read token: reads from this machine only"
     print(f"pm-engine {engine.instance_id}: {len(engine.portfolio.positions)} open positions recovered, "
           f"closed equity {engine.portfolio.closed_equity}; {reads}; serving http://{host}:{port}/webhook", flush=True)
+    if notifier is not None:
+        print(f"notifications to {', '.join(t.label for t in notifier.targets)}", flush=True)
+        notifier.direct("process", f"pm-engine started: {engine.instance_id}",
+                        f"serving on port {port}, {len(engine.portfolio.positions)} open positions recovered")
+    # uvicorn re-raises SIGTERM after its graceful shutdown: as SystemExit, the cleanup below (and the stop notice) runs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=proxy_headers,
                     forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None, http=GuardedH11Protocol,
                     **UVICORN_LIMITS)
     finally:
         jobs.stop()
+        if notifier is not None:
+            notifier.direct("process", f"pm-engine stopped: {engine.instance_id}", "a clean shutdown", wait_s=10)
         audit.flush(2)
         audit.close()
         if reader is not None:
@@ -202,6 +211,98 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
         engine.close()
         engine.db_manager.close()
     return 0
+
+
+def _notifier(settings: Any) -> Any:
+    """The Apprise notifier of ``PM_NOTIFY_URLS`` / ``notify.urls``; None when no URL is configured."""
+    if not settings.notify.enabled:
+        return None
+    from pm_engine.notify.sender import Notifier
+
+    return Notifier(settings.notify)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """``notify`` lists events and their deliveries; ``notify test`` and ``notify report`` (issue 24)."""
+    action = getattr(args, "action", None)
+    if action == "test":
+        notifier = _notifier(load_settings(args.db_config))
+        if notifier is None:
+            print("pm-engine notify test: error: no notification URL (set PM_NOTIFY_URLS or notify.urls)",
+                  file=sys.stderr)
+            return 2
+        failed = 0
+        for target, result in notifier.send_all("pm-engine test message",
+                                                "If you can read this, pm-engine can reach you here."):
+            print(f"{target.label}: {'delivered' if result.ok else 'failed: ' + str(result.error)}")
+            failed += not result.ok
+        return 1 if failed else 0
+    if action == "report":
+        return _notify_report(args)
+
+    def show(db: Any) -> int:
+        from pm_engine.notify.messages import Event, short
+
+        rows = db.notification_log(args.since, args.limit)
+        if args.json:
+            return _print(rows, True, str)
+        for r in rows:
+            event = Event(int(r["id"]), r["kind"], r["level"], r["created_at"], r["data"] or {})
+            states = ", ".join(f"{d['scheme']}#{d['target']} {d['state']}"
+                               + (f" ({d['attempts']} attempts)" if d["attempts"] > 1 else "")
+                               + (f": {d['last_error']}" if d["last_error"] and d["state"] != "sent" else "")
+                               for d in r["deliveries"]) or "not yet taken up by the leader"
+            print(f"#{r['id']:<6} {_when(r['created_at'])} {r['level']:<8} {short(event)}\n        {states}")
+        if not rows:
+            print("no notification events")
+        return 0
+    return _with_store(args, show)
+
+
+def _notify_report(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from pm_engine.notify.settings import NotifySettings
+    from pm_engine.ops.notifications import IST, build_daily_report, report_due
+
+    # the URLs (--send) and the report time come from the configuration; without --send only the time matters
+    settings = load_settings(args.db_config) if args.send or os.environ.get("PM_NOTIFY_REPORT_TIME") else None
+
+    def run(db: Any) -> int:
+        day = args.date
+        if day is None:
+            report_time = settings.notify.report_time if settings is not None else NotifySettings().report_time
+            day = report_due(datetime.now(timezone.utc), report_time)[0]
+        if day > datetime.now(IST).date():
+            print(f"pm-engine notify report: error: --date {day} is in the future", file=sys.stderr)
+            return 2
+        report = build_daily_report(db, day)
+        if args.json:
+            _print(report.as_json(), True, str)
+        else:
+            print(report.text())
+        if not args.send:
+            return 0
+        notifier = _notifier(settings)
+        if notifier is None:
+            print("pm-engine notify report: error: --send needs a notification URL (PM_NOTIFY_URLS or notify.urls)",
+                  file=sys.stderr)
+            return 2
+        failed = 0
+        for target, result in notifier.send_all(f"pm-engine daily report {day.isoformat()}", report.text()):
+            print(f"{target.label}: {'delivered' if result.ok else 'failed: ' + str(result.error)}", file=sys.stderr)
+            failed += not result.ok
+        return 1 if failed else 0
+    return _with_store(args, run, may_lag=True)
+
+
+def _date_arg(value: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {value!r} (YYYY-MM-DD, an IST trading day)") from None
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -752,6 +853,24 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("amount", help="rupees, at most two decimals (e.g. 1000000 or 250000.50)")
         q.add_argument("--note", help="recorded with the flow, who and when")
         q.set_defaults(func=cmd_capital)
+
+    p = sub.add_parser("notify", help="notification events and their delivery per URL (default: the last day); "
+                                      "notify test, notify report")
+    _db_config_arg(p)
+    p.add_argument("--since", type=_time_arg, metavar="TS")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_notify)
+    actions = p.add_subparsers(dest="action")
+    q = actions.add_parser("test", help="send one message to every notification URL; print delivered or the error")
+    _db_config_arg(q)
+    q.set_defaults(func=cmd_notify)
+    q = actions.add_parser("report", help="the daily report (default: the last day whose report time has passed)")
+    _db_config_arg(q)
+    q.add_argument("--date", type=_date_arg, metavar="D", help="the IST trading day (YYYY-MM-DD)")
+    q.add_argument("--json", action="store_true", help="the figures as JSON")
+    q.add_argument("--send", action="store_true", help="also send it to every notification URL")
+    q.set_defaults(func=cmd_notify)
 
     p = sub.add_parser("run", help="private PostgreSQL cluster under ./var, deploy, serve (make run)")
     p.add_argument("--host", default="127.0.0.1")

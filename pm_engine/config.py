@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pm_engine.core.errors import ConfigError
+from pm_engine.notify.settings import NotifySettings, notify_settings
 from pm_engine.store.connection import DatabaseConfig
 
 
@@ -34,6 +35,7 @@ class Settings:
     mcx_quantity_unit: str = "lots"  # MCX order quantities in lots (OpenAlgo's Zerodha) or units (DOMAIN.md §14)
     # host names the dashboard and API answer to besides loopback names and IP addresses (DNS rebinding)
     allowed_hosts: tuple[str, ...] = ()
+    notify: NotifySettings = NotifySettings()  # PM_NOTIFY_URLS / notify.urls ... (issue 24; URLs are secrets)
 
 
 MIN_SECRET_LENGTH = 24  # the webhook secret and the read token: guessing must be hopeless, not merely slow
@@ -89,7 +91,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
     unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
                                          "session_hours", "request_log_retention_days", "read_url", "holidays_file",
-                                         "mcx_quantity_unit", "allowed_hosts"}
+                                         "mcx_quantity_unit", "allowed_hosts", "notify"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
@@ -124,6 +126,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         mcx_quantity_unit=mcx_unit,
         allowed_hosts=_host_names(env.get("PM_ALLOWED_HOSTS", "").split(",") if env.get("PM_ALLOWED_HOSTS")
                                   else section.get("allowed_hosts", ())),
+        notify=notify_settings(section.get("notify"), env),
     )
 
 

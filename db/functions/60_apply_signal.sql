@@ -57,6 +57,7 @@ BEGIN
         IF NOT claimed THEN
             RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
         END IF;
+        PERFORM pm.notify_signal(sig, NULL, blocked);  -- the notification outbox (75_notifications.sql)
         RETURN jsonb_build_object('new', true, 'blocked', true, 'reason', blocked, 'portfolio_version', current);
     END IF;
     IF current IS DISTINCT FROM expected_portfolio_version THEN
@@ -78,6 +79,7 @@ BEGIN
     IF sig ? 'anomaly' THEN
         PERFORM pm.record_anomaly(sig);
     END IF;
+    PERFORM pm.notify_signal(sig, positions, NULL);  -- the notification outbox (75_notifications.sql)
     -- each saved position is now at its expected version + 1 (or 1 when inserted): no re-read needed
     SELECT coalesce(jsonb_object_agg(e -> 'doc' ->> 'position_id', coalesce((e ->> 'expected_version')::integer, 0) + 1),
                     '{}')

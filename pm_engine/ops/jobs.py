@@ -19,15 +19,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import psycopg2
 
 from pm_engine.core.engine import LiveTradingEngine
-from pm_engine.core.errors import PmError
+from pm_engine.core.errors import DatabaseUnavailableError, PmError
 from pm_engine.store.errors import NotFoundError
 from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.store.queries import QUERIES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pm_engine.notify.sender import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,9 @@ class BackgroundJobs:
     """A daemon thread: heartbeat and a portfolio refresh every tick; the leader's jobs when this instance leads."""
 
     def __init__(self, engine: LiveTradingEngine, settings: JobSettings = JobSettings(),
-                 version: Optional[str] = None) -> None:
+                 version: Optional[str] = None, notifier: Optional["Notifier"] = None) -> None:
+        from pm_engine.ops.notifications import DatabaseWatch, NotificationSender
+
         assert isinstance(engine.db_manager, DatabaseStateManager), "background jobs need a PostgreSQL store"
         self.engine = engine
         self.db = engine.db_manager
@@ -60,13 +65,21 @@ class BackgroundJobs:
         self._last_cleanup = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pm-jobs", daemon=True)
+        # notifications (issue 24): database outages told directly; the outbox drained by the leader
+        self.watch = DatabaseWatch(notifier, engine.instance_id)
+        self.notifications = (NotificationSender(self.db, notifier, engine.instance_id, lambda: self.is_leader)
+                              if notifier is not None and notifier.targets else None)
 
     def start(self) -> "BackgroundJobs":
         self._thread.start()
+        if self.notifications is not None:
+            self.notifications.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        if self.notifications is not None:
+            self.notifications.stop()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._release()
@@ -80,12 +93,15 @@ class BackgroundJobs:
         """One round: heartbeat, try to lead, run the leader's jobs. Never raises (logs instead)."""
         try:
             self._heartbeat()
+            self.watch.ok(self.db)
             if self.engine.refresh():  # another instance moved the book since this one's last signal
                 log.info("portfolio moved elsewhere: refreshed to version %d", self.engine.portfolio.version)
             if self._hold_lock():
                 self._leader_jobs()
         except (PmError, psycopg2.Error) as exc:
             log.warning("background jobs: %s", exc)
+            if isinstance(exc, (DatabaseUnavailableError, psycopg2.OperationalError)):
+                self.watch.failed(exc)
 
     def _heartbeat(self) -> None:
         try:

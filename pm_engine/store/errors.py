@@ -14,9 +14,9 @@ from pm_engine.core.errors import DatabaseError, DatabaseUnavailableError, PmErr
 
 __all__ = ["BrokerOrderLinkedError", "ContractConflictError", "DatabaseError", "DatabaseUnavailableError",
            "DeployError", "FillRefusedError", "HistoryAppendOnlyError", "HistoryUnavailableError",
-           "InvalidArgumentError", "NotFoundError", "OrderNotSendableError", "OrderRecordAppendOnlyError",
-           "OrderTransitionError", "OrderUnresolvedError", "PositionAlreadyOpenError", "PositionClosedError",
-           "RetentionFloorError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+           "InvalidArgumentError", "NotFoundError", "NotificationTransitionError", "OrderNotSendableError",
+           "OrderRecordAppendOnlyError", "OrderTransitionError", "OrderUnresolvedError", "PositionAlreadyOpenError",
+           "PositionClosedError", "RetentionFloorError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
 
 
 class DeployError(PmError):
@@ -79,6 +79,10 @@ class OrderRecordAppendOnlyError(DatabaseError):
     """PM047: order events and fills are never updated or deleted."""
 
 
+class NotificationTransitionError(DatabaseError):
+    """PM070: a notification delivery may only move along pm.notification_transitions."""
+
+
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM001": StaleVersionError,
     "PM002": PositionAlreadyOpenError,
@@ -97,6 +101,8 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM045": FillRefusedError,
     "PM046": FillRefusedError,
     "PM047": OrderRecordAppendOnlyError,
+    "PM070": NotificationTransitionError,
+    "PM071": InvalidArgumentError,  # unknown notification kind
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation

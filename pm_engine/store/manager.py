@@ -706,6 +706,42 @@ class DatabaseStateManager:
         """{"deposits", "withdrawals", "net_flows"} recorded in the range."""
         return dict(self._scalar("capital_totals", (start, end)))
 
+    # -- notifications (migration 010, issue 24) -------------------------------------------------
+    def notify_take(self, targets: list[dict[str, str]], kinds: list[str], instance_id: str, lease_s: float,
+                    limit: int, burst: int, give_up_hours: float) -> list[dict[str, Any]]:
+        """Claim the deliveries due now (pm.notify_take); their data documents decoded."""
+        rows = self._execute("notify_take", (dumps(targets), kinds, instance_id, f"{lease_s} seconds", limit, burst,
+                                             f"{give_up_hours} hours"))
+        for row in rows:
+            if isinstance(row["data"], str):
+                row["data"] = _loads(row["data"])
+        return rows
+
+    def notify_done(self, results: list[dict[str, Any]], instance_id: str, retry_s: float, retry_max_s: float) -> int:
+        return int(self._scalar("notify_done", (dumps(results), instance_id, f"{retry_s} seconds",
+                                                f"{retry_max_s} seconds")))
+
+    def record_notification(self, kind: str, data: dict[str, Any], dedup_key: Optional[str] = None) -> Optional[int]:
+        value = self._scalar("record_notification", (kind, dumps(data), dedup_key))
+        return None if value is None else int(value)
+
+    def notification_log(self, since: Optional[datetime] = None, limit: int = 200) -> list[dict[str, Any]]:
+        return self._execute("notification_log", (since, limit))
+
+    def notification_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._scalar("notification_counts").items()}
+
+    def cleanup_notifications(self, retention: str = "30 days") -> int:
+        return int(self._scalar("cleanup_notifications", (retention,)))
+
+    def server_node(self) -> dict[str, Any]:
+        """{address, started, standby} of the node this store reaches."""
+        return self._execute("server_node")[0]
+
+    def signal_outcomes_between(self, start: datetime, end: datetime) -> dict[str, int]:
+        return {row["processing_status"]: int(row["count"])
+                for row in self._execute("signal_outcomes_between", (start, end))}
+
 
 def _copy(position: Position) -> Position:
     from copy import copy

@@ -372,3 +372,37 @@ SELECT pg_reload_conf();
 -- create_embedded_database --
 -- make run's private cluster: its one database (a fixed name).
 CREATE DATABASE pm_engine;
+
+-- notify_take --
+-- The leader's claim of the notifications due now, per URL key (pm.notify_take, issue 24).
+SELECT * FROM pm.notify_take(%s::jsonb, %s::text[], %s, %s::interval, %s, %s, %s::interval);
+
+-- notify_done --
+-- Record the results of the leader's sends (sent, or pending again after a backoff).
+SELECT pm.notify_done(%s::jsonb, %s, %s::interval, %s::interval);
+
+-- record_notification --
+-- Record one event from Python (the daily report), at most once per (kind, dedup key).
+SELECT pm.record_notification(%s, %s::jsonb, %s);
+
+-- notification_log --
+-- Events since a time, newest first, with their deliveries per URL (by scheme and key prefix).
+SELECT * FROM pm.notification_log(%s, %s);
+
+-- notification_counts --
+-- Deliveries by state, for /metrics.
+SELECT pm.notification_counts();
+
+-- cleanup_notifications --
+-- Delete events (and their deliveries) older than the retention.
+SELECT pm.cleanup_notifications(%s::interval);
+
+-- server_node --
+-- Which node this connection reaches and when it started (a failover or restart changes them).
+SELECT coalesce(host(inet_server_addr()), 'local') || ':' || current_setting('port') AS address,
+       pg_postmaster_start_time()::text AS started, pg_is_in_recovery() AS standby;
+
+-- signal_outcomes_between --
+-- Count of signal_log rows per processing status for signals whose bar time lies in a range.
+SELECT processing_status, count(*) FROM pm.signal_log WHERE signal_timestamp BETWEEN %s AND %s
+ GROUP BY processing_status ORDER BY 1;

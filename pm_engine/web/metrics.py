@@ -3,7 +3,7 @@
 What happens in this process is counted as it happens (signals by outcome, webhook latency,
 refusals by status); what belongs to the whole portfolio is read from the database at scrape time
 in one round trip (``pm.metrics_snapshot``), so every instance reports the same mode, anomalies
-and pending orders, plus one ``SELECT 1`` for the round-trip gauge.
+and pending orders, plus one for the notification counts and one ``SELECT 1`` for the round-trip gauge.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pm_engine.store.manager import DatabaseStateManager
 MODES = ("active", "exits_only", "halted")
 ANOMALY_KINDS = ("exit_never_open", "pyramid_without_base", "pyramid_skips_layer", "entry_while_base_open")
 OUTCOMES = ("executed", "blocked", "duplicate")
+NOTIFICATION_STATES = ("sent", "retrying", "given_up", "pending", "sending", "filtered")
 REFUSALS = ("400", "401", "403", "413", "422", "429", "503")
 
 
@@ -82,6 +83,16 @@ class _PortfolioCollector(Collector):
             anomalies.add_metric([kind], float(snapshot["anomalies"].get(kind, 0)))
         yield anomalies
         yield _gauge("pm_orders_pending", "Broker orders committed and not yet sent", float(snapshot["orders_pending"]))
+        notifications = GaugeMetricFamily("pm_notifications", "Notification deliveries (one per event and URL) by "
+                                          "state: sent, retrying (failed, will retry), given_up, pending, sending, "
+                                          "filtered (whole portfolio)", labels=["state"])
+        try:
+            counts = self.store.notification_counts()
+        except PmError:
+            counts = {}
+        for state in NOTIFICATION_STATES:
+            notifications.add_metric([state], float(counts.get(state, 0)))
+        yield notifications
         last = snapshot.get("last_signal_at")
         since = (datetime.now(timezone.utc) - datetime.fromisoformat(last)).total_seconds() if last else -1.0
         yield _gauge("pm_seconds_since_last_signal", "Seconds since any instance logged a signal (-1: never)", since)

@@ -1,0 +1,242 @@
+"""Notifications end to end: real engine processes, a real local HTTP receiver (Apprise ``json://``)
+and a real SMTP server (aiosmtpd, ``mailto://``); SIGKILL mid-send, two instances, a service down,
+a flood; and no URL credential anywhere in what the run shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import psycopg2
+import pytest
+
+from pm_engine.config import DatabaseConfig
+from pm_engine.tools import children
+from tests.helpers import payload, rows
+from tests.receivers import JsonReceiver, SmtpReceiver
+
+SECRET = "notifications-webhook-secret-0123456789"
+JSON_TOKEN = "TOKEN-7f3a9c"  # stands for a bot token in a URL: it must never be shown
+JSON_PASSWORD = "json-pass-Q8x"
+FAST = {"PM_NOTIFY_RETRY_S": "1", "PM_NOTIFY_RETRY_MAX_S": "3", "PM_NOTIFY_EVENTS": "-daily_report"}
+
+pytestmark = pytest.mark.slow
+
+
+class Engine(children.EngineProcess):
+    def __init__(self, config: DatabaseConfig, log: Path, urls: list[str], **env: str) -> None:
+        super().__init__(config, SECRET, log=log, env={"PM_NOTIFY_URLS": " ".join(urls), **FAST, **env})
+        self.start()
+        self.url = f"http://127.0.0.1:{self.port}"
+        if not self.wait_ready(30):
+            raise RuntimeError("engine did not start: " + log.read_text()[-2000:])
+
+    def send(self, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(self.url + "/webhook", json={**body, "secret": SECRET}, timeout=5)
+
+    def leads(self) -> bool:
+        return "pm_leader 1.0" in httpx.get(self.url + "/metrics", timeout=5).text
+
+
+@pytest.fixture
+def engines() -> Iterator[list[Engine]]:
+    started: list[Engine] = []
+    yield started
+    for engine in started:
+        engine.stop()
+
+
+def json_url(receiver: JsonReceiver) -> str:
+    return f"json://trader:{JSON_PASSWORD}@127.0.0.1:{receiver.port}/hook/{JSON_TOKEN}"
+
+
+def stamp(minutes_ago: float = 0.5) -> str:
+    return (datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)).isoformat()
+
+
+def entry(instrument: str = "BANK_NIFTY", price: float = 52000) -> dict[str, Any]:
+    stop = price * 0.99
+    return payload("BASE_ENTRY", instrument, "Long_1", price, stamp(), stop=stop, atr=price * 0.007, er=0.85)
+
+
+def outbox(messages: list[Any]) -> list[Any]:
+    """The messages sent from the outbox (titles start with the event id), not the start/stop notices."""
+    return [m for m in messages if re.match(r"pm-engine #\d+ ", m.title)]
+
+
+def event_id(title: str) -> int:
+    match = re.match(r"pm-engine #(\d+) ", title)
+    assert match, title
+    return int(match.group(1))
+
+
+def wait(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def no_secret(text: str) -> None:
+    for secret in (JSON_TOKEN, JSON_PASSWORD, "smtp-pass-S3CRET"):
+        assert secret not in text
+
+
+def test_an_executed_entry_reaches_the_phone_once_within_5_s(db_config: DatabaseConfig, engines: list[Engine],
+                                                             tmp_path: Path) -> None:
+    hook, mail = JsonReceiver().start(), SmtpReceiver().start()
+    try:
+        engine = Engine(db_config, tmp_path / "engine.log", [json_url(hook), mail.url()])
+        engines.append(engine)
+        assert wait(engine.leads, 10)
+        answer = engine.send(entry())
+        sent_at = time.monotonic()
+        assert answer.status_code == 200, answer.text
+        assert wait(lambda: outbox(hook.messages), 5), "no message within 5 s"
+        message = outbox(hook.messages)[0]
+        assert message.at - sent_at < 5
+        assert wait(lambda: any(s.startswith("pm-engine #") for s in mail.subjects()), 10), "no mail"
+        lots = rows(db_config, "SELECT lots FROM pm.portfolio_positions WHERE position_id = 'BANK_NIFTY_Long_1'")[0][0]
+        assert "BASE_ENTRY BANK_NIFTY Long_1 executed" in message.title
+        assert f"BUY {lots} lots BANK_NIFTY_Long_1 fill 52,000.00" in message.body
+        assert "slippage 0.00" in message.body
+        assert any("BASE_ENTRY BANK_NIFTY Long_1 executed" in s for s in mail.subjects())
+        time.sleep(2)
+        assert len(outbox(hook.messages)) == 1 and len([s for s in mail.subjects() if s.startswith("pm-engine #")]) == 1
+        assert any(m.title.startswith("pm-engine started") for m in hook.messages)
+        # nothing the run shows carries a URL credential: log, pages, API answers, CLI, database
+        shown = [httpx.get(engine.url + path, timeout=5).text for path in ("/status", "/metrics", "/health")]
+        cli = children_cli(db_config, ["notify", "--json"], {"PM_NOTIFY_URLS": json_url(hook)})
+        assert '"state": "sent"' in cli
+        shown += [cli, children_cli(db_config, ["notify"], {})]
+        shown += [json.dumps(r, default=str) for r in rows(db_config, "SELECT * FROM pm.notification_targets")]
+        shown += [json.dumps(r, default=str) for r in rows(db_config, "SELECT * FROM pm.notification_deliveries")]
+        engine.stop()
+        assert wait(lambda: any(m.title.startswith("pm-engine stopped") for m in hook.messages), 5)
+        shown.append((tmp_path / "engine.log").read_text())
+        for text in shown:
+            no_secret(text)
+    finally:
+        hook.stop()
+        mail.stop()
+
+
+def children_cli(config: DatabaseConfig, args: list[str], env: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pm_engine", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DATABASE_URL": config.url(hide_password=False), **env})
+    return done.stdout + done.stderr
+
+
+def test_a_service_down_for_30_s_gets_the_message_once_when_back(db_config: DatabaseConfig, engines: list[Engine],
+                                                                 tmp_path: Path) -> None:
+    hook = JsonReceiver()  # not started: nothing listens on its port
+    engine = Engine(db_config, tmp_path / "engine.log", [json_url(hook)])
+    engines.append(engine)
+    assert engine.send(entry()).status_code == 200
+    time.sleep(30)
+    attempts, error = rows(db_config, "SELECT attempts, last_error FROM pm.notification_deliveries")[0]
+    assert attempts >= 3 and error and "json" in error
+    no_secret(error)
+    hook.start()
+    try:
+        assert wait(lambda: outbox(hook.messages), 10)
+        time.sleep(3)
+        assert len(outbox(hook.messages)) == 1
+        assert rows(db_config, "SELECT state FROM pm.notification_deliveries") == [("sent",)]
+    finally:
+        hook.stop()
+    no_secret((tmp_path / "engine.log").read_text())
+
+
+def test_the_leader_killed_mid_send_loses_nothing_and_a_resend_carries_its_id(
+        db_config: DatabaseConfig, engines: list[Engine], tmp_path: Path) -> None:
+    hook = JsonReceiver(delay_s=4).start()  # holds its answer: the leader is mid-send when it dies
+    try:
+        leader = Engine(db_config, tmp_path / "a.log", [json_url(hook)])
+        engines.append(leader)
+        assert wait(leader.leads, 10)
+        other = Engine(db_config, tmp_path / "b.log", [json_url(hook)])
+        engines.append(other)
+        hook.messages.clear()
+        for instrument, price in (("BANK_NIFTY", 52000), ("GOLD_MINI", 78000), ("COPPER", 800)):
+            assert other.send(entry(instrument, price)).status_code == 200
+        assert wait(lambda: outbox(hook.messages), 10)
+        leader.kill()
+        hook.delay_s = 0
+        events = {r[0] for r in rows(db_config, "SELECT id FROM pm.notification_events")}
+        assert len(events) == 3
+        assert wait(lambda: {event_id(m.title) for m in outbox(hook.messages)} == events, 30), hook.messages
+        time.sleep(3)
+        titles = [m.title for m in outbox(hook.messages)]
+        for event in events:
+            copies = [t for t in titles if event_id(t) == event]
+            # once, or — the one in flight when the leader died — once more, marked as a resend of the same id
+            assert len(copies) == 1 or (len(copies) == 2 and "(resent" in copies[1]), titles
+        assert sum(len([t for t in titles if event_id(t) == e]) for e in events) <= 4
+        assert rows(db_config, "SELECT DISTINCT state FROM pm.notification_deliveries") == [("sent",)]
+    finally:
+        hook.stop()
+
+
+def test_two_instances_send_each_event_once(db_config: DatabaseConfig, engines: list[Engine], tmp_path: Path) -> None:
+    hook = JsonReceiver().start()
+    try:
+        a = Engine(db_config, tmp_path / "a.log", [json_url(hook)])
+        b = Engine(db_config, tmp_path / "b.log", [json_url(hook)])
+        engines.extend([a, b])
+        for n, (instrument, price) in enumerate((("BANK_NIFTY", 52000), ("GOLD_MINI", 78000), ("COPPER", 800),
+                                                 ("SILVER_MINI", 90000))):
+            assert (a if n % 2 else b).send(entry(instrument, price)).status_code == 200
+        assert wait(lambda: len(outbox(hook.messages)) >= 4, 15)
+        time.sleep(3)
+        ids = [event_id(m.title) for m in outbox(hook.messages)]
+        assert sorted(ids) == sorted(r[0] for r in rows(db_config, "SELECT id FROM pm.notification_events"))
+        assert len(ids) == len(set(ids)) == 4
+    finally:
+        hook.stop()
+
+
+def test_a_flood_of_100_events_becomes_a_digest(db_config: DatabaseConfig, engines: list[Engine],
+                                                tmp_path: Path) -> None:
+    hook = JsonReceiver().start()
+    try:
+        engine = Engine(db_config, tmp_path / "engine.log", [json_url(hook)])
+        engines.append(engine)
+        assert wait(engine.leads, 10)
+        conn = psycopg2.connect(**db_config.dsn_kwargs())
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for n in range(100):  # a hundred mode changes in a few seconds
+                cur.execute("SELECT pm.set_trading_mode(%s, 'flood', 'test')", ("halted" if n % 2 else "active",))
+                time.sleep(0.03)
+        conn.close()
+        assert wait(lambda: _covered(hook) >= 100, 60), _covered(hook)
+        messages = [m for m in hook.messages if m.title.startswith("pm-engine #") or "digest" in m.title]
+        times = [m.at for m in messages]
+        busiest = max(sum(1 for t in times if start <= t < start + 59) for start in times)
+        assert busiest <= 20, [(round(m.at - times[0], 1), m.title) for m in messages]  # Telegram's limit per chat
+        assert len(messages) < 50 and any("digest" in m.title for m in messages)
+    finally:
+        hook.stop()
+
+
+def _covered(hook: JsonReceiver) -> int:
+    """How many distinct event ids the receiver has heard of, one by one or inside digests."""
+    ids: set[int] = set()
+    for m in hook.messages:
+        if m.title.startswith("pm-engine #"):
+            ids.add(event_id(m.title))
+        elif "digest" in m.title:
+            ids.update(int(x) for x in re.findall(r"^#(\d+) ", m.body, re.M))
+    return len(ids)
