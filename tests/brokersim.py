@@ -24,7 +24,8 @@ class Sim:
     process: subprocess.Popen[str]
 
     def control(self, name: str, document: Any = None) -> Any:
-        request = urllib.request.Request(f"{self.url}/sim/{name}", json.dumps(document or {}).encode(), method="POST")
+        request = urllib.request.Request(f"{self.url}/sim/{name}", json.dumps(document or {}).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read())
 

@@ -127,8 +127,9 @@ BEGIN
     IF coalesce(btrim(p_reason), '') = '' THEN
         PERFORM pm.raise_error('PM004', 'reason is required to lock an instrument');
     END IF;
-    INSERT INTO pm.instrument_locks (instrument, locked_until, reason, source)
-    VALUES (upper(p_instrument), p_until, btrim(p_reason), p_source)
+    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- between two signals, never inside one
+    INSERT INTO pm.instrument_locks (instrument, locked_until, reason, source, created_at)
+    VALUES (upper(p_instrument), p_until, btrim(p_reason), p_source, pm.instant())
     RETURNING id INTO lock_id;
     RETURN lock_id;
 END;
@@ -147,6 +148,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     PERFORM pm.require(p_by, 'released_by');
+    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- between two signals, never inside one
     UPDATE pm.instrument_locks SET released_at = pm.instant(), released_by = p_by
      WHERE instrument = upper(p_instrument) AND released_at IS NULL;
     GET DIAGNOSTICS released = ROW_COUNT;

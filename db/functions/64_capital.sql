@@ -23,7 +23,7 @@ $$;
 
 -- pm.record_capital_flow
 -- Records a deposit or withdrawal and moves closed equity and equity_high by it: portfolio lock
--- first, one time for the ledger row (and, once migrated to pm.instant, its history and equity point).
+-- first, one instant (pm.instant) for the ledger row, its history row and its equity point.
 -- PM060 bad amount; PM062 a withdrawal leaving closed equity below zero; PM061 below the margin in use;
 -- PM063 a note over 500 characters; PM004 an unknown kind or no recorded_by.
 CREATE OR REPLACE FUNCTION pm.record_capital_flow(p_kind text, p_amount numeric, p_note text, p_recorded_by text)

@@ -52,10 +52,10 @@ BEGIN
     PERFORM pm.check_order_transition(r, p_to);
     BEGIN
         UPDATE pm.broker_orders
-           SET status = p_to, state_changed_at = now(), reason = coalesce(p_reason, reason),
+           SET status = p_to, state_changed_at = pm.instant(), reason = coalesce(p_reason, reason),
                broker_order_id = coalesce(p_broker_order_id, broker_order_id),
                attempts = attempts + (p_to = 'sending')::int,
-               attempt_started_at = CASE WHEN p_to = 'sending' THEN now() ELSE attempt_started_at END
+               attempt_started_at = CASE WHEN p_to = 'sending' THEN pm.instant() ELSE attempt_started_at END
          WHERE client_order_id = r.client_order_id
         RETURNING * INTO moved;
     EXCEPTION WHEN unique_violation THEN
@@ -69,6 +69,13 @@ BEGIN
     END;
     INSERT INTO pm.order_events (client_order_id, from_state, to_state, attempt, broker_order_id, reason)
     VALUES (r.client_order_id, r.status, p_to, moved.attempts, moved.broker_order_id, p_reason);
+    -- the trader hears of an order that needs him, in this transaction (75_notifications.sql)
+    IF p_to IN ('rejected', 'unknown', 'needs_review') THEN
+        PERFORM pm.notify('order_' || p_to, jsonb_build_object(
+            'client_order_id', moved.client_order_id, 'instrument', moved.instrument, 'symbol', moved.symbol,
+            'side', moved.side, 'quantity', moved.quantity, 'broker_order_id', moved.broker_order_id,
+            'reason', moved.reason), NULL, moved.fingerprint);
+    END IF;
     RETURN moved;
 END;
 $$;

@@ -18,8 +18,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pm.notification_kinds WHERE kind = p_kind) THEN
         PERFORM pm.raise_error('PM071', format('unknown notification kind %s', coalesce(p_kind, 'NULL')));
     END IF;
-    INSERT INTO pm.notification_events (kind, data, dedup_key, fingerprint)
-    VALUES (p_kind, coalesce(p_data, '{}'), p_dedup_key, p_fingerprint)
+    INSERT INTO pm.notification_events (kind, data, dedup_key, fingerprint, created_at)
+    VALUES (p_kind, coalesce(p_data, '{}'), p_dedup_key, p_fingerprint, pm.instant())
     ON CONFLICT ON CONSTRAINT notification_events_dedup_key DO NOTHING
     RETURNING id INTO new_id;
     RETURN new_id;
@@ -47,14 +47,22 @@ AS $$
 $$;
 
 -- pm.record_notification
--- pm.notify for the engine's role (the leader's daily report): a SECURITY DEFINER entry point.
+-- pm.notify for the engine's role, for the one event Python composes: the leader's daily report. Every
+-- other kind is written by the database with its cause, so the role cannot forge a breaker trip or an
+-- order alert to the trader's phone (PM071 for any other kind).
 CREATE OR REPLACE FUNCTION pm.record_notification(p_kind text, p_data jsonb, p_dedup_key text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pm.notify(p_kind, p_data, p_dedup_key, NULL);
+BEGIN
+    IF p_kind IS DISTINCT FROM 'daily_report' THEN
+        PERFORM pm.raise_error('PM071', format('only daily_report is recorded from outside the database, not %s',
+                                               coalesce(p_kind, 'NULL')));
+    END IF;
+    RETURN pm.notify(p_kind, p_data, p_dedup_key, NULL);
+END;
 $$;
 
 -- pm.notify_mode_change
@@ -295,6 +303,8 @@ DECLARE
     deleted integer;
 BEGIN
     PERFORM pm.require_retention(retention);
+    -- beyond the day a delivery is retried: the engine's role cannot erase what the trader was not yet told
+    PERFORM pm.require_retention_floor(retention, interval '2 days', 'notifications');
     DELETE FROM pm.notification_events WHERE created_at < now() - retention;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     RETURN deleted;

@@ -1,6 +1,6 @@
 -- The order state machine (migration 008, 72_order_states.sql): the whitelist, each transition, the
 -- named refusals, the event rows, one unresolved order per (symbol, side, product), idempotent fills.
-SELECT plan(50);
+SELECT plan(51);
 
 CREATE FUNCTION pg_temp.order(id text, sym text DEFAULT 'BANKNIFTY29DEC26FUT', side text DEFAULT 'BUY',
                               qty integer DEFAULT 60) RETURNS text LANGUAGE plpgsql AS $$
@@ -82,6 +82,10 @@ SELECT results_eq($$SELECT status, reason, attempts FROM pm.order_not_sent('o-4'
 SELECT results_eq($$SELECT attempts FROM pm.order_sending('o-4')$$, $$VALUES (2)$$, 'the second attempt is counted');
 SELECT results_eq($$SELECT status FROM pm.order_rejected('o-4', 'RMS: margin')$$, $$VALUES ('rejected'::varchar)$$,
                   'a definite refusal is rejected');
+SELECT results_eq($$SELECT kind::text, data ->> 'client_order_id', data ->> 'reason' FROM pm.notification_events
+                     WHERE kind LIKE 'order_%' ORDER BY id DESC LIMIT 1$$,
+                  $$VALUES ('order_rejected', 'o-4', 'RMS: margin')$$,
+                  'the rejection is a notification event, written with it');
 SELECT pg_temp.order('o-5', sym => 'GOLDM');
 SELECT lives_ok($$SELECT pm.order_sending('o-5'); SELECT pm.order_accepted('o-5', 'B5');
                   SELECT pm.record_order_fill('o-5', 'B5', 20, 78000)$$, 'o-5 partly filled');

@@ -1,7 +1,7 @@
 -- Notifications (functions 75_notifications.sql, migration 010): events written with their cause,
 -- the leader's claims per URL key, results, backoff, resends, bursts, giving up, the state machine.
 -- Everything here runs in one transaction, so now() is one instant: times are moved by UPDATE.
-SELECT plan(34);
+SELECT plan(36);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -148,3 +148,11 @@ SELECT results_eq($$SELECT jsonb_array_length(deliveries), deliveries -> 0 ->> '
 SELECT is(pm.notification_counts(), '{"pending": 0, "retrying": 0, "sending": 0, "sent": 55, "given_up": 1,
           "filtered": 2}'::jsonb, 'the counts /metrics shows');
 SELECT is(pm.cleanup_notifications(interval '1 day'), 1, 'cleanup deletes events older than the retention');
+SELECT throws_ok($$SELECT pm.record_notification('breaker_tripped', '{}', NULL)$$, 'PM071', NULL,
+                 'only the daily report is recorded from outside the database: no forged alert');
+CREATE ROLE pm_tap_app_75;
+SELECT pm.grant_app_role('pm_tap_app_75');
+SET SESSION AUTHORIZATION pm_tap_app_75;
+SELECT throws_ok($$SELECT pm.cleanup_notifications(interval '1 day')$$, 'PM020', NULL,
+                 'the app role may not clean notifications younger than 2 days (a delivery retries for a day)');
+RESET SESSION AUTHORIZATION;

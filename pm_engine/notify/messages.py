@@ -43,7 +43,7 @@ def _when(value: Any) -> str:
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     if not isinstance(when, datetime):
         return str(value)
-    return f"{when.astimezone(IST):%Y-%m-%d %H:%M:%S} IST"
+    return when.astimezone(IST).isoformat(sep=" ")  # whole: pastes into `status --as-of` as the same instant
 
 
 def _signal(data: dict[str, Any]) -> tuple[str, str]:

@@ -161,7 +161,7 @@ def monthly_expiries(exchange: str, today: date, count: int = 3) -> list[str]:
 class Account:
     """The simulated account. Every method is called under ``lock``."""
 
-    api_key: str
+    api_key: str = field(repr=False)
     faults: Faults = field(default_factory=Faults)
     orders: dict[str, SimOrder] = field(default_factory=dict)
     trades: list[SimTrade] = field(default_factory=list)

@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
+from pm_engine.core import intent
 from pm_engine.sim.book import IST, Account, Faults, SimError, monthly_expiries
 from pm_engine.sim.schemas import SCHEMAS, validate
 
@@ -113,9 +114,26 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _refusal(self, changes: bool) -> Optional[str]:
+        """Why this request is refused before it is read (issue 19's rule, ``core/intent.py``): a Host that is
+        not this machine (DNS rebinding), and for a POST a body that is not JSON or a browser's cross-site mark,
+        so no web page the trader opens can move prices, switch faults or place orders here."""
+        host = self.headers.get("Host") or ""
+        if not intent.host_allowed(host):
+            return "Host not allowed: use a loopback name or an IP address"
+        if changes:
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+                return "Content-Type must be application/json"
+            return intent.cross_site(self.headers.get("Sec-Fetch-Site"), self.headers.get("Origin"), host)
+        return None
+
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         path = self.path.rstrip("/")
-        if path == "/sim/state":
+        refused = self._refusal(changes=False)
+        if refused:
+            self.close_connection = True
+            self._answer(403, {"status": "error", "message": refused})
+        elif path == "/sim/state":
             with self.server.account.lock:
                 self._answer(200, self.server.account.snapshot())
         elif path == "":
@@ -125,6 +143,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's name
         path = self.path.rstrip("/")
+        refused = self._refusal(changes=True)
+        if refused:
+            self.close_connection = True  # the body is left unread
+            self._answer(403, {"status": "error", "message": refused})
+            return
         try:
             body = self._body()
             if path.startswith("/api/v1/") and path[len("/api/v1/"):] in SCHEMAS:

@@ -678,7 +678,8 @@ class DatabaseStateManager:
 
         Answers the ledger row (with ``equity_high`` after it). Refusals write nothing and raise
         InvalidAmountError (PM060), WithdrawalRefusedError (PM061 below the margin in use, PM062
-        below zero) or InvalidArgumentError (an unknown kind, no ``recorded_by``, a long note).
+        below zero), InvalidNoteError (PM063, a long note) or InvalidArgumentError (an unknown kind,
+        no ``recorded_by``).
         Not retried after a lost connection (a flow is not idempotent): DatabaseUnavailableError
         then means it may have committed, and the ledger says whether it did.
         """

@@ -395,7 +395,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         except _Refused as refused:
             return refused.answer
 
-    add_capital(app, engine, store, changer_or_refusal)  # POST /capital, GET /capital (web/capital.py)
+    add_capital(app, engine, store, changer_or_refusal, refuse)  # POST /capital, GET /capital (web/capital.py)
     add_dashboard(app, engine, reader or store, access, replica=reader is not None)
     return app
 

@@ -44,10 +44,15 @@ def _answer(status: int, message: str, field: Optional[str] = None) -> JSONRespo
     return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
 
 
+Refuse = Callable[[Request, bytes, int, str, Optional[str]], JSONResponse]
+
+
 def add_capital(app: FastAPI, engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
-                changer: Callable[[Request, dict[str, Any]], str | JSONResponse]) -> None:
+                changer: Callable[[Request, dict[str, Any]], str | JSONResponse], refuse: Refuse) -> None:
     """Register the capital routes. ``changer(request, body)`` names who makes a change, or answers the
-    refusal (a session without its CSRF token): the app's one access rule for every POST that changes."""
+    refusal (a session without its CSRF token): the app's one access rule for every POST that changes.
+    ``refuse(request, raw, status, message, field)`` answers a refused POST and records it in the
+    refusal audit, as every refused write is (``POST /control``, manual exits)."""
 
     @app.get("/capital", summary="The capital ledger (newest first) and its totals")
     def ledger() -> JSONResponse:
@@ -67,17 +72,22 @@ def add_capital(app: FastAPI, engine: LiveTradingEngine, store: Optional[Databas
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": CAPITAL_SCHEMA, "example": CAPITAL_EXAMPLE}}}})
     async def record(request: Request) -> JSONResponse:
+        raw = b""
+
+        def no(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
+            return refuse(request, raw, status, message, field)
+
         if "application/json" not in request.headers.get("content-type", "").lower():
-            return _answer(415, "the body must be JSON (Content-Type: application/json)")
+            return no(415, "the body must be JSON (Content-Type: application/json)")
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
-            return _answer(413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
+            return no(413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
         try:
             data = json.loads(raw, parse_float=Decimal)
         except ValueError:
-            return _answer(400, "the body is not valid JSON")
+            return no(400, "the body is not valid JSON")
         if not isinstance(data, dict):
-            return _answer(400, "the body must be a JSON object")
+            return no(400, "the body must be a JSON object")
         who = changer(request, data)
         if isinstance(who, JSONResponse):
             return who
@@ -85,17 +95,17 @@ def add_capital(app: FastAPI, engine: LiveTradingEngine, store: Optional[Databas
             return _answer(404, "capital flows need a database (this engine runs in memory)")
         kind = KINDS.get(str(data.get("kind") or "").strip().lower())
         if kind is None:
-            return _answer(422, "kind must be deposit or withdrawal", "kind")
+            return no(422, "kind must be deposit or withdrawal", "kind")
         note = data.get("note")
         if note is not None and not isinstance(note, str):
-            return _answer(422, "note must be text", "note")
+            return no(422, "note must be text", "note")
         try:
             amount = parse_amount(data.get("amount"))
             flow = await run_in_threadpool(engine.capital_flow, kind, amount, note, who)
         except WithdrawalRefusedError as exc:
-            return _answer(409, str(exc), exc.field)
+            return no(409, str(exc), exc.field)
         except CapitalRefusedError as exc:
-            return _answer(422, str(exc), exc.field)
+            return no(422, str(exc), exc.field)
         except DatabaseUnavailableError:
             return _answer(503, "database unavailable; check GET /capital before recording the flow again")
         log.warning("capital %s of %s recorded by %s: closed equity now %s", kind, flow.amount, who,

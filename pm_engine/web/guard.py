@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pm_engine.core import intent
 from pm_engine.core.errors import DatabaseUnavailableError
 from pm_engine.core.signals import MAX_BODY_BYTES
 from pm_engine.store.audit import RefusalAudit, excerpt, mask
@@ -35,9 +34,7 @@ from pm_engine.web.metrics import Metrics
 
 log = logging.getLogger("pm_engine.web")
 PUBLIC = frozenset({("POST", "/webhook"), ("GET", "/health"), ("GET", "/ready")})  # no token needed
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-SAME_SITE = frozenset({b"same-origin", b"none"})  # Sec-Fetch-Site values of our own pages and of typed URLs
 BODY_TIMEOUT_S = 10.0  # a body that has not fully arrived by then is refused (408): slow bodies hold nothing
 DRAIN_MAX = 1024 * 1024  # before a refusal, a declared body up to this size is read and thrown away, so the
 #                          client can read the answer; a chunked or larger one is left unread, the connection closed
@@ -93,7 +90,7 @@ class Guard:
                  allowed_hosts: tuple[str, ...] = (), max_body: int = MAX_BODY_BYTES) -> None:
         self.app, self.refusals, self.max_body = app, refusals, max_body
         self.allowed_ips = frozenset(allowed_ips)
-        self.allowed_hosts = LOOPBACK_NAMES | {h.lower() for h in allowed_hosts}
+        self.allowed_hosts = intent.LOOPBACK_NAMES | {h.lower() for h in allowed_hosts}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -200,37 +197,15 @@ class Guard:
                                    receive), None
 
     def host_allowed(self, host: str) -> bool:
-        """Loopback names, any IP address (a rebinding page always has a name), and the configured names."""
-        name = host.strip().lower()
-        if name.startswith("["):
-            name = name[1:name.find("]")] if "]" in name else name
-        elif name.count(":") == 1:
-            name = name.partition(":")[0]
-        if not name:
-            return False
-        if name in self.allowed_hosts:
-            return True
-        try:
-            ipaddress.ip_address(name)
-        except ValueError:
-            return False
-        return True
+        """Loopback names, any IP address, and the configured names (``core/intent.py``)."""
+        return intent.host_allowed(host, self.allowed_hosts)
 
 
 def cross_site(scope: Scope, host: str) -> Optional[str]:
-    """Why a state-changing request looks sent by another site's page, or None.
-
-    Browsers mark every request they send: ``Sec-Fetch-Site`` (Chromium, Firefox, Safari) and
-    ``Origin`` on every POST. Our own pages send ``same-origin``; a script or curl sends neither."""
-    site = _header(scope, b"sec-fetch-site")
-    if site is not None and site not in SAME_SITE:
-        return f"cross-site request refused (Sec-Fetch-Site: {site.decode('latin-1')[:20]})"
-    origin = _header(scope, b"origin")
-    if origin is not None:
-        text = origin.decode("latin-1")
-        if text == "null" or urlsplit(text).netloc.lower() != host.lower():
-            return f"cross-origin request refused (Origin: {text[:80]})"
-    return None
+    """Why a state-changing request looks sent by another site's page, or None (``core/intent.py``)."""
+    site, origin = _header(scope, b"sec-fetch-site"), _header(scope, b"origin")
+    return intent.cross_site(site.decode("latin-1") if site is not None else None,
+                             origin.decode("latin-1") if origin is not None else None, host)
 
 
 def _replay(message: Message, receive: Receive) -> Receive:

@@ -220,3 +220,20 @@ def test_broker_sim_needs_a_key() -> None:
     done = subprocess.run([sys.executable, "-m", "pm_engine", "broker-sim", "--port", "0"], capture_output=True,
                           text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and "--api-key" in done.stderr
+
+
+def test_a_web_page_cannot_drive_the_simulator(sim: Sim) -> None:  # noqa: F811
+    """Issue 19's rule holds for the simulator too: no cross-site form, no DNS-rebinding host, JSON only."""
+    import httpx
+
+    sim.control("price", {"symbol": FUT, "price": "52000"})
+    form = httpx.post(sim.url + "/sim/price", content='{"symbol": "%s", "price": 1, "x": "="}' % FUT,
+                      headers={"Content-Type": "text/plain"})  # what a top-level form can send
+    assert form.status_code == 403 and "application/json" in form.json()["message"]
+    cross = httpx.post(sim.url + "/sim/reset", json={}, headers={"Origin": "http://evil.example",
+                                                                 "Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403 and "cross-site" in cross.json()["message"]
+    rebound = httpx.get(sim.url + "/sim/state", headers={"Host": "evil.example"})
+    assert rebound.status_code == 403 and "Host" in rebound.json()["message"]
+    quote = client(sim).quotes(symbol=FUT, exchange="NFO")
+    assert quote["data"]["ltp"] == 52000.0, "nothing the page sent changed the price"

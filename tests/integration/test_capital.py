@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from decimal import ROUND_HALF_UP, Decimal as D
 from fractions import Fraction as F
 from pathlib import Path
@@ -181,7 +182,15 @@ def test_cli_and_http_refuse_bad_flows_and_write_nothing(db_config: DatabaseConf
             assert (answer.status_code, answer.json().get("field")) == (status, field), (body, answer.text)
         assert "below the margin in use 1080000.00" in post({"kind": "withdrawal", "amount": "3920000.01"},
                                                             bearer).json()["error"]
-        assert footprint() == start, "a refused flow writes nothing"
+        assert footprint() == start, "a refused flow writes nothing ..."
+        audited: list[Any] = []
+        for _ in range(50):  # the audit writer batches off the request path
+            audited = rows(db_config, "SELECT status, field FROM pm.request_log WHERE route = '/capital' ORDER BY id")
+            if len(audited) >= 10:
+                break
+            time.sleep(0.1)
+        assert (415, None) in audited and (409, "amount") in audited and (422, "note") in audited, \
+            "... but its audit row"
 
         login = httpx.post(url + "/login", json={"token": TOKEN}, timeout=10)
         session = {"Cookie": f"pm_session={login.cookies['pm_session']}"}

@@ -161,8 +161,10 @@ def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) ->
     assert [(d["realized_pnl"], d["trades"]) for d in days] == [(report.realized_pnl, len(report.trades))]
     assert float(report.realized_pnl) > 0
     text = run("notify", "report", "--date", today.isoformat())
-    assert text.strip() == report.text().strip().replace(report.as_of.astimezone(IST).strftime("%H:%M:%S"),
-                                                         text.split(" as of ")[1][11:19], 1)
+    # the same text but for the moment each was made ("as of", printed whole: it pastes into --as-of)
+    made = report.as_of.astimezone(IST).isoformat(sep=" ")
+    assert made in report.text()
+    assert text.strip() == report.text().strip().replace(made, text.split(" as of ")[1].split("\n")[0].strip(), 1)
     assert "closed equity" in text and "GOLD_MINI_Long_1" in text and "next rolls: not tracked yet" in text
 
 

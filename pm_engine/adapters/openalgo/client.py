@@ -120,9 +120,11 @@ class OpenAlgoClient:
                  order_limiter: Optional[RateLimiter] = None, query_limiter: Optional[RateLimiter] = None,
                  rate_limited_retries: int = 3) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"PM_OPENALGO_URL must be an http(s) URL, got {url!r}")
-        self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        if parts.scheme not in ("http", "https") or not parts.hostname:  # the value is not echoed: it may hold a secret
+            raise ValueError("PM_OPENALGO_URL must be an http(s) URL with a host (e.g. http://127.0.0.1:5000)")
+        name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        where = name if parts.port is None else f"{name}:{parts.port}"
+        self.url = f"{parts.scheme}://{where}{parts.path.rstrip('/')}"  # no user:password part, ever shown
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
