@@ -37,6 +37,7 @@ from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_
 from pm_engine.web.contracts import contracts_router
 from pm_engine.web.dashboard import add_dashboard, replica_status
 from pm_engine.web.metrics import Metrics
+from pm_engine.web.orders import orders_router
 
 log = logging.getLogger("pm_engine.webhook")
 PUBLIC = frozenset({("POST", "/webhook"), ("GET", "/health"), ("GET", "/ready")})  # no token needed
@@ -376,6 +377,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(contracts_router(engine.contracts))
+    app.include_router(orders_router(store, engine.broker))
     add_dashboard(app, engine, reader or store, access, replica=reader is not None)
     return app
 
