@@ -7,6 +7,7 @@
 
 ALTER TABLE pm.broker_orders
     ADD COLUMN next_attempt_at timestamptz,
+    ADD COLUMN point_value     numeric(14,4),  -- rupees per point per lot: fills are booked into P&L with it
     ADD COLUMN slippage_points numeric(12,2),
     ADD COLUMN slippage_rupees numeric(15,2);
 

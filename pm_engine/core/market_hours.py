@@ -38,4 +38,3 @@ class MarketHours:
         if self.trading_day is not None and not self.trading_day(exchange.upper(), local.date()):
             return False
         return session[0] <= local.time() < session[1]
-

@@ -113,6 +113,10 @@ def test_entry_sent_once_and_filled_from_the_trade_book(db_config: DatabaseConfi
     events = rows(db_config, f"SELECT from_state, to_state FROM pm.order_events WHERE client_order_id = '{order_id}' "
                              "ORDER BY id")
     assert events == [("queued", "sending"), ("sending", "open"), ("open", "filled")]
+    assert rows(db_config, "SELECT entry_price, signal_price, slippage_points FROM pm.portfolio_positions") == \
+        [(D("75012.50"), D("75000.00"), D("12.50"))]
+    [(lots, rupees)] = rows(db_config, "SELECT lots, slippage_rupees FROM pm.broker_orders")
+    assert rupees == D("12.50") * lots * 10  # GOLD_MINI: 10 rupees per point per lot
     listed = httpx.get(engine.url + "/orders?state=filled").json()
     [row] = listed["orders"]
     assert (row["client_order_id"], row["broker_order_id"], row["filled_quantity"]) == (order_id, broker_id, quantity)
@@ -169,6 +173,44 @@ def test_rejected_at_placement_is_never_sent_again(db_config: DatabaseConfig, br
     time.sleep(1.5)
     [(_, state, broker_id, _, _, attempts)] = order_states(db_config)
     assert (state, broker_id, attempts) == ("rejected", None, 1)
+    assert rows(db_config, "SELECT count(*) FROM pm.portfolio_positions") == [(0,)]  # the entry never happened
+    assert rows(db_config, "SELECT count(*) FROM pm.pyramiding_state") == [(0,)]
+    assert rows(db_config, "SELECT closed_equity FROM pm.portfolio_state") == [(D("5000000.00"),)]
+    assert rows(db_config, "SELECT kind FROM pm.anomalies") == [("entry_rejected",)]
+    wait_for(lambda: httpx.get(engine.url + "/status").json()["positions"] == [], 20)  # every instance reloads
+
+
+def test_rejected_exit_leaves_the_position_open(db_config: DatabaseConfig, broker: Sim, tmp_path: Path,
+                                               engines: list[Engine]) -> None:
+    assert GOLD is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75000"})
+    engine = start(db_config, broker, tmp_path, engines)
+    engine.send(entry())
+    wait_for(lambda: filled(db_config))
+    broker.control("faults", {"reject": "book"})  # accepted, then rejected in the order book
+    engine.send(payload("EXIT", "GOLD_MINI", "ALL", 76000, stamp(), reason="SIGNAL"))
+    wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.broker_orders WHERE status = 'rejected'"))
+    assert rows(db_config, "SELECT status, exit_price, realized_pnl FROM pm.portfolio_positions") == \
+        [("open", None, D("0.00"))]
+    assert rows(db_config, "SELECT closed_equity FROM pm.portfolio_state") == [(D("5000000.00"),)]
+    assert rows(db_config, "SELECT kind FROM pm.anomalies") == [("exit_rejected",)]
+    wait_for(lambda: len(httpx.get(engine.url + "/status").json()["positions"]) == 1, 20)
+
+
+def test_exit_books_its_fill_price(db_config: DatabaseConfig, broker: Sim, tmp_path: Path,
+                                   engines: list[Engine]) -> None:
+    assert GOLD is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75010"})
+    engine = start(db_config, broker, tmp_path, engines)
+    lots = engine.send(entry())["lots"]
+    wait_for(lambda: filled(db_config))
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75980"})
+    engine.send(payload("EXIT", "GOLD_MINI", "ALL", 76000, stamp(), reason="SIGNAL"))
+    wait_for(lambda: rows(db_config, "SELECT count(*) FROM pm.broker_orders WHERE status = 'filled'") == [(2,)])
+    realized = (D(75980) - D(75010)) * lots * 10
+    assert rows(db_config, "SELECT entry_price, exit_price, realized_pnl FROM pm.portfolio_positions") == \
+        [(D("75010.00"), D("75980.00"), realized)]
+    assert rows(db_config, "SELECT closed_equity FROM pm.portfolio_state") == [(D("5000000.00") + realized,)]
 
 
 def test_partial_fill_keeps_what_filled(db_config: DatabaseConfig, broker: Sim, tmp_path: Path,
@@ -183,6 +225,7 @@ def test_partial_fill_keeps_what_filled(db_config: DatabaseConfig, broker: Sim, 
     [(quantity, got)] = rows(db_config, "SELECT o.quantity, pm.order_filled_quantity(o.client_order_id) "
                                         "FROM pm.broker_orders o WHERE status = 'cancelled'")
     assert got == quantity // 2
+    assert rows(db_config, "SELECT lots FROM pm.portfolio_positions") == [(got,)]  # MCX quantity is in lots
 
 
 def test_sigkill_while_sending_resumes_without_a_second_order(db_config: DatabaseConfig, broker: Sim, tmp_path: Path,
