@@ -159,12 +159,11 @@ def broker_for(settings: Any, db: Any, contracts: Any) -> Any:
     hours = MarketHours(settings.broker.market_hours_always,
                         lambda exchange, day: contracts.holidays[("NSE" if exchange == "NFO" else exchange)]
                         .is_trading_day(day))
-    return OrderSender(db, client, hours, SenderSettings(max_order_age_s=settings.broker.max_order_age_s,
-                                                         review_after_s=settings.broker.review_after_s,
-                                                         # longer than any request can take: 'sending' this old
-                                                         # lost its sender
-                                                         abandoned_after_s=timeouts.connect_s + timeouts.order_read_s
-                                                         + 5))
+    sending = SenderSettings(max_order_age_s=settings.broker.max_order_age_s,
+                             review_after_s=settings.broker.review_after_s,
+                             # longer than any request can take: a 'sending' this old lost its sender
+                             abandoned_after_s=timeouts.connect_s + timeouts.order_read_s + 5)
+    return OrderSender(db, client, hours, sending, mcx_in_lots=settings.mcx_quantity_unit == "lots")
 
 
 def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
@@ -397,6 +396,39 @@ def cmd_orders(args: argparse.Namespace) -> int:
                   f"  attempts {r['attempts']}  {r['reason'] or ''}")
         return 0
     return _with_store(args, show)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """The book's net quantity per contract against the broker's positionbook: exit 0 matched, 3 not."""
+    import json
+
+    from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError
+    from pm_engine.ops.sender import reconcile
+
+    settings = load_settings(args.db_config)
+    if settings.broker.kind != "openalgo":
+        print("pm-engine reconcile: error: needs the OpenAlgo broker (PM_BROKER=openalgo, PM_OPENALGO_URL, "
+              "PM_OPENALGO_API_KEY)", file=sys.stderr)
+        return 2
+    client = OpenAlgoClient(settings.broker.url or "", settings.broker.api_key or "", settings.broker.strategy)
+
+    def check(db: Any) -> int:
+        try:
+            result = reconcile(db, client, settings.mcx_quantity_unit == "lots")
+        except OpenAlgoError as exc:
+            print(f"pm-engine reconcile: error: broker: {exc}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print("book matches the broker" if result["matched"] else "book and broker differ:")
+            for d in result["differences"]:
+                print(f"  {d['exchange']}:{d['symbol']} {d['product']}: book {d['book_quantity']}, "
+                      f"broker {d['broker_quantity']}")
+            for o in result["other_positions"]:
+                print(f"  not ours (left alone): {o['exchange']}:{o['symbol']} {o['product']} {o['quantity']}")
+        return 0 if result["matched"] else 3
+    return _with_store(args, check)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -692,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_time_arg, metavar="TS", help="only orders created at or after this time")
     p.add_argument("--json", action="store_true", help="print JSON (the orders of GET /orders)")
     p.set_defaults(func=cmd_orders)
+
+    p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
+                                         "(exit 0 matched, 3 differ)")
+    _db_config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON (the body of GET /reconcile)")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("report", help="trade statistics, P&L by period, equity curve and trade list from history")
     _db_config_arg(p)

@@ -198,3 +198,40 @@ AS $$
      ORDER BY o.created_at DESC, o.client_order_id
      LIMIT coalesce(p_limit, 500);
 $$;
+
+-- pm.book_net_positions
+-- The book's net quantity per contract, in the unit orders are sent in (MCX in lots when p_mcx_in_lots,
+-- else units): open futures positions by their symbol; a synthetic position as +quantity of its call and
+-- -quantity of its put. Exchange and product from the position's orders (a position without a sent
+-- contract is not listed). For reconciliation with the broker's positionbook.
+CREATE OR REPLACE FUNCTION pm.book_net_positions(p_mcx_in_lots boolean DEFAULT true)
+RETURNS TABLE (symbol text, exchange text, product text, quantity bigint)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH legs AS (
+        SELECT s.symbol, o.exchange, o.product,
+               s.sign * CASE WHEN o.exchange = 'MCX' AND p_mcx_in_lots THEN p.lots ELSE p.quantity END AS quantity
+          FROM pm.portfolio_positions p
+          CROSS JOIN LATERAL (VALUES (p.futures_symbol, 1), (p.ce_symbol, 1), (p.pe_symbol, -1)) s(symbol, sign)
+          JOIN LATERAL (SELECT b.exchange, b.product FROM pm.broker_orders b
+                         WHERE b.position_id = p.position_id AND b.symbol = s.symbol
+                         ORDER BY b.created_at LIMIT 1) o ON true
+         WHERE p.status = 'open' AND s.symbol IS NOT NULL
+           AND (p.ce_symbol IS NULL OR s.symbol <> p.futures_symbol))
+    SELECT symbol, exchange, product, sum(quantity)::bigint FROM legs GROUP BY 1, 2, 3 ORDER BY 1;
+$$;
+
+-- pm.traded_symbols
+-- Every contract symbol this portfolio has sent an order for (reconciliation compares only these).
+CREATE OR REPLACE FUNCTION pm.traded_symbols()
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT symbol::text FROM pm.broker_orders WHERE symbol IS NOT NULL ORDER BY 1;
+$$;

@@ -34,9 +34,10 @@ from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError, OrderRequ
 from pm_engine.core.errors import PmError
 from pm_engine.core.market_hours import MarketHours
 from pm_engine.core.orders import Fill, Order
+from pm_engine.core.reconcile import compare
 from pm_engine.store.errors import OrderTransitionError, OrderUnresolvedError
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import OrderStates
+from pm_engine.store.orders import OrderStates, book_positions
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ class OrderSender:
     """The live engine's broker: ``place_orders`` only wakes the thread (the orders are queued in the database)."""
 
     def __init__(self, db: DatabaseStateManager, client: OpenAlgoClient, hours: MarketHours,
-                 settings: SenderSettings = SenderSettings()) -> None:
+                 settings: SenderSettings = SenderSettings(), mcx_in_lots: bool = True) -> None:
+        self.db = db
+        self.mcx_in_lots = mcx_in_lots
         self.states = OrderStates(db)
         self.client = client
         self.hours = hours
@@ -155,6 +158,10 @@ class OrderSender:
             self.health.set("error" if outcome.http_status else "unreachable", outcome.reason)
             self.states.unknown(order_id, outcome.reason or "no clear answer")
 
+    def reconcile(self) -> dict[str, Any]:
+        """The book against the broker's positionbook (``GET /reconcile``); an OpenAlgoError when unreachable."""
+        return reconcile(self.db, self.client, self.mcx_in_lots)
+
     # -- following the broker's books -------------------------------------------------------------
     def _follow(self) -> None:
         watched = self.states.at_broker()
@@ -209,3 +216,9 @@ class OrderSender:
                 self.states.rejected(order_id, "rejected in the broker's order book")
             elif status == "cancelled":
                 self.states.cancelled(order_id, "cancelled at the broker")
+
+
+def reconcile(db: DatabaseStateManager, client: OpenAlgoClient, mcx_in_lots: bool = True) -> dict[str, Any]:
+    """The book's net quantity per contract against the broker's positionbook (only the contracts we trade)."""
+    book, traded = book_positions(db, mcx_in_lots)
+    return compare(book, traded, client.positionbook())

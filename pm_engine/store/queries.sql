@@ -376,3 +376,11 @@ SELECT pm.resolve_unknown_order(%s, %s::jsonb, %s::interval);
 -- list_orders --
 -- Orders newest first (optionally one state, since a time) with fills, signal price and slippage.
 SELECT * FROM pm.list_orders(%s, %s, %s);
+
+-- book_net_positions --
+-- The book's net quantity per contract in the order unit (MCX lots when the flag is set).
+SELECT * FROM pm.book_net_positions(%s);
+
+-- traded_symbols --
+-- Every contract symbol this portfolio has sent an order for.
+SELECT * FROM pm.traded_symbols();

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from pm_engine.core.errors import PmError
 from pm_engine.core.signals import SignalValidationError, parse_timestamp
 from pm_engine.core.statistics import as_json
 from pm_engine.store.manager import DatabaseStateManager
@@ -51,5 +52,16 @@ def orders_router(store: Optional[DatabaseStateManager], broker: Any) -> APIRout
     @router.get("/orders/broker", summary="The broker's health as this instance's sender last saw it")
     def broker_state() -> JSONResponse:
         return JSONResponse(health() or {"state": "paper", "text": "paper broker (orders fill in the database)"})
+
+    @router.get("/reconcile", summary="The book's net quantity per contract against the broker's positionbook")
+    async def reconcile() -> JSONResponse:
+        check = getattr(broker, "reconcile", None)
+        if check is None:
+            return JSONResponse({"error": "the paper broker has no positions to reconcile (PM_BROKER=openalgo)"},
+                                status_code=409)
+        try:
+            return JSONResponse(await run_in_threadpool(check))
+        except PmError as exc:  # the broker unreachable or its session expired: say so, never guess
+            return JSONResponse({"error": f"broker: {exc}", "broker": health()}, status_code=503)
 
     return router

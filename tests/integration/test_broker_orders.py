@@ -181,7 +181,7 @@ def test_rejected_at_placement_is_never_sent_again(db_config: DatabaseConfig, br
 
 
 def test_rejected_exit_leaves_the_position_open(db_config: DatabaseConfig, broker: Sim, tmp_path: Path,
-                                               engines: list[Engine]) -> None:
+                                                engines: list[Engine]) -> None:
     assert GOLD is not None
     broker.control("price", {"symbol": GOLD.symbol, "price": "75000"})
     engine = start(db_config, broker, tmp_path, engines)
@@ -276,3 +276,46 @@ def test_two_instances_never_send_one_order_twice(db_config: DatabaseConfig, bro
     broker_orders = broker.state()["orders"]
     assert len(broker_orders) == 3
     assert rows(db_config, "SELECT count(*) FROM pm.order_events WHERE to_state = 'sending'") == [(3,)]
+
+
+def reconcile_cli(db_config: DatabaseConfig, broker: Sim) -> tuple[int, dict[str, Any]]:
+    env = {**os.environ, "DATABASE_URL": db_config.url(hide_password=False), "PM_BROKER": "openalgo",
+           "PM_OPENALGO_URL": broker.url, "PM_OPENALGO_API_KEY": broker.api_key}
+    done = subprocess.run([sys.executable, "-m", "pm_engine", "reconcile", "--json"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert broker.api_key not in done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout) if done.stdout else {}
+
+
+def test_reconcile_finds_a_position_opened_by_hand(db_config: DatabaseConfig, broker: Sim, tmp_path: Path,
+                                                   engines: list[Engine]) -> None:
+    assert GOLD is not None
+    silver = ContractCalendar(DEFAULT_INSTRUMENTS).on("SILVER_MINI", date.today())
+    assert silver is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75000"})
+    broker.control("price", {"symbol": silver.symbol, "price": "90000"})
+    engine = start(db_config, broker, tmp_path, engines)
+    lots = engine.send(entry())["lots"]
+    wait_for(lambda: filled(db_config))
+    code, result = reconcile_cli(db_config, broker)
+    assert (code, result["matched"], result["differences"]) == (0, True, [])
+
+    def by_hand(symbol: str, action: str) -> None:
+        status, body = broker.post("placeorder", {"apikey": broker.api_key, "strategy": "by hand", "exchange": "MCX",
+                                                  "symbol": symbol, "action": action, "quantity": "1",
+                                                  "product": "NRML"})
+        assert status == 200, body
+
+    by_hand(silver.symbol, "BUY")  # other activity on the account: listed, not ours
+    by_hand(GOLD.symbol, "BUY")
+    code, result = reconcile_cli(db_config, broker)
+    assert code == 3 and result["matched"] is False
+    assert result["differences"] == [{"symbol": GOLD.symbol, "exchange": "MCX", "product": "NRML",
+                                      "book_quantity": lots, "broker_quantity": lots + 1}]
+    assert [o["symbol"] for o in result["other_positions"]] == [silver.symbol]
+    served = httpx.get(engine.url + "/reconcile").json()
+    assert served["matched"] is False and served["differences"] == result["differences"]
+    by_hand(GOLD.symbol, "SELL")
+    code, result = reconcile_cli(db_config, broker)
+    assert (code, result["matched"]) == (0, True)
+    assert len(broker.state()["orders"]) == 4  # reconciliation never places an order of its own
