@@ -37,7 +37,7 @@ from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, client_
 from pm_engine.web.contracts import contracts_router
 from pm_engine.web.dashboard import add_dashboard, replica_status
 from pm_engine.web.metrics import Metrics
-from pm_engine.web.orders import orders_router
+from pm_engine.web.orders import broker_health, orders_router
 
 log = logging.getLogger("pm_engine.webhook")
 PUBLIC = frozenset({("POST", "/webhook"), ("GET", "/health"), ("GET", "/ready")})  # no token needed
@@ -207,6 +207,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
             return error(503, "database unavailable; the book cannot be shown as committed")
         body["outcomes"] = dict(engine.outcomes)
         body["instance_id"] = engine.instance_id
+        body["broker"] = broker_health(engine.broker) or {"state": "paper", "text": "paper broker"}
         if audit is not None:
             body["refusal_audit"] = audit.counters()
         return JSONResponse(as_json(body))

@@ -156,6 +156,8 @@ def test_expired_session_waits_then_sends_once(db_config: DatabaseConfig, broker
     wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.broker_orders WHERE attempts >= 2"), 20)
     health = httpx.get(engine.url + "/orders/broker").json()
     assert health["state"] == "session_expired" and health["text"] == "broker session expired"
+    status = httpx.get(engine.url + "/status").json()["broker"]
+    assert status["state"] == "session_expired" and status["seconds_since"] >= 0
     assert broker.state()["orders"] == [] and not filled(db_config)
     broker.control("faults", {"session_expired": False})
     wait_for(lambda: filled(db_config), 40)
@@ -319,3 +321,28 @@ def test_reconcile_finds_a_position_opened_by_hand(db_config: DatabaseConfig, br
     code, result = reconcile_cli(db_config, broker)
     assert (code, result["matched"]) == (0, True)
     assert len(broker.state()["orders"]) == 4  # reconciliation never places an order of its own
+
+
+def test_session_restored_sends_the_waiting_exit_once_and_expires_the_stale_entry(
+        db_config: DatabaseConfig, broker: Sim, tmp_path: Path, engines: list[Engine]) -> None:
+    assert GOLD is not None
+    silver = ContractCalendar(DEFAULT_INSTRUMENTS).on("SILVER_MINI", date.today())
+    assert silver is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75000"})
+    broker.control("price", {"symbol": silver.symbol, "price": "90000"})
+    engine = start(db_config, broker, tmp_path, engines, PM_MAX_ORDER_AGE_S="3")
+    engine.send(entry())
+    wait_for(lambda: filled(db_config))
+    broker.control("faults", {"session_expired": True})
+    assert engine.send(payload("EXIT", "GOLD_MINI", "ALL", 75500, stamp(), reason="SIGNAL"))["outcome"] == "executed"
+    assert engine.send(payload("BASE_ENTRY", "SILVER_MINI", "Long_1", 90000, stamp(), stop=89000, atr=450,
+                               er=0.8))["outcome"] == "executed"
+    wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.broker_orders WHERE status = 'expired'"), 20)
+    broker.control("faults", {"session_expired": False})
+    wait_for(lambda: rows(db_config, "SELECT count(*) FROM pm.broker_orders WHERE status = 'filled'") == [(2,)], 40)
+    time.sleep(1)
+    assert [(o["symbol"], o["action"]) for o in broker.state()["orders"]] == [(GOLD.symbol, "BUY"),
+                                                                              (GOLD.symbol, "SELL")]
+    assert rows(db_config, "SELECT instrument, status FROM pm.portfolio_positions") == [("GOLD_MINI", "closed")]
+    assert rows(db_config, "SELECT instrument, status FROM pm.broker_orders WHERE status = 'expired'") == \
+        [("SILVER_MINI", "expired")]
