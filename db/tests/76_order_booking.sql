@@ -1,7 +1,7 @@
 -- Order booking (migration 011, 76_order_booking.sql): a sent order's end corrects the book — the fill
 -- price into entry and exit, partial fills to whole lots, a rejected entry removed, a rejected exit reopened;
 -- the paper broker's fills never reach it.
-SELECT plan(17);
+SELECT plan(23);
 
 CREATE FUNCTION pg_temp.position(id text, lots integer DEFAULT 2) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -95,5 +95,53 @@ SELECT is((SELECT status FROM pm.broker_orders WHERE client_order_id = 'x-4'), '
           '... and its queued exit is never sent');
 SELECT is((SELECT closed_equity FROM pm.portfolio_state), 5019500.00::numeric(15,2), 'closed equity unchanged');
 SELECT is((SELECT count(*)::int FROM pm.anomalies WHERE kind = 'entry_rejected'), 1, 'an anomaly says why');
+
+-- synthetic Bank Nifty: both legs filled → the synthetic price; one leg failed → the other unwound
+CREATE FUNCTION pg_temp.synthetic(id text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pm.portfolio_positions (position_id, instrument, entry_timestamp, entry_price, lots, quantity,
+                                        initial_stop, current_stop, highest_close, is_base_position, futures_symbol,
+                                        strike, expiry, ce_symbol, pe_symbol)
+    VALUES (id, 'BANK_NIFTY', now(), 52000, 2, 60, 51000, 51000, 52000, true, 'BANKNIFTY29DEC26FUT', 52000,
+            '2026-12-29', 'BANKNIFTY29DEC2652000CE', 'BANKNIFTY29DEC2652000PE');
+    PERFORM pm.add_orders(jsonb_build_array(
+        jsonb_build_object('client_order_id', id || '-CE', 'fingerprint', md5(id) || md5(id), 'position_id', id,
+                           'instrument', 'BANK_NIFTY', 'side', 'BUY', 'lots', 2, 'price', 52000, 'exchange', 'NFO',
+                           'symbol', 'BANKNIFTY29DEC2652000CE', 'quantity', 60, 'leg', 'CE', 'point_value', 30),
+        jsonb_build_object('client_order_id', id || '-PE', 'fingerprint', md5(id) || md5(id), 'position_id', id,
+                           'instrument', 'BANK_NIFTY', 'side', 'SELL', 'lots', 2, 'price', 52000, 'exchange', 'NFO',
+                           'symbol', 'BANKNIFTY29DEC2652000PE', 'quantity', 60, 'leg', 'PE', 'point_value', 30)));
+    RETURN id;
+END;
+$$;
+SELECT pg_temp.synthetic('BANK_NIFTY_Long_1');
+SELECT pg_temp.sent('BANK_NIFTY_Long_1-CE', 'S1');
+SELECT pg_temp.sent('BANK_NIFTY_Long_1-PE', 'S2');
+SELECT pm.record_order_fill('BANK_NIFTY_Long_1-CE', 'S1', 60, 500);
+SELECT ok((SELECT signal_price IS NULL FROM pm.portfolio_positions WHERE position_id = 'BANK_NIFTY_Long_1'),
+          'one leg filled: the position waits for the other');
+SELECT pm.record_order_fill('BANK_NIFTY_Long_1-PE', 'S2', 60, 450);
+SELECT results_eq($$SELECT entry_price, signal_price, ce_entry_price, pe_entry_price, lots FROM pm.portfolio_positions
+                     WHERE position_id = 'BANK_NIFTY_Long_1'$$,
+                  $$VALUES (52050.00::numeric(12,2), 52000.00::numeric(12,2), 500.00::numeric(12,2),
+                           450.00::numeric(12,2), 2)$$, 'both legs filled: entry = strike + call - put');
+UPDATE pm.portfolio_positions SET status = 'closed', exit_timestamp = now(), exit_price = 52000
+ WHERE position_id = 'BANK_NIFTY_Long_1';
+SELECT pg_temp.synthetic('BANK_NIFTY_Long_2');
+SELECT pg_temp.sent('BANK_NIFTY_Long_2-CE', 'S3');
+SELECT pm.record_order_fill('BANK_NIFTY_Long_2-CE', 'S3', 60, 510);
+SELECT pm.order_sending('BANK_NIFTY_Long_2-PE');
+SELECT pm.order_rejected('BANK_NIFTY_Long_2-PE', 'RMS: no margin for the short put');
+SELECT is((SELECT count(*)::int FROM pm.portfolio_positions WHERE position_id = 'BANK_NIFTY_Long_2'), 0,
+          'one leg failed: the position is not opened');
+SELECT results_eq($$SELECT side, quantity, symbol, status FROM pm.broker_orders WHERE client_order_id = 'BANK_NIFTY_Long_2-CE-UW'$$,
+                  $$VALUES ('SELL'::varchar, 60, 'BANKNIFTY29DEC2652000CE'::varchar, 'queued'::varchar)$$,
+                  'the filled call is unwound by a queued sell of what filled');
+SELECT pm.order_sending('BANK_NIFTY_Long_2-CE-UW');
+SELECT pm.order_accepted('BANK_NIFTY_Long_2-CE-UW', 'S4');
+SELECT results_eq($$SELECT status FROM pm.record_order_fill('BANK_NIFTY_Long_2-CE-UW', 'S4', 60, 505)$$,
+                  $$VALUES ('filled'::varchar)$$, 'the unwind fills');
+SELECT is((SELECT count(*)::int FROM pm.portfolio_positions WHERE position_id = 'BANK_NIFTY_Long_2'), 0,
+          '... and books nothing into a position');
 
 SELECT * FROM finish();
