@@ -162,8 +162,16 @@ def broker_for(settings: Any, db: Any, contracts: Any) -> Any:
     sending = SenderSettings(max_order_age_s=settings.broker.max_order_age_s,
                              review_after_s=settings.broker.review_after_s,
                              # longer than any request can take: a 'sending' this old lost its sender
-                             abandoned_after_s=timeouts.connect_s + timeouts.order_read_s + 5)
+                             abandoned_after_s=timeouts.connect_s + timeouts.order_read_s + 5,
+                             guard_base_pct=_pct(settings.broker.price_guard_base_pct),
+                             guard_pyramid_pct=_pct(settings.broker.price_guard_pyramid_pct))
     return OrderSender(db, client, hours, sending, mcx_in_lots=settings.mcx_quantity_unit == "lots")
+
+
+def _pct(value: Optional[float]) -> Any:
+    from decimal import Decimal
+
+    return None if value is None else Decimal(str(value))
 
 
 def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,

@@ -53,6 +53,8 @@ class BrokerSettings:
     max_order_age_s: float = 120.0  # an entry not sent by then is expired (an exit never is)
     review_after_s: float = 60.0  # an unknown order with nothing at the broker after this needs review
     order_timeout_s: float = 10.0  # how long a placeorder's answer is awaited before the order is unknown
+    price_guard_base_pct: Optional[float] = None  # refuse a base entry when the quote is this % from the signal
+    price_guard_pyramid_pct: Optional[float] = None  # ... a pyramid (None: no guard, the default)
 
 
 # TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
@@ -133,7 +135,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
 
 
 _BROKER_KEYS = {"kind", "url", "api_key", "strategy", "market_hours", "max_order_age_s", "review_after_s",
-                "order_timeout_s"}
+                "order_timeout_s", "price_guard_base_pct", "price_guard_pyramid_pct"}
 
 
 def broker_settings(section: Any, env: dict[str, str], kind: Optional[str] = None) -> BrokerSettings:
@@ -153,15 +155,22 @@ def broker_settings(section: Any, env: dict[str, str], kind: Optional[str] = Non
         max_age = float(env.get("PM_MAX_ORDER_AGE_S") or section.get("max_order_age_s", 120))
         review = float(env.get("PM_ORDER_REVIEW_AFTER_S") or section.get("review_after_s", 60))
         timeout = float(env.get("PM_OPENALGO_TIMEOUT_S") or section.get("order_timeout_s", 10))
+        guards = [env.get(f"PM_PRICE_GUARD_{name.upper()}_PCT") or section.get(f"price_guard_{name}_pct")
+                  for name in ("base", "pyramid")]
+        base_guard, pyramid_guard = (float(g) if g not in (None, "") else None for g in guards)
     except (TypeError, ValueError):
-        raise ConfigError("max_order_age_s and review_after_s must be numbers of seconds") from None
+        raise ConfigError("max_order_age_s, review_after_s, order_timeout_s and the price guards must be numbers"
+                          ) from None
+    if any(g is not None and g <= 0 for g in (base_guard, pyramid_guard)):
+        raise ConfigError("price_guard_base_pct and price_guard_pyramid_pct must be positive percentages")
     if max_age <= 0 or review <= 0 or timeout <= 0:
         raise ConfigError("max_order_age_s, review_after_s and order_timeout_s must be positive")
     settings = BrokerSettings(kind=chosen, url=env.get("PM_OPENALGO_URL") or section.get("url"),
                               api_key=env.get("PM_OPENALGO_API_KEY") or section.get("api_key"),
                               strategy=str(env.get("PM_OPENALGO_STRATEGY") or section.get("strategy") or "pm-engine"),
                               market_hours_always=hours == "always", max_order_age_s=max_age, review_after_s=review,
-                              order_timeout_s=timeout)
+                              order_timeout_s=timeout, price_guard_base_pct=base_guard,
+                              price_guard_pyramid_pct=pyramid_guard)
     if chosen == "openalgo":
         if not settings.url:
             raise ConfigError("broker openalgo needs a URL (PM_OPENALGO_URL or broker.url)")

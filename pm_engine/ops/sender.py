@@ -25,7 +25,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
 import psycopg2
@@ -50,6 +50,8 @@ class SenderSettings:
     max_order_age_s: float = 120.0
     review_after_s: float = 60.0
     abandoned_after_s: float = 30.0  # longer than any request's timeout: a 'sending' this old lost its sender
+    guard_base_pct: Optional[Decimal] = None  # the price guard (issue 21): off unless set
+    guard_pyramid_pct: Optional[Decimal] = None
 
 
 @dataclass
@@ -139,6 +141,13 @@ class OrderSender:
             taken = self.states.sending(order_id)  # committed before the request leaves
         except (OrderUnresolvedError, OrderTransitionError):
             return  # another order of the symbol is unresolved, or another instance took this one
+        refusal = self._guard(row)
+        if refusal is not None:
+            if refusal.startswith("market moved"):
+                self.states.rejected(order_id, refusal)  # unwound as a rejection: the entry is removed from the book
+            else:
+                self.states.send_later(order_id, refusal, BACKOFF_S[0])
+            return
         request = OrderRequest(exchange=row["exchange"], symbol=row["symbol"], action=row["side"],
                                quantity=int(row["quantity"]), product=row["product"])
         outcome = self.client.placeorder(request)
@@ -161,6 +170,32 @@ class OrderSender:
     def reconcile(self) -> dict[str, Any]:
         """The book against the broker's positionbook (``GET /reconcile``); an OpenAlgoError when unreachable."""
         return reconcile(self.db, self.client, self.mcx_in_lots)
+
+    def _guard(self, row: dict[str, Any]) -> Optional[str]:
+        """The optional price guard for a futures entry: why not to send it now (None: send).
+
+        The broker's last price more than X % (base, layer 1) or Y % (pyramid) from the signal's price:
+        "market moved", the entry is refused. No quote: not sent yet (tried again; the entry expires at
+        ``max_order_age`` if quotes never come), since the guard cannot vouch for the price.
+        """
+        if (row.get("leg") or "FUT") != "FUT" or row["side"] != "BUY":
+            return None
+        base = str(row["position_id"]).endswith("_Long_1")
+        pct = self.settings.guard_base_pct if base else self.settings.guard_pyramid_pct
+        if pct is None:
+            return None
+        try:
+            ltp = Decimal(str(self.client.quotes(row["symbol"], row["exchange"]).get("ltp")))
+        except (OpenAlgoError, InvalidOperation, ValueError) as exc:
+            return f"no quote for the price guard ({exc})"
+        signal = Decimal(row["price"])
+        if ltp <= 0:
+            return "no quote for the price guard (ltp 0)"
+        away = abs(ltp - signal) / signal * 100
+        if away > pct:
+            return (f"market moved: the quote {ltp} is {away.quantize(Decimal('0.01'))} % from the signal price "
+                    f"{signal} (guard {pct} %)")
+        return None
 
     # -- following the broker's books -------------------------------------------------------------
     def _follow(self) -> None:

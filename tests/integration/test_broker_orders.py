@@ -234,14 +234,15 @@ def test_sigkill_while_sending_resumes_without_a_second_order(db_config: Databas
                                                               engines: list[Engine]) -> None:
     assert GOLD is not None
     broker.control("price", {"symbol": GOLD.symbol, "price": "75100"})
-    broker.control("faults", {"latency_ms": 1500})
+    broker.control("faults", {"latency_ms": 3000})
     engine = start(db_config, broker, tmp_path, engines)
     engine.send(entry())
     wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.broker_orders WHERE status = 'sending'"), 10)
+    time.sleep(1)  # the request is at the simulator now, which holds it for its latency
     assert engine.proc is not None
     engine.proc.send_signal(signal.SIGKILL)
     engine.proc.wait(10)
-    time.sleep(2)  # the simulator books the order after its latency: it reached the broker
+    time.sleep(3)  # the simulator books the order after its latency: it reached the broker
     broker.control("faults", {"latency_ms": 0})
     assert len(broker.state()["orders"]) == 1
     start(db_config, broker, tmp_path, engines)
@@ -346,3 +347,20 @@ def test_session_restored_sends_the_waiting_exit_once_and_expires_the_stale_entr
     assert rows(db_config, "SELECT instrument, status FROM pm.portfolio_positions") == [("GOLD_MINI", "closed")]
     assert rows(db_config, "SELECT instrument, status FROM pm.broker_orders WHERE status = 'expired'") == \
         [("SILVER_MINI", "expired")]
+
+
+def test_price_guard_refuses_an_entry_when_the_market_moved(db_config: DatabaseConfig, broker: Sim, tmp_path: Path,
+                                                            engines: list[Engine]) -> None:
+    assert GOLD is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "76000"})  # 1.33 % above the signal's 75000
+    engine = start(db_config, broker, tmp_path, engines, PM_PRICE_GUARD_BASE_PCT="1")
+    engine.send(entry())
+    wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.broker_orders WHERE status = 'rejected'"))
+    [(reason,)] = rows(db_config, "SELECT reason FROM pm.broker_orders")
+    assert reason.startswith("market moved: the quote 76000")
+    assert broker.state()["orders"] == []  # never sent
+    assert rows(db_config, "SELECT count(*) FROM pm.portfolio_positions") == [(0,)]
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75500"})  # 0.67 %: within the guard
+    engine.send(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, stamp(0.05), stop=74300, atr=400, er=0.8))
+    wait_for(lambda: filled(db_config))
+    assert rows(db_config, "SELECT entry_price FROM pm.portfolio_positions") == [(D("75500.00"),)]
