@@ -196,7 +196,8 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
 
     engine = _engine(settings, port)
     audit = RefusalAudit(engine.db_manager, engine.instance_id)
-    jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days"),
+    jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days",
+                                              reconcile_every_s=float(os.environ.get("PM_RECONCILE_EVERY_S") or 60)),
                           version=__version__)
     from pm_engine.store.manager import DatabaseStateManager
 
@@ -206,6 +207,14 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
     jobs.start()
     sender = engine.broker if hasattr(engine.broker, "health") else None  # the OpenAlgo sender (None: paper)
     if sender is not None:
+        from pm_engine.core.errors import PmError
+
+        try:  # before serving: the book against the broker's positions (a difference locks its instrument)
+            check = sender.reconcile_and_record()
+            print(f"reconciliation: {'book matches the broker' if check['matched'] else check['differences']}",
+                  flush=True)
+        except PmError as exc:
+            print(f"reconciliation: broker not reachable ({exc}); the leader tries again every minute", flush=True)
         sender.start()
     if metrics_port:  # Prometheus on loopback without the token, for a local scraper
         from prometheus_client import start_http_server

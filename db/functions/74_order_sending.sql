@@ -235,3 +235,36 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT DISTINCT symbol::text FROM pm.broker_orders WHERE symbol IS NOT NULL ORDER BY 1;
 $$;
+
+-- pm.record_reconcile_differences
+-- A reconciliation's differences ([{symbol, exchange, product, book_quantity, broker_quantity}]): each one's
+-- instrument (from our orders of that symbol) is locked for new entries until the trader unlocks it, with a
+-- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is.
+-- Nothing is ever placed to fix a difference. Returns how many instruments were newly locked.
+CREATE OR REPLACE FUNCTION pm.record_reconcile_differences(p_differences jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb;
+    what text;
+    n integer := 0;
+    o pm.broker_orders;
+BEGIN
+    PERFORM pm.require(p_differences, 'differences');
+    FOR d IN SELECT * FROM jsonb_array_elements(p_differences) LOOP
+        SELECT * INTO o FROM pm.broker_orders WHERE symbol = d ->> 'symbol' ORDER BY created_at DESC LIMIT 1;
+        CONTINUE WHEN o.client_order_id IS NULL
+                   OR EXISTS (SELECT 1 FROM pm.active_locks() l WHERE l.instrument = o.instrument AND l.source = 'reconcile');
+        what := format('book holds %s of %s:%s, the broker %s', d ->> 'book_quantity', d ->> 'exchange',
+                       d ->> 'symbol', d ->> 'broker_quantity');
+        PERFORM pm.lock_instrument(o.instrument, 'infinity', 'reconciliation: ' || what, 'reconcile');
+        INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
+        VALUES ('reconcile_difference', o.fingerprint, o.instrument, 'RECONCILE', right(o.position_id, 20), what);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END;
+$$;

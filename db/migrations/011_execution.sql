@@ -3,7 +3,8 @@
 -- 403, 429) waits before its next attempt: next_attempt_at. The signal's price is kept beside the fill
 -- (broker_orders.price is the signal's price; slippage is filled in from the fills), and on positions
 -- signal_price keeps what the alert said while entry_price becomes the volume-weighted fill. Anomalies
--- gain the kinds the order path records: an order that needs the trader's review, a rejected exit.
+-- gain the kinds the order path records: an order that needs the trader's review, a rejected entry or exit,
+-- a difference between the book and the broker's positions.
 
 ALTER TABLE pm.broker_orders
     ADD COLUMN next_attempt_at timestamptz,
@@ -20,7 +21,8 @@ ALTER TABLE pm.anomalies DROP CONSTRAINT anomalies_kind_check;
 ALTER TABLE pm.anomalies
     ADD CONSTRAINT anomalies_kind_check CHECK (kind IN ('exit_never_open', 'pyramid_without_base',
                                                         'pyramid_skips_layer', 'entry_while_base_open',
-                                                        'order_needs_review', 'exit_rejected', 'entry_rejected'));
+                                                        'order_needs_review', 'exit_rejected', 'entry_rejected',
+                                                        'reconcile_difference'));
 
 CREATE INDEX broker_orders_live_idx ON pm.broker_orders (status)
     WHERE status IN ('sending', 'open', 'partially_filled', 'unknown');

@@ -1,6 +1,6 @@
 -- Order sending (migration 011, 74_order_sending.sql): which orders the sender takes, backoff, expiry of
 -- stale entries (never exits), abandoned attempts, resolving an unknown order from the broker's order book.
-SELECT plan(21);
+SELECT plan(24);
 
 CREATE FUNCTION pg_temp.order(id text, side text DEFAULT 'BUY', sym text DEFAULT 'GOLDM05JAN27FUT',
                               leg text DEFAULT 'FUT') RETURNS text LANGUAGE plpgsql AS $$
@@ -71,5 +71,17 @@ SELECT is(pm.resolve_unknown_order('x-2',
 SELECT ok(EXISTS (SELECT 1 FROM pm.instrument_locks WHERE instrument = 'GOLD_MINI' AND released_at IS NULL
                    AND locked_until = 'infinity') AND EXISTS (SELECT 1 FROM pm.anomalies WHERE kind = 'order_needs_review'),
           'the instrument is locked and an anomaly recorded');
+
+-- reconciliation differences: the instrument locked once, with an anomaly; an unknown symbol is skipped
+SELECT pm.unlock_instrument('GOLD_MINI', 'test');
+SELECT is(pm.record_reconcile_differences('[{"symbol": "GOLDM05JAN27FUT", "exchange": "MCX", "product": "NRML",
+                                             "book_quantity": 2, "broker_quantity": 3},
+                                            {"symbol": "NOT_OURS", "exchange": "MCX", "product": "NRML",
+                                             "book_quantity": 0, "broker_quantity": 1}]'), 1,
+          'a difference in a contract we trade locks its instrument');
+SELECT is(pm.record_reconcile_differences('[{"symbol": "GOLDM05JAN27FUT", "exchange": "MCX", "product": "NRML",
+                                             "book_quantity": 2, "broker_quantity": 3}]'), 0,
+          'the same difference again locks nothing more');
+SELECT is((SELECT count(*)::int FROM pm.anomalies WHERE kind = 'reconcile_difference'), 1, 'one anomaly');
 
 SELECT * FROM finish();

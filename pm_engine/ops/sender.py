@@ -37,7 +37,7 @@ from pm_engine.core.orders import Fill, Order
 from pm_engine.core.reconcile import compare
 from pm_engine.store.errors import OrderTransitionError, OrderUnresolvedError
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import OrderStates, book_positions
+from pm_engine.store.orders import OrderStates, book_positions, record_reconcile_differences
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,16 @@ class OrderSender:
     def reconcile(self) -> dict[str, Any]:
         """The book against the broker's positionbook (``GET /reconcile``); an OpenAlgoError when unreachable."""
         return reconcile(self.db, self.client, self.mcx_in_lots)
+
+    def reconcile_and_record(self) -> dict[str, Any]:
+        """The leader's check (at start and every 60 s): a difference locks its instrument, with an anomaly."""
+        result = self.reconcile()
+        if result["differences"]:
+            locked = record_reconcile_differences(self.db, result["differences"])
+            if locked:
+                log.error("reconciliation: the book and the broker differ (%s); %d instrument(s) locked",
+                          result["differences"], locked)
+        return result
 
     def _guard(self, row: dict[str, Any]) -> Optional[str]:
         """The optional price guard for a futures entry: why not to send it now (None: send).

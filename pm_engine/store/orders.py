@@ -78,3 +78,8 @@ def book_positions(db: "DatabaseStateManager", mcx_in_lots: bool = True) -> tupl
     """The book's net quantity per contract (order units) and every symbol the portfolio ever sent."""
     rows = db._execute("book_net_positions", (mcx_in_lots,))
     return rows, {str(r["traded_symbols"]) for r in db._execute("traded_symbols")}
+
+
+def record_reconcile_differences(db: "DatabaseStateManager", differences: list[dict[str, Any]]) -> int:
+    """Lock each differing contract's instrument (once) and record the anomaly; how many were newly locked."""
+    return int(db._scalar("record_reconcile_differences", (dumps(differences),)))

@@ -384,3 +384,7 @@ SELECT * FROM pm.book_net_positions(%s);
 -- traded_symbols --
 -- Every contract symbol this portfolio has sent an order for.
 SELECT * FROM pm.traded_symbols();
+
+-- record_reconcile_differences --
+-- Lock each differing contract's instrument (once) with a reconcile_difference anomaly; how many were locked.
+SELECT pm.record_reconcile_differences(%s::jsonb);

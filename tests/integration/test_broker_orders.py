@@ -364,3 +364,23 @@ def test_price_guard_refuses_an_entry_when_the_market_moved(db_config: DatabaseC
     engine.send(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, stamp(0.05), stop=74300, atr=400, er=0.8))
     wait_for(lambda: filled(db_config))
     assert rows(db_config, "SELECT entry_price FROM pm.portfolio_positions") == [(D("75500.00"),)]
+
+
+def test_the_leader_locks_an_instrument_the_broker_disagrees_on(db_config: DatabaseConfig, broker: Sim,
+                                                                tmp_path: Path, engines: list[Engine]) -> None:
+    assert GOLD is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75000"})
+    engine = start(db_config, broker, tmp_path, engines, PM_RECONCILE_EVERY_S="1")
+    engine.send(entry())
+    wait_for(lambda: filled(db_config))
+    status, body = broker.post("placeorder", {"apikey": broker.api_key, "strategy": "by hand", "exchange": "MCX",
+                                              "symbol": GOLD.symbol, "action": "BUY", "quantity": "1",
+                                              "product": "NRML"})
+    assert status == 200, body
+    wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.instrument_locks WHERE source = 'reconcile'"), 30)
+    time.sleep(2.5)  # more rounds: locked once, not once a round
+    assert rows(db_config, "SELECT instrument, released_at FROM pm.instrument_locks") == [("GOLD_MINI", None)]
+    assert rows(db_config, "SELECT kind FROM pm.anomalies") == [("reconcile_difference",)]
+    pyramid = payload("PYRAMID", "GOLD_MINI", "Long_2", 75900, stamp(), stop=75300, atr=400)
+    assert engine.send(pyramid)["outcome"] == "blocked"  # no new entries until the trader looks
+    assert len(broker.state()["orders"]) == 2  # nothing placed to "fix" it
