@@ -13,7 +13,10 @@ AS $$
 $$;
 
 -- pm.sendable_orders
--- Queued orders that name a contract and whose backoff has passed, oldest first (at most p_limit).
+-- Queued orders that name a contract and whose backoff has passed, oldest first (at most p_limit). An order
+-- that closes a position waits while an earlier opening order of it is not settled (queued, sending, open,
+-- partially filled, unknown, needs_review): an exit sent before its entry is known to be at the broker could
+-- sell what was never bought.
 CREATE OR REPLACE FUNCTION pm.sendable_orders(p_limit integer DEFAULT 50)
 RETURNS SETOF pm.broker_orders
 LANGUAGE sql
@@ -21,9 +24,13 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM pm.broker_orders
-     WHERE status = 'queued' AND symbol IS NOT NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-     ORDER BY created_at, client_order_id
+    SELECT o.* FROM pm.broker_orders o
+     WHERE o.status = 'queued' AND o.symbol IS NOT NULL AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+       AND (pm.order_opens(o) OR NOT EXISTS (
+               SELECT 1 FROM pm.broker_orders e
+                WHERE e.position_id = o.position_id AND e.created_at < o.created_at AND pm.order_opens(e)
+                  AND e.status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown', 'needs_review')))
+     ORDER BY o.created_at, o.client_order_id
      LIMIT coalesce(p_limit, 50);
 $$;
 

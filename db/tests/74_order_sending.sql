@@ -1,6 +1,6 @@
 -- Order sending (migration 011, 74_order_sending.sql): which orders the sender takes, backoff, expiry of
 -- stale entries (never exits), abandoned attempts, resolving an unknown order from the broker's order book.
-SELECT plan(24);
+SELECT plan(26);
 
 CREATE FUNCTION pg_temp.order(id text, side text DEFAULT 'BUY', sym text DEFAULT 'GOLDM05JAN27FUT',
                               leg text DEFAULT 'FUT') RETURNS text LANGUAGE plpgsql AS $$
@@ -83,5 +83,27 @@ SELECT is(pm.record_reconcile_differences('[{"symbol": "GOLDM05JAN27FUT", "excha
                                              "book_quantity": 2, "broker_quantity": 3}]'), 0,
           'the same difference again locks nothing more');
 SELECT is((SELECT count(*)::int FROM pm.anomalies WHERE kind = 'reconcile_difference'), 1, 'one anomaly');
+
+-- an exit waits while an earlier entry of its position is not settled
+CREATE FUNCTION pg_temp.pair(pos text, sym text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pm.add_orders(jsonb_build_array(
+        jsonb_build_object('client_order_id', pos || '-in', 'fingerprint', repeat('a', 64), 'position_id', pos,
+                           'instrument', 'COPPER', 'side', 'BUY', 'lots', 1, 'price', 800, 'exchange', 'MCX',
+                           'symbol', sym, 'quantity', 1, 'leg', 'FUT'),
+        jsonb_build_object('client_order_id', pos || '-out', 'fingerprint', repeat('b', 64), 'position_id', pos,
+                           'instrument', 'COPPER', 'side', 'SELL', 'lots', 1, 'price', 810, 'exchange', 'MCX',
+                           'symbol', sym, 'quantity', 1, 'leg', 'FUT')));
+    UPDATE pm.broker_orders SET created_at = now() - interval '5 seconds' WHERE client_order_id = pos || '-in';
+END;
+$$;
+SELECT pg_temp.pair('COPPER_Long_1', 'COPPER31JAN27FUT');
+SELECT is((SELECT array_agg(client_order_id::text) FROM pm.sendable_orders(50) WHERE instrument = 'COPPER'),
+          ARRAY['COPPER_Long_1-in'], 'the exit waits while its entry is queued');
+SELECT pm.order_sending('COPPER_Long_1-in');
+SELECT pm.order_accepted('COPPER_Long_1-in', 'K1');
+SELECT pm.record_order_fill('COPPER_Long_1-in', 'K1', 1, 801);
+SELECT is((SELECT array_agg(client_order_id::text) FROM pm.sendable_orders(50) WHERE instrument = 'COPPER'),
+          ARRAY['COPPER_Long_1-out'], 'once the entry filled, the exit goes');
 
 SELECT * FROM finish();
