@@ -137,12 +137,41 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     db = DatabaseStateManager(settings.database)
     instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
     age = timedelta(seconds=settings.max_signal_age_s) if settings.max_signal_age_s > 0 else None
-    engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age,
+    broker = broker_for(settings, db, contracts)
+    engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age, broker=broker,
                                fault=fault_hook(os.environ.get("PM_FAULT_CRASH")), send_in_background=True,
                                contracts=contracts, mcx_quantity=settings.mcx_quantity_unit)
     db.register_instance(instance_id, socket.gethostname()[:100], instance_port, __version__)
     engine.send_pending()
     return engine
+
+
+def broker_for(settings: Any, db: Any, contracts: Any) -> Any:
+    """None for the paper broker (the engine's default: fills inside the database); else the OpenAlgo sender."""
+    if settings.broker.kind != "openalgo":
+        return None
+    from pm_engine.adapters.openalgo import OpenAlgoClient, Timeouts
+    from pm_engine.core.market_hours import MarketHours
+    from pm_engine.ops.sender import OrderSender, SenderSettings
+
+    timeouts = Timeouts(order_read_s=settings.broker.order_timeout_s)
+    client = OpenAlgoClient(settings.broker.url, settings.broker.api_key, settings.broker.strategy, timeouts)
+    hours = MarketHours(settings.broker.market_hours_always,
+                        lambda exchange, day: contracts.holidays[("NSE" if exchange == "NFO" else exchange)]
+                        .is_trading_day(day))
+    sending = SenderSettings(max_order_age_s=settings.broker.max_order_age_s,
+                             review_after_s=settings.broker.review_after_s,
+                             # longer than any request can take: a 'sending' this old lost its sender
+                             abandoned_after_s=timeouts.connect_s + timeouts.order_read_s + 5,
+                             guard_base_pct=_pct(settings.broker.price_guard_base_pct),
+                             guard_pyramid_pct=_pct(settings.broker.price_guard_pyramid_pct))
+    return OrderSender(db, client, hours, sending, mcx_in_lots=settings.mcx_quantity_unit == "lots")
+
+
+def _pct(value: Optional[float]) -> Any:
+    from decimal import Decimal
+
+    return None if value is None else Decimal(str(value))
 
 
 def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
@@ -172,7 +201,8 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
     notifier = _notifier(settings)
     engine = _engine(settings, port)
     audit = RefusalAudit(engine.db_manager, engine.instance_id)
-    jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days"),
+    jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days",
+                                              reconcile_every_s=float(os.environ.get("PM_RECONCILE_EVERY_S") or 60)),
                           version=__version__, notifier=notifier)
     from pm_engine.store.manager import DatabaseStateManager
 
@@ -181,6 +211,17 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
                                          settings.session_hours, settings.allowed_hosts), audit,
                      leader=lambda: jobs.is_leader, reader=reader)
     jobs.start()
+    sender = engine.broker if hasattr(engine.broker, "health") else None  # the OpenAlgo sender (None: paper)
+    if sender is not None:
+        from pm_engine.core.errors import PmError
+
+        try:  # before serving: the book against the broker's positions (a difference locks its instrument)
+            check = sender.reconcile_and_record()
+            print(f"reconciliation: {'book matches the broker' if check['matched'] else check['differences']}",
+                  flush=True)
+        except PmError as exc:
+            print(f"reconciliation: broker not reachable ({exc}); the leader tries again every minute", flush=True)
+        sender.start()
     if metrics_port:  # Prometheus on loopback without the token, for a local scraper
         from prometheus_client import start_http_server
 
@@ -201,6 +242,8 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
                     **UVICORN_LIMITS)
     finally:
         jobs.stop()
+        if sender is not None:
+            sender.stop()
         if notifier is not None:
             notifier.direct("process", f"pm-engine stopped: {engine.instance_id}", "a clean shutdown", wait_s=10)
         audit.flush(2)
@@ -314,6 +357,12 @@ def cmd_live(args: argparse.Namespace) -> int:
     settings = load_settings(args.db_config)
     if args.holidays:
         settings = replace(settings, holidays_file=args.holidays)
+    if args.broker:
+        settings = replace(settings, broker=replace(settings.broker, kind=args.broker))
+        if args.broker == "openalgo" and not (settings.broker.url and settings.broker.api_key):
+            print("pm-engine live: error: --broker openalgo needs PM_OPENALGO_URL and PM_OPENALGO_API_KEY",
+                  file=sys.stderr)
+            return 2
     return serve(settings, args.host, args.port, args.proxy_headers, args.forwarded_allow_ips or "127.0.0.1",
                  args.metrics_port)
 
@@ -442,6 +491,68 @@ def cmd_signals(args: argparse.Namespace) -> int:
                   f"{r['reason'] or ''}  [{r['instance'] or '-'}; alert {r['signal_time']}]")
         return 0
     return _with_store(args, show, may_lag=True)
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """The order book, newest first: state, fills against the signal's price, why, attempts (GET /orders)."""
+    import json
+
+    from pm_engine.core.statistics import as_json
+    from pm_engine.store.orders import ORDER_STATES, OrderStates
+
+    if args.state is not None and args.state not in ORDER_STATES:
+        print(f"pm-engine orders: error: --state must be one of {', '.join(ORDER_STATES)}", file=sys.stderr)
+        return 2
+
+    def show(db: Any) -> int:
+        rows = OrderStates(db).listing(args.state, args.since)
+        if args.json:
+            print(json.dumps(as_json(rows), indent=2))
+            return 0
+        if not rows:
+            print("no orders" + (f" in state {args.state}" if args.state else ""))
+        for r in rows:
+            fill = f"{r['filled_quantity']}@{r['average_price']}" if r["filled_quantity"] else "-"
+            print(f"{r['created_at'].isoformat()}  {r['client_order_id']:<34} {r['side']:<4} {r['quantity'] or '-':>5} "
+                  f"{r['symbol'] or r['instrument']:<24} {r['state']:<16} filled {fill} signal {r['signal_price']} "
+                  f"slippage {r['slippage'] if r['slippage'] is not None else '-'}  "
+                  f"broker {r['broker_order_id'] or '-'}"
+                  f"  attempts {r['attempts']}  {r['reason'] or ''}")
+        return 0
+    return _with_store(args, show)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """The book's net quantity per contract against the broker's positionbook: exit 0 matched, 3 not."""
+    import json
+
+    from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError
+    from pm_engine.ops.sender import reconcile
+
+    settings = load_settings(args.db_config)
+    if settings.broker.kind != "openalgo":
+        print("pm-engine reconcile: error: needs the OpenAlgo broker (PM_BROKER=openalgo, PM_OPENALGO_URL, "
+              "PM_OPENALGO_API_KEY)", file=sys.stderr)
+        return 2
+    client = OpenAlgoClient(settings.broker.url or "", settings.broker.api_key or "", settings.broker.strategy)
+
+    def check(db: Any) -> int:
+        try:
+            result = reconcile(db, client, settings.mcx_quantity_unit == "lots")
+        except OpenAlgoError as exc:
+            print(f"pm-engine reconcile: error: broker: {exc}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print("book matches the broker" if result["matched"] else "book and broker differ:")
+            for d in result["differences"]:
+                print(f"  {d['exchange']}:{d['symbol']} {d['product']}: book {d['book_quantity']}, "
+                      f"broker {d['broker_quantity']}")
+            for o in result["other_positions"]:
+                print(f"  not ours (left alone): {o['exchange']}:{o['symbol']} {o['product']} {o['quantity']}")
+        return 0 if result["matched"] else 3
+    return _with_store(args, check)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -736,6 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="behind a reverse proxy: take the sender's address from X-Forwarded-For / Forwarded")
     p.add_argument("--forwarded-allow-ips", metavar="ADDR",
                    help="the proxy addresses whose forwarding headers are trusted (default 127.0.0.1)")
+    p.add_argument("--broker", choices=("paper", "openalgo"),
+                   help="where orders go (default: PM_BROKER, broker.kind in the config, else paper)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="also serve Prometheus metrics on 127.0.0.1:PORT without the token (GET /metrics needs it)")
     _holidays_arg(p)
@@ -762,6 +875,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print JSON; each processed_at can be given to status --as-of as it is")
     p.set_defaults(func=cmd_signals)
+
+    p = sub.add_parser("orders", help="broker orders, newest first: state, fills, signal price, slippage, reason")
+    _db_config_arg(p)
+    p.add_argument("--state", metavar="S", help="only orders in this state (queued, sending, open, filled, ...)")
+    p.add_argument("--since", type=_time_arg, metavar="TS", help="only orders created at or after this time")
+    p.add_argument("--json", action="store_true", help="print JSON (the orders of GET /orders)")
+    p.set_defaults(func=cmd_orders)
+
+    p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
+                                         "(exit 0 matched, 3 differ)")
+    _db_config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON (the body of GET /reconcile)")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("report", help="trade statistics, P&L by period, equity curve and trade list from history")
     _db_config_arg(p)

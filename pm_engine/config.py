@@ -36,6 +36,7 @@ class Settings:
     # host names the dashboard and API answer to besides loopback names and IP addresses (DNS rebinding)
     allowed_hosts: tuple[str, ...] = ()
     notify: NotifySettings = NotifySettings()  # PM_NOTIFY_URLS / notify.urls ... (issue 24; URLs are secrets)
+    broker: "BrokerSettings" = field(default_factory=lambda: BrokerSettings())
 
 
 MIN_SECRET_LENGTH = 24  # the webhook secret and the read token: guessing must be hopeless, not merely slow
@@ -49,6 +50,28 @@ def check_secrets(settings: Settings) -> None:
             raise ConfigError(f"the {name} ({where}) is {len(value)} characters; it must be at least "
                               f"{MIN_SECRET_LENGTH} (make one with: python3 -c "
                               "'import secrets; print(secrets.token_urlsafe(24))')")
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where orders go (issue 21): ``paper`` (filled inside the database, the default) or ``openalgo``.
+
+    From ``PM_BROKER`` / ``PM_OPENALGO_URL`` / ``PM_OPENALGO_API_KEY`` / ``PM_OPENALGO_STRATEGY`` /
+    ``PM_MARKET_HOURS`` / ``PM_MAX_ORDER_AGE_S``, else the config file's ``broker`` object (``kind``, ``url``,
+    ``api_key``, ``strategy``, ``market_hours``, ``max_order_age_s``, ``review_after_s``). The API key is a
+    secret: never in a repr, a log line or an error.
+    """
+
+    kind: str = "paper"
+    url: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)
+    strategy: str = "pm-engine"
+    market_hours_always: bool = False  # PM_MARKET_HOURS=always: send at any hour (the simulator, tests)
+    max_order_age_s: float = 120.0  # an entry not sent by then is expired (an exit never is)
+    review_after_s: float = 60.0  # an unknown order with nothing at the broker after this needs review
+    order_timeout_s: float = 10.0  # how long a placeorder's answer is awaited before the order is unknown
+    price_guard_base_pct: Optional[float] = None  # refuse a base entry when the quote is this % from the signal
+    price_guard_pyramid_pct: Optional[float] = None  # ... a pyramid (None: no guard, the default)
 
 
 # TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
@@ -91,7 +114,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
     unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
                                          "session_hours", "request_log_retention_days", "read_url", "holidays_file",
-                                         "mcx_quantity_unit", "allowed_hosts", "notify"}
+                                         "mcx_quantity_unit", "allowed_hosts", "notify", "broker"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     db_values = {k: v for k, v in section.items() if k in _DB_KEYS}
@@ -127,6 +150,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         allowed_hosts=_host_names(env.get("PM_ALLOWED_HOSTS", "").split(",") if env.get("PM_ALLOWED_HOSTS")
                                   else section.get("allowed_hosts", ())),
         notify=notify_settings(section.get("notify"), env),
+        broker=broker_settings(section.get("broker", {}), env),
     )
 
 
@@ -135,3 +159,48 @@ def _host_names(values: Any) -> tuple[str, ...]:
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
         raise ConfigError("allowed_hosts must be a list of host names")
     return tuple(dict.fromkeys(str(v).strip().lower() for v in values if str(v).strip()))
+
+
+_BROKER_KEYS = {"kind", "url", "api_key", "strategy", "market_hours", "max_order_age_s", "review_after_s",
+                "order_timeout_s", "price_guard_base_pct", "price_guard_pyramid_pct"}
+
+
+def broker_settings(section: Any, env: dict[str, str], kind: Optional[str] = None) -> BrokerSettings:
+    """The broker settings from the config file's ``broker`` object and the environment (which wins)."""
+    if not isinstance(section, dict):
+        raise ConfigError("broker must be a JSON object (kind, url, api_key, strategy, market_hours, ...)")
+    unknown = set(section) - _BROKER_KEYS
+    if unknown:
+        raise ConfigError(f"unknown broker key(s): {', '.join(sorted(unknown))}")
+    chosen = str(kind or env.get("PM_BROKER") or section.get("kind", "paper")).strip().lower()
+    if chosen not in ("paper", "openalgo"):
+        raise ConfigError(f"broker kind must be paper or openalgo, got {chosen!r}")
+    hours = str(env.get("PM_MARKET_HOURS") or section.get("market_hours", "exchange")).strip().lower()
+    if hours not in ("always", "exchange"):
+        raise ConfigError(f"market_hours must be always or exchange, got {hours!r}")
+    try:
+        max_age = float(env.get("PM_MAX_ORDER_AGE_S") or section.get("max_order_age_s", 120))
+        review = float(env.get("PM_ORDER_REVIEW_AFTER_S") or section.get("review_after_s", 60))
+        timeout = float(env.get("PM_OPENALGO_TIMEOUT_S") or section.get("order_timeout_s", 10))
+        guards = [env.get(f"PM_PRICE_GUARD_{name.upper()}_PCT") or section.get(f"price_guard_{name}_pct")
+                  for name in ("base", "pyramid")]
+        base_guard, pyramid_guard = (float(g) if g not in (None, "") else None for g in guards)
+    except (TypeError, ValueError):
+        raise ConfigError("max_order_age_s, review_after_s, order_timeout_s and the price guards must be numbers"
+                          ) from None
+    if any(g is not None and g <= 0 for g in (base_guard, pyramid_guard)):
+        raise ConfigError("price_guard_base_pct and price_guard_pyramid_pct must be positive percentages")
+    if max_age <= 0 or review <= 0 or timeout <= 0:
+        raise ConfigError("max_order_age_s, review_after_s and order_timeout_s must be positive")
+    settings = BrokerSettings(kind=chosen, url=env.get("PM_OPENALGO_URL") or section.get("url"),
+                              api_key=env.get("PM_OPENALGO_API_KEY") or section.get("api_key"),
+                              strategy=str(env.get("PM_OPENALGO_STRATEGY") or section.get("strategy") or "pm-engine"),
+                              market_hours_always=hours == "always", max_order_age_s=max_age, review_after_s=review,
+                              order_timeout_s=timeout, price_guard_base_pct=base_guard,
+                              price_guard_pyramid_pct=pyramid_guard)
+    if chosen == "openalgo":
+        if not settings.url:
+            raise ConfigError("broker openalgo needs a URL (PM_OPENALGO_URL or broker.url)")
+        if not settings.api_key:
+            raise ConfigError("broker openalgo needs an API key (PM_OPENALGO_API_KEY or broker.api_key)")
+    return settings

@@ -3,7 +3,7 @@
 -- pm.add_orders
 -- Inserts a signal's orders as 'queued' (ON CONFLICT DO NOTHING: a client order id is written once);
 -- orders: [{client_order_id, fingerprint, position_id, instrument, side, lots, price, and for a contract
--- exchange, symbol, quantity, leg, product (default NRML)}]. Returns how many were new.
+-- exchange, symbol, quantity, leg, product (default NRML), point_value}]. Returns how many were new.
 CREATE OR REPLACE FUNCTION pm.add_orders(orders jsonb)
 RETURNS integer
 LANGUAGE plpgsql
@@ -15,10 +15,10 @@ BEGIN
         PERFORM pm.raise_error('PM004', 'orders must be a JSON array');
     END IF;
     INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price,
-                                  exchange, symbol, quantity, product, leg)
+                                  exchange, symbol, quantity, product, leg, point_value)
     SELECT o ->> 'client_order_id', o ->> 'fingerprint', o ->> 'position_id', o ->> 'instrument', o ->> 'side',
            (o ->> 'lots')::integer, (o ->> 'price')::numeric, o ->> 'exchange', o ->> 'symbol',
-           (o ->> 'quantity')::integer, coalesce(o ->> 'product', 'NRML'), o ->> 'leg'
+           (o ->> 'quantity')::integer, coalesce(o ->> 'product', 'NRML'), o ->> 'leg', (o ->> 'point_value')::numeric
       FROM jsonb_array_elements(orders) o
     ON CONFLICT (client_order_id) DO NOTHING;
     GET DIAGNOSTICS added = ROW_COUNT;

@@ -52,10 +52,10 @@ BEGIN
     PERFORM pm.check_order_transition(r, p_to);
     BEGIN
         UPDATE pm.broker_orders
-           SET status = p_to, state_changed_at = pm.instant(), reason = coalesce(p_reason, reason),
+           SET status = p_to, state_changed_at = now(), reason = coalesce(p_reason, reason),
                broker_order_id = coalesce(p_broker_order_id, broker_order_id),
                attempts = attempts + (p_to = 'sending')::int,
-               attempt_started_at = CASE WHEN p_to = 'sending' THEN pm.instant() ELSE attempt_started_at END
+               attempt_started_at = CASE WHEN p_to = 'sending' THEN now() ELSE attempt_started_at END
          WHERE client_order_id = r.client_order_id
         RETURNING * INTO moved;
     EXCEPTION WHEN unique_violation THEN

@@ -276,7 +276,8 @@ class LiveTradingEngine:
             work.orders.append(Order(client_order_id(signal.fingerprint, position.position_id, leg, stop),
                                      signal.instrument, leg_side, lots, signal.price, signal.fingerprint,
                                      position.position_id, exchange=spec.exchange, symbol=symbol,
-                                     quantity=quantity, leg=leg))
+                                     quantity=quantity, leg=leg,
+                                     point_value=work.position_instrument(position).point_value))
         return signal.price
 
     def _handle_base_entry_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:

@@ -42,6 +42,7 @@ class Order:
     quantity: Optional[int] = None
     product: str = "NRML"  # carry forward: futures held for days (MIS would be squared off intraday)
     leg: Optional[str] = None  # FUT | CE | PE
+    point_value: Optional[Decimal] = None  # rupees per point per lot: the database books fills into P&L with it
 
 
 @dataclass(frozen=True)

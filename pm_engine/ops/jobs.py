@@ -45,6 +45,7 @@ class JobSettings:
     cleanup_every_s: float = 86400.0
     retention: str = "7 days"
     request_log_retention: str = "30 days"  # refused requests (the audit) are kept this long
+    reconcile_every_s: float = 60.0  # the leader compares the book with the broker's positions (OpenAlgo only)
 
 
 class BackgroundJobs:
@@ -63,6 +64,7 @@ class BackgroundJobs:
         self.runs: dict[str, int] = {"heartbeat": 0, "sweep": 0, "pending": 0, "cleanup": 0}
         self._lock_conn: Optional[Any] = None
         self._last_cleanup = 0.0
+        self._last_reconcile = -1e18  # a new leader reconciles at once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pm-jobs", daemon=True)
         # notifications (issue 24): database outages told directly; the outbox drained by the leader
@@ -135,6 +137,19 @@ class BackgroundJobs:
             log.info("instance %s now runs the background jobs", self.engine.instance_id)
         return got
 
+    def _reconcile(self) -> None:
+        """With a real broker, every ``reconcile_every_s``: the book against its positions (a difference locks)."""
+        check = getattr(self.engine.broker, "reconcile_and_record", None)
+        now = time.monotonic()
+        if check is None or now - self._last_reconcile < self.settings.reconcile_every_s:
+            return
+        self._last_reconcile = now
+        try:
+            check()
+            self.runs["reconcile"] = self.runs.get("reconcile", 0) + 1
+        except PmError as exc:  # the broker unreachable: the next round tries again
+            log.warning("reconciliation: %s", exc)
+
     def _release(self) -> None:
         self.is_leader = False
         if self._lock_conn is not None and not self._lock_conn.closed:
@@ -148,6 +163,7 @@ class BackgroundJobs:
             log.warning("marked %d silent instance(s) as crashed", swept)
         self.engine.send_pending(self.settings.pending_order_age_s)
         self.runs["pending"] += 1
+        self._reconcile()
         now = time.monotonic()
         if now - self._last_cleanup >= self.settings.cleanup_every_s or self._last_cleanup == 0.0:
             deleted = self.db.cleanup_signal_log(self.settings.retention)

@@ -22,6 +22,8 @@ def order_document(order: Order) -> dict[str, Any]:
     if order.symbol is not None:
         doc |= {"exchange": order.exchange, "symbol": order.symbol, "quantity": order.quantity,
                 "product": order.product, "leg": order.leg}
+        if order.point_value is not None:
+            doc["point_value"] = order.point_value
     return doc
 
 

@@ -406,3 +406,67 @@ SELECT coalesce(host(inet_server_addr()), 'local') || ':' || current_setting('po
 -- Count of signal_log rows per processing status for signals whose bar time lies in a range.
 SELECT processing_status, count(*) FROM pm.signal_log WHERE signal_timestamp BETWEEN %s AND %s
  GROUP BY processing_status ORDER BY 1;
+
+-- order_sending --
+-- queued → sending, committed before the broker request leaves (PM042: another order of the symbol is unresolved).
+SELECT * FROM pm.order_sending(%s);
+
+-- order_accepted --
+-- sending → open with the broker's order id.
+SELECT * FROM pm.order_accepted(%s, %s);
+
+-- order_rejected --
+-- → rejected with the broker's reason.
+SELECT * FROM pm.order_rejected(%s, %s);
+
+-- order_unknown --
+-- sending → unknown: the request may have reached the broker; never sent again.
+SELECT * FROM pm.order_unknown(%s, %s);
+
+-- order_cancelled --
+-- open | partially_filled → cancelled (what filled stays).
+SELECT * FROM pm.order_cancelled(%s, %s);
+
+-- order_send_later --
+-- sending → queued: certainly not placed; the next attempt waits the given interval.
+SELECT * FROM pm.order_send_later(%s, %s, %s::interval);
+
+-- record_order_fill --
+-- The broker's cumulative fill of an order (idempotent).
+SELECT * FROM pm.record_order_fill(%s, %s, %s, %s::numeric, %s);
+
+-- sendable_orders --
+-- Queued orders naming a contract whose backoff has passed, oldest first.
+SELECT * FROM pm.sendable_orders(%s);
+
+-- expire_stale_entries --
+-- Queued entries older than max_order_age become expired.
+SELECT * FROM pm.expire_stale_entries(%s::interval);
+
+-- abandon_sending --
+-- Attempts started longer ago than the interval become unknown (their sender died).
+SELECT pm.abandon_sending(%s::interval);
+
+-- orders_at_broker --
+-- Open, partially filled and unknown orders: what the sender follows in the broker's books.
+SELECT * FROM pm.orders_at_broker();
+
+-- resolve_unknown_order --
+-- An unknown order matched against the broker's order book: linked, needs_review or waiting.
+SELECT pm.resolve_unknown_order(%s, %s::jsonb, %s::interval);
+
+-- list_orders --
+-- Orders newest first (optionally one state, since a time) with fills, signal price and slippage.
+SELECT * FROM pm.list_orders(%s, %s, %s);
+
+-- book_net_positions --
+-- The book's net quantity per contract in the order unit (MCX lots when the flag is set).
+SELECT * FROM pm.book_net_positions(%s);
+
+-- traded_symbols --
+-- Every contract symbol this portfolio has sent an order for.
+SELECT * FROM pm.traded_symbols();
+
+-- record_reconcile_differences --
+-- Lock each differing contract's instrument (once) with a reconcile_difference anomaly; how many were locked.
+SELECT pm.record_reconcile_differences(%s::jsonb);

@@ -39,6 +39,7 @@ from pm_engine.web.contracts import contracts_router
 from pm_engine.web.dashboard import add_dashboard, replica_status
 from pm_engine.web.guard import Guard, ReadAccess, Refusals
 from pm_engine.web.metrics import Metrics
+from pm_engine.web.orders import broker_health, orders_router
 
 log = logging.getLogger("pm_engine.webhook")
 
@@ -195,6 +196,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
             return error(503, "database unavailable; the book cannot be shown as committed")
         body["outcomes"] = dict(engine.outcomes)
         body["instance_id"] = engine.instance_id
+        body["broker"] = broker_health(engine.broker) or {"state": "paper", "text": "paper broker"}
         if audit is not None:
             body["refusal_audit"] = audit.counters()
         return JSONResponse(as_json(body))
@@ -388,6 +390,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(contracts_router(engine.contracts))
+    app.include_router(orders_router(store, engine.broker))
 
     def changer_or_refusal(request: Request, data: dict[str, Any]) -> str | JSONResponse:
         try:

@@ -38,3 +38,54 @@ def test_the_read_token_and_replica_come_from_the_environment_first(tmp_path: Pa
     assert dict(replica.options) == {"target_session_attrs": "prefer-standby"}
     with pytest.raises(ConfigError, match="unknown config key"):
         load_settings(write(tmp_path, {"read_tokn": "x"}), environ={})
+
+
+def test_broker_defaults_to_paper() -> None:
+    settings = load_settings(environ={})
+    assert settings.broker.kind == "paper" and settings.broker.max_order_age_s == 120
+    assert settings.broker.strategy == "pm-engine" and not settings.broker.market_hours_always
+
+
+def test_broker_openalgo_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    key = "oa-key-9d2e1f"
+    env = {"PM_BROKER": "openalgo", "PM_OPENALGO_URL": "http://127.0.0.1:5000", "PM_OPENALGO_API_KEY": key,
+           "PM_MARKET_HOURS": "always"}
+    settings = load_settings(environ=env)
+    assert (settings.broker.kind, settings.broker.url, settings.broker.market_hours_always) == \
+        ("openalgo", "http://127.0.0.1:5000", True)
+    assert key not in repr(settings)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"local": {"broker": {"kind": "openalgo", "url": "http://gw:5000", "api_key": key,
+                                                     "strategy": "mine", "max_order_age_s": 60}}}))
+    from_file = load_settings(str(path), environ={})
+    assert (from_file.broker.url, from_file.broker.strategy, from_file.broker.max_order_age_s) == \
+        ("http://gw:5000", "mine", 60)
+
+
+@pytest.mark.parametrize("env, field", [
+    ({"PM_BROKER": "zerodha"}, "broker kind"),
+    ({"PM_BROKER": "openalgo", "PM_OPENALGO_API_KEY": "k"}, "URL"),
+    ({"PM_BROKER": "openalgo", "PM_OPENALGO_URL": "http://x"}, "API key"),
+    ({"PM_MARKET_HOURS": "sometimes"}, "market_hours"),
+    ({"PM_MAX_ORDER_AGE_S": "-1"}, "positive"),
+])
+def test_bad_broker_settings_name_the_field(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        load_settings(environ=env)
+
+
+def test_market_hours_per_exchange() -> None:
+    from datetime import datetime
+
+    from pm_engine.core.market_hours import IST, MarketHours
+
+    hours = MarketHours()
+    wednesday = datetime(2026, 12, 2, 9, 10, tzinfo=IST)
+    assert hours.is_open("MCX", wednesday) and not hours.is_open("NFO", wednesday)  # MCX opens 09:00, NSE 09:15
+    assert hours.is_open("NFO", wednesday.replace(hour=15, minute=29))
+    assert not hours.is_open("NFO", wednesday.replace(hour=15, minute=30))
+    assert hours.is_open("MCX", wednesday.replace(hour=23, minute=29))
+    assert not hours.is_open("MCX", wednesday.replace(hour=23, minute=30))
+    assert not hours.is_open("MCX", datetime(2026, 12, 5, 12, 0, tzinfo=IST))  # a Saturday
+    assert not MarketHours(trading_day=lambda exchange, day: False).is_open("MCX", wednesday.replace(hour=12))
+    assert MarketHours(always=True).is_open("NFO", datetime(2026, 12, 5, 3, 0, tzinfo=IST))
