@@ -170,9 +170,8 @@ BEGIN
            END;
     PERFORM pm.order_needs_review(p_id, why);
     PERFORM pm.lock_instrument(r.instrument, 'infinity', format('order %s needs review: %s', p_id, why), 'orders');
-    INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
-    VALUES ('order_needs_review', r.fingerprint, r.instrument, 'ORDER', right(r.position_id, 20),
-            format('order %s (%s %s x%s) needs review: %s', p_id, r.side, r.symbol, r.quantity, why));
+    PERFORM pm.book_anomaly(r, 'order_needs_review',
+                            format('order %s (%s %s x%s) needs review: %s', p_id, r.side, r.symbol, r.quantity, why));
     RETURN 'needs_review';
 END;
 $$;

@@ -15,7 +15,7 @@ AS $$
 $$;
 
 -- pm.book_anomaly
--- Records an order-path anomaly ('entry_rejected', 'exit_rejected') of an order's position.
+-- Records an order-path anomaly ('entry_rejected', 'exit_rejected', 'order_needs_review') of an order's position.
 CREATE OR REPLACE FUNCTION pm.book_anomaly(r pm.broker_orders, p_kind text, p_reason text)
 RETURNS void
 LANGUAGE sql
