@@ -26,7 +26,7 @@ class DailyReport:
     trades: list[dict[str, Any]] = field(default_factory=list)
     positions: list[dict[str, Any]] = field(default_factory=list)
     signals: dict[str, int] = field(default_factory=dict)
-    next_rolls: Optional[list[str]] = None  # None: rollover is not tracked yet
+    next_rolls: list[dict[str, Any]] = field(default_factory=list)  # per instrument and contract held, soonest first
     attention: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -53,7 +53,17 @@ class DailyReport:
             lines.append(f"  {p['position_id']}: {p['lots']} lots, entry {_money(p['entry_price'])}, "
                          f"stop {_money(p['current_stop'])}, unrealized {_money(p['unrealized_pnl'])}, "
                          f"risk {p['risk_pct']}%")
-        lines.append("next rolls: " + (", ".join(self.next_rolls) if self.next_rolls else
-                                       "not tracked yet" if self.next_rolls is None else "none"))
+        lines.append("next rolls: " + ("; ".join(_roll(r) for r in self.next_rolls) if self.next_rolls else "none"))
         lines.append("needs attention: " + ("; ".join(self.attention) if self.attention else "nothing"))
         return "\n".join(lines)
+
+
+def _roll(group: dict[str, Any]) -> str:
+    """One position group's next roll: ``GOLD_MINI GOLDM05JAN27FUT (1 layer, 3 lots) 2026-12-31, in 29 days``."""
+    layers = f"{group['layers']} layer{'s' if group['layers'] != 1 else ''}, {group['lots']} lots"
+    if group["contract"] is None or group["roll_date"] is None:
+        return f"{group['instrument']} ({layers}) no contract recorded"
+    days = int(group["days_to_roll"])
+    when = ("due now: roll date passed" if days < 0 else "due today" if days == 0 or group["roll_due"]
+            else f"in {days} day{'s' if days != 1 else ''}")
+    return f"{group['instrument']} {group['contract']} ({layers}) {group['roll_date']}, {when}"

@@ -70,11 +70,12 @@ def build_daily_report(db: DatabaseStateManager, day: date, now: Optional[dateti
     try:
         book = PortfolioStateManager()
         book.load(db.state_as_of(as_of))
-        status = render_status(book)
+        status = render_status(book, day)  # days to roll counted from the reported day
         report.closed_equity, report.open_equity = status["closed_equity"], status["open_equity"]
         report.total_risk_percent = status["total_risk_percent"]
         report.positions = [{k: p[k] for k in ("position_id", "lots", "entry_price", "current_stop", "unrealized_pnl",
                                                "risk_pct")} for p in status["positions"]]
+        report.next_rolls = next_rolls(status["positions"])
     except HistoryUnavailableError:
         pass
     days = db.pnl_by_period("day", start, end)
@@ -93,6 +94,24 @@ def build_daily_report(db: DatabaseStateManager, day: date, now: Optional[dateti
     if counts.get("given_up"):
         report.attention.append(f"{counts['given_up']} notification(s) given up (pm-engine notify)")
     return report
+
+
+def next_rolls(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The next roll of each open position group (an instrument's layers in one contract), soonest first.
+
+    The roll dates are the ones ``pm-engine status`` shows (``contract_view``: the recorded expiry minus
+    the instrument's roll offset, DOMAIN.md section 15): the layers of one contract roll together. A group
+    whose contract was never recorded (a custom instrument) has no roll date and comes last.
+    """
+    groups: dict[tuple[str, Optional[str]], dict[str, Any]] = {}
+    for p in positions:
+        key = (p["instrument"], p.get("contract"))
+        group = groups.setdefault(key, {"instrument": p["instrument"], "contract": p.get("contract"),
+                                        "roll_date": p.get("roll_date"), "days_to_roll": p.get("days_to_roll"),
+                                        "roll_due": bool(p.get("roll_due")), "layers": 0, "lots": 0})
+        group["layers"] += 1
+        group["lots"] += int(p["lots"])
+    return sorted(groups.values(), key=lambda g: (g["roll_date"] is None, g["roll_date"] or "", g["instrument"]))
 
 
 @dataclass(frozen=True)

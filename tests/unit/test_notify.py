@@ -21,7 +21,9 @@ from pm_engine.notify.kinds import DEFAULT_EVENTS, KINDS
 from pm_engine.notify.messages import Event, digest, render
 from pm_engine.notify.sender import Notifier, redact
 from pm_engine.notify.settings import NotifySettings, notify_settings, parse_events
-from pm_engine.ops.notifications import IST, DatabaseWatch, NotificationSender, build_daily_report, report_due
+from pm_engine.notify.report import DailyReport
+from pm_engine.ops.notifications import (IST, DatabaseWatch, NotificationSender, build_daily_report, next_rolls,
+                                        report_due)
 from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload, rows
 from tests.receivers import JsonReceiver
@@ -119,6 +121,24 @@ def test_report_due_is_the_day_that_ended() -> None:
     assert report_due(datetime(2025, 11, 29, 23, 58, tzinfo=IST), time(23, 57))[0] == date(2025, 11, 29)
 
 
+def test_next_rolls_group_the_layers_of_a_contract_soonest_first() -> None:
+    def layer(instrument: str, contract: Any, roll: Any, days: Any, lots: int) -> dict[str, Any]:
+        return {"instrument": instrument, "contract": contract, "roll_date": roll, "days_to_roll": days,
+                "roll_due": days is not None and days <= 0, "lots": lots}
+    groups = next_rolls([layer("GOLD_MINI", "GOLDM05JAN27FUT", "2027-01-01", 30, 3),
+                         layer("CUSTOM", None, None, None, 1),
+                         layer("GOLD_MINI", "GOLDM05JAN27FUT", "2027-01-01", 30, 2),
+                         layer("BANK_NIFTY", "BANKNIFTY29DEC26FUT", "2026-12-22", -2, 4)])
+    assert [(g["instrument"], g["layers"], g["lots"]) for g in groups] == \
+        [("BANK_NIFTY", 1, 4), ("GOLD_MINI", 2, 5), ("CUSTOM", 1, 1)]
+    report = DailyReport(day=date(2026, 12, 2), as_of=datetime(2026, 12, 2, tzinfo=IST), next_rolls=groups)
+    line = next(x for x in report.text().splitlines() if x.startswith("next rolls: "))
+    assert line == ("next rolls: BANK_NIFTY BANKNIFTY29DEC26FUT (1 layer, 4 lots) 2026-12-22, due now: roll date "
+                    "passed; GOLD_MINI GOLDM05JAN27FUT (2 layers, 5 lots) 2027-01-01, in 30 days; CUSTOM (1 layer, "
+                    "1 lots) no contract recorded")
+    assert "next rolls: none" in DailyReport(day=date(2026, 12, 2), as_of=datetime(2026, 12, 2, tzinfo=IST)).text()
+
+
 def _trade_today(db_config: DatabaseConfig) -> DatabaseStateManager:
     db = DatabaseStateManager(db_config)
     engine = LiveTradingEngine(db_manager=db, instance_id="test")
@@ -165,7 +185,15 @@ def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) ->
     made = report.as_of.astimezone(IST).isoformat(sep=" ")
     assert made in report.text()
     assert text.strip() == report.text().strip().replace(made, text.split(" as of ")[1].split("\n")[0].strip(), 1)
-    assert "closed equity" in text and "GOLD_MINI_Long_1" in text and "next rolls: not tracked yet" in text
+    assert "closed equity" in text and "GOLD_MINI_Long_1" in text
+    # the next roll of each open group is the roll date `status` shows for the contract it holds
+    held = status["positions"][0]
+    assert held["contract"] and held["roll_date"]
+    assert [(r["instrument"], r["contract"], r["roll_date"], r["layers"]) for r in report.next_rolls] == \
+        [("GOLD_MINI", held["contract"], held["roll_date"], 1)]
+    assert f"next rolls: GOLD_MINI {held['contract']} (1 layer, {held['lots']} lots) {held['roll_date']}, " in text
+    listed = json.loads(run("notify", "report", "--date", today.isoformat(), "--json"))
+    assert listed["next_rolls"][0]["roll_date"] == held["roll_date"]
 
 
 def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook: JsonReceiver) -> None:
