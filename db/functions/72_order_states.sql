@@ -75,6 +75,8 @@ BEGIN
             'client_order_id', moved.client_order_id, 'instrument', moved.instrument, 'symbol', moved.symbol,
             'side', moved.side, 'quantity', moved.quantity, 'broker_order_id', moved.broker_order_id,
             'reason', moved.reason), NULL, moved.fingerprint);
+    ELSIF p_to = 'filled' THEN
+        PERFORM pm.notify_order_filled(moved);  -- its fill and slippage (the paper broker's fills never pass here)
     END IF;
     RETURN moved;
 END;

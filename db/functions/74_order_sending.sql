@@ -246,6 +246,8 @@ $$;
 -- A reconciliation's differences ([{symbol, exchange, product, book_quantity, broker_quantity}]): each one's
 -- instrument (from our orders of that symbol) is locked for new entries until the trader unlocks it, with a
 -- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is.
+-- The newly locked differences are one reconciliation_difference notification, in this transaction: a
+-- difference is told once per episode (until the trader unlocks the instrument), not at every check.
 -- Nothing is ever placed to fix a difference. Returns how many instruments were newly locked.
 CREATE OR REPLACE FUNCTION pm.record_reconcile_differences(p_differences jsonb)
 RETURNS integer
@@ -258,6 +260,7 @@ DECLARE
     what text;
     n integer := 0;
     o pm.broker_orders;
+    told jsonb := '[]';
 BEGIN
     PERFORM pm.require(p_differences, 'differences');
     FOR d IN SELECT * FROM jsonb_array_elements(p_differences) LOOP
@@ -269,8 +272,14 @@ BEGIN
         PERFORM pm.lock_instrument(o.instrument, 'infinity', 'reconciliation: ' || what, 'reconcile');
         INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
         VALUES ('reconcile_difference', o.fingerprint, o.instrument, 'RECONCILE', right(o.position_id, 20), what);
+        told := told || jsonb_build_array(jsonb_build_object('instrument', o.instrument, 'symbol', d -> 'symbol',
+            'exchange', d -> 'exchange', 'product', d -> 'product', 'book_quantity', d -> 'book_quantity',
+            'broker_quantity', d -> 'broker_quantity', 'text', what));
         n := n + 1;
     END LOOP;
+    IF n > 0 THEN
+        PERFORM pm.notify('reconciliation_difference', jsonb_build_object('differences', told));
+    END IF;
     RETURN n;
 END;
 $$;

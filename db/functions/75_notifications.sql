@@ -83,17 +83,84 @@ $$;
 
 -- pm.notify_lock
 -- Trigger on pm.instrument_locks: a lock written by a breaker (source 'breaker:...') is
--- breaker_tripped, one an operator set is instrument_locked.
+-- breaker_tripped, one an operator set is instrument_locked. A lock of the order path ('orders': an
+-- order needs review) or of reconciliation ('reconcile') is told by its cause's own event.
 CREATE OR REPLACE FUNCTION pm.notify_lock()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    IF NEW.source IN ('orders', 'reconcile') THEN
+        RETURN NULL;
+    END IF;
     PERFORM pm.notify(CASE WHEN NEW.source LIKE 'breaker:%' THEN 'breaker_tripped' ELSE 'instrument_locked' END,
                       jsonb_build_object('instrument', NEW.instrument, 'locked_until', NEW.locked_until,
                                          'reason', NEW.reason, 'source', NEW.source),
                       NULL, NULL);
     RETURN NULL;
+END;
+$$;
+
+-- pm.notify_order_filled
+-- The event of an order the broker filled (called by pm.move_order on its way to 'filled'): the fills'
+-- volume-weighted price (rounded to 0.01, half away from zero) and, for a futures order, the slippage
+-- against the signal's price per unit (adverse positive) and in rupees (x filled lots x point value),
+-- as pm.book_order records it. An option leg's price is not the signal's: it has no slippage here.
+CREATE OR REPLACE FUNCTION pm.notify_order_filled(r pm.broker_orders)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    t record;
+    points numeric;
+    per_lot integer := greatest(r.quantity / greatest(r.lots, 1), 1);
+BEGIN
+    SELECT * INTO t FROM pm.order_fill_totals(r.client_order_id);
+    IF t.vwap IS NOT NULL AND coalesce(r.leg, 'FUT') = 'FUT' THEN
+        points := round(CASE WHEN r.side = 'BUY' THEN t.vwap - r.price ELSE r.price - t.vwap END, 2);
+    END IF;
+    PERFORM pm.notify('order_filled', jsonb_build_object(
+        'client_order_id', r.client_order_id, 'position_id', r.position_id, 'instrument', r.instrument,
+        'symbol', r.symbol, 'leg', r.leg, 'side', r.side, 'lots', t.filled / per_lot, 'quantity', t.filled,
+        'fill_price', round(t.vwap, 2), 'signal_price', r.price, 'slippage_points', points,
+        'slippage_rupees', round(points * t.filled::numeric / per_lot * r.point_value, 2),
+        'broker_order_id', r.broker_order_id), NULL, r.fingerprint);
+END;
+$$;
+
+-- pm.record_broker_session
+-- What a broker sender learnt of the broker: 'ok', 'session_expired' (a 403: the trader logs in again)
+-- or 'unreachable' (PM072 otherwise). A change from the state last recorded (pm.broker_session, first
+-- 'ok') is one broker_session event, with the state before and how long it lasted; the same state
+-- again, from any instance, changes nothing, so an episode is told once when it begins and once when
+-- it ends. Returns the event's id, or NULL when nothing changed.
+CREATE OR REPLACE FUNCTION pm.record_broker_session(p_state text, p_message text, p_instance text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before pm.broker_session;
+BEGIN
+    PERFORM pm.require(p_instance, 'instance');
+    IF p_state IS NULL OR p_state NOT IN ('ok', 'session_expired', 'unreachable') THEN
+        PERFORM pm.raise_error('PM072', format('unknown broker state %s (ok, session_expired, unreachable)',
+                                               coalesce(p_state, 'NULL')));
+    END IF;
+    INSERT INTO pm.broker_session (id, state, seen_by) VALUES (1, 'ok', left(p_instance, 50))
+    ON CONFLICT ON CONSTRAINT broker_session_pkey DO NOTHING;
+    SELECT * INTO before FROM pm.broker_session WHERE id = 1 FOR UPDATE;  -- one report at a time
+    IF before.state = p_state THEN
+        RETURN NULL;
+    END IF;
+    UPDATE pm.broker_session SET state = p_state, since = pm.instant(), seen_by = left(p_instance, 50),
+                                 message = left(p_message, 500)
+     WHERE id = 1;
+    RETURN pm.notify('broker_session', jsonb_build_object(
+        'state', p_state, 'previous', before.state, 'previous_since', before.since,
+        'seconds', round(extract(epoch FROM pm.instant() - before.since)), 'message', left(p_message, 300),
+        'instance', p_instance));
 END;
 $$;
 

@@ -1,6 +1,6 @@
 -- The order state machine (migration 008, 72_order_states.sql): the whitelist, each transition, the
 -- named refusals, the event rows, one unresolved order per (symbol, side, product), idempotent fills.
-SELECT plan(51);
+SELECT plan(53);
 
 CREATE FUNCTION pg_temp.order(id text, sym text DEFAULT 'BANKNIFTY29DEC26FUT', side text DEFAULT 'BUY',
                               qty integer DEFAULT 60) RETURNS text LANGUAGE plpgsql AS $$
@@ -38,6 +38,11 @@ SELECT results_eq($$SELECT status FROM pm.record_order_fill('o-1', 'B1', 10, 520
 SELECT is(pm.order_filled_quantity('o-1'), 30, 'thirty filled');
 SELECT results_eq($$SELECT status, fill_price, filled_at IS NOT NULL FROM pm.record_order_fill('o-1', 'B1', 60, 52005)$$,
                   $$VALUES ('filled'::varchar, 52005.00::numeric, true)$$, 'all filled at the volume-weighted price');
+SELECT results_eq($$SELECT (data ->> 'lots')::int, (data ->> 'quantity')::int, (data ->> 'fill_price')::numeric,
+                           (data ->> 'slippage_points')::numeric, data ->> 'symbol', fingerprint::text
+                      FROM pm.notification_events WHERE kind = 'order_filled'$$,
+                  $$VALUES (2, 60, 52005.00, 5.00, 'BANKNIFTY29DEC26FUT', repeat('f', 64))$$,
+                  'the fill is one order_filled event: the fill and the slippage against the signal price');
 SELECT results_eq($$SELECT quantity, price FROM pm.order_fills WHERE client_order_id = 'o-1' ORDER BY cumulative_quantity$$,
                   $$VALUES (30, 52000::numeric), (30, 52010::numeric)$$,
                   'the second fill is the difference, at the price that gives the average');
@@ -112,5 +117,7 @@ SELECT results_eq($$SELECT status FROM pm.fill_paper_orders(ARRAY['o-8'])$$, $$V
                   'a paper fill');
 SELECT results_eq($$SELECT from_state, to_state, reason FROM pm.order_history('o-8')$$,
                   $$VALUES ('queued'::varchar, 'filled'::varchar, 'paper fill'::text)$$, 'with its event row');
+SELECT is((SELECT count(*)::int FROM pm.notification_events WHERE kind = 'order_filled'), 1,
+          'a paper fill is no order_filled event (its signal_executed event says the fill)');
 
 SELECT * FROM finish();

@@ -1,6 +1,6 @@
 -- Order sending (migration 011, 74_order_sending.sql): which orders the sender takes, backoff, expiry of
 -- stale entries (never exits), abandoned attempts, resolving an unknown order from the broker's order book.
-SELECT plan(26);
+SELECT plan(30);
 
 CREATE FUNCTION pg_temp.order(id text, side text DEFAULT 'BUY', sym text DEFAULT 'GOLDM05JAN27FUT',
                               leg text DEFAULT 'FUT') RETURNS text LANGUAGE plpgsql AS $$
@@ -83,6 +83,20 @@ SELECT is(pm.record_reconcile_differences('[{"symbol": "GOLDM05JAN27FUT", "excha
                                              "book_quantity": 2, "broker_quantity": 3}]'), 0,
           'the same difference again locks nothing more');
 SELECT is((SELECT count(*)::int FROM pm.anomalies WHERE kind = 'reconcile_difference'), 1, 'one anomaly');
+SELECT results_eq($$SELECT data -> 'differences' -> 0 ->> 'instrument', (data -> 'differences' -> 0 ->> 'broker_quantity')::int,
+                           jsonb_array_length(data -> 'differences')
+                      FROM pm.notification_events WHERE kind = 'reconciliation_difference'$$,
+                  $$VALUES ('GOLD_MINI', 3, 1)$$,
+                  'one reconciliation_difference event naming the difference, written in the same transaction');
+SELECT is((SELECT count(*)::int FROM pm.notification_events
+            WHERE kind = 'instrument_locked' AND data ->> 'source' IN ('reconcile', 'orders')), 0,
+          'the locks of reconciliation and of an order needing review are told by their causes'' own events');
+SELECT pm.unlock_instrument('GOLD_MINI', 'test');
+SELECT is(pm.record_reconcile_differences('[{"symbol": "GOLDM05JAN27FUT", "exchange": "MCX", "product": "NRML",
+                                             "book_quantity": 2, "broker_quantity": 3}]'), 1,
+          'unlocked while it still differs: a new episode locks again');
+SELECT is((SELECT count(*)::int FROM pm.notification_events WHERE kind = 'reconciliation_difference'), 2,
+          'and is told again');
 
 -- an exit waits while an earlier entry of its position is not settled
 CREATE FUNCTION pg_temp.pair(pos text, sym text) RETURNS void LANGUAGE plpgsql AS $$

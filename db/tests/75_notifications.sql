@@ -1,7 +1,7 @@
 -- Notifications (functions 75_notifications.sql, migration 010): events written with their cause,
 -- the leader's claims per URL key, results, backoff, resends, bursts, giving up, the state machine.
 -- Everything here runs in one transaction, so now() is one instant: times are moved by UPDATE.
-SELECT plan(36);
+SELECT plan(43);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -150,9 +150,24 @@ SELECT is(pm.notification_counts(), '{"pending": 0, "retrying": 0, "sending": 0,
 SELECT is(pm.cleanup_notifications(interval '1 day'), 1, 'cleanup deletes events older than the retention');
 SELECT throws_ok($$SELECT pm.record_notification('breaker_tripped', '{}', NULL)$$, 'PM071', NULL,
                  'only the daily report is recorded from outside the database: no forged alert');
+
+-- the broker session: one event per change of state, whichever instance reports it
+SELECT throws_ok($$SELECT pm.record_broker_session('flaky', 'x', 'i1')$$, 'PM072', NULL, 'an unknown broker state');
+SELECT is(pm.record_broker_session('ok', 'connected', 'i1'), NULL, 'a first ok tells nothing');
+SELECT ok(pm.record_broker_session('session_expired', '403 Invalid openalgo apikey', 'i1') IS NOT NULL,
+          'a session expired is an event');
+SELECT is(pm.record_broker_session('session_expired', '403', 'i2'), NULL,
+          'the same state again, from another instance, is the same episode: nothing');
+SELECT ok(pm.record_broker_session('ok', NULL, 'i2') IS NOT NULL, 'restored is an event');
+SELECT results_eq($$SELECT data ->> 'state', data ->> 'previous', data ->> 'instance' FROM pm.notification_events
+                     WHERE kind = 'broker_session' ORDER BY id$$,
+                  $$VALUES ('session_expired', 'ok', 'i1'), ('ok', 'session_expired', 'i2')$$,
+                  'each says the state before and who saw it');
 CREATE ROLE pm_tap_app_75;
 SELECT pm.grant_app_role('pm_tap_app_75');
 SET SESSION AUTHORIZATION pm_tap_app_75;
 SELECT throws_ok($$SELECT pm.cleanup_notifications(interval '1 day')$$, 'PM020', NULL,
                  'the app role may not clean notifications younger than 2 days (a delivery retries for a day)');
+SELECT ok(pm.record_broker_session('unreachable', 'connection refused', 'i3') IS NOT NULL,
+          'the engine''s role records what its broker sender saw');
 RESET SESSION AUTHORIZATION;

@@ -103,6 +103,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM047": OrderRecordAppendOnlyError,
     "PM070": NotificationTransitionError,
     "PM071": InvalidArgumentError,  # unknown notification kind
+    "PM072": InvalidArgumentError,  # unknown broker session state
     "23502": InvalidArgumentError,  # not_null_violation
     "23503": InvalidArgumentError,  # foreign_key_violation
     "23514": InvalidArgumentError,  # check_violation
