@@ -137,7 +137,7 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     db = DatabaseStateManager(settings.database)
     instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
     age = timedelta(seconds=settings.max_signal_age_s) if settings.max_signal_age_s > 0 else None
-    broker = broker_for(settings, db, contracts)
+    broker = broker_for(settings, db, contracts, instance_id)
     engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age, broker=broker,
                                fault=fault_hook(os.environ.get("PM_FAULT_CRASH")), send_in_background=True,
                                contracts=contracts, mcx_quantity=settings.mcx_quantity_unit)
@@ -146,7 +146,7 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     return engine
 
 
-def broker_for(settings: Any, db: Any, contracts: Any) -> Any:
+def broker_for(settings: Any, db: Any, contracts: Any, instance_id: str = "broker-sender") -> Any:
     """None for the paper broker (the engine's default: fills inside the database); else the OpenAlgo sender."""
     if settings.broker.kind != "openalgo":
         return None
@@ -165,7 +165,8 @@ def broker_for(settings: Any, db: Any, contracts: Any) -> Any:
                              abandoned_after_s=timeouts.connect_s + timeouts.order_read_s + 5,
                              guard_base_pct=_pct(settings.broker.price_guard_base_pct),
                              guard_pyramid_pct=_pct(settings.broker.price_guard_pyramid_pct))
-    return OrderSender(db, client, hours, sending, mcx_in_lots=settings.mcx_quantity_unit == "lots")
+    return OrderSender(db, client, hours, sending, mcx_in_lots=settings.mcx_quantity_unit == "lots",
+                       instance_id=instance_id)
 
 
 def _pct(value: Optional[float]) -> Any:

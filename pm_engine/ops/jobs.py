@@ -69,7 +69,9 @@ class BackgroundJobs:
         self._thread = threading.Thread(target=self._loop, name="pm-jobs", daemon=True)
         # notifications (issue 24): database outages told directly; the outbox drained by the leader
         self.watch = DatabaseWatch(notifier, engine.instance_id)
-        self.notifications = (NotificationSender(self.db, notifier, engine.instance_id, lambda: self.is_leader)
+        paper = getattr(engine.broker, "health", None) is None  # the OpenAlgo sender has a health; paper has none
+        self.notifications = (NotificationSender(self.db, notifier, engine.instance_id, lambda: self.is_leader,
+                                                 paper=paper)
                               if notifier is not None and notifier.targets else None)
 
     def start(self) -> "BackgroundJobs":

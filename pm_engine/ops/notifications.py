@@ -128,8 +128,9 @@ class NotificationSender:
 
     def __init__(self, db: DatabaseStateManager, notifier: Notifier, instance_id: str,
                  leader: Callable[[], bool], settings: SenderSettings = SenderSettings(),
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), paper: bool = True) -> None:
         self.db, self.notifier, self.instance_id, self.leader = db, notifier, instance_id, leader
+        self.paper = paper  # orders fill at the signal price (the paper broker); else order_filled tells the fill
         self.settings = settings
         self.clock = clock
         self.sent = 0
@@ -192,7 +193,7 @@ class NotificationSender:
         for n, event in enumerate(events):
             if not self.leader() or self._stop.is_set():
                 break  # the claims stay leased; whoever leads next takes them over
-            title, body = render(event)
+            title, body = render(event, self.paper)
             result = self.notifier.send(target, title, body, event.level)
             if not result.ok:  # the service is down: the rest wait for their backoff too, untried
                 self._record([(e, False, result.error if e is event else f"not tried: {result.error}")

@@ -16,6 +16,13 @@ thread (one per instance; the database decides who sends what) works in rounds:
    the one matching broker order, or ``needs_review`` with the instrument locked).
 
 Everything is in the database, so a crash in any state resumes on restart or on another instance.
+
+What the broker's answers say of the broker itself (``BrokerHealth``: the session expired, the broker
+unreachable, or fine again) is reported to ``pm.record_broker_session`` when it changes: the database
+keeps the state last reported by any instance, so each episode is one notification when it begins and
+one when it ends. The leader's reconciliation (every minute) asks the broker even when nothing trades,
+so a session that expires overnight is told then, not at the next order. An unreachable broker is an
+episode once it lasts ``unreachable_after_s`` (one refused connection is not worth a message).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from pm_engine.core.orders import Fill, Order
 from pm_engine.core.reconcile import compare
 from pm_engine.store.errors import OrderTransitionError, OrderUnresolvedError
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import OrderStates, book_positions, record_reconcile_differences
+from pm_engine.store.orders import OrderStates, book_positions, record_broker_session, record_reconcile_differences
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,8 @@ class SenderSettings:
     abandoned_after_s: float = 30.0  # longer than any request's timeout: a 'sending' this old lost its sender
     guard_base_pct: Optional[Decimal] = None  # the price guard (issue 21): off unless set
     guard_pyramid_pct: Optional[Decimal] = None
+    unreachable_after_s: float = 30.0  # a broker unreachable this long is told (notification broker_session)
+    reassert_s: float = 60.0  # a state seen afresh is reported again this often (another instance may differ)
 
 
 @dataclass
@@ -61,11 +70,13 @@ class BrokerHealth:
     state: str = "unknown"
     since: Optional[datetime] = None
     message: str = ""
+    seen: Optional[datetime] = None  # the last answer (or failure) this state comes from
 
     def set(self, state: str, message: str = "") -> None:
+        now = datetime.now(timezone.utc)
         if state != self.state:
-            self.state, self.since = state, datetime.now(timezone.utc)
-        self.message = message
+            self.state, self.since = state, now
+        self.message, self.seen = message, now
 
     def view(self) -> dict[str, Any]:
         seconds = (datetime.now(timezone.utc) - self.since).total_seconds() if self.since else None
@@ -80,8 +91,13 @@ class OrderSender:
     """The live engine's broker: ``place_orders`` only wakes the thread (the orders are queued in the database)."""
 
     def __init__(self, db: DatabaseStateManager, client: OpenAlgoClient, hours: MarketHours,
-                 settings: SenderSettings = SenderSettings(), mcx_in_lots: bool = True) -> None:
+                 settings: SenderSettings = SenderSettings(), mcx_in_lots: bool = True,
+                 instance_id: str = "broker-sender") -> None:
         self.db = db
+        self.instance_id = instance_id
+        self._told: Optional[str] = None  # the broker state this sender last reported to the database
+        self._told_at: Optional[datetime] = None
+        self._telling = threading.Lock()
         self.mcx_in_lots = mcx_in_lots
         self.states = OrderStates(db)
         self.client = client
@@ -131,6 +147,39 @@ class OrderSender:
             self.rounds += 1
         except (PmError, psycopg2.Error) as exc:
             log.warning("broker sender: %s", exc)
+        self.tell_health()
+
+    def tell_health(self) -> None:
+        """Report a change of the broker's state to the database (one notification per episode, any instance).
+
+        Only ok, session_expired and unreachable are states of the broker; an 'error' (an answer we could
+        not read) says nothing of the session. The same state is reported again, at most every
+        ``reassert_s``, when a newer answer confirms it: the database holds the state any instance last
+        reported (one that saw an outage may have stopped since), and a report of the same state costs
+        nothing there. Never raises: a database outage leaves the change untold, and the next round tells it.
+        """
+        state, since, seen = self.health.state, self.health.since, self.health.seen
+        now = datetime.now(timezone.utc)
+        if state not in ("ok", "session_expired", "unreachable"):
+            return
+        if state == self._told and (self._told_at is None or seen is None or seen <= self._told_at
+                                    or (now - self._told_at).total_seconds() < self.settings.reassert_s):
+            return
+        if state == "unreachable" and since is not None and \
+                (now - since).total_seconds() < self.settings.unreachable_after_s:
+            return
+        with self._telling:
+            if state == self._told and self._told_at is not None and \
+                    (now - self._told_at).total_seconds() < self.settings.reassert_s:
+                return
+            try:
+                event = record_broker_session(self.db, state, self.health.message, self.instance_id)
+            except (PmError, psycopg2.Error) as exc:
+                log.warning("broker sender: the broker's state not recorded yet: %s", exc)
+                return
+            self._told, self._told_at = state, now
+        if event is not None:
+            log.warning("broker: %s", self.health.view()["text"])
 
     # -- sending ----------------------------------------------------------------------------------
     def _send(self, row: dict[str, Any]) -> None:
@@ -172,8 +221,16 @@ class OrderSender:
         return reconcile(self.db, self.client, self.mcx_in_lots)
 
     def reconcile_and_record(self) -> dict[str, Any]:
-        """The leader's check (at start and every 60 s): a difference locks its instrument, with an anomaly."""
-        result = self.reconcile()
+        """The leader's check (at start and every 60 s): a difference locks its instrument, with an anomaly
+        and one notification; what the call says of the broker is its health too."""
+        try:
+            result = self.reconcile()
+        except OpenAlgoError as exc:
+            self._broker_failed(exc)
+            self.tell_health()
+            raise
+        self.health.set("ok")
+        self.tell_health()
         if result["differences"]:
             locked = record_reconcile_differences(self.db, result["differences"])
             if locked:
@@ -216,8 +273,7 @@ class OrderSender:
             orderbook = self.client.orderbook()
             trades = self.client.tradebook()
         except OpenAlgoError as exc:
-            self.health.set("session_expired" if exc.kind == "session" else
-                            "unreachable" if exc.kind in ("unreachable", "lost") else "error", str(exc))
+            self._broker_failed(exc)
             return
         self.health.set("ok")
         filled: dict[str, tuple[int, Decimal]] = {}
@@ -241,6 +297,10 @@ class OrderSender:
                     continue
                 row = {**row, "broker_order_id": self._linked_id(order_id)}
             self._apply(row, filled, statuses)
+
+    def _broker_failed(self, exc: OpenAlgoError) -> None:
+        self.health.set("session_expired" if exc.kind == "session" else
+                        "unreachable" if exc.kind in ("unreachable", "lost") else "error", str(exc))
 
     def _linked_id(self, order_id: str) -> Optional[str]:
         for row in self.states.at_broker():

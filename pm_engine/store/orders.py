@@ -83,3 +83,9 @@ def book_positions(db: "DatabaseStateManager", mcx_in_lots: bool = True) -> tupl
 def record_reconcile_differences(db: "DatabaseStateManager", differences: list[dict[str, Any]]) -> int:
     """Lock each differing contract's instrument (once) and record the anomaly; how many were newly locked."""
     return int(db._scalar("record_reconcile_differences", (dumps(differences),)))
+
+
+def record_broker_session(db: "DatabaseStateManager", state: str, message: str, instance_id: str) -> Optional[int]:
+    """Report the broker's state (ok | session_expired | unreachable); the event's id when it changed, else None."""
+    value = db._scalar("record_broker_session", (state, message[:500] or None, instance_id))
+    return None if value is None else int(value)

@@ -470,3 +470,7 @@ SELECT * FROM pm.traded_symbols();
 -- record_reconcile_differences --
 -- Lock each differing contract's instrument (once) with a reconcile_difference anomaly; how many were locked.
 SELECT pm.record_reconcile_differences(%s::jsonb);
+
+-- record_broker_session --
+-- The broker's state as a sender saw it; a change is one broker_session notification (its id, else NULL).
+SELECT pm.record_broker_session(%s, %s, %s);

@@ -17,6 +17,7 @@ import pytest
 
 from pm_engine.config import DatabaseConfig
 from pm_engine.tools import children
+from tests.brokersim import Sim, sim, sim_process  # noqa: F401 - fixtures
 from tests.helpers import payload, rows
 from tests.receivers import JsonReceiver, SmtpReceiver
 
@@ -240,3 +241,114 @@ def _covered(hook: JsonReceiver) -> int:
         elif "digest" in m.title:
             ids.update(int(x) for x in re.findall(r"^#(\d+) ", m.body, re.M))
     return len(ids)
+
+
+def _dead_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_broker_session_is_one_event_per_episode_whichever_instance_sees_it(
+        db_config: DatabaseConfig, sim: Sim) -> None:  # noqa: F811 - the simulator fixture
+    from pm_engine.adapters.openalgo import OpenAlgoClient, Timeouts
+    from pm_engine.core.errors import PmError
+    from pm_engine.core.market_hours import MarketHours
+    from pm_engine.ops.sender import OrderSender, SenderSettings
+    from pm_engine.store.manager import DatabaseStateManager
+
+    db = DatabaseStateManager(db_config)
+    quick = Timeouts(connect_s=1, order_read_s=2, query_read_s=2)
+    hours = MarketHours(True)
+
+    def sender(url: str, instance: str, unreachable_after_s: float = 0.0) -> OrderSender:
+        return OrderSender(db, OpenAlgoClient(url, sim.api_key, "test", quick), hours,
+                           SenderSettings(unreachable_after_s=unreachable_after_s, reassert_s=3.0),
+                           instance_id=instance)
+
+    def told() -> list[tuple[Any, ...]]:
+        return rows(db_config, "SELECT data ->> 'state', data ->> 'previous', data ->> 'instance' "
+                               "FROM pm.notification_events WHERE kind = 'broker_session' ORDER BY id")
+
+    def check(s: OrderSender) -> None:
+        try:
+            s.reconcile_and_record()
+        except PmError:
+            pass
+    try:
+        a, b = sender(sim.url, "inst-a"), sender(sim.url, "inst-b")
+        check(a)
+        assert a.health.state == "ok" and told() == []  # fine from the start: nothing to tell
+        sim.control("faults", {"session_expired": True})
+        for _ in range(3):  # every minute's check, on two instances: one episode
+            check(a)
+            check(b)
+        assert told() == [("session_expired", "ok", "inst-a")]
+        sim.control("faults", {"session_expired": False})
+        check(b)
+        check(a)
+        assert told()[1:] == [("ok", "session_expired", "inst-b")]
+        patient = sender(f"http://127.0.0.1:{_dead_port()}", "inst-c", unreachable_after_s=60)
+        check(patient)
+        assert patient.health.state == "unreachable" and len(told()) == 2  # one refused call is not an episode yet
+        dead = sender(f"http://127.0.0.1:{_dead_port()}", "inst-d")
+        check(dead)
+        check(dead)
+        check(a)  # reported ok a moment ago: not again yet
+        assert told()[2:] == [("unreachable", "ok", "inst-d")]
+        time.sleep(3.1)
+        check(a)  # a fresh answer, reported again: the broker is back (the instance that saw it down may be gone)
+        assert told()[2:] == [("unreachable", "ok", "inst-d"), ("ok", "unreachable", "inst-a")]
+    finally:
+        db.close()
+    sim.control("reset")
+
+
+def test_the_broker_path_tells_the_fill_the_session_and_a_difference_once(
+        db_config: DatabaseConfig, sim: Sim, engines: list[Engine], tmp_path: Path) -> None:  # noqa: F811
+    from datetime import date
+
+    from pm_engine.core.contracts import ContractCalendar
+    from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+
+    gold = ContractCalendar(DEFAULT_INSTRUMENTS).on("GOLD_MINI", date.today())
+    assert gold is not None
+    sim.control("price", {"symbol": gold.symbol, "price": "75030"})  # fills 30 points above the signal
+    hook = JsonReceiver().start()
+    try:
+        engine = Engine(db_config, tmp_path / "engine.log", [json_url(hook)], PM_BROKER="openalgo",
+                        PM_OPENALGO_URL=sim.url, PM_OPENALGO_API_KEY=sim.api_key, PM_MARKET_HOURS="always",
+                        PM_RECONCILE_EVERY_S="1")
+        engines.append(engine)
+
+        def titled(text: str) -> list[Any]:
+            return [m for m in outbox(hook.messages) if text in m.title]
+        engine.send(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, stamp(0.1), stop=74300, atr=400, er=0.8))
+        assert wait(lambda: titled("filled"), 30), hook.messages
+        [(lots, points, rupees)] = rows(db_config, "SELECT lots, slippage_points, slippage_rupees FROM pm.broker_orders")
+        [executed], [fill] = titled("executed"), titled("filled")
+        assert "sent to the broker at the signal price 75,000.00; its fill follows" in executed.body
+        assert "paper" not in executed.body
+        assert fill.title.endswith(f"BUY {lots} lots GOLD_MINI_Long_1 filled 75,030.00")
+        assert f"slippage {points:,.2f} points, {rupees:,.2f} rupees" in fill.body and points == 30
+        sim.control("faults", {"session_expired": True})  # the overnight expiry: seen by the minute's check
+        assert wait(lambda: titled("broker session expired"), 15), hook.messages
+        time.sleep(3)  # three more checks: still one message
+        sim.control("faults", {"session_expired": False})
+        assert wait(lambda: titled("broker session restored"), 15), hook.messages
+        status, body = sim.post("placeorder", {"apikey": sim.api_key, "strategy": "by hand", "exchange": "MCX",
+                                               "symbol": gold.symbol, "action": "BUY", "quantity": "1",
+                                               "product": "NRML"})
+        assert status == 200, body
+        assert wait(lambda: titled("the book and the broker differ: GOLD_MINI"), 15), hook.messages
+        time.sleep(3)  # more checks, the difference still there: told once
+        assert [len(titled(t)) for t in ("broker session expired", "broker session restored", "differ")] == [1, 1, 1]
+        assert not titled("locked")  # the lock is part of the difference's message, not one of its own
+        [difference] = titled("differ")
+        assert "book holds" in difference.body and "locked for new entries" in difference.body
+        assert not [m for m in hook.messages if sim.api_key in m.title + m.body]  # the broker's key is never told
+        no_secret((tmp_path / "engine.log").read_text())
+    finally:
+        hook.stop()

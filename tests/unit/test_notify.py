@@ -23,7 +23,7 @@ from pm_engine.notify.sender import Notifier, redact
 from pm_engine.notify.settings import NotifySettings, notify_settings, parse_events
 from pm_engine.notify.report import DailyReport
 from pm_engine.ops.notifications import (IST, DatabaseWatch, NotificationSender, build_daily_report, next_rolls,
-                                        report_due)
+                                         report_due)
 from pm_engine.store.manager import DatabaseStateManager
 from tests.helpers import payload, rows
 from tests.receivers import JsonReceiver
