@@ -340,7 +340,7 @@ $$;
 
 -- pm.notification_counts
 -- Deliveries by state for /metrics: {pending, sending, sent, retrying (pending after a failure),
--- given_up, filtered}, plus events with no delivery yet (undecided).
+-- given_up, filtered} and failed (the last attempt failed: retrying + given_up).
 CREATE OR REPLACE FUNCTION pm.notification_counts()
 RETURNS jsonb
 LANGUAGE sql
@@ -354,6 +354,7 @@ AS $$
         'sending', count(*) FILTER (WHERE state = 'sending'),
         'sent', count(*) FILTER (WHERE state = 'sent'),
         'given_up', count(*) FILTER (WHERE state = 'given_up'),
+        'failed', count(*) FILTER (WHERE (state = 'pending' AND attempts > 0) OR state = 'given_up'),
         'filtered', count(*) FILTER (WHERE state = 'filtered'))
       FROM pm.notification_deliveries;
 $$;

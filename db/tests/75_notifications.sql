@@ -146,7 +146,7 @@ SELECT results_eq($$SELECT jsonb_array_length(deliveries), deliveries -> 0 ->> '
                   $$VALUES (2, 'json', 'aaaaaaaa')$$,
                   'the log shows each delivery by scheme and key prefix, never a URL');
 SELECT is(pm.notification_counts(), '{"pending": 0, "retrying": 0, "sending": 0, "sent": 55, "given_up": 1,
-          "filtered": 2}'::jsonb, 'the counts /metrics shows');
+          "failed": 1, "filtered": 2}'::jsonb, 'the counts /metrics shows');
 SELECT is(pm.cleanup_notifications(interval '1 day'), 1, 'cleanup deletes events older than the retention');
 SELECT throws_ok($$SELECT pm.record_notification('breaker_tripped', '{}', NULL)$$, 'PM071', NULL,
                  'only the daily report is recorded from outside the database: no forged alert');

@@ -23,7 +23,7 @@ from pm_engine.store.manager import DatabaseStateManager
 MODES = ("active", "exits_only", "halted")
 ANOMALY_KINDS = ("exit_never_open", "pyramid_without_base", "pyramid_skips_layer", "entry_while_base_open")
 OUTCOMES = ("executed", "blocked", "duplicate")
-NOTIFICATION_STATES = ("sent", "retrying", "given_up", "pending", "sending", "filtered")
+NOTIFICATION_STATES = ("sent", "failed", "retrying", "given_up", "pending", "sending", "filtered")
 REFUSALS = ("400", "401", "403", "413", "422", "429", "503")
 
 
@@ -84,8 +84,9 @@ class _PortfolioCollector(Collector):
         yield anomalies
         yield _gauge("pm_orders_pending", "Broker orders committed and not yet sent", float(snapshot["orders_pending"]))
         notifications = GaugeMetricFamily("pm_notifications", "Notification deliveries (one per event and URL) by "
-                                          "state: sent, retrying (failed, will retry), given_up, pending, sending, "
-                                          "filtered (whole portfolio)", labels=["state"])
+                                          "state: sent, failed (= retrying + given_up), retrying (failed, will "
+                                          "retry), given_up, pending, sending, filtered (whole portfolio)",
+                                          labels=["state"])
         try:
             counts = self.store.notification_counts()
         except PmError:

@@ -139,6 +139,11 @@ def children_cli(config: DatabaseConfig, args: list[str], env: dict[str, str]) -
     return done.stdout + done.stderr
 
 
+def metric_lines(engine: Engine) -> set[str]:
+    return {line for line in httpx.get(engine.url + "/metrics", timeout=5).text.splitlines()
+            if line.startswith("pm_notifications{")}
+
+
 def test_a_service_down_for_30_s_gets_the_message_once_when_back(db_config: DatabaseConfig, engines: list[Engine],
                                                                  tmp_path: Path) -> None:
     hook = JsonReceiver()  # not started: nothing listens on its port
@@ -149,12 +154,17 @@ def test_a_service_down_for_30_s_gets_the_message_once_when_back(db_config: Data
     attempts, error = rows(db_config, "SELECT attempts, last_error FROM pm.notification_deliveries")[0]
     assert attempts >= 3 and error and "json" in error
     no_secret(error)
+    down = {'pm_notifications{state="failed"} 1.0', 'pm_notifications{state="sent"} 0.0'}
+    assert wait(lambda: down <= metric_lines(engine), 5), metric_lines(engine)  # (not while an attempt is on)
     hook.start()
     try:
         assert wait(lambda: outbox(hook.messages), 10)
         time.sleep(3)
         assert len(outbox(hook.messages)) == 1
         assert rows(db_config, "SELECT state FROM pm.notification_deliveries") == [("sent",)]
+        back = metric_lines(engine)
+        assert {'pm_notifications{state="failed"} 0.0', 'pm_notifications{state="sent"} 1.0',
+                'pm_notifications{state="pending"} 0.0'} <= back, back
     finally:
         hook.stop()
     no_secret((tmp_path / "engine.log").read_text())
@@ -327,7 +337,8 @@ def test_the_broker_path_tells_the_fill_the_session_and_a_difference_once(
             return [m for m in outbox(hook.messages) if text in m.title]
         engine.send(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, stamp(0.1), stop=74300, atr=400, er=0.8))
         assert wait(lambda: titled("filled"), 30), hook.messages
-        [(lots, points, rupees)] = rows(db_config, "SELECT lots, slippage_points, slippage_rupees FROM pm.broker_orders")
+        [(lots, points, rupees)] = rows(db_config,
+                                        "SELECT lots, slippage_points, slippage_rupees FROM pm.broker_orders")
         [executed], [fill] = titled("executed"), titled("filled")
         assert "sent to the broker at the signal price 75,000.00; its fill follows" in executed.body
         assert "paper" not in executed.body

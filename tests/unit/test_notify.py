@@ -103,10 +103,44 @@ def test_messages_name_the_fill_and_slippage_and_unknown_kinds_show_their_data()
     title, body = render(Event(7, "signal_executed", "info", at, data, resend=True))
     assert title.startswith("pm-engine #7 PYRAMID GOLD_MINI Long_2 executed (resent")
     assert "BUY 2 lots GOLD_MINI_Long_2 fill 78,512.50, slippage 12.50" in body
-    title, body = render(Event(8, "order_rejected", "critical", at, {"client_order_id": "pm-x", "why": "margin"}))
-    assert title == "pm-engine #8 the broker rejected an order" and "why: margin" in body
+    title, body = render(Event(8, "roll_done", "info", at, {"instrument": "GOLD_MINI", "why": "due"}))
+    assert title == "pm-engine #8 a rollover completed" and "why: due" in body
     title, body = digest([Event(n, "mode_changed", "warning", at, {"mode": "halted"}) for n in range(1, 101)], 20)
     assert title == "pm-engine digest #1-#100: 100 events" and "#60 trading mode halted" in body and "40 more" in body
+
+
+def test_the_broker_path_messages_say_what_the_trader_needs() -> None:
+    at = datetime(2026, 12, 2, 5, 0, tzinfo=timezone.utc)
+    data = {"instrument": "GOLD_MINI", "signal_type": "BASE_ENTRY", "position": "Long_1", "price": 75000,
+            "signal_timestamp": at.isoformat(), "orders": [{"side": "BUY", "lots": 3, "position_id": "GOLD_MINI_Long_1",
+                                                            "price": 75000}]}
+    assert "fill 75,000.00 (paper fill at the order price), slippage 0.00" in render(
+        Event(1, "signal_executed", "info", at, data))[1]
+    live = render(Event(1, "signal_executed", "info", at, data), paper=False)[1]
+    assert "BUY 3 lots GOLD_MINI_Long_1 sent to the broker at the signal price 75,000.00; its fill follows" in live
+    assert "paper" not in live
+    title, body = render(Event(2, "order_filled", "info", at, {
+        "side": "BUY", "lots": 3, "position_id": "GOLD_MINI_Long_1", "fill_price": "75030.00",
+        "symbol": "GOLDM05JAN27FUT", "quantity": 3, "signal_price": "75000", "slippage_points": "30.00",
+        "slippage_rupees": "900.00"}))
+    assert title == "pm-engine #2 BUY 3 lots GOLD_MINI_Long_1 filled 75,030.00"
+    assert "slippage 30.00 points, 900.00 rupees (adverse positive)" in body
+    title, body = render(Event(3, "broker_session", "critical", at, {"state": "session_expired", "previous": "ok",
+                                                                     "message": "403", "instance": "i-1"}))
+    assert title == "pm-engine #3 broker session expired" and "log in to the broker again" in body
+    restored = {"state": "ok", "previous": "session_expired", "seconds": 420}
+    assert render(Event(4, "broker_session", "critical", at, restored))[0] == "pm-engine #4 broker session restored"
+    assert render(Event(5, "broker_session", "critical", at, {"state": "ok", "previous": "unreachable"}))[0] == \
+        "pm-engine #5 broker reachable again"
+    title, body = render(Event(6, "reconciliation_difference", "critical", at, {"differences": [
+        {"instrument": "GOLD_MINI", "text": "book holds 3 of MCX:GOLDM05JAN27FUT, the broker 4"}]}))
+    assert title == "pm-engine #6 the book and the broker differ: GOLD_MINI"
+    assert "book holds 3 of MCX:GOLDM05JAN27FUT, the broker 4" in body and "nothing is placed" in body
+    title, body = render(Event(7, "order_needs_review", "critical", at, {
+        "side": "SELL", "symbol": "GOLDM05JAN27FUT", "quantity": 3, "client_order_id": "pm-x",
+        "instrument": "GOLD_MINI", "reason": "2 broker orders match"}))
+    assert title == "pm-engine #7 order needs review: SELL GOLDM05JAN27FUT x3"
+    assert "2 broker orders match" in body and "GOLD_MINI is locked" in body
 
 
 def test_python_and_database_kinds_agree(db_config: DatabaseConfig) -> None:
