@@ -30,6 +30,7 @@ from pm_engine.notify.report import DailyReport
 from pm_engine.notify.sender import Notifier, Target
 from pm_engine.store.errors import HistoryUnavailableError
 from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.orders import OrderStates
 
 log = logging.getLogger(__name__)
 IST = ZoneInfo("Asia/Kolkata")
@@ -87,6 +88,15 @@ def build_daily_report(db: DatabaseStateManager, day: date, now: Optional[dateti
     if anomalies:
         report.attention.append(f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} "
                                 "(pm-engine anomalies)")
+    # what waits for the trader now (whatever day is reported): orders the broker's books could not settle,
+    # instruments locked because the book and the broker differ
+    for state, what in (("needs_review", "needs review"), ("unknown", "is in an unknown state")):
+        for order in OrderStates(db).listing(state):
+            report.attention.append(f"order {order['client_order_id']} ({order['side']} {order['symbol']} "
+                                    f"x{order['quantity']}) {what} (pm-engine orders)")
+    for lock in db.active_locks():
+        if lock["source"] == "reconcile":
+            report.attention.append(f"{lock['instrument']} locked: {lock['reason']} (pm-engine reconcile)")
     pending = db.pending_orders(60)
     if pending:
         report.attention.append(f"{len(pending)} order(s) committed more than a minute ago and not yet sent")

@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterator
 from unittest import mock
 
+import psycopg2
 import pytest
 
 from pm_engine import cli
@@ -228,6 +229,36 @@ def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) ->
     assert f"next rolls: GOLD_MINI {held['contract']} (1 layer, {held['lots']} lots) {held['roll_date']}, " in text
     listed = json.loads(run("notify", "report", "--date", today.isoformat(), "--json"))
     assert listed["next_rolls"][0]["roll_date"] == held["roll_date"]
+
+
+def test_the_daily_report_names_what_needs_attention(db_config: DatabaseConfig) -> None:
+    from pm_engine.store.orders import OrderStates, record_reconcile_differences
+
+    db = _trade_today(db_config)
+    try:
+        [(symbol,)] = rows(db_config, "SELECT symbol FROM pm.broker_orders WHERE instrument = 'GOLD_MINI'")
+        states = OrderStates(db)
+        order = {"client_order_id": "pm-review-1", "fingerprint": "f" * 64, "position_id": "GOLD_MINI_Long_1",
+                 "instrument": "GOLD_MINI", "side": "SELL", "lots": 1, "price": 78000, "exchange": "MCX",
+                 "symbol": symbol, "quantity": 1, "product": "NRML", "leg": "FUT"}
+        conn = psycopg2.connect(**db_config.dsn_kwargs())
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pm.add_orders(%s::jsonb)", (json.dumps([order]),))
+        conn.close()
+        states.sending("pm-review-1")
+        states.unknown("pm-review-1", "timeout")
+        assert states.resolve_unknown("pm-review-1", [], 0) == "needs_review"
+        difference = {"symbol": symbol, "exchange": "MCX", "product": "NRML", "book_quantity": 2, "broker_quantity": 3}
+        db.unlock_instrument("GOLD_MINI", "test")  # the review's lock; reconciliation locks it again
+        assert record_reconcile_differences(db, [difference]) == 1
+        report = build_daily_report(db, datetime.now(IST).date())
+    finally:
+        db.close()
+    attention = "\n".join(report.attention)
+    assert f"order pm-review-1 (SELL {symbol} x1) needs review (pm-engine orders)" in attention
+    assert f"GOLD_MINI locked: reconciliation: book holds 2 of MCX:{symbol}, the broker 3 (pm-engine reconcile)" \
+        in attention
 
 
 def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook: JsonReceiver) -> None:
