@@ -36,15 +36,18 @@ END;
 $$;
 
 -- pm.is_duplicate_signal
--- Whether a fingerprint has already been logged.
+-- Whether a fingerprint has already been logged. PL/pgSQL so its lookup is planned once per session
+-- (a SQL function with a SET clause is never inlined and is planned again at every call).
 CREATE OR REPLACE FUNCTION pm.is_duplicate_signal(p_fingerprint text)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT 1 FROM pm.signal_log WHERE fingerprint = p_fingerprint);
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM pm.signal_log WHERE fingerprint = p_fingerprint);
+END;
 $$;
 
 -- pm.cleanup_signal_log

@@ -29,11 +29,14 @@ $$;
 -- pm.notify_signal
 -- The event of a signal pm.apply_signal has applied (blocked NULL: signal_executed, with its orders
 -- and the realized P&L of the layers it closed) or blocked (signal_blocked, with the reason).
+-- PL/pgSQL, not SQL: its statement is planned once per session, where a non-inlined SQL function is
+-- planned again at every call (about 0.2 ms a signal on the bench machine).
 CREATE OR REPLACE FUNCTION pm.notify_signal(sig jsonb, positions jsonb, blocked text)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
-    SELECT pm.notify(CASE WHEN blocked IS NULL THEN 'signal_executed' ELSE 'signal_blocked' END,
+BEGIN
+    PERFORM pm.notify(CASE WHEN blocked IS NULL THEN 'signal_executed' ELSE 'signal_blocked' END,
         jsonb_build_object('instrument', sig -> 'instrument', 'signal_type', sig -> 'signal_type',
             'position', sig -> 'position', 'signal_timestamp', sig -> 'signal_timestamp',
             'price', sig -> 'payload' -> 'price', 'reason', coalesce(blocked, sig ->> 'reason'),
@@ -44,6 +47,7 @@ AS $$
                          FROM jsonb_array_elements(coalesce(positions, '[]')) e
                         WHERE e -> 'doc' ->> 'status' = 'closed')),
         NULL, sig ->> 'fingerprint');
+END;
 $$;
 
 -- pm.record_notification
