@@ -436,7 +436,12 @@ def fuzz(harness: Harness, count: int) -> Optional[FuzzReport]:
     def check(case: tuple[bytes, dict[str, str], str]) -> None:
         body, headers, path = case
         try:
-            status, answer = client.post(path, body, headers)
+            try:
+                status, answer = client.post(path, body, headers)
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # the engine closed the idle keep-alive connection (5 s; a loaded machine can pause the
+                # generator that long): a client resends on a fresh connection, once
+                status, answer = client.post(path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             report.failures += 1
             report.notes.append(f"fuzz: no answer ({exc.__class__.__name__}) to {body[:80]!r}")
