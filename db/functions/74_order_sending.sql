@@ -56,7 +56,7 @@ $$;
 
 -- pm.expire_stale_entries
 -- queued → expired for every opening order older than p_max_age (the market moved: not sent late);
--- an exit is never expired. Returns the expired orders.
+-- an exit is never expired, nor a roll's leg (its roll would fail on a leg that certainly never left). Returns the expired orders.
 CREATE OR REPLACE FUNCTION pm.expire_stale_entries(p_max_age interval)
 RETURNS SETOF pm.broker_orders
 LANGUAGE plpgsql
@@ -68,7 +68,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(p_max_age, 'max_order_age');
     FOR r IN SELECT * FROM pm.broker_orders
-              WHERE status = 'queued' AND symbol IS NOT NULL AND created_at < now() - p_max_age
+              WHERE status = 'queued' AND symbol IS NOT NULL AND roll_id IS NULL AND created_at < now() - p_max_age
               ORDER BY created_at, client_order_id
     LOOP
         IF pm.order_opens(r) THEN
