@@ -593,7 +593,7 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO r FROM pm.rolls WHERE roll_id = NEW.roll_id;
-    IF r.state <> CASE NEW.roll_leg WHEN 'close' THEN 'closing' ELSE 'opening' END
+    IF r.state <> (CASE NEW.roll_leg WHEN 'close' THEN 'closing' ELSE 'opening' END)
        OR EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = NEW.roll_id AND roll_leg = NEW.roll_leg
                      AND status NOT IN ('filled', 'cancelled', 'rejected', 'expired')) THEN
         RETURN NULL;
@@ -602,7 +602,11 @@ BEGIN
       INTO why
       FROM pm.broker_orders WHERE roll_id = NEW.roll_id AND roll_leg = NEW.roll_leg AND status <> 'filled';
     IF why IS NULL THEN
-        PERFORM CASE NEW.roll_leg WHEN 'close' THEN pm.roll_open(NEW.roll_id) ELSE pm.roll_complete(NEW.roll_id) END;
+        IF NEW.roll_leg = 'close' THEN
+            PERFORM pm.roll_open(NEW.roll_id);
+        ELSE
+            PERFORM pm.roll_complete(NEW.roll_id);
+        END IF;
     ELSE
         PERFORM pm.roll_fail(NEW.roll_id, format('%s leg ended unfilled: %s', NEW.roll_leg, why));
     END IF;
