@@ -349,12 +349,13 @@ AS $$
 DECLARE
     pnl numeric := round((p_price - l.entry_price) * p_lots * l.point_value, 2);
 BEGIN
-    UPDATE pm.portfolio_state SET closed_equity = closed_equity + pnl WHERE id = 1;
+    -- the position first: the portfolio row's history point sums the positions' unrealized P&L as it is written
     UPDATE pm.portfolio_positions
        SET rollover_pnl = rollover_pnl + pnl, original_entry_price = coalesce(original_entry_price, entry_price),
            original_expiry = coalesce(original_expiry, expiry), original_strike = coalesce(original_strike, strike),
            unrealized_pnl = 0, version = version + 1, updated_at = pm.instant()
      WHERE position_id = l.position_id;
+    UPDATE pm.portfolio_state SET closed_equity = closed_equity + pnl WHERE id = 1;
     UPDATE pm.roll_layers SET close_price = p_price, close_pnl = pnl WHERE roll_id = l.roll_id AND position_id = l.position_id;
     RETURN pnl;
 END;
@@ -439,12 +440,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    UPDATE pm.portfolio_state SET closed_equity = closed_equity + p_realized WHERE id = 1;
     UPDATE pm.portfolio_positions
        SET status = 'closed', exit_price = p_price, exit_timestamp = pm.instant(), exited_at = pm.instant(),
            exit_reason = 'ROLL_FAILED', realized_pnl = p_realized, unrealized_pnl = 0, rollover_status = 'failed',
            version = version + 1, updated_at = pm.instant()
      WHERE position_id = l.position_id;
+    UPDATE pm.portfolio_state SET closed_equity = closed_equity + p_realized WHERE id = 1;
     UPDATE pm.roll_layers SET outcome = 'flat' WHERE roll_id = l.roll_id AND position_id = l.position_id;
     IF NOT EXISTS (SELECT 1 FROM pm.portfolio_positions WHERE instrument = p_instrument AND status = 'open') THEN
         DELETE FROM pm.pyramiding_state WHERE instrument = p_instrument;

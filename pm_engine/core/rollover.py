@@ -177,4 +177,5 @@ def roll_in_memory(portfolio: "PortfolioStateManager", plan: RollPlan, close_pri
         done.append({"position_id": p.position_id, "close_price": close_price, "close_pnl": pnl,
                      "open_price": open_price, "basis": basis, "lots": layer.new_lots})
     portfolio.marks[plan.instrument] = open_price
+    portfolio.equity_high = max(portfolio.equity_high, portfolio.closed_equity)  # as pm.roll_open does
     return done
