@@ -29,7 +29,8 @@ def enter(e: LiveTradingEngine, instrument: str, price: float, stop: float, atr:
     assert result.outcome.value == "executed", result
 
 
-@pytest.mark.parametrize("lots, size, new, expected", [(3, 100, 150, 2), (7, 35, 30, 8), (1, 30, 35, 0), (4, 30, 30, 4)])
+@pytest.mark.parametrize("lots, size, new, expected",
+                         [(3, 100, 150, 2), (7, 35, 30, 8), (1, 30, 35, 0), (4, 30, 30, 4)])
 def test_a_lot_size_change_resizes_to_whole_lots_rounded_down(lots: int, size: int, new: int, expected: int) -> None:
     assert resized_lots(lots, size, new) == expected
     assert resized_lots(lots, size, new) * new <= lots * size
@@ -61,8 +62,8 @@ def test_a_synthetic_layer_plans_the_new_strike_from_the_current_price(tmp_path:
     e = engine(instruments=table, contracts=ContractCalendar(table))
     enter(e, "BANK_NIFTY", 52000, 51650, 350)
     [layer] = plan_roll(e.portfolio, e.contracts, "BANK_NIFTY", mark=D("53260")).layers
-    assert (layer.to_strike, layer.to_ce_symbol, layer.to_pe_symbol) == (53500, "BANKNIFTY25JAN2753500CE",
-                                                                          "BANKNIFTY25JAN2753500PE")
+    assert (layer.to_strike, layer.to_ce_symbol, layer.to_pe_symbol) == \
+        (53500, "BANKNIFTY25JAN2753500CE", "BANKNIFTY25JAN2753500PE")
 
 
 def test_the_in_memory_roll_realizes_the_old_pnl_and_shifts_the_stops() -> None:
