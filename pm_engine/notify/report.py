@@ -26,7 +26,7 @@ class DailyReport:
     trades: list[dict[str, Any]] = field(default_factory=list)
     positions: list[dict[str, Any]] = field(default_factory=list)
     signals: dict[str, int] = field(default_factory=dict)
-    next_rolls: Optional[list[str]] = None  # None: rollover is not tracked yet
+    next_rolls: Optional[list[str]] = None  # None: no book to read them from (history unavailable)
     attention: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -54,6 +54,6 @@ class DailyReport:
                          f"stop {_money(p['current_stop'])}, unrealized {_money(p['unrealized_pnl'])}, "
                          f"risk {p['risk_pct']}%")
         lines.append("next rolls: " + (", ".join(self.next_rolls) if self.next_rolls else
-                                       "not tracked yet" if self.next_rolls is None else "none"))
+                                       "unknown" if self.next_rolls is None else "none"))
         lines.append("needs attention: " + ("; ".join(self.attention) if self.attention else "nothing"))
         return "\n".join(lines)

@@ -75,6 +75,9 @@ def build_daily_report(db: DatabaseStateManager, day: date, now: Optional[dateti
         report.total_risk_percent = status["total_risk_percent"]
         report.positions = [{k: p[k] for k in ("position_id", "lots", "entry_price", "current_stop", "unrealized_pnl",
                                                "risk_pct")} for p in status["positions"]]
+        # the next rolls (issue 22): each group's contract and its roll date, soonest first
+        rolls = {(p["roll_date"], p["instrument"], p["contract"]) for p in status["positions"] if p.get("roll_date")}
+        report.next_rolls = [f"{instrument} {contract} on {day}" for day, instrument, contract in sorted(rolls)]
     except HistoryUnavailableError:
         pass
     days = db.pnl_by_period("day", start, end)

@@ -165,7 +165,7 @@ def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) ->
     made = report.as_of.astimezone(IST).isoformat(sep=" ")
     assert made in report.text()
     assert text.strip() == report.text().strip().replace(made, text.split(" as of ")[1].split("\n")[0].strip(), 1)
-    assert "closed equity" in text and "GOLD_MINI_Long_1" in text and "next rolls: not tracked yet" in text
+    assert "closed equity" in text and "GOLD_MINI_Long_1" in text and "next rolls: GOLD_MINI GOLDM" in text
 
 
 def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook: JsonReceiver) -> None:
