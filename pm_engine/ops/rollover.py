@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pm_engine.core.contracts import ContractCalendar
 from pm_engine.core.instruments import InstrumentConfig
@@ -46,8 +46,9 @@ class Roller:
 
     def __init__(self, db: DatabaseStateManager, calendar: ContractCalendar,
                  instruments: Mapping[str, InstrumentConfig], hours: MarketHours = MarketHours(always=True),
-                 mcx_quantity: str = "lots") -> None:
+                 mcx_quantity: str = "lots", clock: Optional[Callable[[], datetime]] = None) -> None:
         self.db = db
+        self.clock = clock or (lambda: datetime.now(timezone.utc))  # injected by replays and tests
         self.calendar = calendar
         self.instruments = instruments
         self.hours = hours
@@ -64,7 +65,7 @@ class Roller:
               instruments: Optional[Iterable[str]] = None, dry_run: bool = False,
               respect_hours: bool = True) -> CheckResult:
         """Start the rolls that are due (all selected ones with ``force``); send on rolls left pending."""
-        now = now or datetime.now(timezone.utc)
+        now = now or self.clock()
         on = now.astimezone(IST).date()
         chosen = set(instruments) if instruments is not None else None
         result = CheckResult()
