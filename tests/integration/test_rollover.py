@@ -5,6 +5,7 @@ one open per layer, the book on the new contracts at the new fills, the old legs
 rollover_pnl, stops shifted by the basis. A SIGKILL of the engine while the close is at the broker, and a
 database restart while the open is, each end with exactly one open order. An open refused by the broker
 leaves the position flat in the book and at the broker, failed, with an anomaly, and reconciliation agrees.
+A synthetic Bank Nifty position rolls its four legs (in process: the shipped instrument table trades futures).
 """
 
 from __future__ import annotations
@@ -239,3 +240,60 @@ def test_a_rolling_group_blocks_its_signals(db_config: DatabaseConfig, broker: S
     assert code == 0 and again["skipped"][0]["why"].startswith("rolling already"), again
     code, refused = rollover_cli(db_config, broker, "NO_SUCH_Long_1")
     assert code == 2 and "position_id" in refused
+
+
+def test_a_synthetic_bank_nifty_rolls_its_four_legs(db_config: DatabaseConfig, broker: Sim) -> None:
+    """In process (the engine's instrument table made synthetic), the real simulator over HTTP."""
+    from dataclasses import replace
+
+    from pm_engine.adapters.openalgo import OpenAlgoClient
+    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.instruments import BANK_NIFTY_CONTRACT
+    from pm_engine.core.market_hours import MarketHours
+    from pm_engine.ops.rollover import Roller
+    from pm_engine.ops.sender import OrderSender
+    from pm_engine.store.manager import DatabaseStateManager
+
+    instruments = dict(DEFAULT_INSTRUMENTS)
+    instruments["BANK_NIFTY"] = replace(instruments["BANK_NIFTY"],
+                                        contract=replace(BANK_NIFTY_CONTRACT, execution="synthetic"))
+    calendar = ContractCalendar(instruments)
+    db = DatabaseStateManager(db_config)
+    sender = OrderSender(db, OpenAlgoClient(broker.url, broker.api_key), MarketHours(always=True))
+    try:
+        engine = LiveTradingEngine(db_manager=db, instruments=instruments, contracts=calendar, broker=sender,
+                                   max_signal_age=None)
+        old = calendar.synthetic_legs("BANK_NIFTY", BANK.expiry, D(52000))
+        price(broker, old.ce_symbol, "600")
+        price(broker, old.pe_symbol, "550")
+        entered = engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, stamp(), stop=51650,
+                                                 atr=350, er=0.85), check_time=False)
+        assert entered.outcome.value == "executed"
+
+        def settled(query: str, expected: Any) -> bool:
+            sender.tick()
+            return rows(db_config, query) == expected
+        wait_for(lambda: settled("SELECT count(*) FROM pm.broker_orders WHERE status = 'filled'", [(2,)]))
+        [(lots, entry, point_value)] = rows(db_config, "SELECT p.lots, p.entry_price, o.point_value FROM "
+                                                       "pm.portfolio_positions p JOIN pm.broker_orders o USING "
+                                                       "(position_id) WHERE o.leg = 'CE'")
+        assert entry == old.strike + 600 - 550
+        new = calendar.synthetic_legs("BANK_NIFTY", BANK_NEXT.expiry, entry)  # the new strike from the price now
+        price(broker, old.ce_symbol, "700")
+        price(broker, old.pe_symbol, "500")
+        price(broker, new.ce_symbol, "640")
+        price(broker, new.pe_symbol, "560")
+        result = Roller(db, calendar, instruments).check(force=True, instruments=["BANK_NIFTY"], respect_hours=False)
+        assert [s["state"] for s in result.started] == ["closing"]
+        wait_for(lambda: settled("SELECT state FROM pm.rolls", [("rolled",)]), 40, lambda: roll_states(db_config))
+        legs = [(o["symbol"], o["action"]) for o in broker.state()["orders"][2:]]
+        assert legs == [(old.ce_symbol, "SELL"), (old.pe_symbol, "BUY"), (new.ce_symbol, "BUY"),
+                        (new.pe_symbol, "SELL")]  # two to close, two to open: never a naked option
+        closed_at = old.strike + 700 - 500
+        assert rows(db_config, "SELECT strike, ce_symbol, pe_symbol, entry_price, futures_symbol, rollover_pnl "
+                               "FROM pm.portfolio_positions") == \
+            [(new.strike, new.ce_symbol, new.pe_symbol, D(new.strike + 640 - 560), BANK_NEXT.symbol,
+              ((closed_at - entry) * lots * point_value).quantize(D("0.01")))]
+    finally:
+        sender.stop()
+        db.close()
