@@ -245,7 +245,8 @@ $$;
 -- pm.record_reconcile_differences
 -- A reconciliation's differences ([{symbol, exchange, product, book_quantity, broker_quantity}]): each one's
 -- instrument (from our orders of that symbol) is locked for new entries until the trader unlocks it, with a
--- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is.
+-- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is, and
+-- one whose group is rolling is not judged while its legs are on their way (78_rollover.sql).
 -- Nothing is ever placed to fix a difference. Returns how many instruments were newly locked.
 CREATE OR REPLACE FUNCTION pm.record_reconcile_differences(p_differences jsonb)
 RETURNS integer
@@ -263,7 +264,8 @@ BEGIN
     FOR d IN SELECT * FROM jsonb_array_elements(p_differences) LOOP
         SELECT * INTO o FROM pm.broker_orders WHERE symbol = d ->> 'symbol' ORDER BY created_at DESC LIMIT 1;
         CONTINUE WHEN o.client_order_id IS NULL
-                   OR EXISTS (SELECT 1 FROM pm.active_locks() l WHERE l.instrument = o.instrument AND l.source = 'reconcile');
+                   OR EXISTS (SELECT 1 FROM pm.active_locks() l WHERE l.instrument = o.instrument AND l.source = 'reconcile')
+                   OR pm.roll_blocks(o.instrument) IS NOT NULL;  -- a roll in flight: its legs are on their way
         what := format('book holds %s of %s:%s, the broker %s', d ->> 'book_quantity', d ->> 'exchange',
                        d ->> 'symbol', d ->> 'broker_quantity');
         PERFORM pm.lock_instrument(o.instrument, 'infinity', 'reconciliation: ' || what, 'reconcile');

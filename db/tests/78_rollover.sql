@@ -1,7 +1,7 @@
 -- The roll state machine (migration 012, 78_rollover.sql): the whitelist, every transition and the refused ones,
 -- the events, legs driven by their orders' ends (an unknown leg blocks), the accounting (old P&L into closed equity
 -- and rollover_pnl, stops shifted by the basis, a lot-size re-size), the failures, synthetic legs, the block.
-SELECT plan(80);
+SELECT plan(81);
 
 CREATE FUNCTION pg_temp.position(id text, instr text, symbol text, n integer, base boolean DEFAULT true,
                                  entry numeric DEFAULT 75000) RETURNS text LANGUAGE plpgsql AS $$
@@ -82,6 +82,9 @@ SELECT results_eq($$SELECT client_order_id, side, symbol, quantity, lots, price,
                   'one close order per layer, on the old contract, tagged with the roll');
 SELECT results_eq($$SELECT DISTINCT rollover_status FROM pm.portfolio_positions$$, $$VALUES ('in_progress'::varchar)$$,
                   'both layers in progress');
+SELECT is(pm.record_reconcile_differences(jsonb_build_array(jsonb_build_object('symbol', 'GOLDM05JAN27FUT',
+          'exchange', 'MCX', 'book_quantity', 3, 'broker_quantity', 0))), 0,
+          'reconciliation does not judge a rolling group (its legs are on their way)');
 SELECT throws_ok($$SELECT pm.roll_send_close(1)$$, 'PM080', 'roll 1 cannot go from closing to closing',
                  'the close legs are never written twice');
 SELECT throws_ok($$SELECT pm.roll_abandon(1, 'changed my mind')$$, 'PM080', NULL, 'a closing roll cannot be abandoned');
