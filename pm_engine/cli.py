@@ -461,6 +461,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                     held += f" legs {p['ce_symbol']} / {p['pe_symbol']}"
                 if p.get("roll_due"):
                     held += f" ROLL DUE since {p['roll_date']}"
+            if p.get("rollover_status") not in (None, "none"):
+                held += f" roll {p['rollover_status']}"
+            if p.get("rollover_count"):
+                held += f" (rolled {p['rollover_count']}x, rollover P&L {p['rollover_pnl']})"
             print(f"  {p['position_id']:<22} {p['lots']:>4} lots  entry {p['entry_price']:>12}  "
                   f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}  {held}")
         return 0
