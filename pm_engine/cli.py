@@ -203,8 +203,9 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
     engine = _engine(settings, port)
     audit = RefusalAudit(engine.db_manager, engine.instance_id)
     jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days",
-                                              reconcile_every_s=float(os.environ.get("PM_RECONCILE_EVERY_S") or 60)),
-                          version=__version__, notifier=notifier)
+                                              reconcile_every_s=float(os.environ.get("PM_RECONCILE_EVERY_S") or 60),
+                                              roll_check_every_s=float(os.environ.get("PM_ROLL_CHECK_S") or 60)),
+                          version=__version__, notifier=notifier, roller=roller_for(settings, engine.db_manager))
     from pm_engine.store.manager import DatabaseStateManager
 
     reader = DatabaseStateManager(settings.read_database) if settings.read_database else None
@@ -461,6 +462,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                     held += f" legs {p['ce_symbol']} / {p['pe_symbol']}"
                 if p.get("roll_due"):
                     held += f" ROLL DUE since {p['roll_date']}"
+            if p.get("rollover_status") not in (None, "none"):
+                held += f" roll {p['rollover_status']}"
+            if p.get("rollover_count"):
+                held += f" (rolled {p['rollover_count']}x, rollover P&L {p['rollover_pnl']})"
             print(f"  {p['position_id']:<22} {p['lots']:>4} lots  entry {p['entry_price']:>12}  "
                   f"stop {p['current_stop']:>12}  unrealized {p['unrealized_pnl']:>12}  {held}")
         return 0
@@ -554,6 +559,77 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                 print(f"  not ours (left alone): {o['exchange']}:{o['symbol']} {o['product']} {o['quantity']}")
         return 0 if result["matched"] else 3
     return _with_store(args, check)
+
+
+def roller_for(settings: Any, db: Any) -> Any:
+    """The rollover planner of this configuration: the contract calendar, the market hours, the MCX unit."""
+    from pm_engine.core.contracts import ContractCalendar
+    from pm_engine.core.holidays import load_holidays
+    from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+    from pm_engine.core.market_hours import MarketHours
+    from pm_engine.ops.rollover import Roller
+
+    contracts = ContractCalendar(DEFAULT_INSTRUMENTS, load_holidays(settings.holidays_file))
+
+    def trading_day(exchange: str, day: Any) -> bool:
+        return bool(contracts.holidays["NSE" if exchange == "NFO" else exchange].is_trading_day(day))
+
+    hours = MarketHours(settings.broker.market_hours_always, trading_day)
+    return Roller(db, contracts, DEFAULT_INSTRUMENTS, hours, settings.mcx_quantity_unit)
+
+
+def cmd_rollover(args: argparse.Namespace) -> int:
+    """Show what is due to roll and roll it now (exit 0; 3 when a selected position cannot be rolled)."""
+    import json
+    import time
+
+    from pm_engine.core.statistics import as_json
+
+    settings = load_settings(args.db_config)
+    if args.all and args.position_ids:
+        print("pm-engine rollover: error: give --all or position ids, not both", file=sys.stderr)
+        return 2
+    if args.force and not (args.all or args.position_ids):
+        print("pm-engine rollover: error: --force needs --all or position ids", file=sys.stderr)
+        return 2
+
+    def run(db: Any) -> int:
+        roller = roller_for(settings, db)
+        book = roller.book()
+        chosen: Optional[set[str]] = None
+        if args.position_ids:
+            missing = [pid for pid in args.position_ids
+                       if pid not in book.positions or book.positions[pid].status != "open"]
+            if missing:
+                print(f"pm-engine rollover: error: position_id: no open position {', '.join(missing)}", file=sys.stderr)
+                return 2
+            chosen = {book.positions[pid].instrument for pid in args.position_ids}
+        result = roller.check(force=args.force, instruments=chosen, dry_run=args.dry_run, respect_hours=False)
+        if settings.broker.kind != "openalgo" and not args.dry_run:
+            roller.fill_paper()  # the paper broker fills inside the database: the roll completes now
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline and roller.states.active():
+            time.sleep(0.5)
+        rolls = {r["roll_id"]: r for r in roller.states.listing(None, 50)}
+        for started in result.started:
+            if started.get("roll_id") in rolls:
+                started.update(state=rolls[started["roll_id"]]["state"], reason=rolls[started["roll_id"]]["reason"])
+        if args.json:
+            print(json.dumps(as_json(result.as_json()), indent=2, default=str))
+        else:
+            for started in result.started:
+                what = "would roll" if started.get("dry_run") else f"roll {started['roll_id']} {started['state']}:"
+                plan = started.get("plan") or {}
+                print(f"{what} {started['instrument']} {plan.get('from_symbol', started.get('from_symbol'))} -> "
+                      f"{plan.get('to_symbol', started.get('to_symbol'))}")
+            for skipped in result.skipped:
+                print(f"not rolled: {skipped['instrument']} {skipped['from_symbol']}: {skipped['why']}")
+            for problem in result.problems:
+                print(f"cannot roll: {problem}")
+            if not (result.started or result.skipped or result.problems):
+                print("no open position to roll")
+        return 3 if result.problems and (chosen or args.all) else 0
+    return _with_store(args, run)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -889,6 +965,17 @@ def build_parser() -> argparse.ArgumentParser:
     _db_config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON (the body of GET /reconcile)")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("rollover", help="show the groups due to roll to their next contract and roll them now "
+                                        "(the running engine sends the legs)")
+    _db_config_arg(p)
+    p.add_argument("position_ids", nargs="*", metavar="POSITION_ID", help="roll these positions' groups")
+    p.add_argument("--all", action="store_true", help="every open group (due ones unless --force)")
+    p.add_argument("--force", action="store_true", help="roll before the roll date")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds for the rolls to end")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_rollover)
 
     p = sub.add_parser("report", help="trade statistics, P&L by period, equity curve and trade list from history")
     _db_config_arg(p)

@@ -289,7 +289,8 @@ $$;
 -- pm.control_blocks
 -- Why the trading controls block a signal (NULL: they do not), called by pm.apply_signal with the
 -- portfolio row locked. In order: the mode (halted blocks everything, exits_only entries and
--- pyramids; the reason starts "trading paused"); the daily-loss breaker (evaluated on every
+-- pyramids; the reason starts "trading paused"); a group that is rolling (every signal of it waits,
+-- exits too: "rolling: …", pm.roll_blocks); the daily-loss breaker (evaluated on every
 -- signal; tripping switches the mode to exits_only, recorded as changed by 'breaker:daily_loss');
 -- exits pass from here on; an active lock on the instrument; then the entry breakers, whose
 -- tripping writes the lock. So a second evaluation in the same transaction gives the same answer.
@@ -310,6 +311,9 @@ BEGIN
     END IF;
     IF control.mode = 'exits_only' AND sig ->> 'signal_type' <> 'EXIT' THEN
         RETURN 'trading paused (exits only): ' || coalesce(control.reason, 'no reason given');
+    END IF;
+    IF pm.roll_blocks(sig ->> 'instrument') IS NOT NULL THEN  -- its group is rolling (78_rollover.sql)
+        RETURN pm.roll_blocks(sig ->> 'instrument');
     END IF;
     SELECT * INTO settings FROM pm.breaker_settings WHERE id = 1;
     IF control.mode = 'active' AND settings.daily_loss_pct IS NOT NULL THEN

@@ -56,7 +56,7 @@ $$;
 
 -- pm.expire_stale_entries
 -- queued → expired for every opening order older than p_max_age (the market moved: not sent late);
--- an exit is never expired. Returns the expired orders.
+-- an exit is never expired, nor a roll's leg (its roll would fail on a leg that certainly never left). Returns the expired orders.
 CREATE OR REPLACE FUNCTION pm.expire_stale_entries(p_max_age interval)
 RETURNS SETOF pm.broker_orders
 LANGUAGE plpgsql
@@ -68,7 +68,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(p_max_age, 'max_order_age');
     FOR r IN SELECT * FROM pm.broker_orders
-              WHERE status = 'queued' AND symbol IS NOT NULL AND created_at < now() - p_max_age
+              WHERE status = 'queued' AND symbol IS NOT NULL AND roll_id IS NULL AND created_at < now() - p_max_age
               ORDER BY created_at, client_order_id
     LOOP
         IF pm.order_opens(r) THEN
@@ -245,7 +245,8 @@ $$;
 -- pm.record_reconcile_differences
 -- A reconciliation's differences ([{symbol, exchange, product, book_quantity, broker_quantity}]): each one's
 -- instrument (from our orders of that symbol) is locked for new entries until the trader unlocks it, with a
--- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is.
+-- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is, and
+-- one whose group is rolling is not judged while its legs are on their way (78_rollover.sql).
 -- The newly locked differences are one reconciliation_difference notification, in this transaction: a
 -- difference is told once per episode (until the trader unlocks the instrument), not at every check.
 -- Nothing is ever placed to fix a difference. Returns how many instruments were newly locked.
@@ -266,7 +267,8 @@ BEGIN
     FOR d IN SELECT * FROM jsonb_array_elements(p_differences) LOOP
         SELECT * INTO o FROM pm.broker_orders WHERE symbol = d ->> 'symbol' ORDER BY created_at DESC LIMIT 1;
         CONTINUE WHEN o.client_order_id IS NULL
-                   OR EXISTS (SELECT 1 FROM pm.active_locks() l WHERE l.instrument = o.instrument AND l.source = 'reconcile');
+                   OR EXISTS (SELECT 1 FROM pm.active_locks() l WHERE l.instrument = o.instrument AND l.source = 'reconcile')
+                   OR pm.roll_blocks(o.instrument) IS NOT NULL;  -- a roll in flight: its legs are on their way
         what := format('book holds %s of %s:%s, the broker %s', d ->> 'book_quantity', d ->> 'exchange',
                        d ->> 'symbol', d ->> 'broker_quantity');
         PERFORM pm.lock_instrument(o.instrument, 'infinity', 'reconciliation: ' || what, 'reconcile');

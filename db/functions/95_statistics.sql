@@ -9,7 +9,9 @@
 -- (NULL: unbounded), in exit order. Entry and exit times are the instants the book changed
 -- (entered_at / exited_at: the processed_at of the signals that opened and closed it, the times of
 -- its history rows and equity points); a backtest's instants are its alerts' times. R multiple =
--- P&L / initial risk (NULL when the initial risk is unknown or zero). PM004 when p_from is after p_to.
+-- P&L / initial risk (NULL when the initial risk is unknown or zero). A position rolled to later contracts
+-- is one trade: its P&L adds the old contracts' (rollover_pnl), its entry price is the first contract's, its
+-- risk the first entry's. PM004 when p_from is after p_to.
 CREATE OR REPLACE FUNCTION pm.trades(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (instrument varchar, position_id text, layer text, entry_time timestamptz, entry_price numeric,
                exit_time timestamptz, exit_price numeric, lots integer, pnl numeric, initial_risk numeric,
@@ -24,9 +26,9 @@ BEGIN
     RETURN QUERY
         SELECT p.instrument, split_part(p.position_id, '@', 1),
                CASE WHEN p.is_base_position THEN 'base' ELSE 'pyramid' END,
-               x.entered, p.entry_price, x.exited, p.exit_price, p.lots, p.realized_pnl,
-               p.initial_risk,
-               CASE WHEN p.initial_risk > 0 THEN round(p.realized_pnl / p.initial_risk, 4) END,
+               x.entered, coalesce(p.original_entry_price, p.entry_price), x.exited, p.exit_price, p.lots,
+               p.realized_pnl + p.rollover_pnl, p.initial_risk,
+               CASE WHEN p.initial_risk > 0 THEN round((p.realized_pnl + p.rollover_pnl) / p.initial_risk, 4) END,
                x.exited - x.entered, p.exit_reason
           FROM pm.portfolio_positions p,
                -- rows written before migration 005 may lack an instant: their alert times stand in

@@ -5,6 +5,12 @@ off (replay), repeated alerts are counted as duplicates, and a malformed row is 
 line number and skipped. A row of ``type`` DEPOSIT or WITHDRAWAL is a capital flow (its ``amount``,
 optional ``note``), applied where it stands in the stream as the live book applies
 ``pm-engine capital``; a refused flow is reported and skipped like a malformed row.
+
+Positions roll as they do live (DOMAIN.md section 16, ``core/rollover.py``): before each signal, every
+group whose roll date (IST) has come moves to the next contract at its mark, the last signal price of
+the instrument. A CSV has no second-contract prices, so the basis is 0 unless a row gives one in a
+``roll_basis`` column (the latest value of the instrument applies to its next roll). A group found past
+its contract's last trading day is not rolled, as live, and reported.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
 from tqdm import tqdm
 
@@ -23,10 +29,12 @@ from pm_engine.core.capital import CapitalRefusedError, parse_amount
 from pm_engine.core.contracts import ist_date
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.models import Outcome
+from pm_engine.core.rollover import RollPlanError, plan_roll, roll_in_memory
 from pm_engine.core.signals import SignalValidationError, parse_timestamp
 from pm_engine.core.statistics import Trade, as_json, trade_stats
 
 NUMERIC_FIELDS = {"price", "stop", "lots", "atr", "er", "supertrend", "roc"}
+NOT_PAYLOAD = ("roll_basis",)  # replay-only columns
 FLOW_TYPES = {"DEPOSIT": "deposit", "WITHDRAWAL": "withdrawal"}
 
 
@@ -46,6 +54,7 @@ class BacktestReport:
     flows: list[dict[str, Any]] = field(default_factory=list)  # every applied flow: line, kind, amount, equity after
     open_positions: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    rolls: list[dict[str, Any]] = field(default_factory=list)  # every roll: instrument, contracts, when, layers
 
     @property
     def realized_pnl(self) -> Decimal:
@@ -64,7 +73,7 @@ class BacktestReport:
 
     def as_json(self) -> dict[str, Any]:
         """The ``--json`` document: the statistics keys of pm.trade_stats, every signal's outcome, the open book."""
-        return as_json({**self.stats, "signals": self.signals, "flows": self.flows,
+        return as_json({**self.stats, "signals": self.signals, "flows": self.flows, "rolls": self.rolls,
                         "open_positions": self.open_positions, "malformed": self.malformed})
 
 
@@ -107,7 +116,10 @@ def row_to_payload(row: dict[str, Optional[str]]) -> dict[str, Any]:
 
 
 def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progress: Optional[bool] = None,
-                 err: TextIO = sys.stderr) -> BacktestReport:
+                 err: TextIO = sys.stderr,
+                 before_signal: Optional[Callable[[datetime], None]] = None) -> BacktestReport:
+    """Replay ``path``. ``before_signal(bar time)`` replaces the in-memory rolls (a replay through the
+    database rolls there, with the clock injected); without it an in-memory engine rolls in memory."""
     engine = engine or LiveTradingEngine(max_signal_age=None)
     report = BacktestReport(initial_capital=engine.portfolio.initial_capital)
     try:
@@ -118,17 +130,25 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
     show = err.isatty() if progress is None else progress
     report.curve.append((None, engine.portfolio.closed_equity, engine.portfolio.open_equity(), Decimal(0)))
     replayed: list[Any] = []
+    basis: dict[str, Decimal] = {}
     for number, row in enumerate(tqdm(rows, desc="replaying", unit="signal", disable=not show, file=err), start=2):
         kind = FLOW_TYPES.get((row.get("type") or "").strip().upper())
         if kind is not None:
             _replay_flow(engine, report, number, kind, row, err)
             continue
         try:
-            signal = engine.parse(row_to_payload(row), check_time=False)
+            signal = engine.parse(row_to_payload({k: v for k, v in row.items() if k not in NOT_PAYLOAD}),
+                                  check_time=False)
         except SignalValidationError as exc:
             report.malformed.append(f"line {number}: {exc}")
             print(f"backtest: line {number} skipped: {exc}", file=err)
             continue
+        if (row.get("roll_basis") or "").strip():
+            basis[signal.instrument] = Decimal(str(row["roll_basis"]).strip())
+        if before_signal is not None:
+            before_signal(signal.timestamp)
+        elif engine.db_manager is None:
+            roll_due(engine, signal.timestamp, basis, report, err)
         result = engine.process_signal(signal)
         replayed.append(signal)
         outcome = result.outcome.value
@@ -147,6 +167,30 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
     report.open_positions = engine.status(ist_date(last) if last else None)["positions"]  # days as of the last bar
     report.stats = trade_stats(report.trades, [(c, o, f) for _, c, o, f in report.curve], report.initial_capital)
     return report
+
+
+def roll_due(engine: LiveTradingEngine, when: datetime, basis: dict[str, Decimal], report: BacktestReport,
+             err: TextIO = sys.stderr) -> None:
+    """Roll, in memory, every group whose roll date has come by ``when`` (at its mark, plus its basis)."""
+    portfolio = engine.portfolio
+    on = ist_date(when)
+    for instrument in sorted({p.instrument for p in portfolio.positions.values() if p.status == "open"}):
+        try:
+            plan = plan_roll(portfolio, engine.contracts, instrument, mcx_quantity=engine.mcx_quantity)
+        except RollPlanError:
+            continue  # no contract recorded (a custom instrument): nothing to roll
+        if not plan.due(on):
+            continue
+        if plan.expired(on):
+            print(f"backtest: {instrument} still holds {plan.from_symbol} past its expiry {plan.expiry}: not rolled",
+                  file=err)
+            continue
+        mark = portfolio.marks.get(instrument, plan.layers[0].price)
+        layers = roll_in_memory(portfolio, plan, mark, mark + basis.get(instrument, Decimal(0)), when)
+        portfolio.version += 1
+        report.rolls.append({"instrument": instrument, "from_symbol": plan.from_symbol, "to_symbol": plan.to.symbol,
+                             "at": when, "layers": layers})
+        report.curve.append((when, portfolio.closed_equity, portfolio.open_equity(), Decimal(0)))
 
 
 def _replay_flow(engine: LiveTradingEngine, report: BacktestReport, number: int, kind: str,

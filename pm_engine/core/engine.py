@@ -563,7 +563,8 @@ def render_status(p: PortfolioStateManager, on: Optional[date] = None) -> dict[s
              "unrealized_pnl": money(x.unrealized_pnl), "is_base_position": x.is_base_position,
              "limiter": x.limiter, "mark": money(view["mark"]), "risk_pct": str(view["risk_pct"]),
              "distance_to_stop_r": None if view["distance_to_stop_r"] is None else str(view["distance_to_stop_r"]),
-             "quantity": x.quantity, **contract_view(p, x, on)}
+             "quantity": x.quantity, "rollover_status": x.rollover_status, "rollover_count": x.rollover_count,
+             "rollover_pnl": money(x.rollover_pnl), **contract_view(p, x, on)}
             for x in p.open_layers_all() for view in [p.layer_view(x)]
         ],
         "pyramiding": [

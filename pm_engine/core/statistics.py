@@ -50,9 +50,11 @@ class Trade:
     def from_position(cls, p: Position) -> "Trade":
         assert p.exit_timestamp is not None and p.exit_price is not None, "a trade is a closed position"
         risk = p.initial_risk
+        pnl = p.realized_pnl + p.rollover_pnl  # a rolled position is one trade: its contracts' P&L summed
+        entry = p.original_entry_price if p.original_entry_price is not None else p.entry_price
         return cls(p.instrument, p.position_id.split("@")[0], "base" if p.is_base_position else "pyramid",
-                   p.entry_timestamp, p.entry_price, p.exit_timestamp, p.exit_price, p.lots, p.realized_pnl, risk,
-                   _round(p.realized_pnl / risk, BASIS) if risk else None, p.exit_timestamp - p.entry_timestamp,
+                   p.entry_timestamp, entry, p.exit_timestamp, p.exit_price, p.lots, pnl, risk,
+                   _round(pnl / risk, BASIS) if risk else None, p.exit_timestamp - p.entry_timestamp,
                    p.exit_reason)
 
     @classmethod

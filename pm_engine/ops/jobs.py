@@ -31,6 +31,7 @@ from pm_engine.store.queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.notify.sender import Notifier
+    from pm_engine.ops.rollover import Roller
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,15 @@ class JobSettings:
     retention: str = "7 days"
     request_log_retention: str = "30 days"  # refused requests (the audit) are kept this long
     reconcile_every_s: float = 60.0  # the leader compares the book with the broker's positions (OpenAlgo only)
+    roll_check_every_s: float = 60.0  # the leader starts the rolls that are due (during their market's hours)
 
 
 class BackgroundJobs:
     """A daemon thread: heartbeat and a portfolio refresh every tick; the leader's jobs when this instance leads."""
 
     def __init__(self, engine: LiveTradingEngine, settings: JobSettings = JobSettings(),
-                 version: Optional[str] = None, notifier: Optional["Notifier"] = None) -> None:
+                 version: Optional[str] = None, notifier: Optional["Notifier"] = None,
+                 roller: Optional["Roller"] = None) -> None:
         from pm_engine.ops.notifications import DatabaseWatch, NotificationSender
 
         assert isinstance(engine.db_manager, DatabaseStateManager), "background jobs need a PostgreSQL store"
@@ -65,6 +68,8 @@ class BackgroundJobs:
         self._lock_conn: Optional[Any] = None
         self._last_cleanup = 0.0
         self._last_reconcile = -1e18  # a new leader reconciles at once
+        self.roller = roller  # rollover (issue 22): None, no rolls from this instance
+        self._last_roll_check = -1e18  # a new leader checks at once (and sends on a roll left pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pm-jobs", daemon=True)
         # notifications (issue 24): database outages told directly; the outbox drained by the leader
@@ -152,6 +157,21 @@ class BackgroundJobs:
         except PmError as exc:  # the broker unreachable: the next round tries again
             log.warning("reconciliation: %s", exc)
 
+    def _roll(self) -> None:
+        """Every ``roll_check_every_s``: start the rolls that are due (the database carries them out).
+
+        With the paper broker the legs fill inside the database; with OpenAlgo the sender sends them."""
+        now = time.monotonic()
+        if self.roller is None or now - self._last_roll_check < self.settings.roll_check_every_s:
+            return
+        self._last_roll_check = now
+        result = self.roller.check()
+        if result.started and getattr(self.engine.broker, "reconcile", None) is None:
+            self.roller.fill_paper()
+        self.runs["roll"] = self.runs.get("roll", 0) + 1
+        for problem in result.problems:
+            log.warning("rollover: %s", problem)
+
     def _release(self) -> None:
         self.is_leader = False
         if self._lock_conn is not None and not self._lock_conn.closed:
@@ -166,6 +186,7 @@ class BackgroundJobs:
         self.engine.send_pending(self.settings.pending_order_age_s)
         self.runs["pending"] += 1
         self._reconcile()
+        self._roll()
         now = time.monotonic()
         if now - self._last_cleanup >= self.settings.cleanup_every_s or self._last_cleanup == 0.0:
             deleted = self.db.cleanup_signal_log(self.settings.retention)

@@ -245,8 +245,8 @@ class OrderSender:
         "market moved", the entry is refused. No quote: not sent yet (tried again; the entry expires at
         ``max_order_age`` if quotes never come), since the guard cannot vouch for the price.
         """
-        if (row.get("leg") or "FUT") != "FUT" or row["side"] != "BUY":
-            return None
+        if (row.get("leg") or "FUT") != "FUT" or row["side"] != "BUY" or row.get("roll_id") is not None:
+            return None  # a roll's open leg is priced against the old contract's close: the basis is no move
         base = str(row["position_id"]).endswith("_Long_1")
         pct = self.settings.guard_base_pct if base else self.settings.guard_pyramid_pct
         if pct is None:

@@ -16,7 +16,9 @@ __all__ = ["BrokerOrderLinkedError", "ContractConflictError", "DatabaseError", "
            "DeployError", "FillRefusedError", "HistoryAppendOnlyError", "HistoryUnavailableError",
            "InvalidArgumentError", "NotFoundError", "NotificationTransitionError", "OrderNotSendableError",
            "OrderRecordAppendOnlyError", "OrderTransitionError", "OrderUnresolvedError", "PositionAlreadyOpenError",
-           "PositionClosedError", "RetentionFloorError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for"]
+           "PositionClosedError", "RetentionFloorError", "SQLSTATE_TO_ERROR", "StaleVersionError", "error_for",
+           "AlreadyRollingError", "RollLegsPendingError", "RollPlanRefusedError", "RollRecordAppendOnlyError",
+           "RollTransitionError"]
 
 
 class DeployError(PmError):
@@ -79,6 +81,26 @@ class OrderRecordAppendOnlyError(DatabaseError):
     """PM047: order events and fills are never updated or deleted."""
 
 
+class RollTransitionError(DatabaseError):
+    """PM080: the roll's state does not allow this transition (pm.roll_transitions is the whitelist)."""
+
+
+class AlreadyRollingError(DatabaseError):
+    """PM081: the instrument's group is rolling already (one roll in flight per instrument)."""
+
+
+class RollPlanRefusedError(DatabaseError):
+    """PM082: a roll's plan does not name exactly the group's open layers on one contract."""
+
+
+class RollLegsPendingError(DatabaseError):
+    """PM083: the roll's legs of this stage have not all filled (or ended)."""
+
+
+class RollRecordAppendOnlyError(DatabaseError):
+    """PM084: roll events are never updated or deleted."""
+
+
 class NotificationTransitionError(DatabaseError):
     """PM070: a notification delivery may only move along pm.notification_transitions."""
 
@@ -102,6 +124,11 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM046": FillRefusedError,
     "PM047": OrderRecordAppendOnlyError,
     "PM070": NotificationTransitionError,
+    "PM080": RollTransitionError,
+    "PM081": AlreadyRollingError,
+    "PM082": RollPlanRefusedError,
+    "PM083": RollLegsPendingError,
+    "PM084": RollRecordAppendOnlyError,
     "PM071": InvalidArgumentError,  # unknown notification kind
     "PM072": InvalidArgumentError,  # unknown broker session state
     "23502": InvalidArgumentError,  # not_null_violation

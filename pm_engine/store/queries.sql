@@ -474,3 +474,27 @@ SELECT pm.record_reconcile_differences(%s::jsonb);
 -- record_broker_session --
 -- The broker's state as a sender saw it; a change is one broker_session notification (its id, else NULL).
 SELECT pm.record_broker_session(%s, %s, %s);
+
+-- roll_begin --
+-- none → pending: a group's roll and its plan recorded (PM081 already rolling, PM082 the plan is not the group).
+SELECT * FROM pm.roll_begin(%s, %s::jsonb, %s, %s);
+
+-- roll_send_close --
+-- pending → closing: the old contract's close orders queued.
+SELECT * FROM pm.roll_send_close(%s);
+
+-- roll_abandon --
+-- pending → failed: a roll given up before anything was sent.
+SELECT * FROM pm.roll_abandon(%s, %s);
+
+-- roll_expired --
+-- none → failed once per contract: its last trading day passed unrolled.
+SELECT * FROM pm.roll_expired(%s, %s, %s);
+
+-- active_rolls --
+-- Rolls in flight (pending, closing, opening), oldest first.
+SELECT * FROM pm.active_rolls();
+
+-- list_rolls --
+-- Rolls newest first (optionally one instrument's) with layers, legs and events.
+SELECT * FROM pm.list_rolls(%s, %s);

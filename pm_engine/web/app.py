@@ -36,6 +36,7 @@ from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.web.access import SESSION_COOKIE, Access, FailureWindows, MemorySessions, client_address, same
 from pm_engine.web.capital import add_capital
 from pm_engine.web.contracts import contracts_router
+from pm_engine.web.rollover import rollover_router
 from pm_engine.web.dashboard import add_dashboard, replica_status
 from pm_engine.web.guard import Guard, ReadAccess, Refusals
 from pm_engine.web.metrics import Metrics
@@ -391,6 +392,7 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
 
     app.include_router(contracts_router(engine.contracts))
     app.include_router(orders_router(store, engine.broker))
+    app.include_router(rollover_router(store, engine.contracts, engine.instruments, engine.mcx_quantity))
 
     def changer_or_refusal(request: Request, data: dict[str, Any]) -> str | JSONResponse:
         try:

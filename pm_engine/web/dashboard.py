@@ -26,6 +26,7 @@ from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.errors import DatabaseUnavailableError
 from pm_engine.core.statistics import as_json
 from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.rolls import roll_overview
 from pm_engine.web.access import SESSION_COOKIE, Access
 
 HERE = Path(__file__).parent
@@ -101,7 +102,7 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
                     "locks": [], "signals": [], "refusals": [], "anomalies": [], "instances": [], "curve": [],
-                    "trades": [], "pnl": {}, "stats": {}, "capital": []}
+                    "trades": [], "pnl": {}, "stats": {}, "capital": [], "rollover": []}
         span = RANGES[chosen]
         start: Optional[datetime] = datetime.now(timezone.utc) - span if span else None
         day_ago = datetime.now(timezone.utc) - timedelta(hours=24)
@@ -115,6 +116,8 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
             "pnl": {period: list(reversed(store.pnl_by_period(period, start, None)))
                     for period in ("day", "week", "month")},
             "capital": store.capital_ledger(10),
+            # each group's contract, days to roll and roll state (issue 22)
+            "rollover": roll_overview(store, engine.contracts, engine.instruments, engine.mcx_quantity)["groups"],
         }
 
     @app.get("/docs", include_in_schema=False)

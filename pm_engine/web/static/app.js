@@ -119,6 +119,11 @@
     });
     fill("pyramiding", s.pyramiding, (p) => [el("td", p.instrument), el("td", p.base_position_id ?? "–"),
       el("td", p.pyramids), el("td", p.last_pyramid_price ?? "–")]);
+    // each group's contract and its roll: due once the roll date has come, the state while it moves
+    fill("rollover", data.rollover || [], (g) => [el("td", g.instrument), el("td", g.from_symbol),
+      el("td", g.roll_date), el("td", String(g.days_to_roll), g.due ? "blocked" : ""),
+      el("td", g.roll_state + (g.due && g.roll_state === "none" ? " (due)" : ""), "roll-" + g.roll_state),
+      el("td", g.to_symbol)]);
     fill("signals", data.signals, (x) => [el("td", time(x.processed_at)), el("td", x.instrument),
       el("td", x.signal_type), el("td", x.position), el("td", x.processing_status, x.processing_status),
       el("td", x.reason, "reason")]);
