@@ -304,6 +304,7 @@ DECLARE
     tripped  jsonb;
     active   pm.instrument_locks;
     breaker  text;
+    rolling  text;
 BEGIN
     SELECT * INTO control FROM pm.trading_control WHERE id = 1;
     IF control.mode = 'halted' THEN
@@ -312,8 +313,9 @@ BEGIN
     IF control.mode = 'exits_only' AND sig ->> 'signal_type' <> 'EXIT' THEN
         RETURN 'trading paused (exits only): ' || coalesce(control.reason, 'no reason given');
     END IF;
-    IF pm.roll_blocks(sig ->> 'instrument') IS NOT NULL THEN  -- its group is rolling (78_rollover.sql)
-        RETURN pm.roll_blocks(sig ->> 'instrument');
+    rolling := pm.roll_blocks(sig ->> 'instrument');  -- its group is rolling (78_rollover.sql)
+    IF rolling IS NOT NULL THEN
+        RETURN rolling;
     END IF;
     SELECT * INTO settings FROM pm.breaker_settings WHERE id = 1;
     IF control.mode = 'active' AND settings.daily_loss_pct IS NOT NULL THEN

@@ -625,15 +625,21 @@ CREATE OR REPLACE TRIGGER broker_orders_roll_leg_end
 -- pm.roll_blocks
 -- Why a signal on an instrument must wait: 'rolling: …' while its group's roll is in flight (NULL: free).
 -- Exits wait too: an exit decided mid-roll would sell a contract the roll is closing or has closed.
+-- PL/pgSQL: every signal asks (pm.control_blocks), and its lookup is planned once per session.
 CREATE OR REPLACE FUNCTION pm.roll_blocks(p_instrument text)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    why text;
+BEGIN
     SELECT format('rolling: %s is moving from %s to %s (roll %s, %s)', instrument, from_symbol,
                   coalesce(to_symbol, '?'), roll_id, state)
+      INTO why
       FROM pm.rolls WHERE instrument = p_instrument AND state IN ('pending', 'closing', 'opening');
+    RETURN why;
+END;
 $$;
 
 -- pm.active_rolls
