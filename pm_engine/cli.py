@@ -522,6 +522,24 @@ def cmd_orders(args: argparse.Namespace) -> int:
     return _with_store(args, show)
 
 
+def cmd_order_review(args: argparse.Namespace) -> int:
+    """The trader's answer to a ``needs_review`` order, after looking at the broker's order book: it is there as
+    ``--at-broker ID`` (the order opens and its fills are booked from the broker) or ``--not-at-broker`` (rejected:
+    an entry's position is removed, an exit's position reopened). The database makes the transition."""
+    from pm_engine.core.errors import DatabaseError
+    from pm_engine.store.orders import OrderStates
+
+    def review(db: Any) -> int:
+        try:
+            row = OrderStates(db).review(args.client_order_id, args.at_broker, args.reason, _who())
+        except DatabaseError as exc:
+            print(f"pm-engine orders review: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{row['client_order_id']}: {row['status']} ({row['reason']})")
+        return 0
+    return _with_store(args, review)
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """The book's net quantity per contract against the broker's positionbook: exit 0 matched, 3 not."""
     import json
@@ -882,6 +900,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_time_arg, metavar="TS", help="only orders created at or after this time")
     p.add_argument("--json", action="store_true", help="print JSON (the orders of GET /orders)")
     p.set_defaults(func=cmd_orders)
+    actions = p.add_subparsers(dest="action")
+    q = actions.add_parser("review", help="resolve a needs_review order once you have looked at the broker's books")
+    _db_config_arg(q)
+    q.add_argument("client_order_id", help="the order (its client_order_id, from pm-engine orders --state needs_review)")
+    found = q.add_mutually_exclusive_group(required=True)
+    found.add_argument("--at-broker", metavar="BROKER_ORDER_ID",
+                       help="it is at the broker as this order: it opens and its fills are booked from the broker")
+    found.add_argument("--not-at-broker", dest="at_broker", action="store_const", const=None,
+                       help="it never reached the broker: rejected (an entry removed, an exit reopened)")
+    q.add_argument("--reason", help="recorded with the order's event (what you saw)")
+    q.set_defaults(func=cmd_order_review)
 
     p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
                                          "(exit 0 matched, 3 differ)")

@@ -79,6 +79,10 @@ class OrderRecordAppendOnlyError(DatabaseError):
     """PM047: order events and fills are never updated or deleted."""
 
 
+class OrderNotInReviewError(DatabaseError):
+    """PM048: only a needs_review order is resolved by the trader's review (pm.review_order)."""
+
+
 class NotificationTransitionError(DatabaseError):
     """PM070: a notification delivery may only move along pm.notification_transitions."""
 
@@ -101,6 +105,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM045": FillRefusedError,
     "PM046": FillRefusedError,
     "PM047": OrderRecordAppendOnlyError,
+    "PM048": OrderNotInReviewError,
     "PM070": NotificationTransitionError,
     "PM071": InvalidArgumentError,  # unknown notification kind
     "23502": InvalidArgumentError,  # not_null_violation

@@ -64,6 +64,12 @@ class OrderStates:
         return str(self.db._scalar("resolve_unknown_order", (client_order_id, dumps(orderbook, default=str),
                                                              f"{review_after_s} seconds")))
 
+    def review(self, client_order_id: str, broker_order_id: Optional[str], reason: Optional[str],
+               by: str) -> dict[str, Any]:
+        """The trader's answer to ``needs_review``: at the broker as ``broker_order_id`` (→ open; its fills are then
+        booked from the broker), or not at the broker (None → rejected, booked as a refusal)."""
+        return self._row("review_order", (client_order_id, broker_order_id is not None, broker_order_id, reason, by))
+
     def listing(self, state: Optional[str] = None, since: Optional[datetime] = None,
                 limit: int = 500) -> list[dict[str, Any]]:
         """``pm-engine orders`` and ``GET /orders``: newest first, with fills and slippage."""

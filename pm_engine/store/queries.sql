@@ -419,6 +419,10 @@ SELECT * FROM pm.order_accepted(%s, %s);
 -- → rejected with the broker's reason.
 SELECT * FROM pm.order_rejected(%s, %s);
 
+-- review_order --
+-- The trader's answer to a needs_review order: at the broker as an order id (→ open), or not (→ rejected).
+SELECT * FROM pm.review_order(%s, %s, %s, %s, %s);
+
 -- order_unknown --
 -- sending → unknown: the request may have reached the broker; never sent again.
 SELECT * FROM pm.order_unknown(%s, %s);
