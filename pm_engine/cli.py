@@ -838,9 +838,63 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from pm_engine.ops.embedded import run_embedded
 
+    if args.broker == "sim":
+        return run_embedded(args.host, args.port, lambda settings, host, port: serve_beside_sim(
+            settings, host, port, args.sim_port))
+    if args.broker is not None:
+        return run_embedded(args.host, args.port, lambda settings, host, port: serve(
+            replace(settings, broker=replace(settings.broker, kind=args.broker)), host, port))
     return run_embedded(args.host, args.port, serve)
+
+
+def serve_beside_sim(settings: Any, host: str, port: int, sim_port: int = 5000) -> int:
+    """``pm-engine run --broker sim``: the broker simulator on loopback in this process, the engine sending to it.
+
+    The whole loop before a real account: each order goes over HTTP to the simulator, is accepted, filled (at the
+    price set with ``POST /sim/price``, else the order's signal price) and booked from its trade book. A fresh API
+    key each run; the simulator's faults can be switched on with ``POST /sim/faults`` while it runs.
+    """
+    import secrets
+    import threading
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from pm_engine.sim.server import make_server
+    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.orders import OrderStates
+
+    prices = DatabaseStateManager(settings.database)
+
+    def signal_price(symbol: str) -> Optional[Decimal]:
+        rows = OrderStates(prices).listing(None, None, 50)
+        return next((Decimal(str(r["signal_price"])) for r in rows if r["symbol"] == symbol and r["signal_price"]),
+                    None)
+
+    key = secrets.token_urlsafe(24)
+    try:
+        server = make_server("127.0.0.1", sim_port, key, price_source=signal_price)
+    except OSError as exc:
+        print(f"pm-engine run: error: the broker simulator cannot listen on 127.0.0.1:{sim_port} ({exc}); "
+              "choose another with --sim-port", file=sys.stderr)
+        prices.close()
+        return 2
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="broker-sim",
+                              daemon=True)
+    thread.start()
+    print(f"broker-sim: OpenAlgo API on {url}/api/v1/ (controls under /sim/: price, faults, fill, state); "
+          "orders fill at the signal's price unless POST /sim/price sets one", flush=True)
+    simulated = replace(settings.broker, kind="openalgo", url=url, api_key=key, market_hours_always=True)
+    try:
+        return serve(replace(settings, broker=simulated), host, port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        prices.close()
 
 
 def cmd_broker_sim(args: argparse.Namespace) -> int:
@@ -903,7 +957,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action")
     q = actions.add_parser("review", help="resolve a needs_review order once you have looked at the broker's books")
     _db_config_arg(q)
-    q.add_argument("client_order_id", help="the order (its client_order_id, from pm-engine orders --state needs_review)")
+    q.add_argument("client_order_id", help="the order's client_order_id (pm-engine orders --state needs_review)")
     found = q.add_mutually_exclusive_group(required=True)
     found.add_argument("--at-broker", metavar="BROKER_ORDER_ID",
                        help="it is at the broker as this order: it opens and its fills are booked from the broker")
@@ -1030,6 +1084,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="private PostgreSQL cluster under ./var, deploy, serve (make run)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--broker", choices=("paper", "sim", "openalgo"),
+                   help="where orders go: sim starts the broker simulator beside the engine (the whole loop over "
+                        "HTTP, no account needed); default PM_BROKER, else paper")
+    p.add_argument("--sim-port", type=int, default=5000, metavar="PORT",
+                   help="the simulator's port with --broker sim (default 5000, OpenAlgo's; 0 picks a free one)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="latency and throughput of the persistence path, as ratios to SELECT 1")

@@ -82,15 +82,23 @@ def reads_router(ctx: WebContext) -> APIRouter:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/ready", summary="200 when the database answers, else 503 (nothing more: it is public)")
+    def broker_word() -> dict[str, Any]:
+        """The broker's state for the public probe: its state, the words and the time since, never its message."""
+        health = broker_health(engine.broker)
+        if health is None:
+            return {"state": "paper", "text": "paper broker"}
+        return {key: health[key] for key in ("state", "text", "seconds_since")}
+
+    @router.get("/ready", summary="200 when the database answers, else 503; the body also says the broker's state "
+                                  "(signals are decided whatever the broker's, so it does not change the status)")
     def ready() -> JSONResponse:
         if store is None:
-            return JSONResponse({"ready": True})
+            return JSONResponse({"ready": True, "broker": broker_word()})
         try:
             store.ping()
         except DatabaseUnavailableError:
-            return JSONResponse({"ready": False}, status_code=503)
-        return JSONResponse({"ready": True})
+            return JSONResponse({"ready": False, "broker": broker_word()}, status_code=503)
+        return JSONResponse({"ready": True, "broker": broker_word()})
 
     @router.get("/db/status", summary="Connection, pool, schema version, round-trip latency")
     def db_status() -> JSONResponse:
