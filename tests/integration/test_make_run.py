@@ -157,7 +157,8 @@ def test_make_run_with_the_broker_simulator_trades_the_whole_loop(tmp_path: Path
         assert [o["orderid"] for o in at_sim["orders"]] == [order["broker_order_id"]]
         [position] = httpx.get(f"http://127.0.0.1:{port}/status", headers=auth, timeout=5).json()["positions"]
         price = f"{alert['price']:.2f}"
-        assert (position["symbol"], position["entry_price"], position["signal_price"]) == (order["symbol"], price, price)
+        assert (position["symbol"], position["entry_price"], position["signal_price"]) == \
+            (order["symbol"], price, price)
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()
         assert ready["ready"] is True and ready["broker"]["state"] == "ok"
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=auth, timeout=5).text
