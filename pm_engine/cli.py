@@ -811,7 +811,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_chaos(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pm_engine.tools.chaos import SHORT, ChaosSettings, run_chaos
+    from pm_engine.tools.chaos import BROKER, SHORT, SHORT_BROKER, ChaosSettings, run_chaos
 
     if args.failover or args.asynchronous:
         from pm_engine.tools.failover import FailoverSettings, run_failover
@@ -825,9 +825,13 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             chosen_failover.setdefault("signals", 80)
         return run_failover(replace(FailoverSettings(synchronous=not args.asynchronous), **chosen_failover))
 
-    settings = SHORT if args.short else ChaosSettings()
+    if args.broker == "sim":
+        settings = SHORT_BROKER if args.short else BROKER
+    else:
+        settings = SHORT if args.short else ChaosSettings()
     chosen = {k: v for k, v in (("signals", args.signals), ("instances", args.instances), ("kills", args.kills),
-                                ("db_restarts", args.db_restarts), ("fuzz", args.fuzz), ("seed", args.seed))
+                                ("db_restarts", args.db_restarts), ("fuzz", args.fuzz), ("seed", args.seed),
+                                ("broker_faults", args.broker_faults))
               if v is not None}
     for name, value in chosen.items():
         if value < (1 if name in ("signals", "instances") else 0):
@@ -865,14 +869,12 @@ def serve_beside_sim(settings: Any, host: str, port: int, sim_port: int = 5000) 
 
     from pm_engine.sim.server import make_server
     from pm_engine.store.manager import DatabaseStateManager
-    from pm_engine.store.orders import OrderStates
+    from pm_engine.store.orders import sending_signal_price
 
     prices = DatabaseStateManager(settings.database)
 
-    def signal_price(symbol: str) -> Optional[Decimal]:
-        rows = OrderStates(prices).listing(None, None, 50)
-        return next((Decimal(str(r["signal_price"])) for r in rows if r["symbol"] == symbol and r["signal_price"]),
-                    None)
+    def signal_price(symbol: str, side: str) -> Optional[Decimal]:
+        return sending_signal_price(prices, symbol, side)
 
     key = secrets.token_urlsafe(24)
     try:
@@ -1108,6 +1110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db-restarts", type=int, help="immediate PostgreSQL restarts (default 2)")
     p.add_argument("--fuzz", type=int, help="hostile webhooks (default 10000; 0 skips)")
     p.add_argument("--seed", type=int, help="random seed of the stream and the chaos (default 23)")
+    p.add_argument("--broker", choices=("paper", "sim"), default="paper",
+                   help="sim: orders go over HTTP to the broker simulator, with broker faults; the book must still "
+                        "equal the reference, every order be one order at the broker, its net positions the book's "
+                        "(default 2000 signals, 10 kills, 2 database restarts, 20 broker faults)")
+    p.add_argument("--broker-faults", type=int, help="with --broker sim: broker faults played (default 20)")
     p.add_argument("--failover", action="store_true",
                    help="instead: a pg_auto_failover formation on loopback, two engines on it, and the primary "
                         "killed mid-stream (make ha; --signals default 300)")

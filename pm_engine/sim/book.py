@@ -167,9 +167,9 @@ class Account:
     trades: list[SimTrade] = field(default_factory=list)
     prices: dict[str, Decimal] = field(default_factory=dict)
     cash: Decimal = Decimal("10000000")
-    # the last signal price of a symbol, when no price was set for it (``pm-engine run --broker sim`` reads the
-    # engine's orders): a new user's first alert fills without a POST /sim/price
-    price_source: Optional[Callable[[str], Optional[Decimal]]] = field(default=None, repr=False)
+    # (symbol, action) -> the signal price of the order being placed, when no price was set for the symbol
+    # (``pm-engine run --broker sim`` and chaos read the engine's sending order): it fills at its alert's price
+    price_source: Optional[Callable[[str, str], Optional[Decimal]]] = field(default=None, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
 
@@ -202,7 +202,7 @@ class Account:
         symbol = v["symbol"]
         price = self.prices.get(symbol) or (v["price"] if v["price"] > 0 else None)
         if price is None and self.price_source is not None:
-            price = self.price_source(symbol)
+            price = self.price_source(symbol, v["action"].upper())
         if faulty and self.faults.reject == "place":
             raise SimError(400, self.faults.reject_message)
         if price is None:

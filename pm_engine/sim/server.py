@@ -262,7 +262,7 @@ def _price(value: Any) -> Decimal:
 
 
 def make_server(host: str, port: int, api_key: str, faults: Optional[Faults] = None,
-                price_source: Optional[Callable[[str], Optional[Decimal]]] = None) -> SimServer:
+                price_source: Optional[Callable[[str, str], Optional[Decimal]]] = None) -> SimServer:
     """A bound (not yet serving) simulator; port 0 picks a free one (``server.server_address``). ``price_source``
     gives a symbol's last signal price when no price was set for it (``Account.price_source``)."""
     return SimServer((host, port), Account(api_key=api_key, faults=faults or Faults(), price_source=price_source))

@@ -86,6 +86,17 @@ def book_positions(db: "DatabaseStateManager", mcx_in_lots: bool = True) -> tupl
     return rows, {str(r["traded_symbols"]) for r in db._execute("traded_symbols")}
 
 
+def symbols_in_flight(db: "DatabaseStateManager") -> set[str]:
+    """Contracts with an order not yet settled: the book holds what the broker may not show yet."""
+    return {str(r["symbols_in_flight"]) for r in db._execute("symbols_in_flight")}
+
+
+def sending_signal_price(db: "DatabaseStateManager", symbol: str, side: str) -> Optional[Decimal]:
+    """The signal's price of the order of ``symbol`` and ``side`` now sending (None: none is)."""
+    value = db._scalar("sending_signal_price", (symbol, side))
+    return Decimal(str(value)) if value is not None else None
+
+
 def record_reconcile_differences(db: "DatabaseStateManager", differences: list[dict[str, Any]]) -> int:
     """Lock each differing contract's instrument (once) and record the anomaly; how many were newly locked."""
     return int(db._scalar("record_reconcile_differences", (dumps(differences),)))
