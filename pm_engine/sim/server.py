@@ -16,6 +16,7 @@ import io
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -63,6 +64,12 @@ class SimServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.account = account
         self.limiter = RateLimiter()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection the caller (or the 'cut' fault) dropped is no error of the simulator's: say nothing."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):

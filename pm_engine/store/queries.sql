@@ -205,6 +205,11 @@ SELECT broker_order_id, client_order_id, status FROM pm.broker_orders WHERE brok
 -- How many orders are between their committed 'sending' and the broker's answer.
 SELECT count(*) FROM pm.broker_orders WHERE status = 'sending';
 
+-- chaos_unclear_orders --
+-- Orders whose fate is not known yet (unknown, needs_review), with what the trader needs to look them up.
+SELECT client_order_id, status, symbol, side, quantity, product, exchange, price FROM pm.broker_orders
+ WHERE status IN ('unknown', 'needs_review') ORDER BY created_at;
+
 -- chaos_unfilled_orders --
 -- Orders that did not end filled (against a simulator with no rejection, every order must fill).
 SELECT client_order_id, status FROM pm.broker_orders WHERE status <> 'filled';

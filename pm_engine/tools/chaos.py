@@ -31,18 +31,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
-from pm_engine.core.contracts import ContractCalendar, ist_date
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.reconcile import compare
 from pm_engine.core.signals import parse_signal
 from pm_engine.ops.cluster import LocalCluster
-from pm_engine.sim.book import Account
+from pm_engine.sim.book import Account, Faults
 from pm_engine.sim.server import SimServer, make_server
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.deploy import deploy
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import book_positions
+from pm_engine.store.orders import OrderStates, book_positions
 from pm_engine.tools.children import (EngineProcess, KeepAliveClient, committed_book, fetch_all, fetch_one,
                                       http_request, served_book)
 from pm_engine.tools.clusters import temporary_cluster
@@ -69,7 +68,6 @@ BROKER = ChaosSettings(signals=2000, kills=10, db_restarts=2, fuzz=0, broker=Tru
 SHORT_BROKER = ChaosSettings(signals=150, instances=2, kills=2, db_restarts=1, fault_after_commit=0.005, fuzz=0,
                              broker=True, broker_faults=4)
 BROKER_FAULTS = ("timeout", "cut", "500", "session_expired")
-CALENDAR = ContractCalendar(DEFAULT_INSTRUMENTS)
 SETTLE_S = 90.0  # how long the orders in flight at the end may take to settle (a 403's backoff, a dead sender)
 
 
@@ -82,6 +80,7 @@ class Counts:
     kills: int = 0
     fault_kills: int = 0
     broker_faults: int = 0
+    reviewed: int = 0
     db_restarts: int = 0
     restarts: int = 0
     server_errors: int = 0
@@ -111,7 +110,6 @@ class Harness:
         self.db_up.set()
         env = {"PM_MAX_SIGNAL_AGE_S": "0"}  # a recorded stream is replayed
         self.sim: Optional[SimServer] = None
-        self.last_prices: dict[str, Decimal] = {}
         if settings.broker:
             env.update(self._start_sim())
         if settings.fault_after_commit:
@@ -151,27 +149,22 @@ class Harness:
                          daemon=True).start()
         return {"PM_BROKER": "openalgo", "PM_OPENALGO_URL": f"http://127.0.0.1:{self.sim.server_address[1]}",
                 "PM_OPENALGO_API_KEY": key, "PM_MARKET_HOURS": "always", "PM_OPENALGO_TIMEOUT_S": "1",
-                "PM_MAX_ORDER_AGE_S": "3600"}  # a recorded stream: an entry waiting out an outage must not expire
+                # a recorded stream: an entry waiting out an outage must not expire; the trader reviews at once
+                "PM_MAX_ORDER_AGE_S": "3600", "PM_ORDER_REVIEW_AFTER_S": "3"}
 
     def _signal_price(self, symbol: str, side: str) -> Optional[Decimal]:
-        """The sending order's alert price. While the database restarts (it was up when the order committed), the
-        last alert's price for the contract: the order in flight then is the newest (no alert commits meanwhile)."""
-        deadline = time.monotonic() + 0.5  # well inside the engine's 1 s wait for the answer
+        """The sending order's alert price. While the database restarts (it was up when the order committed) the
+        simulator waits for it: past the engine's 1 s the answer is unclear and the order is resolved from the order
+        book, as after any timeout after acceptance."""
+        deadline = time.monotonic() + 20
         while True:
             try:
                 value = fetch_one(self.config, "sending_signal_price", (symbol, side))
-                return Decimal(str(value)) if value is not None else self.last_prices.get(symbol)
+                return Decimal(str(value)) if value is not None else None
             except Exception:  # noqa: BLE001 - the database restarting
                 if time.monotonic() > deadline:
-                    return self.last_prices.get(symbol)
-                time.sleep(0.05)
-
-    def note_price(self, payload: dict[str, Any]) -> None:
-        """The contract an alert trades (its date's, as the engine picks it) at the alert's price."""
-        when = parse_signal(payload, DEFAULT_INSTRUMENTS).timestamp
-        contract = CALENDAR.on(payload["instrument"], ist_date(when))
-        if contract is not None:
-            self.last_prices[contract.symbol] = Decimal(str(payload["price"]))
+                    return None
+                time.sleep(0.1)
 
     def broker_fault(self) -> None:
         """One broker fault: the next order accepted then answered unclearly, or the session expired for a while."""
@@ -190,10 +183,61 @@ class Harness:
             threading.Timer(self.rng.uniform(0.3, 1.0), restore).start()
         self.counts.add("broker_faults")
 
+    def review_unclear(self) -> None:
+        """Play the trader while an order's fate is unclear (the stream waits, so no entry meets the review's lock).
+
+        An unknown order resolves itself from the broker's order book, or after the review window becomes
+        needs_review; then the trader looks at the broker's orders: the one order there that is ours but linked to
+        none is linked; nothing there (its sender was killed before the request left) is placed by hand at its
+        alert's price and linked, as README "Orders" tells (``pm-engine orders review ID --at-broker ID``)."""
+        assert self.sim is not None
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            try:
+                rows = fetch_all(self.config, "chaos_unclear_orders")
+            except Exception:  # noqa: BLE001 - the database restarting
+                time.sleep(0.1)
+                continue
+            if not rows:
+                return
+            for client_id, state, symbol, side, quantity, product, exchange, price in rows:
+                if state == "needs_review":
+                    self._review(str(client_id), str(symbol), str(side), int(quantity), str(product), str(exchange),
+                                 Decimal(str(price)))
+            time.sleep(0.05)
+
+    def _review(self, client_id: str, symbol: str, side: str, quantity: int, product: str, exchange: str,
+                price: Decimal) -> None:
+        assert self.sim is not None
+        account = self.sim.account
+        linked = {str(r[0]) for r in fetch_all(self.config, "chaos_broker_links")}
+        with account.lock:
+            theirs = [o.orderid for o in account.orders.values() if o.orderid not in linked and o.symbol == symbol
+                      and o.action == side and o.quantity == quantity and o.product == product]
+            if theirs:
+                broker_id, how = theirs[0], "linked to the broker's unlinked order"
+            else:
+                faults, account.faults = account.faults, Faults()  # the trader's own order meets no fault
+                try:
+                    order, _ = account.place({"symbol": symbol, "strategy": "by hand", "exchange": exchange,
+                                              "action": side, "quantity": quantity, "price": price,
+                                              "trigger_price": Decimal(0), "pricetype": "MARKET",
+                                              "product": product})
+                finally:
+                    account.faults = faults
+                broker_id, how = order.orderid, "placed by hand: nothing had reached the broker"
+        db = DatabaseStateManager(self.config)
+        try:
+            OrderStates(db).review(client_id, broker_id, how, "chaos:trader")
+        finally:
+            db.close()
+        self.counts.add("reviewed")
+
     def settle(self) -> list[str]:
         """Wait until no order is in flight (queued, sending, open, partially filled, unknown); what still is."""
         deadline = time.monotonic() + SETTLE_S
         while True:
+            self.review_unclear()
             try:
                 waiting = [str(r[0]) for r in fetch_all(self.config, "symbols_in_flight")]
             except Exception:  # noqa: BLE001 - the database restarting at the very end
@@ -300,7 +344,7 @@ class Harness:
             if i in fault_at:
                 self.broker_fault()
             if self.sim is not None:
-                self.note_price(payload)
+                self.review_unclear()
             fp = parse_signal(payload, DEFAULT_INSTRUMENTS).fingerprint
             body = json.dumps(payload).encode()
             if i in kill_at:
@@ -525,7 +569,8 @@ def run_chaos(settings: ChaosSettings = ChaosSettings(), progress: bool = True) 
     for note in verdict.notes:
         print(f"  ! {note}")
     if settings.broker:
-        print(f"broker: {c.broker_faults} faults played; every order of ours is one order at the broker, "
+        print(f"broker: {c.broker_faults} faults played, {c.reviewed} needs_review order(s) resolved as the trader "
+              f"would; every order of ours is one order at the broker, "
               "and the broker's net position per contract is checked against the book")
     print(f"chaos: sent={c.sent} retried={c.retried} duplicates={c.duplicates} kills={c.kills + c.fault_kills} "
           f"db_restarts={c.db_restarts} lost={verdict.lost} duplicated={verdict.duplicated} "
