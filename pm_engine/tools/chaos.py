@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.errors import PmError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.reconcile import compare
 from pm_engine.core.signals import parse_signal
@@ -210,6 +211,9 @@ class Harness:
                 price: Decimal) -> None:
         assert self.sim is not None
         account = self.sim.account
+        deadline = time.monotonic() + 10  # an order on its way may be the broker's unlinked one: let it land first
+        while fetch_one(self.config, "chaos_orders_sending") and time.monotonic() < deadline:
+            time.sleep(0.05)
         linked = {str(r[0]) for r in fetch_all(self.config, "chaos_broker_links")}
         with account.lock:
             theirs = [o.orderid for o in account.orders.values() if o.orderid not in linked and o.symbol == symbol
@@ -229,6 +233,9 @@ class Harness:
         db = DatabaseStateManager(self.config)
         try:
             OrderStates(db).review(client_id, broker_id, how, "chaos:trader")
+        except PmError as exc:  # the engine moved first (or the database restarts): look again next round
+            print(f"chaos: review of {client_id} refused ({exc}); looking again", flush=True)
+            return
         finally:
             db.close()
         self.counts.add("reviewed")
