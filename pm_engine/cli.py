@@ -850,8 +850,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_embedded(args.host, args.port, lambda settings, host, port: serve_beside_sim(
             settings, host, port, args.sim_port))
     if args.broker is not None:
-        return run_embedded(args.host, args.port, lambda settings, host, port: serve(
-            replace(settings, broker=replace(settings.broker, kind=args.broker)), host, port))
+        def chosen(settings: Any, host: str, port: int) -> int:
+            from pm_engine.config import broker_settings
+
+            broker = broker_settings({}, dict(os.environ), args.broker)  # make run's settings carry no broker
+            if args.broker == "openalgo" and not (broker.url and broker.api_key):
+                print("pm-engine run: error: --broker openalgo needs PM_OPENALGO_URL and PM_OPENALGO_API_KEY "
+                      "(or try the whole loop with --broker sim)", file=sys.stderr)
+                return 2
+            return serve(replace(settings, broker=broker), host, port)
+        return run_embedded(args.host, args.port, chosen)
     return run_embedded(args.host, args.port, serve)
 
 
