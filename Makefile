@@ -64,8 +64,10 @@ status: install
 bench: install
 	$(VENV)/bin/pm-engine bench $(if $(QUICK),--quick) $(if $(JSON),--json $(JSON))
 
+# the paper broker (with the hostile-input fuzzer), then orders over HTTP to the broker simulator with its faults
 chaos: install
 	$(VENV)/bin/pm-engine chaos
+	$(VENV)/bin/pm-engine chaos --broker sim
 
 # a pg_auto_failover formation on loopback, two engines, the primary killed mid-stream (DATABASE_SETUP.md)
 ha: install

@@ -528,6 +528,24 @@ def cmd_orders(args: argparse.Namespace) -> int:
     return _with_store(args, show)
 
 
+def cmd_order_review(args: argparse.Namespace) -> int:
+    """The trader's answer to a ``needs_review`` order, after looking at the broker's order book: it is there as
+    ``--at-broker ID`` (the order opens and its fills are booked from the broker) or ``--not-at-broker`` (rejected:
+    an entry's position is removed, an exit's position reopened). The database makes the transition."""
+    from pm_engine.core.errors import DatabaseError
+    from pm_engine.store.orders import OrderStates
+
+    def review(db: Any) -> int:
+        try:
+            row = OrderStates(db).review(args.client_order_id, args.at_broker, args.reason, _who())
+        except DatabaseError as exc:
+            print(f"pm-engine orders review: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{row['client_order_id']}: {row['status']} ({row['reason']})")
+        return 0
+    return _with_store(args, review)
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """The book's net quantity per contract against the broker's positionbook: exit 0 matched, 3 not."""
     import json
@@ -870,7 +888,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_chaos(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pm_engine.tools.chaos import SHORT, ChaosSettings, run_chaos
+    from pm_engine.tools.chaos import BROKER, SHORT, SHORT_BROKER, ChaosSettings, run_chaos
 
     if args.failover or args.asynchronous:
         from pm_engine.tools.failover import FailoverSettings, run_failover
@@ -884,9 +902,13 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             chosen_failover.setdefault("signals", 80)
         return run_failover(replace(FailoverSettings(synchronous=not args.asynchronous), **chosen_failover))
 
-    settings = SHORT if args.short else ChaosSettings()
+    if args.broker == "sim":
+        settings = SHORT_BROKER if args.short else BROKER
+    else:
+        settings = SHORT if args.short else ChaosSettings()
     chosen = {k: v for k, v in (("signals", args.signals), ("instances", args.instances), ("kills", args.kills),
-                                ("db_restarts", args.db_restarts), ("fuzz", args.fuzz), ("seed", args.seed))
+                                ("db_restarts", args.db_restarts), ("fuzz", args.fuzz), ("seed", args.seed),
+                                ("broker_faults", args.broker_faults))
               if v is not None}
     for name, value in chosen.items():
         if value < (1 if name in ("signals", "instances") else 0):
@@ -897,9 +919,69 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from pm_engine.ops.embedded import run_embedded
 
+    if args.broker == "sim":
+        return run_embedded(args.host, args.port, lambda settings, host, port: serve_beside_sim(
+            settings, host, port, args.sim_port))
+    if args.broker is not None:
+        def chosen(settings: Any, host: str, port: int) -> int:
+            from pm_engine.config import broker_settings
+
+            broker = broker_settings({}, dict(os.environ), args.broker)  # make run's settings carry no broker
+            if args.broker == "openalgo" and not (broker.url and broker.api_key):
+                print("pm-engine run: error: --broker openalgo needs PM_OPENALGO_URL and PM_OPENALGO_API_KEY "
+                      "(or try the whole loop with --broker sim)", file=sys.stderr)
+                return 2
+            return serve(replace(settings, broker=broker), host, port)
+        return run_embedded(args.host, args.port, chosen)
     return run_embedded(args.host, args.port, serve)
+
+
+def serve_beside_sim(settings: Any, host: str, port: int, sim_port: int = 5000) -> int:
+    """``pm-engine run --broker sim``: the broker simulator on loopback in this process, the engine sending to it.
+
+    The whole loop before a real account: each order goes over HTTP to the simulator, is accepted, filled (at the
+    price set with ``POST /sim/price``, else the order's signal price) and booked from its trade book. A fresh API
+    key each run; the simulator's faults can be switched on with ``POST /sim/faults`` while it runs.
+    """
+    import secrets
+    import threading
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from pm_engine.sim.server import make_server
+    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.orders import sending_signal_price
+
+    prices = DatabaseStateManager(settings.database)
+
+    def signal_price(symbol: str, side: str) -> Optional[Decimal]:
+        return sending_signal_price(prices, symbol, side)
+
+    key = secrets.token_urlsafe(24)
+    try:
+        server = make_server("127.0.0.1", sim_port, key, price_source=signal_price)
+    except OSError as exc:
+        print(f"pm-engine run: error: the broker simulator cannot listen on 127.0.0.1:{sim_port} ({exc}); "
+              "choose another with --sim-port", file=sys.stderr)
+        prices.close()
+        return 2
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="broker-sim",
+                              daemon=True)
+    thread.start()
+    print(f"broker-sim: OpenAlgo API on {url}/api/v1/ (controls under /sim/: price, faults, fill, state); "
+          "orders fill at the signal's price unless POST /sim/price sets one", flush=True)
+    simulated = replace(settings.broker, kind="openalgo", url=url, api_key=key, market_hours_always=True)
+    try:
+        return serve(replace(settings, broker=simulated), host, port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        prices.close()
 
 
 def cmd_broker_sim(args: argparse.Namespace) -> int:
@@ -959,6 +1041,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_time_arg, metavar="TS", help="only orders created at or after this time")
     p.add_argument("--json", action="store_true", help="print JSON (the orders of GET /orders)")
     p.set_defaults(func=cmd_orders)
+    actions = p.add_subparsers(dest="action")
+    q = actions.add_parser("review", help="resolve a needs_review order once you have looked at the broker's books")
+    _db_config_arg(q)
+    q.add_argument("client_order_id", help="the order's client_order_id (pm-engine orders --state needs_review)")
+    found = q.add_mutually_exclusive_group(required=True)
+    found.add_argument("--at-broker", metavar="BROKER_ORDER_ID",
+                       help="it is at the broker as this order: it opens and its fills are booked from the broker")
+    found.add_argument("--not-at-broker", dest="at_broker", action="store_const", const=None,
+                       help="it never reached the broker: rejected (an entry removed, an exit reopened)")
+    q.add_argument("--reason", help="recorded with the order's event (what you saw)")
+    q.set_defaults(func=cmd_order_review)
 
     p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
                                          "(exit 0 matched, 3 differ)")
@@ -1089,6 +1182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="private PostgreSQL cluster under ./var, deploy, serve (make run)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--broker", choices=("paper", "sim", "openalgo"),
+                   help="where orders go: sim starts the broker simulator beside the engine (the whole loop over "
+                        "HTTP, no account needed); default PM_BROKER, else paper")
+    p.add_argument("--sim-port", type=int, default=5000, metavar="PORT",
+                   help="the simulator's port with --broker sim (default 5000, OpenAlgo's; 0 picks a free one)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="latency and throughput of the persistence path, as ratios to SELECT 1")
@@ -1108,6 +1206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db-restarts", type=int, help="immediate PostgreSQL restarts (default 2)")
     p.add_argument("--fuzz", type=int, help="hostile webhooks (default 10000; 0 skips)")
     p.add_argument("--seed", type=int, help="random seed of the stream and the chaos (default 23)")
+    p.add_argument("--broker", choices=("paper", "sim"), default="paper",
+                   help="sim: orders go over HTTP to the broker simulator, with broker faults; the book must still "
+                        "equal the reference, every order be one order at the broker, its net positions the book's "
+                        "(default 2000 signals, 10 kills, 2 database restarts, 20 broker faults)")
+    p.add_argument("--broker-faults", type=int, help="with --broker sim: broker faults played (default 20)")
     p.add_argument("--failover", action="store_true",
                    help="instead: a pg_auto_failover formation on loopback, two engines on it, and the primary "
                         "killed mid-stream (make ha; --signals default 300)")

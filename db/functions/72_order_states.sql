@@ -319,3 +319,43 @@ CREATE OR REPLACE TRIGGER order_events_append_only
 CREATE OR REPLACE TRIGGER order_fills_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.order_fills
     FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_order_record_change();
+
+-- pm.review_order
+-- The trader's answer to a needs_review order (PM048 for any other state): at the broker as p_broker_order_id →
+-- open (the sender then books its fills from the broker, as for any open order), or not at the broker → rejected
+-- (booked like a refusal: an entry removed, an exit reopened). Releases the lock this order's review placed.
+CREATE OR REPLACE FUNCTION pm.review_order(p_id text, p_at_broker boolean, p_broker_order_id text, p_reason text,
+                                           p_by text)
+RETURNS pm.broker_orders
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r pm.broker_orders;
+    why text;
+BEGIN
+    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- the booking it may trigger writes the book
+    r := pm.lock_order(p_id);
+    PERFORM pm.require(p_at_broker, 'at_broker');
+    PERFORM pm.require(p_by, 'by');
+    IF r.status <> 'needs_review' THEN
+        PERFORM pm.raise_error('PM048', format('order %s is %s, not needs_review: nothing to review', p_id, r.status));
+    END IF;
+    IF p_at_broker AND coalesce(btrim(p_broker_order_id), '') = '' THEN
+        PERFORM pm.raise_error('PM004', 'broker_order_id is required for an order that is at the broker');
+    END IF;
+    IF NOT p_at_broker AND p_broker_order_id IS NOT NULL THEN
+        PERFORM pm.raise_error('PM004', 'broker_order_id: an order that is not at the broker has none');
+    END IF;
+    why := format('reviewed by %s: %s', p_by, coalesce(nullif(btrim(p_reason), ''),
+                  CASE WHEN p_at_broker THEN 'at the broker' ELSE 'not at the broker' END));
+    UPDATE pm.instrument_locks SET released_at = pm.instant(), released_by = p_by
+     WHERE instrument = upper(r.instrument) AND released_at IS NULL AND source = 'orders'
+       AND starts_with(reason, format('order %s needs review:', p_id));
+    IF p_at_broker THEN
+        RETURN pm.order_linked(p_id, btrim(p_broker_order_id), why);
+    END IF;
+    RETURN pm.order_rejected(p_id, why);
+END;
+$$;

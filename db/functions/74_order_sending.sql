@@ -285,3 +285,33 @@ BEGIN
     RETURN n;
 END;
 $$;
+
+-- pm.symbols_in_flight
+-- Contract symbols with an order not yet settled (queued, sending, open, partially filled, unknown): the book already
+-- holds what the broker may not show yet, so reconciliation does not call their difference one.
+CREATE OR REPLACE FUNCTION pm.symbols_in_flight()
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT symbol::text FROM pm.broker_orders
+     WHERE symbol IS NOT NULL AND status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown')
+     ORDER BY 1;
+$$;
+
+-- pm.sending_signal_price
+-- The signal's price of the order of this symbol and side now in 'sending' (at most one: the unresolved index), for
+-- the simulator beside the engine (pm-engine run --broker sim, chaos), which fills a MARKET order at it.
+CREATE OR REPLACE FUNCTION pm.sending_signal_price(p_symbol text, p_side text)
+RETURNS numeric
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT price FROM pm.broker_orders
+     WHERE status = 'sending' AND symbol = p_symbol AND side = upper(p_side)
+     ORDER BY attempt_started_at DESC LIMIT 1;
+$$;

@@ -111,6 +111,41 @@ BEGIN
 END;
 $$;
 
+-- pm.order_position
+-- The position row an order belongs to, locked. A layer id is reused once its position closed (the closed row is
+-- renamed id@entry-time), and an order may end after that: an entry belongs to the row its decision created (entered
+-- in the order's transaction: the first entered at or after the order's creation; else the latest before it), an
+-- exit to the row it closed (the first closed at or after its creation; else the row that holds the id now).
+CREATE OR REPLACE FUNCTION pm.order_position(r pm.broker_orders)
+RETURNS pm.portfolio_positions
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p pm.portfolio_positions;
+BEGIN
+    IF pm.order_opens(r) THEN
+        SELECT * INTO p FROM pm.portfolio_positions x
+         WHERE split_part(x.position_id, '@', 1) = r.position_id
+         ORDER BY coalesce(x.entered_at, x.entry_timestamp) >= r.created_at DESC,
+                  CASE WHEN coalesce(x.entered_at, x.entry_timestamp) >= r.created_at
+                       THEN coalesce(x.entered_at, x.entry_timestamp) END,
+                  coalesce(x.entered_at, x.entry_timestamp) DESC
+         LIMIT 1 FOR UPDATE;
+        RETURN p;
+    END IF;
+    SELECT * INTO p FROM pm.portfolio_positions x
+     WHERE split_part(x.position_id, '@', 1) = r.position_id AND x.status = 'closed'
+       AND coalesce(x.exited_at, x.exit_timestamp) >= r.created_at
+     ORDER BY coalesce(x.exited_at, x.exit_timestamp) LIMIT 1 FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT * INTO p FROM pm.portfolio_positions WHERE position_id = r.position_id FOR UPDATE;
+    END IF;
+    RETURN p;
+END;
+$$;
+
 -- pm.book_order
 -- Books a sent order's end into its position. A futures order: slippage per unit against the signal's price
 -- (adverse positive) and in rupees (× filled lots × point value) on the order; an entry that filled takes the
@@ -158,8 +193,8 @@ BEGIN
            SET slippage_points = points, slippage_rupees = round(points * t.filled::numeric / per_lot * r.point_value, 2)
          WHERE client_order_id = p_id;
     END IF;
-    SELECT * INTO p FROM pm.portfolio_positions WHERE position_id = r.position_id FOR UPDATE;
-    IF NOT FOUND OR (NOT pm.order_opens(r) AND p.status <> 'closed') THEN
+    p := pm.order_position(r);
+    IF p.position_id IS NULL OR (NOT pm.order_opens(r) AND p.status <> 'closed') THEN
         RETURN;
     END IF;
     IF pm.order_opens(r) AND lots_filled = 0 THEN
@@ -216,8 +251,8 @@ BEGIN
        OR pe.status NOT IN ('filled', 'cancelled', 'rejected', 'expired') THEN
         RETURN;  -- the other leg is still on its way: booked when it ends
     END IF;
-    SELECT * INTO p FROM pm.portfolio_positions WHERE position_id = r.position_id FOR UPDATE;
-    IF NOT FOUND OR p.strike IS NULL OR (NOT opens AND p.status <> 'closed') THEN
+    p := pm.order_position(r);
+    IF p.position_id IS NULL OR p.strike IS NULL OR (NOT opens AND p.status <> 'closed') THEN
         RETURN;
     END IF;
     SELECT * INTO tc FROM pm.order_fill_totals(ce.client_order_id);

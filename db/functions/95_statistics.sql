@@ -80,8 +80,9 @@ END;
 $$;
 
 -- pm.trade_figures
--- The per-trade statistics of a set of trades (jsonb array of {pnl, r}): trades, wins, losses,
--- win_rate, gross_profit, gross_loss, net_pnl, profit_factor, expectancy, mean_r. No trades:
+-- The per-trade statistics of a set of trades (jsonb array of {pnl, r, s}): trades, wins, losses,
+-- win_rate, gross_profit, gross_loss, net_pnl, profit_factor, expectancy, mean_r, and the slippage s
+-- (rupees, adverse positive; absent = none) as total_slippage and mean_slippage (per trade). No trades:
 -- zeros, and NULL for every ratio (never a division error).
 CREATE OR REPLACE FUNCTION pm.trade_figures(rows jsonb)
 RETURNS jsonb
@@ -90,13 +91,14 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH t AS (
-        SELECT (e ->> 'pnl')::numeric AS pnl, (e ->> 'r')::numeric AS r FROM jsonb_array_elements(rows) e
+        SELECT (e ->> 'pnl')::numeric AS pnl, (e ->> 'r')::numeric AS r, (e ->> 's')::numeric AS s
+          FROM jsonb_array_elements(rows) e
     ), f AS (
         SELECT count(*)::integer AS n, count(*) FILTER (WHERE pnl > 0)::integer AS wins,
                count(*) FILTER (WHERE pnl < 0)::integer AS losses,
                round(coalesce(sum(pnl) FILTER (WHERE pnl > 0), 0), 2) AS gp,
                round(-coalesce(sum(pnl) FILTER (WHERE pnl < 0), 0), 2) AS gl,
-               round(coalesce(sum(pnl), 0), 2) AS net, avg(r) AS mean_r
+               round(coalesce(sum(pnl), 0), 2) AS net, avg(r) AS mean_r, coalesce(sum(s), 0) AS slip
           FROM t
     )
     SELECT jsonb_build_object(
@@ -105,7 +107,8 @@ AS $$
         'gross_profit', gp, 'gross_loss', gl, 'net_pnl', net,
         'profit_factor', CASE WHEN gl > 0 THEN round(gp / gl, 4) END,
         'expectancy', CASE WHEN n > 0 THEN round(net / n, 2) END,
-        'mean_r', round(mean_r, 4))
+        'mean_r', round(mean_r, 4), 'total_slippage', round(slip, 2),
+        'mean_slippage', CASE WHEN n > 0 THEN round(slip / n, 2) END)
       FROM f;
 $$;
 
@@ -201,18 +204,29 @@ BEGIN
      WHERE n > 1;
 
     -- the trades in range, read once: the figures of all of them and of each instrument
+    -- a trade's slippage: its broker orders' (entry and exit, every leg), those of its layer created by its exit
+    -- and after the exit of the layer's previous trade (a layer id is reused once its position closed)
     WITH t AS (
         SELECT x.instrument, x.pnl, x.r_multiple, x.exit_time, x.position_id,
-               sum(x.pnl) OVER (PARTITION BY x.instrument ORDER BY x.exit_time, x.position_id) AS cumulative
+               sum(x.pnl) OVER (PARTITION BY x.instrument ORDER BY x.exit_time, x.position_id) AS cumulative,
+               (SELECT sum(o.slippage_rupees) FROM pm.broker_orders o
+                 WHERE o.position_id = x.position_id AND o.slippage_rupees IS NOT NULL AND o.created_at <= x.exit_time
+                   AND o.created_at > coalesce((SELECT max(coalesce(q.exited_at, q.exit_timestamp))
+                                                  FROM pm.portfolio_positions q
+                                                 WHERE q.status = 'closed' AND split_part(q.position_id, '@', 1) = x.position_id
+                                                   AND coalesce(q.exited_at, q.exit_timestamp) < x.exit_time),
+                                               '-infinity')) AS slippage
           FROM pm.trades(p_from, p_to) x
     ), i AS (
         SELECT t.instrument,
-               pm.trade_figures(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple))) AS figures,
+               pm.trade_figures(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple, 's', t.slippage)))
+                   AS figures,
                pm.drawdown(jsonb_build_array(0) || jsonb_agg(t.cumulative ORDER BY t.exit_time, t.position_id),
                            capital) AS dd
           FROM t GROUP BY t.instrument
     )
-    SELECT (SELECT pm.trade_figures(coalesce(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple)), '[]'))
+    SELECT (SELECT pm.trade_figures(coalesce(jsonb_agg(jsonb_build_object('pnl', t.pnl, 'r', t.r_multiple,
+                                                                          's', t.slippage)), '[]'))
               FROM t),
            (SELECT coalesce(jsonb_object_agg(i.instrument, i.figures || jsonb_build_object(
                         'max_drawdown', i.dd -> 'amount', 'max_drawdown_pct', i.dd -> 'pct', 'max_open_drawdown', NULL,

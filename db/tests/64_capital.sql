@@ -92,7 +92,7 @@ SELECT results_eq($$SELECT version, flow FROM pm.equity_curve() ORDER BY recorde
                   $$VALUES (1, NULL::numeric), (2, 1000000.00), (3, NULL), (4, -4800000.00), (5, NULL)$$,
                   'equity curve: the flows are marked on their points, the other points carry none');
 SELECT is(pm.trade_stats() - 'by_instrument' - 'wins' - 'losses' - 'win_rate' - 'gross_profit' - 'gross_loss'
-          - 'profit_factor' - 'mean_r', jsonb_build_object(
+          - 'profit_factor' - 'mean_r' - 'total_slippage' - 'mean_slippage', jsonb_build_object(
           'trades', 2, 'net_pnl', -100000.00, 'expectancy', -50000.00,
           'deposits', 1000000.00, 'withdrawals', 4800000.00, 'net_flows', -3800000.00,
           'max_drawdown', 200000.00, 'max_drawdown_pct', 4.0000, 'max_open_drawdown', 200000.00,

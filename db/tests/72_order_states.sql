@@ -1,6 +1,6 @@
 -- The order state machine (migration 008, 72_order_states.sql): the whitelist, each transition, the
 -- named refusals, the event rows, one unresolved order per (symbol, side, product), idempotent fills.
-SELECT plan(53);
+SELECT plan(62);
 
 CREATE FUNCTION pg_temp.order(id text, sym text DEFAULT 'BANKNIFTY29DEC26FUT', side text DEFAULT 'BUY',
                               qty integer DEFAULT 60) RETURNS text LANGUAGE plpgsql AS $$
@@ -119,5 +119,32 @@ SELECT results_eq($$SELECT from_state, to_state, reason FROM pm.order_history('o
                   $$VALUES ('queued'::varchar, 'filled'::varchar, 'paper fill'::text)$$, 'with its event row');
 SELECT is((SELECT count(*)::int FROM pm.notification_events WHERE kind = 'order_filled'), 1,
           'a paper fill is no order_filled event (its signal_executed event says the fill)');
+
+-- the trader's review of a needs_review order (pm.review_order)
+SELECT pg_temp.order('o-9', sym => 'NATURALGAS');
+SELECT lives_ok($$SELECT pm.order_sending('o-9'); SELECT pm.order_unknown('o-9', 'timeout');
+                  SELECT pm.order_needs_review('o-9', 'two broker orders match');
+                  SELECT pm.lock_instrument('BANK_NIFTY', 'infinity', 'order o-9 needs review: two match', 'orders');
+                  SELECT pm.lock_instrument('BANK_NIFTY', 'infinity', 'book and broker differ', 'reconcile')$$,
+                'o-9 needs review, its instrument locked');
+SELECT throws_ok($$SELECT pm.review_order('o-8', false, NULL, 'x', 'cli')$$, 'PM048',
+                 'order o-8 is filled, not needs_review: nothing to review', 'only a needs_review order is reviewed');
+SELECT throws_ok($$SELECT pm.review_order('o-9', true, ' ', 'x', 'cli')$$, 'PM004', NULL,
+                 'at the broker needs the broker order id');
+SELECT throws_ok($$SELECT pm.review_order('o-9', false, 'B9', 'x', 'cli')$$, 'PM004', NULL,
+                 'not at the broker has no broker order id');
+SELECT throws_ok($$SELECT pm.review_order('o-9', true, 'B2', 'x', 'cli')$$, 'PM043', NULL,
+                 'a broker order id already linked to another order is refused');
+SELECT results_eq($$SELECT status, broker_order_id, reason FROM pm.review_order('o-9', true, ' B9 ', NULL, 'cli:trader')$$,
+                  $$VALUES ('open'::varchar, 'B9'::varchar, 'reviewed by cli:trader: at the broker'::text)$$,
+                  'at the broker: open, linked, the sender books its fills');
+SELECT results_eq($$SELECT reason FROM pm.active_locks() WHERE instrument = 'BANK_NIFTY' ORDER BY id$$,
+                  $$VALUES ('book and broker differ'::text)$$, 'the review''s own lock is released, no other');
+SELECT pg_temp.order('o-10', sym => 'NATURALGAS');
+SELECT lives_ok($$SELECT pm.order_sending('o-10'); SELECT pm.order_unknown('o-10', 'HTTP 500');
+                  SELECT pm.order_needs_review('o-10', 'nothing at the broker')$$, 'o-10 needs review');
+SELECT results_eq($$SELECT status, reason FROM pm.review_order('o-10', false, NULL, 'not in the order book', 'cli')$$,
+                  $$VALUES ('rejected'::varchar, 'reviewed by cli: not in the order book'::text)$$,
+                  'not at the broker: rejected (booked as a refusal)');
 
 SELECT * FROM finish();

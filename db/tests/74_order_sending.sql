@@ -1,6 +1,6 @@
 -- Order sending (migration 011, 74_order_sending.sql): which orders the sender takes, backoff, expiry of
 -- stale entries (never exits), abandoned attempts, resolving an unknown order from the broker's order book.
-SELECT plan(30);
+SELECT plan(33);
 
 CREATE FUNCTION pg_temp.order(id text, side text DEFAULT 'BUY', sym text DEFAULT 'GOLDM05JAN27FUT',
                               leg text DEFAULT 'FUT') RETURNS text LANGUAGE plpgsql AS $$
@@ -119,5 +119,13 @@ SELECT pm.order_accepted('COPPER_Long_1-in', 'K1');
 SELECT pm.record_order_fill('COPPER_Long_1-in', 'K1', 1, 801);
 SELECT is((SELECT array_agg(client_order_id::text) FROM pm.sendable_orders(50) WHERE instrument = 'COPPER'),
           ARRAY['COPPER_Long_1-out'], 'once the entry filled, the exit goes');
+
+-- what reconciliation leaves alone, and the simulator's fill price
+SELECT pg_temp.order('f-1', 'BUY', 'SILVERM27FEB27FUT');
+SELECT pg_temp.order('f-2', 'SELL', 'SILVERM27FEB27FUT');
+SELECT pm.order_sending('f-1');
+SELECT ok('SILVERM27FEB27FUT' = ANY(ARRAY(SELECT pm.symbols_in_flight())), 'a contract with an order in flight');
+SELECT is(pm.sending_signal_price('SILVERM27FEB27FUT', 'buy'), 75000::numeric, 'the sending order''s signal price');
+SELECT is(pm.sending_signal_price('SILVERM27FEB27FUT', 'SELL'), NULL, 'no SELL of it is sending');
 
 SELECT * FROM finish();

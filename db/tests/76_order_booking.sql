@@ -1,7 +1,7 @@
 -- Order booking (migration 011, 76_order_booking.sql): a sent order's end corrects the book — the fill
 -- price into entry and exit, partial fills to whole lots, a rejected entry removed, a rejected exit reopened;
 -- the paper broker's fills never reach it.
-SELECT plan(23);
+SELECT plan(25);
 
 CREATE FUNCTION pg_temp.position(id text, lots integer DEFAULT 2) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -143,5 +143,20 @@ SELECT results_eq($$SELECT status FROM pm.record_order_fill('BANK_NIFTY_Long_2-C
                   $$VALUES ('filled'::varchar)$$, 'the unwind fills');
 SELECT is((SELECT count(*)::int FROM pm.portfolio_positions WHERE position_id = 'BANK_NIFTY_Long_2'), 0,
           '... and books nothing into a position');
+
+-- a layer closed and entered again before its first entry's fill was booked: the fill books into the row it opened
+SELECT pg_temp.position('GOLD_MINI_Long_6', 1);
+UPDATE pm.portfolio_positions SET entered_at = now() - interval '10 minutes' WHERE position_id = 'GOLD_MINI_Long_6';
+SELECT pg_temp.order('re-1', 'GOLD_MINI_Long_6', 'BUY', 1);
+UPDATE pm.broker_orders SET created_at = now() - interval '10 minutes' WHERE client_order_id = 're-1';
+UPDATE pm.portfolio_positions SET status = 'closed', exit_price = 75100, exited_at = now() - interval '5 minutes',
+       position_id = 'GOLD_MINI_Long_6@20270105T000000Z' WHERE position_id = 'GOLD_MINI_Long_6';
+SELECT pg_temp.position('GOLD_MINI_Long_6', 1);
+SELECT pg_temp.sent('re-1', 'B30');
+SELECT pm.record_order_fill('re-1', 'B30', 1, 75020);
+SELECT is((SELECT entry_price FROM pm.portfolio_positions WHERE position_id = 'GOLD_MINI_Long_6'), 75000.00::numeric(12,2),
+          'the layer entered again keeps its own entry price');
+SELECT is((SELECT entry_price FROM pm.portfolio_positions WHERE position_id = 'GOLD_MINI_Long_6@20270105T000000Z'),
+          75020.00::numeric(12,2), 'the late fill books into the closed row it opened');
 
 SELECT * FROM finish();

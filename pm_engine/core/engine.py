@@ -558,7 +558,9 @@ def render_status(p: PortfolioStateManager, on: Optional[date] = None) -> dict[s
         "total_vol_percent": str(metrics.vol_percent), "margin_used": money(metrics.margin_used),
         "positions": [
             {"position_id": x.position_id, "instrument": x.instrument, "layer": x.layer, "status": x.status,
-             "lots": x.lots, "entry_price": money(x.entry_price), "initial_stop": money(x.initial_stop),
+             "lots": x.lots, "symbol": x.futures_symbol, "entry_price": money(x.entry_price),
+             "signal_price": money(x.signal_price if x.signal_price is not None else x.entry_price),
+             "initial_stop": money(x.initial_stop),
              "current_stop": money(x.current_stop), "highest_close": money(x.highest_close),
              "unrealized_pnl": money(x.unrealized_pnl), "is_base_position": x.is_base_position,
              "limiter": x.limiter, "mark": money(view["mark"]), "risk_pct": str(view["risk_pct"]),

@@ -66,6 +66,7 @@ class Position:
     exit_price: Optional[Decimal] = None
     exit_reason: Optional[str] = None
     initial_risk: Optional[Decimal] = None  # (entry − initial stop) × lots × point value: a trade's 1R in rupees
+    signal_price: Optional[Decimal] = None  # the alert's price, kept by the database once fills moved entry_price
     version: int = 0
 
     @property

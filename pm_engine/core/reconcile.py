@@ -19,9 +19,11 @@ def _quantity(value: Any) -> int:
         return 0
 
 
-def compare(book: Iterable[dict[str, Any]], traded: set[str], broker: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def compare(book: Iterable[dict[str, Any]], traded: set[str], broker: Iterable[dict[str, Any]],
+            in_flight: Iterable[str] = ()) -> dict[str, Any]:
     """``{"matched", "differences": [{symbol, exchange, product, book_quantity, broker_quantity}], "checked_at",
-    "other_positions"}``; positions keyed by (symbol, exchange, product), quantities signed."""
+    "other_positions", "in_flight"}``; positions keyed by (symbol, exchange, product), quantities signed. A
+    contract in ``in_flight`` (an order of it not yet settled) is listed there, not compared: not a difference."""
     ours: dict[tuple[str, str, str], int] = {}
     for row in book:
         key = (str(row["symbol"]).upper(), str(row["exchange"]).upper(), str(row["product"]).upper())
@@ -38,8 +40,11 @@ def compare(book: Iterable[dict[str, Any]], traded: set[str], broker: Iterable[d
                 other.append({"symbol": key[0], "exchange": key[1], "product": key[2], "quantity": quantity})
             continue
         theirs[key] = theirs.get(key, 0) + quantity
+    waiting = {s.upper() for s in in_flight}
     differences = [{"symbol": k[0], "exchange": k[1], "product": k[2], "book_quantity": ours.get(k, 0),
                     "broker_quantity": theirs.get(k, 0)}
                    for k in sorted(set(ours) | set(theirs)) if ours.get(k, 0) != theirs.get(k, 0)]
-    return {"matched": not differences, "differences": differences,
-            "checked_at": datetime.now(timezone.utc).isoformat(), "other_positions": other}
+    return {"matched": not [d for d in differences if d["symbol"] not in waiting],
+            "differences": [d for d in differences if d["symbol"] not in waiting],
+            "checked_at": datetime.now(timezone.utc).isoformat(), "other_positions": other,
+            "in_flight": sorted(waiting & ({k[0] for k in ours} | {k[0] for k in theirs}))}

@@ -45,6 +45,7 @@ class Trade:
     r_multiple: Optional[Decimal]
     holding_time: timedelta
     exit_reason: Optional[str]
+    slippage: Optional[Decimal] = None  # rupees over its broker fills, adverse positive (None: paper fills)
 
     @classmethod
     def from_position(cls, p: Position) -> "Trade":
@@ -60,7 +61,7 @@ class Trade:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Trade":
         """A row of pm.trades."""
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__ if name in row})
 
 
 def in_exit_order(trades: Iterable[Trade]) -> list[Trade]:
@@ -69,7 +70,8 @@ def in_exit_order(trades: Iterable[Trade]) -> list[Trade]:
 
 def trade_figures(trades: Sequence[Trade]) -> dict[str, Any]:
     """trades, wins, losses, win_rate (%), gross_profit, gross_loss (positive), net_pnl, profit_factor,
-    expectancy (₹ per trade) and mean_r (of the trades whose initial risk is known)."""
+    expectancy (₹ per trade), mean_r (of the trades whose initial risk is known), total_slippage and
+    mean_slippage (₹, per trade; a backtest fills at the signal's price, so both are zero)."""
     n = len(trades)
     wins = sum(1 for t in trades if t.pnl > 0)
     losses = sum(1 for t in trades if t.pnl < 0)
@@ -77,6 +79,7 @@ def trade_figures(trades: Sequence[Trade]) -> dict[str, Any]:
     gross_loss = _round(-sum((t.pnl for t in trades if t.pnl < 0), Decimal(0)), CENT)
     net = _round(sum((t.pnl for t in trades), Decimal(0)), CENT)
     rs = [t.r_multiple for t in trades if t.r_multiple is not None]
+    slippage = sum((t.slippage for t in trades if t.slippage is not None), Decimal(0))
     return {
         "trades": n, "wins": wins, "losses": losses,
         "win_rate": _round(Decimal(100) * wins / n, CENT) if n else None,
@@ -84,6 +87,7 @@ def trade_figures(trades: Sequence[Trade]) -> dict[str, Any]:
         "profit_factor": _round(gross_profit / gross_loss, BASIS) if gross_loss else None,
         "expectancy": _round(net / n, CENT) if n else None,
         "mean_r": _round(sum(rs, Decimal(0)) / len(rs), BASIS) if rs else None,
+        "total_slippage": _round(slippage, CENT), "mean_slippage": _round(slippage / n, CENT) if n else None,
     }
 
 

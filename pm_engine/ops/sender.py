@@ -44,7 +44,8 @@ from pm_engine.core.orders import Fill, Order
 from pm_engine.core.reconcile import compare
 from pm_engine.store.errors import OrderTransitionError, OrderUnresolvedError
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import OrderStates, book_positions, record_broker_session, record_reconcile_differences
+from pm_engine.store.orders import (OrderStates, book_positions, record_broker_session, record_reconcile_differences,
+                                    symbols_in_flight)
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,11 @@ class OrderSender:
 
 
 def reconcile(db: DatabaseStateManager, client: OpenAlgoClient, mcx_in_lots: bool = True) -> dict[str, Any]:
-    """The book's net quantity per contract against the broker's positionbook (only the contracts we trade)."""
+    """The book's net quantity per contract against the broker's positionbook (only the contracts we trade).
+
+    A contract with an order in flight before or after the books are read is left for the next check: the book
+    holds a decided position the broker shows only once it fills (or never, if it is refused)."""
+    before = symbols_in_flight(db)
     book, traded = book_positions(db, mcx_in_lots)
-    return compare(book, traded, client.positionbook())
+    broker = client.positionbook()
+    return compare(book, traded, broker, before | symbols_in_flight(db))

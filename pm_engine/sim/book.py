@@ -11,7 +11,7 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -167,6 +167,9 @@ class Account:
     trades: list[SimTrade] = field(default_factory=list)
     prices: dict[str, Decimal] = field(default_factory=dict)
     cash: Decimal = Decimal("10000000")
+    # (symbol, action) -> the signal price of the order being placed, when no price was set for the symbol
+    # (``pm-engine run --broker sim`` and chaos read the engine's sending order): it fills at its alert's price
+    price_source: Optional[Callable[[str, str], Optional[Decimal]]] = field(default=None, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
 
@@ -198,6 +201,8 @@ class Account:
         faulty = self._take_order_fault() if self._order_faults_set() else False
         symbol = v["symbol"]
         price = self.prices.get(symbol) or (v["price"] if v["price"] > 0 else None)
+        if price is None and self.price_source is not None:
+            price = self.price_source(symbol, v["action"].upper())
         if faulty and self.faults.reject == "place":
             raise SimError(400, self.faults.reject_message)
         if price is None:

@@ -16,13 +16,14 @@ import io
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pm_engine.core import intent
 from pm_engine.sim.book import IST, Account, Faults, SimError, monthly_expiries
@@ -63,6 +64,12 @@ class SimServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.account = account
         self.limiter = RateLimiter()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection the caller (or the 'cut' fault) dropped is no error of the simulator's: say nothing."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -261,6 +268,8 @@ def _price(value: Any) -> Decimal:
     return price
 
 
-def make_server(host: str, port: int, api_key: str, faults: Optional[Faults] = None) -> SimServer:
-    """A bound (not yet serving) simulator; port 0 picks a free one (``server.server_address``)."""
-    return SimServer((host, port), Account(api_key=api_key, faults=faults or Faults()))
+def make_server(host: str, port: int, api_key: str, faults: Optional[Faults] = None,
+                price_source: Optional[Callable[[str, str], Optional[Decimal]]] = None) -> SimServer:
+    """A bound (not yet serving) simulator; port 0 picks a free one (``server.server_address``). ``price_source``
+    gives a symbol's last signal price when no price was set for it (``Account.price_source``)."""
+    return SimServer((host, port), Account(api_key=api_key, faults=faults or Faults(), price_source=price_source))

@@ -81,6 +81,10 @@ class OrderRecordAppendOnlyError(DatabaseError):
     """PM047: order events and fills are never updated or deleted."""
 
 
+class OrderNotInReviewError(DatabaseError):
+    """PM048: only a needs_review order is resolved by the trader's review (pm.review_order)."""
+
+
 class RollTransitionError(DatabaseError):
     """PM080: the roll's state does not allow this transition (pm.roll_transitions is the whitelist)."""
 
@@ -123,6 +127,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM045": FillRefusedError,
     "PM046": FillRefusedError,
     "PM047": OrderRecordAppendOnlyError,
+    "PM048": OrderNotInReviewError,
     "PM070": NotificationTransitionError,
     "PM080": RollTransitionError,
     "PM081": AlreadyRollingError,

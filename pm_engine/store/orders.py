@@ -64,6 +64,12 @@ class OrderStates:
         return str(self.db._scalar("resolve_unknown_order", (client_order_id, dumps(orderbook, default=str),
                                                              f"{review_after_s} seconds")))
 
+    def review(self, client_order_id: str, broker_order_id: Optional[str], reason: Optional[str],
+               by: str) -> dict[str, Any]:
+        """The trader's answer to ``needs_review``: at the broker as ``broker_order_id`` (→ open; its fills are then
+        booked from the broker), or not at the broker (None → rejected, booked as a refusal)."""
+        return self._row("review_order", (client_order_id, broker_order_id is not None, broker_order_id, reason, by))
+
     def listing(self, state: Optional[str] = None, since: Optional[datetime] = None,
                 limit: int = 500) -> list[dict[str, Any]]:
         """``pm-engine orders`` and ``GET /orders``: newest first, with fills and slippage."""
@@ -78,6 +84,17 @@ def book_positions(db: "DatabaseStateManager", mcx_in_lots: bool = True) -> tupl
     """The book's net quantity per contract (order units) and every symbol the portfolio ever sent."""
     rows = db._execute("book_net_positions", (mcx_in_lots,))
     return rows, {str(r["traded_symbols"]) for r in db._execute("traded_symbols")}
+
+
+def symbols_in_flight(db: "DatabaseStateManager") -> set[str]:
+    """Contracts with an order not yet settled: the book holds what the broker may not show yet."""
+    return {str(r["symbols_in_flight"]) for r in db._execute("symbols_in_flight")}
+
+
+def sending_signal_price(db: "DatabaseStateManager", symbol: str, side: str) -> Optional[Decimal]:
+    """The signal's price of the order of ``symbol`` and ``side`` now sending (None: none is)."""
+    value = db._scalar("sending_signal_price", (symbol, side))
+    return Decimal(str(value)) if value is not None else None
 
 
 def record_reconcile_differences(db: "DatabaseStateManager", differences: list[dict[str, Any]]) -> int:

@@ -197,6 +197,23 @@ SELECT s.initial_capital, s.closed_equity,
 -- Every broker order (compared with the reference model's paper broker), with the contract it names.
 SELECT client_order_id, side, lots, price, exchange, symbol, quantity, leg FROM pm.broker_orders;
 
+-- chaos_broker_links --
+-- Every broker order id an order of ours is linked to (the chaos run against the simulator).
+SELECT broker_order_id, client_order_id, status FROM pm.broker_orders WHERE broker_order_id IS NOT NULL;
+
+-- chaos_orders_sending --
+-- How many orders are between their committed 'sending' and the broker's answer.
+SELECT count(*) FROM pm.broker_orders WHERE status = 'sending';
+
+-- chaos_unclear_orders --
+-- Orders whose fate is not known yet (unknown, needs_review), with what the trader needs to look them up.
+SELECT client_order_id, status, symbol, side, quantity, product, exchange, price FROM pm.broker_orders
+ WHERE status IN ('unknown', 'needs_review') ORDER BY created_at;
+
+-- chaos_unfilled_orders --
+-- Orders that did not end filled (against a simulator with no rejection, every order must fill).
+SELECT client_order_id, status FROM pm.broker_orders WHERE status <> 'filled';
+
 -- db_checksums --
 -- An md5 of every table's rows but instance_metadata (heartbeats move it), request_log and request_log_days
 -- (refusals are audited and counted) and schema_migrations, to prove nothing was written.
@@ -419,6 +436,10 @@ SELECT * FROM pm.order_accepted(%s, %s);
 -- → rejected with the broker's reason.
 SELECT * FROM pm.order_rejected(%s, %s);
 
+-- review_order --
+-- The trader's answer to a needs_review order: at the broker as an order id (→ open), or not (→ rejected).
+SELECT * FROM pm.review_order(%s, %s, %s, %s, %s);
+
 -- order_unknown --
 -- sending → unknown: the request may have reached the broker; never sent again.
 SELECT * FROM pm.order_unknown(%s, %s);
@@ -466,6 +487,14 @@ SELECT * FROM pm.book_net_positions(%s);
 -- traded_symbols --
 -- Every contract symbol this portfolio has sent an order for.
 SELECT * FROM pm.traded_symbols();
+
+-- symbols_in_flight --
+-- Contract symbols with an order not yet settled (reconciliation leaves their difference for later).
+SELECT * FROM pm.symbols_in_flight();
+
+-- sending_signal_price --
+-- The signal's price of the order of a symbol and side now sending (the simulator beside the engine fills at it).
+SELECT pm.sending_signal_price(%s, %s);
 
 -- record_reconcile_differences --
 -- Lock each differing contract's instrument (once) with a reconcile_difference anomaly; how many were locked.

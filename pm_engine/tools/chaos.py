@@ -32,12 +32,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.errors import PmError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+from pm_engine.core.reconcile import compare
 from pm_engine.core.signals import parse_signal
 from pm_engine.ops.cluster import LocalCluster
+from pm_engine.sim.book import Account, Faults
+from pm_engine.sim.server import SimServer, make_server
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.deploy import deploy
 from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.orders import OrderStates, book_positions
 from pm_engine.tools.children import (EngineProcess, KeepAliveClient, committed_book, fetch_all, fetch_one,
                                       http_request, served_book)
 from pm_engine.tools.clusters import temporary_cluster
@@ -54,9 +59,17 @@ class ChaosSettings:
     fault_after_commit: float = 0.002
     fuzz: int = 10000
     seed: int = 23
+    broker: bool = False  # orders go to the broker simulator over HTTP (else the paper broker, in the database)
+    broker_faults: int = 0  # broker faults played during the run: unclear answers after acceptance, expired sessions
 
 
 SHORT = ChaosSettings(signals=400, instances=2, kills=2, db_restarts=1, fault_after_commit=0.005, fuzz=400)
+# against the broker simulator: every order over HTTP, so fewer signals (the hostile input is the paper run's)
+BROKER = ChaosSettings(signals=2000, kills=10, db_restarts=2, fuzz=0, broker=True, broker_faults=20)
+SHORT_BROKER = ChaosSettings(signals=150, instances=2, kills=2, db_restarts=1, fault_after_commit=0.005, fuzz=0,
+                             broker=True, broker_faults=4)
+BROKER_FAULTS = ("timeout", "cut", "500", "session_expired")
+SETTLE_S = 90.0  # how long the orders in flight at the end may take to settle (a 403's backoff, a dead sender)
 
 
 @dataclass
@@ -67,6 +80,8 @@ class Counts:
     duplicates: int = 0
     kills: int = 0
     fault_kills: int = 0
+    broker_faults: int = 0
+    reviewed: int = 0
     db_restarts: int = 0
     restarts: int = 0
     server_errors: int = 0
@@ -95,6 +110,9 @@ class Harness:
         self.db_up = threading.Event()
         self.db_up.set()
         env = {"PM_MAX_SIGNAL_AGE_S": "0"}  # a recorded stream is replayed
+        self.sim: Optional[SimServer] = None
+        if settings.broker:
+            env.update(self._start_sim())
         if settings.fault_after_commit:
             env["PM_FAULT_CRASH"] = f"after_commit:{settings.fault_after_commit}"
         self.instances = [EngineProcess(self.config, self.secret, self.logdir / f"engine-{i}.log", env)
@@ -117,7 +135,123 @@ class Harness:
             self._supervisor.join(10)
         for instance in self.instances:
             instance.stop()
+        if self.sim is not None:
+            self.sim.shutdown()
+            self.sim.server_close()
         self.cluster.destroy()
+
+    # -- the broker simulator ----------------------------------------------------------------------
+    def _start_sim(self) -> dict[str, str]:
+        """The simulator in this process on loopback; each MARKET order fills at its own alert's price (the engine's
+        sending order of that symbol and side), so the book must equal the paper reference to the paisa."""
+        key = secrets.token_urlsafe(24)
+        self.sim = make_server("127.0.0.1", 0, key, price_source=self._signal_price)
+        threading.Thread(target=self.sim.serve_forever, kwargs={"poll_interval": 0.2}, name="broker-sim",
+                         daemon=True).start()
+        return {"PM_BROKER": "openalgo", "PM_OPENALGO_URL": f"http://127.0.0.1:{self.sim.server_address[1]}",
+                "PM_OPENALGO_API_KEY": key, "PM_MARKET_HOURS": "always", "PM_OPENALGO_TIMEOUT_S": "1",
+                # a recorded stream: an entry waiting out an outage must not expire; the trader reviews at once
+                "PM_MAX_ORDER_AGE_S": "3600", "PM_ORDER_REVIEW_AFTER_S": "3"}
+
+    def _signal_price(self, symbol: str, side: str) -> Optional[Decimal]:
+        """The sending order's alert price. While the database restarts (it was up when the order committed) the
+        simulator waits for it: past the engine's 1 s the answer is unclear and the order is resolved from the order
+        book, as after any timeout after acceptance."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                value = fetch_one(self.config, "sending_signal_price", (symbol, side))
+                return Decimal(str(value)) if value is not None else None
+            except Exception:  # noqa: BLE001 - the database restarting
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.1)
+
+    def broker_fault(self) -> None:
+        """One broker fault: the next order accepted then answered unclearly, or the session expired for a while."""
+        assert self.sim is not None
+        account = self.sim.account
+        kind = self.rng.choice(BROKER_FAULTS)
+        with account.lock:
+            if kind == "session_expired":
+                account.faults.update({"session_expired": True})
+            else:
+                account.faults.update({"after_accept": kind, "hang_s": 2, "times": 1})
+        if kind == "session_expired":
+            def restore() -> None:
+                with account.lock:
+                    account.faults.update({"session_expired": False})
+            threading.Timer(self.rng.uniform(0.3, 1.0), restore).start()
+        self.counts.add("broker_faults")
+
+    def review_unclear(self) -> None:
+        """Play the trader while an order's fate is unclear (the stream waits, so no entry meets the review's lock).
+
+        An unknown order resolves itself from the broker's order book, or after the review window becomes
+        needs_review; then the trader looks at the broker's orders: the one order there that is ours but linked to
+        none is linked; nothing there (its sender was killed before the request left) is placed by hand at its
+        alert's price and linked, as README "Orders" tells (``pm-engine orders review ID --at-broker ID``)."""
+        assert self.sim is not None
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            try:
+                rows = fetch_all(self.config, "chaos_unclear_orders")
+            except Exception:  # noqa: BLE001 - the database restarting
+                time.sleep(0.1)
+                continue
+            if not rows:
+                return
+            for client_id, state, symbol, side, quantity, product, exchange, price in rows:
+                if state == "needs_review":
+                    self._review(str(client_id), str(symbol), str(side), int(quantity), str(product), str(exchange),
+                                 Decimal(str(price)))
+            time.sleep(0.05)
+
+    def _review(self, client_id: str, symbol: str, side: str, quantity: int, product: str, exchange: str,
+                price: Decimal) -> None:
+        assert self.sim is not None
+        account = self.sim.account
+        deadline = time.monotonic() + 10  # an order on its way may be the broker's unlinked one: let it land first
+        while fetch_one(self.config, "chaos_orders_sending") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        linked = {str(r[0]) for r in fetch_all(self.config, "chaos_broker_links")}
+        with account.lock:
+            theirs = [o.orderid for o in account.orders.values() if o.orderid not in linked and o.symbol == symbol
+                      and o.action == side and o.quantity == quantity and o.product == product]
+            if theirs:
+                broker_id, how = theirs[0], "linked to the broker's unlinked order"
+            else:
+                faults, account.faults = account.faults, Faults()  # the trader's own order meets no fault
+                try:
+                    order, _ = account.place({"symbol": symbol, "strategy": "by hand", "exchange": exchange,
+                                              "action": side, "quantity": quantity, "price": price,
+                                              "trigger_price": Decimal(0), "pricetype": "MARKET",
+                                              "product": product})
+                finally:
+                    account.faults = faults
+                broker_id, how = order.orderid, "placed by hand: nothing had reached the broker"
+        db = DatabaseStateManager(self.config)
+        try:
+            OrderStates(db).review(client_id, broker_id, how, "chaos:trader")
+        except PmError as exc:  # the engine moved first (or the database restarts): look again next round
+            print(f"chaos: review of {client_id} refused ({exc}); looking again", flush=True)
+            return
+        finally:
+            db.close()
+        self.counts.add("reviewed")
+
+    def settle(self) -> list[str]:
+        """Wait until no order is in flight (queued, sending, open, partially filled, unknown); what still is."""
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            self.review_unclear()
+            try:
+                waiting = [str(r[0]) for r in fetch_all(self.config, "symbols_in_flight")]
+            except Exception:  # noqa: BLE001 - the database restarting at the very end
+                waiting = ["(database down)"]
+            if not waiting or time.monotonic() > deadline:
+                return waiting
+            time.sleep(0.2)
 
     def _supervise(self) -> None:
         """Restart any dead engine (killed by us, or by its own fault hook)."""
@@ -134,9 +268,26 @@ class Harness:
     # -- chaos agent -------------------------------------------------------------------------------
     def kill_one(self) -> None:
         alive = [i for i in self.instances if i.alive()]
-        if alive:
-            self.rng.choice(alive).kill()
-            self.counts.add("kills")
+        if not alive:
+            return
+        if self.sim is not None:
+            self._outside_sending()
+        self.rng.choice(alive).kill()
+        self.counts.add("kills")
+
+    def _outside_sending(self) -> None:
+        """Against the broker, a kill waits (up to 0.3 s) until no order is between its committed ``sending`` and
+        the broker's answer. A sender killed in that window leaves an order nobody can know reached the broker;
+        when nothing shows within the review window it becomes needs_review and the trader decides (by design,
+        tests/integration/test_broker_orders.py), which a replay of the stream cannot model."""
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            try:
+                if not fetch_one(self.config, "chaos_orders_sending"):
+                    return
+            except Exception:  # noqa: BLE001 - the database restarting: kill now
+                return
+            time.sleep(0.002)
 
     def restart_database(self) -> None:
         """Immediate shutdown (a crash for PostgreSQL), check the outage answers, start again."""
@@ -194,7 +345,13 @@ class Harness:
         n = len(stream)
         kill_at = set(self.rng.sample(range(n // 10, n), min(self.settings.kills, max(0, n - n // 10))))
         restart_at = set(self.rng.sample(range(n // 5, n), min(self.settings.db_restarts, max(0, n - n // 5))))
+        faults = self.settings.broker_faults if self.sim is not None else 0
+        fault_at = set(self.rng.sample(range(n // 10, n), min(faults, max(0, n - n // 10))))
         for i, payload in enumerate(stream):
+            if i in fault_at:
+                self.broker_fault()
+            if self.sim is not None:
+                self.review_unclear()
             fp = parse_signal(payload, DEFAULT_INSTRUMENTS).fingerprint
             body = json.dumps(payload).encode()
             if i in kill_at:
@@ -261,7 +418,33 @@ def reference(stream: list[dict[str, Any]]) -> tuple[LiveTradingEngine, dict[str
     return engine, outcomes
 
 
-def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[str, list[str]]) -> Verdict:
+def verify_broker(config: DatabaseConfig, account: Account, verdict: Verdict) -> None:
+    """Against the simulator: every order of ours is exactly one order at the broker (an order there that no order
+    of ours links to was sent twice), each filled; and the broker's net position per contract is the book's."""
+    ours = {str(row[0]): (str(row[1]), str(row[2])) for row in fetch_all(config, "chaos_broker_links")}
+    with account.lock:
+        at_broker = {oid: (o.symbol, o.action, o.status) for oid, o in account.orders.items()}
+        positions = account.positions()
+    extra = sorted(set(at_broker) - set(ours))
+    verdict.duplicated += len(extra)
+    for oid in extra[:5]:
+        verdict.notes.append(f"broker order {oid} {at_broker[oid][:2]} is linked to no order of ours: sent twice")
+    for oid in sorted(set(ours) - set(at_broker))[:20]:
+        verdict.mismatch(f"order {ours[oid][0]} names broker order {oid}, which the broker does not have")
+    for client_id, state in fetch_all(config, "chaos_unfilled_orders"):
+        verdict.mismatch(f"order {client_id} ended {state}, not filled")
+    db = DatabaseStateManager(config)
+    try:
+        book, traded = book_positions(db)
+    finally:
+        db.close()
+    for difference in compare(book, traded, positions)["differences"]:
+        verdict.mismatch(f"broker net {difference['broker_quantity']} != book {difference['book_quantity']} "
+                         f"for {difference['symbol']}")
+
+
+def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[str, list[str]],
+           account: Optional[Account] = None) -> Verdict:
     verdict = Verdict()
     ref, expected = reference(stream)
     logged = dict(fetch_all(config, "bench_logged_fingerprints"))
@@ -283,7 +466,8 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
     db = DatabaseStateManager(config)
     try:
         engine = LiveTradingEngine(db_manager=db, instance_id="chaos-check")
-        engine.send_pending()  # what any restart does: orders committed but never sent
+        if account is None:
+            engine.send_pending()  # what any paper restart does: orders committed but never filled
         mine, theirs = engine.portfolio, ref.portfolio
         if mine.closed_equity != theirs.closed_equity:
             verdict.mismatch(f"closed equity {mine.closed_equity} != reference {theirs.closed_equity}")
@@ -320,6 +504,8 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
     if ref_orders != db_orders:
         verdict.mismatch(f"broker orders differ: {len(db_orders - ref_orders)} extra, "
                          f"{len(ref_orders - db_orders)} missing")
+    if account is not None:
+        verify_broker(config, account, verdict)
     return verdict
 
 
@@ -356,11 +542,16 @@ def run_chaos(settings: ChaosSettings = ChaosSettings(), progress: bool = True) 
         harness.start()
         print(f"chaos: {settings.signals} signals to {settings.instances} engines on 127.0.0.1:"
               f"{harness.cluster.port}; {settings.kills} kills, {settings.db_restarts} database restarts, "
-              f"self-kill chance after commit {settings.fault_after_commit}", flush=True)
+              f"self-kill chance after commit {settings.fault_after_commit}"
+              + (f"; orders to the broker simulator, {settings.broker_faults} broker faults" if settings.broker
+                 else ""), flush=True)
         answers = harness.drive(stream, progress)
         for instance in harness.instances:
             instance.wait_ready()
-        verdict = verify(harness.config, stream, answers)
+        waiting = harness.settle() if harness.sim is not None else []
+        verdict = verify(harness.config, stream, answers, harness.sim.account if harness.sim else None)
+        if waiting:
+            verdict.mismatch(f"orders of {waiting} still in flight {SETTLE_S:.0f} s after the stream")
         for note in stale_views(harness):
             verdict.mismatch(note)
         leaks = leaked_secrets(harness)
@@ -384,6 +575,10 @@ def run_chaos(settings: ChaosSettings = ChaosSettings(), progress: bool = True) 
         verdict.mismatch(f"a 503 took {c.max_503_ms:.0f} ms (TradingView waits 3 s)")
     for note in verdict.notes:
         print(f"  ! {note}")
+    if settings.broker:
+        print(f"broker: {c.broker_faults} faults played, {c.reviewed} needs_review order(s) resolved as the trader "
+              f"would; every order of ours is one order at the broker, "
+              "and the broker's net position per contract is checked against the book")
     print(f"chaos: sent={c.sent} retried={c.retried} duplicates={c.duplicates} kills={c.kills + c.fault_kills} "
           f"db_restarts={c.db_restarts} lost={verdict.lost} duplicated={verdict.duplicated} "
           f"mismatches={verdict.mismatches}", flush=True)

@@ -15,7 +15,7 @@ import logging
 from decimal import Decimal
 from typing import Any, Callable, Optional
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -47,14 +47,15 @@ def _answer(status: int, message: str, field: Optional[str] = None) -> JSONRespo
 Refuse = Callable[[Request, bytes, int, str, Optional[str]], JSONResponse]
 
 
-def add_capital(app: FastAPI, engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
-                changer: Callable[[Request, dict[str, Any]], str | JSONResponse], refuse: Refuse) -> None:
-    """Register the capital routes. ``changer(request, body)`` names who makes a change, or answers the
+def capital_router(engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
+                   changer: Callable[[Request, dict[str, Any]], str | JSONResponse], refuse: Refuse) -> APIRouter:
+    """The capital routes. ``changer(request, body)`` names who makes a change, or answers the
     refusal (a session without its CSRF token): the app's one access rule for every POST that changes.
     ``refuse(request, raw, status, message, field)`` answers a refused POST and records it in the
     refusal audit, as every refused write is (``POST /control``, manual exits)."""
+    router = APIRouter()
 
-    @app.get("/capital", summary="The capital ledger (newest first) and its totals")
+    @router.get("/capital", summary="The capital ledger (newest first) and its totals")
     def ledger() -> JSONResponse:
         if store is None:
             return _answer(404, "the capital ledger needs a database (this engine runs in memory)")
@@ -63,14 +64,14 @@ def add_capital(app: FastAPI, engine: LiveTradingEngine, store: Optional[Databas
         except DatabaseUnavailableError:
             return _answer(503, "database unavailable")
 
-    @app.post("/capital", summary="Record a deposit or withdrawal: closed equity, equity high and sizing move by it",
-              responses={200: {"description": "recorded: the ledger row, closed equity and equity high after it"},
-                         403: {"description": "a session without its CSRF token"},
-                         409: {"description": "a withdrawal below the margin in use or below zero; nothing written"},
-                         415: {"description": "the body is not JSON"},
-                         422: {"description": "a bad kind, amount or note: {\"error\", \"field\"}; nothing written"}},
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": CAPITAL_SCHEMA, "example": CAPITAL_EXAMPLE}}}})
+    @router.post("/capital", summary="Record a deposit or withdrawal: closed equity, equity high and sizing move by it",
+                 responses={200: {"description": "recorded: the ledger row, closed equity and equity high after it"},
+                            403: {"description": "a session without its CSRF token"},
+                            409: {"description": "a withdrawal below the margin in use or below zero; nothing written"},
+                            415: {"description": "the body is not JSON"},
+                            422: {"description": "bad kind, amount or note: {\"error\", \"field\"}; nothing written"}},
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": CAPITAL_SCHEMA, "example": CAPITAL_EXAMPLE}}}})
     async def record(request: Request) -> JSONResponse:
         raw = b""
 
@@ -114,3 +115,5 @@ def add_capital(app: FastAPI, engine: LiveTradingEngine, store: Optional[Databas
         return JSONResponse(as_json({"kind": flow.kind, "amount": flow.amount, "note": flow.note,
                                      "recorded_by": flow.recorded_by, "closed_equity": flow.closed_equity,
                                      "equity_high": status["equity_high"], "version": engine.portfolio.version}))
+
+    return router

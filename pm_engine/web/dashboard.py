@@ -26,8 +26,10 @@ from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.errors import DatabaseUnavailableError
 from pm_engine.core.statistics import as_json
 from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.orders import OrderStates
 from pm_engine.store.rolls import roll_overview
 from pm_engine.web.access import SESSION_COOKIE, Access
+from pm_engine.web.orders import broker_health
 
 HERE = Path(__file__).parent
 VENDOR = Path(fastapi_offline.__file__).parent / "static"  # swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js
@@ -35,6 +37,7 @@ REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 RANGES = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31), "all": None}
 REFRESH_MS = 3000
 DEFAULT_RANGE = "month"
+ORDERS_SHOWN = 20  # the newest orders in the dashboard's panel (pm-engine orders and GET /orders list them all)
 CHART_POINTS = 600  # the chart's width in the page's SVG units: more points than this draw nothing more
 MAX_CHART_POINTS = 4000
 # the dashboard's own pages load nothing from anywhere else, and run no inline script
@@ -99,10 +102,12 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
 
     def collect(chosen: str, points: int = CHART_POINTS) -> dict[str, Any]:
         status = replica_status(engine, store) if replica and store is not None else engine.current_status()
+        broker = broker_health(engine.broker) or {"state": "paper", "text": "paper broker", "seconds_since": None}
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
                     "locks": [], "signals": [], "refusals": [], "anomalies": [], "instances": [], "curve": [],
-                    "trades": [], "pnl": {}, "stats": {}, "capital": [], "rollover": []}
+                    "trades": [], "pnl": {}, "stats": {}, "capital": [], "rollover": [], "orders": [],
+                    "broker": broker}
         span = RANGES[chosen]
         start: Optional[datetime] = datetime.now(timezone.utc) - span if span else None
         day_ago = datetime.now(timezone.utc) - timedelta(hours=24)
@@ -118,6 +123,7 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
             "capital": store.capital_ledger(10),
             # each group's contract, days to roll and roll state (issue 22)
             "rollover": roll_overview(store, engine.contracts, engine.instruments, engine.mcx_quantity)["groups"],
+            "orders": OrderStates(store).listing(None, None, ORDERS_SHOWN), "broker": broker,
         }
 
     @app.get("/docs", include_in_schema=False)

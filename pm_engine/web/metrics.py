@@ -25,6 +25,7 @@ ANOMALY_KINDS = ("exit_never_open", "pyramid_without_base", "pyramid_skips_layer
 OUTCOMES = ("executed", "blocked", "duplicate")
 NOTIFICATION_STATES = ("sent", "failed", "retrying", "given_up", "pending", "sending", "filtered")
 REFUSALS = ("400", "401", "403", "413", "422", "429", "503")
+BROKER_STATES = ("ok", "session_expired", "unreachable", "error", "unknown")
 
 
 class Metrics:
@@ -59,6 +60,7 @@ class _PortfolioCollector(Collector):
         yield _gauge("pm_open_equity_rupees", "Open equity (as this instance last saw it)",
                      float(portfolio.open_equity()))
         yield _gauge("pm_leader", "1 if this instance runs the background jobs", 1.0 if self.leader() else 0.0)
+        yield from self._broker()
         if self.store is None:
             return
         yield _gauge("pm_pool_connections_in_use", "Database connections handed out by the pool",
@@ -97,6 +99,21 @@ class _PortfolioCollector(Collector):
         last = snapshot.get("last_signal_at")
         since = (datetime.now(timezone.utc) - datetime.fromisoformat(last)).total_seconds() if last else -1.0
         yield _gauge("pm_seconds_since_last_signal", "Seconds since any instance logged a signal (-1: never)", since)
+
+    def _broker(self) -> Iterator[Metric]:
+        """The broker as this instance's sender last saw it (nothing for the paper broker)."""
+        health = getattr(self.engine.broker, "health", None)
+        if health is None:
+            return
+        view = health.view()
+        state = GaugeMetricFamily("pm_broker_state", "1 for the broker state this instance's sender last saw: ok, "
+                                  "session_expired, unreachable, error, unknown (not yet contacted)", labels=["state"])
+        for name in BROKER_STATES:
+            state.add_metric([name], 1.0 if view["state"] == name else 0.0)
+        yield state
+        since = view["seconds_since"]
+        yield _gauge("pm_broker_state_seconds", "Seconds since the broker entered its current state (-1: never "
+                     "contacted)", float(since) if since is not None else -1.0)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

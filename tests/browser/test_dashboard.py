@@ -20,6 +20,7 @@ from pm_engine.core.contracts import ContractCalendar, ist_date
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.tools.children import EngineProcess
 from pm_engine.tools.samples import generate_signals
+from tests.brokersim import Sim, sim, sim_process  # noqa: F401 - fixtures
 from tests.helpers import payload
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -159,3 +160,45 @@ def test_exit_button_closes_a_position(browser: Any, server: EngineProcess) -> N
         context.close()
     # the wrong token's answer is a 401 page (the browser reports it); nothing else may fail, CSP included
     assert [e for e in errors if "401" not in e] == []
+
+
+def test_orders_panel_and_broker_health(browser: Any, db_config: DatabaseConfig, sim: Sim,  # noqa: F811
+                                        tmp_path: Path) -> None:
+    """Issue 21: the dashboard lists the broker's orders (filled at the fill price, against the signal's) and says
+    when the broker's session has expired, with the time since."""
+    contract = ContractCalendar(DEFAULT_INSTRUMENTS).on("GOLD_MINI", ist_date(datetime.now(timezone.utc)))
+    assert contract is not None
+    sim.control("price", {"symbol": contract.symbol, "price": "75012.5"})
+    engine = EngineProcess(db_config, SECRET, log=tmp_path / "engine.log",
+                           env={"PM_READ_TOKEN": TOKEN, "PM_BROKER": "openalgo", "PM_OPENALGO_URL": sim.url,
+                                "PM_OPENALGO_API_KEY": sim.api_key, "PM_MARKET_HOURS": "always"}).start()
+    assert engine.wait_ready(30), "engine did not start"
+    url = f"http://127.0.0.1:{engine.port}"
+    context = browser.new_context(viewport={"width": 390, "height": 900})  # a phone; the page's CSP enforced
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        sent = httpx.post(url + "/webhook", json=alert("BASE_ENTRY", "GOLD_MINI", 75000, 0.1, stop=74300, atr=400,
+                                                       er=0.8), timeout=10)
+        assert sent.json()["outcome"] == "executed", sent.text
+        page.goto(url + "/login")
+        page.fill("#token", TOKEN)
+        page.click("button[type=submit]")
+        row = page.locator("#orders tbody tr", has_text=contract.symbol)
+        row.locator("td:has-text('filled')").first.wait_for(timeout=15_000)
+        assert "@ 75012.50" in row.inner_text() and "75000.00" in row.inner_text() and "12.50" in row.inner_text()
+        page.wait_for_selector("#broker-badge:has-text('broker connected')", timeout=10_000)
+        sim.control("faults", {"session_expired": True})
+        exit_sent = httpx.post(url + "/webhook", json=alert("EXIT", "GOLD_MINI", 75500, 0.05, reason="SIGNAL"),
+                               timeout=10)
+        assert exit_sent.json()["outcome"] == "executed", exit_sent.text  # decided while the broker is away
+        page.wait_for_selector("#broker-badge.session_expired:has-text('broker session expired for')",
+                               timeout=15_000)
+        page.wait_for_selector("#orders tbody td.order-queued", timeout=10_000)  # the exit waits, queued
+    finally:
+        context.close()
+        sim.control("faults", {"session_expired": False})
+        engine.stop()
+    assert errors == []

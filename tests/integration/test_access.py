@@ -84,7 +84,9 @@ def test_every_read_route_needs_the_token_or_a_live_session(db_config: DatabaseC
         assert httpx.get(server.url + "/status", cookies=session).status_code == 200
         assert httpx.post(server.url + "/login", data={"token": "nope"}).status_code == 401
         health, ready = httpx.get(server.url + "/health"), httpx.get(server.url + "/ready")
-        assert health.json() == {"status": "ok"} and ready.json() == {"ready": True}  # nothing about book or database
+        # nothing about the book or the database; the broker's state (issue 21), without its message
+        assert health.json() == {"status": "ok"}
+        assert ready.json() == {"ready": True, "broker": {"state": "paper", "text": "paper broker"}}
         # a session may steer only with its CSRF token; the token's bearer needs none
         body = {"mode": "exits_only", "reason": "test"}
         assert httpx.post(server.url + "/control", json=body, cookies=session).status_code == 403

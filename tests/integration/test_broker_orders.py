@@ -122,6 +122,9 @@ def test_entry_sent_once_and_filled_from_the_trade_book(db_config: DatabaseConfi
     assert (row["client_order_id"], row["broker_order_id"], row["filled_quantity"]) == (order_id, broker_id, quantity)
     assert (row["average_price"], row["signal_price"], row["slippage"]) == ("75012.50", "75000.00", "12.50")
     assert listed["broker"]["state"] == "ok" and broker.api_key not in httpx.get(engine.url + "/orders").text
+    [position] = httpx.get(engine.url + "/status").json()["positions"]
+    assert (position["symbol"], position["signal_price"], position["entry_price"]) == \
+        (GOLD.symbol, "75000.00", "75012.50")  # the fill, not the alert
     assert httpx.get(engine.url + "/orders?state=bogus").json()["field"] == "state"
     cli = subprocess.run([sys.executable, "-m", "pm_engine", "orders", "--json", "--state", "filled"],
                          env={**os.environ, "DATABASE_URL": db_config.url(hide_password=False)},
@@ -384,3 +387,47 @@ def test_the_leader_locks_an_instrument_the_broker_disagrees_on(db_config: Datab
     pyramid = payload("PYRAMID", "GOLD_MINI", "Long_2", 75900, stamp(), stop=75300, atr=400)
     assert engine.send(pyramid)["outcome"] == "blocked"  # no new entries until the trader looks
     assert len(broker.state()["orders"]) == 2  # nothing placed to "fix" it
+
+
+def review_cli(db_config: DatabaseConfig, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pm_engine", "orders", "review", *args],
+                          env={**os.environ, "DATABASE_URL": db_config.url(hide_password=False)},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_trader_resolves_a_needs_review_order_from_the_broker_book(db_config: DatabaseConfig, broker: Sim,
+                                                                       tmp_path: Path, engines: list[Engine]) -> None:
+    assert GOLD is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75030"})
+    broker.control("faults", {"after_accept": "timeout", "hang_s": 4, "times": 1})
+    engine = start(db_config, broker, tmp_path, engines)
+    engine.send(entry())
+    [ours] = wait_for(lambda: broker.state()["orders"], 20)  # at the broker, its answer held back
+    status, body = broker.post("placeorder", {"apikey": broker.api_key, "strategy": "by hand", "exchange": "MCX",
+                                              "symbol": GOLD.symbol, "action": "BUY", "quantity": ours["quantity"],
+                                              "product": "NRML"})  # the same order placed by hand meanwhile
+    assert status == 200, body
+    wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.broker_orders WHERE status = 'needs_review'"), 30,
+             lambda: order_states(db_config))
+    [(order_id, _, broker_id, *_)] = order_states(db_config)
+    assert broker_id is None  # two broker orders match: the engine does not guess
+    assert rows(db_config, "SELECT instrument FROM pm.instrument_locks WHERE released_at IS NULL") == [("GOLD_MINI",)]
+    pyramid = payload("PYRAMID", "GOLD_MINI", "Long_2", 75900, stamp(), stop=75300, atr=400)
+    assert engine.send(pyramid)["outcome"] == "blocked"
+
+    refused = review_cli(db_config, order_id, "--at-broker", body["orderid"], "--not-at-broker")
+    assert refused.returncode == 2 and "not allowed with argument" in refused.stderr
+    done = review_cli(db_config, order_id, "--at-broker", ours["orderid"], "--reason", "the 10:30 order is mine")
+    assert done.returncode == 0, done.stderr
+    assert "open (reviewed by" in done.stdout and "the 10:30 order is mine" in done.stdout
+    wait_for(lambda: filled(db_config), 30, lambda: order_states(db_config))
+    assert rows(db_config, "SELECT broker_order_id, fill_price FROM pm.broker_orders") == \
+        [(ours["orderid"], D("75030.00"))]
+    assert rows(db_config, "SELECT entry_price, signal_price FROM pm.portfolio_positions") == \
+        [(D("75030.00"), D("75000.00"))]
+    assert rows(db_config, "SELECT count(*) FROM pm.instrument_locks WHERE released_at IS NULL") == [(0,)]
+    path = rows(db_config, f"SELECT to_state FROM pm.order_events WHERE client_order_id = '{order_id}' ORDER BY id")
+    assert [p for (p,) in path] == ["sending", "unknown", "needs_review", "open", "filled"]
+    again = review_cli(db_config, order_id, "--not-at-broker")
+    assert again.returncode == 2 and "is filled, not needs_review" in again.stderr
+    assert len(broker.state()["orders"]) == 2  # the review placed nothing

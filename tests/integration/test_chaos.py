@@ -31,3 +31,19 @@ def test_chaos_refuses_bad_arguments() -> None:
     run = subprocess.run([sys.executable, "-m", "pm_engine", "chaos", "--signals", "0"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and "--signals must be >= 1" in run.stderr
+
+
+def test_short_chaos_run_against_the_broker_simulator() -> None:
+    """Issue 21: kills, a database restart and broker faults with every order over HTTP to the simulator: nothing
+    lost or duplicated, each order of ours exactly one order at the broker, its net positions the book's."""
+    run = subprocess.run([sys.executable, "-m", "pm_engine", "chaos", "--short", "--broker", "sim"],
+                         capture_output=True, text=True, timeout=600)
+    print(run.stdout[-3000:], run.stderr[-3000:])
+    final = re.search(r"^chaos: sent=(\d+) retried=(\d+) duplicates=(\d+) kills=(\d+) db_restarts=(\d+) "
+                      r"lost=(\d+) duplicated=(\d+) mismatches=(\d+)$", run.stdout, re.MULTILINE)
+    assert final is not None, run.stdout + run.stderr
+    sent, _, duplicates, kills, db_restarts, lost, duplicated, mismatches = map(int, final.groups())
+    assert (lost, duplicated, mismatches) == (0, 0, 0) and run.returncode == 0
+    assert sent >= 150 and duplicates > 0 and kills >= 2 and db_restarts == 1
+    played = re.search(r"^broker: (\d+) faults played", run.stdout, re.MULTILINE)
+    assert played is not None and int(played.group(1)) == 4  # the broker misbehaved, and nothing was lost

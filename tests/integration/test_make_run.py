@@ -23,10 +23,10 @@ from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.ops.cluster import find_bindir, free_port
 
 
-def start(var: Path, port: int, embedded: str) -> tuple[subprocess.Popen[str], list[str]]:
+def start(var: Path, port: int, embedded: str, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PM_WEBHOOK_SECRET", "PM_READ_TOKEN")}
     env.update(PM_VAR_DIR=str(var), PM_EMBEDDED=embedded)
-    proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "run", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pm_engine", "run", "--port", str(port), *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     deadline = time.monotonic() + 60
@@ -124,6 +124,45 @@ def test_make_run_switches_an_older_trusting_cluster_to_a_password(tmp_path: Pat
         state = json.loads((var / "embedded.json").read_text())
         assert oct((var / "embedded.json").stat().st_mode)[-3:] == "600" and state["webhook_secret"] == "s" * 32
         assert_private(var, port, state, lines)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+
+
+def test_make_run_with_the_broker_simulator_trades_the_whole_loop(tmp_path: Path) -> None:
+    """Issue 21: `pm-engine run --broker sim` starts the simulator beside the engine; the printed alert's order
+    goes over HTTP to it, fills at the signal's price and is booked from its trade book."""
+    var, port = tmp_path / "var", free_port()
+    proc, lines = start(var, port, "installed", "--broker", "sim", "--sim-port", "0")
+    try:
+        [sim] = [line for line in lines if line.startswith("broker-sim: OpenAlgo API on http://127.0.0.1:")]
+        sim_url = sim.split("on ", 1)[1].split("/api/v1/")[0]
+        token = json.loads((var / "embedded.json").read_text())["read_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        curl = next(line for line in lines if "curl -s -X POST" in line)
+        body = re.search(r"-d '(.*)'", curl)
+        assert body is not None
+        alert = json.loads(body.group(1))
+        sent = httpx.post(f"http://127.0.0.1:{port}/webhook", content=body.group(1),
+                          headers={"Content-Type": "text/plain"}, timeout=10)
+        assert sent.json()["outcome"] == "executed", sent.text
+        deadline = time.monotonic() + 30
+        orders: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not (orders and orders[0]["state"] == "filled"):
+            time.sleep(0.2)
+            orders = httpx.get(f"http://127.0.0.1:{port}/orders", headers=auth, timeout=5).json()["orders"]
+        [order] = orders
+        assert order["state"] == "filled", order
+        at_sim = httpx.get(sim_url + "/sim/state", timeout=5).json()
+        assert [o["orderid"] for o in at_sim["orders"]] == [order["broker_order_id"]]
+        [position] = httpx.get(f"http://127.0.0.1:{port}/status", headers=auth, timeout=5).json()["positions"]
+        price = f"{alert['price']:.2f}"
+        assert (position["symbol"], position["entry_price"], position["signal_price"]) == \
+            (order["symbol"], price, price)
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()
+        assert ready["ready"] is True and ready["broker"]["state"] == "ok"
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=auth, timeout=5).text
+        assert 'pm_broker_state{state="ok"} 1.0' in metrics and "pm_broker_state_seconds" in metrics
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

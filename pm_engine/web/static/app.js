@@ -96,6 +96,14 @@
     return cell;
   }
 
+  function renderBroker(broker) {
+    const badge = document.getElementById("broker-badge");
+    const since = broker && broker.seconds_since !== null && broker.seconds_since !== undefined
+      ? " for " + Math.round(broker.seconds_since) + " s" : "";
+    badge.textContent = broker ? broker.text + (broker.state === "ok" || broker.state === "paper" ? "" : since) : "–";
+    badge.className = "badge broker " + (broker ? broker.state : "");
+  }
+
   function render(data) {
     last = data;
     const s = data.status;
@@ -133,7 +141,8 @@
       ["Expectancy", money(st.expectancy)], ["Mean R", st.mean_r], ["Net P&L", money(st.net_pnl)],
       ["Max drawdown", money(st.max_drawdown) + " (" + st.max_drawdown_pct + "%)"],
       ["Max open drawdown", money(st.max_open_drawdown)], ["Deposits", money(st.deposits)],
-      ["Withdrawals", money(st.withdrawals)], ["Time-weighted return %", st.time_weighted_return]];
+      ["Withdrawals", money(st.withdrawals)], ["Time-weighted return %", st.time_weighted_return],
+      ["Slippage (total)", money(st.total_slippage)], ["Slippage per trade", money(st.mean_slippage)]];
     dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", k), el("dd", v ?? "–")]));
     fill("pnl", data.pnl[period] || [], (p) => [el("td", p.period_start), signed(p.realized_pnl), el("td", p.trades),
       el("td", money(p.closing_equity))]);
@@ -147,6 +156,16 @@
       el("td", t.exit_reason ?? "–")]);
     list("capital-ledger", data.capital || [], (f) => time(f.recorded_at) + " " + f.kind + " ₹" + money(f.amount) +
       " → closed " + money(f.closed_equity) + " by " + f.recorded_by + (f.note ? " — " + f.note : ""));
+    renderBroker(data.broker);
+    const orders = data.orders || [];
+    fill("orders", orders, (o) => [el("td", time(o.created_at)), el("td", o.client_order_id), el("td", o.symbol ?? o.instrument),
+      el("td", o.side), el("td", o.quantity ?? "–"), el("td", o.state, "order-" + o.state),
+      el("td", o.filled_quantity ? o.filled_quantity + " @ " + o.average_price : "–"), el("td", o.signal_price ?? "–"),
+      el("td", o.slippage ?? "–"), el("td", o.broker_order_id ?? "–"), el("td", o.reason ?? "", "reason")]);
+    const waiting = orders.filter((o) => ["needs_review", "rejected", "unknown"].includes(o.state));
+    document.getElementById("orders-attention").textContent = waiting.length ? waiting.map((o) => o.client_order_id +
+      " " + o.state + (o.state === "needs_review" ? ": look at the broker's order book, then pm-engine orders review" : "")
+    ).join("; ") : "";
     drawCurve(data.curve);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   }
