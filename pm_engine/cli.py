@@ -130,17 +130,18 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     from pm_engine.core.contracts import ContractCalendar
     from pm_engine.core.engine import LiveTradingEngine
     from pm_engine.core.holidays import load_holidays
-    from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+    from pm_engine.core.instruments import load_instruments
     from pm_engine.store.manager import DatabaseStateManager
 
-    contracts = ContractCalendar(DEFAULT_INSTRUMENTS, load_holidays(settings.holidays_file))  # a bad file: stop now
+    instruments = load_instruments(settings.instruments_file)  # a bad file: stop now
+    contracts = ContractCalendar(instruments, load_holidays(settings.holidays_file))
     db = DatabaseStateManager(settings.database)
     instance_id = f"{socket.gethostname()[:30]}-{os.getpid()}"
     age = timedelta(seconds=settings.max_signal_age_s) if settings.max_signal_age_s > 0 else None
     broker = broker_for(settings, db, contracts, instance_id)
     engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age, broker=broker,
                                fault=fault_hook(os.environ.get("PM_FAULT_CRASH")), send_in_background=True,
-                               contracts=contracts, mcx_quantity=settings.mcx_quantity_unit)
+                               contracts=contracts, mcx_quantity=settings.mcx_quantity_unit, instruments=instruments)
     db.register_instance(instance_id, socket.gethostname()[:100], instance_port, __version__)
     engine.send_pending()
     return engine
@@ -359,6 +360,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     settings = load_settings(args.db_config)
     if args.holidays:
         settings = replace(settings, holidays_file=args.holidays)
+    if args.instruments:
+        settings = replace(settings, instruments_file=args.instruments)
     if args.broker:
         settings = replace(settings, broker=replace(settings.broker, kind=args.broker))
         if args.broker == "openalgo" and not (settings.broker.url and settings.broker.api_key):
@@ -583,17 +586,18 @@ def roller_for(settings: Any, db: Any) -> Any:
     """The rollover planner of this configuration: the contract calendar, the market hours, the MCX unit."""
     from pm_engine.core.contracts import ContractCalendar
     from pm_engine.core.holidays import load_holidays
-    from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
+    from pm_engine.core.instruments import load_instruments
     from pm_engine.core.market_hours import MarketHours
     from pm_engine.ops.rollover import Roller
 
-    contracts = ContractCalendar(DEFAULT_INSTRUMENTS, load_holidays(settings.holidays_file))
+    instruments = load_instruments(settings.instruments_file)
+    contracts = ContractCalendar(instruments, load_holidays(settings.holidays_file))
 
     def trading_day(exchange: str, day: Any) -> bool:
         return bool(contracts.holidays["NSE" if exchange == "NFO" else exchange].is_trading_day(day))
 
     hours = MarketHours(settings.broker.market_hours_always, trading_day)
-    return Roller(db, contracts, DEFAULT_INSTRUMENTS, hours, settings.mcx_quantity_unit)
+    return Roller(db, contracts, instruments, hours, settings.mcx_quantity_unit)
 
 
 def cmd_rollover(args: argparse.Namespace) -> int:
@@ -1008,6 +1012,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the proxy addresses whose forwarding headers are trusted (default 127.0.0.1)")
     p.add_argument("--broker", choices=("paper", "openalgo"),
                    help="where orders go (default: PM_BROKER, broker.kind in the config, else paper)")
+    p.add_argument("--instruments", metavar="FILE",
+                   help="instrument configuration JSON over the built-in table, e.g. Bank Nifty's synthetic execution "
+                        "(default: PM_INSTRUMENTS_FILE, instruments_file in the config)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="also serve Prometheus metrics on 127.0.0.1:PORT without the token (GET /metrics needs it)")
     _holidays_arg(p)

@@ -32,6 +32,8 @@ class Settings:
     # reads that may lag (dashboard, report, status --as-of, /status?replica=1): a standby, never decisions
     read_database: Optional[DatabaseConfig] = None
     holidays_file: Optional[str] = None  # trading holidays added or removed by the user (DOMAIN.md §15); it wins
+    # the instrument table's overrides (core/instruments.py load_instruments), e.g. Bank Nifty's synthetic execution
+    instruments_file: Optional[str] = None
     mcx_quantity_unit: str = "lots"  # MCX order quantities in lots (OpenAlgo's Zerodha) or units (DOMAIN.md §14)
     # host names the dashboard and API answer to besides loopback names and IP addresses (DNS rebinding)
     allowed_hosts: tuple[str, ...] = ()
@@ -114,6 +116,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
         section = _section(Path(config_file), env.get("PM_ENV", "local"))
     unknown = set(section) - _DB_KEYS - {"webhook_secret", "max_signal_age_s", "allowed_ips", "read_token",
                                          "session_hours", "request_log_retention_days", "read_url", "holidays_file",
+                                         "instruments_file",
                                          "mcx_quantity_unit", "allowed_hosts", "notify", "broker"}
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
@@ -146,6 +149,7 @@ def load_settings(config_file: Optional[str] = None, environ: Optional[dict[str,
                                                maxconn=4)
                        if env.get("DATABASE_READ_URL") or section.get("read_url") else None),
         holidays_file=env.get("PM_HOLIDAYS_FILE") or section.get("holidays_file"),
+        instruments_file=env.get("PM_INSTRUMENTS_FILE") or section.get("instruments_file"),
         mcx_quantity_unit=mcx_unit,
         allowed_hosts=_host_names(env.get("PM_ALLOWED_HOSTS", "").split(",") if env.get("PM_ALLOWED_HOSTS")
                                   else section.get("allowed_hosts", ())),

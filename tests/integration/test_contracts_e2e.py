@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -108,5 +109,38 @@ def test_a_base_entry_shows_its_contract_everywhere(db_config: DatabaseConfig, t
         assert rows(db_config, "SELECT exchange, symbol, lots, quantity, product, leg FROM pm.broker_orders") == [
             ("NFO", expected.symbol, lots, lots * expected.lot_size, "NRML", "FUT")]
         assert rows(db_config, "SELECT status FROM pm.broker_orders") == [("filled",)]  # at the signal price
+    finally:
+        engine.stop()
+
+
+def test_live_trades_bank_nifty_synthetic_from_an_instrument_file(db_config: DatabaseConfig, tmp_path: Path) -> None:
+    """`live --instruments` / PM_INSTRUMENTS_FILE: a user's table makes Bank Nifty a synthetic future (two legs)."""
+    from pm_engine.core.instruments import load_instruments
+
+    table = tmp_path / "instruments.json"
+    table.write_text(json.dumps({"instruments": {"BANK_NIFTY": {"contract": {"execution": "synthetic"}}}}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"instruments": {"BANK_NIFTY": {"contract": {"execution": "options"}}}}))
+    env = {"DATABASE_URL": db_config.url(False), "PM_WEBHOOK_SECRET": SECRET}
+    refused = cli("live", "--instruments", str(bad), "--port", "1", env=env)
+    assert refused.returncode != 0 and "contract.execution must be futures or synthetic" in refused.stderr
+
+    today = ist_date(datetime.now(timezone.utc))
+    calendar = ContractCalendar(load_instruments(table))
+    contract = calendar.on("BANK_NIFTY", today)
+    assert contract is not None
+    legs = calendar.synthetic_legs("BANK_NIFTY", contract.expiry, Decimal("52040"))
+    engine = EngineProcess(db_config, SECRET, log=tmp_path / "engine.log", args=("--instruments", str(table))).start()
+    try:
+        assert engine.wait_ready(30), "engine did not start"
+        stamp = (datetime.now(timezone.utc) - timedelta(minutes=2)).isoformat()
+        body = {**payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52040, stamp, stop=51690, atr=350, er=0.85),
+                "secret": SECRET}
+        entered = httpx.post(f"http://127.0.0.1:{engine.port}/webhook", json=body, timeout=10).json()
+        assert entered["outcome"] == "executed", entered
+        assert rows(db_config, "SELECT strike, ce_symbol, pe_symbol FROM pm.portfolio_positions") == [
+            (legs.strike, legs.ce_symbol, legs.pe_symbol)]
+        assert sorted(rows(db_config, "SELECT leg, side, symbol FROM pm.broker_orders")) == [
+            ("CE", "BUY", legs.ce_symbol), ("PE", "SELL", legs.pe_symbol)]  # a long synthetic: no futures order
     finally:
         engine.stop()
