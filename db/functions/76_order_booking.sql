@@ -42,9 +42,16 @@ BEGIN
     IF p.is_base_position THEN
         DELETE FROM pm.pyramiding_state WHERE instrument = p.instrument;
     END IF;
+    -- only this entry's own exits: decided after it and before any later entry of the same layer id (a layer
+    -- closed and entered again keeps the newer row's exit, which waits for this entry and is then sent)
     PERFORM pm.order_expired(o.client_order_id, format('its entry %s never filled', r.client_order_id))
        FROM pm.broker_orders o
-      WHERE o.position_id = r.position_id AND o.status = 'queued' AND NOT pm.order_opens(o);
+      WHERE o.position_id = r.position_id AND o.status = 'queued' AND NOT pm.order_opens(o)
+        AND o.created_at >= r.created_at
+        AND o.fingerprint <> r.fingerprint  -- an exit of r's own signal closed the row before r (stop-out, re-entry)
+        AND NOT EXISTS (SELECT 1 FROM pm.broker_orders n
+                         WHERE n.position_id = r.position_id AND pm.order_opens(n) AND n.roll_id IS NULL
+                           AND n.created_at > r.created_at AND n.created_at < o.created_at);
     PERFORM pm.book_anomaly(r, 'entry_rejected', format('entry order %s %s: %s; position %s removed',
                                                          r.client_order_id, r.status, p_why, r.position_id));
 END;

@@ -191,7 +191,10 @@ $$;
 -- to_contract_month, to_strike, to_ce_symbol, to_pe_symbol, new_lots, lot_size, new_lot_size, close_quantity,
 -- open_quantity, point_value, new_point_value, price}], one per open layer of the instrument; what the layer
 -- holds comes from its row). PM081 when the instrument is already rolling; PM082 when the plan is not the
--- group (a layer missing, not open, of another instrument or contract, or without a contract).
+-- group (a layer missing, not open, of another instrument or contract, or without a contract); PM085 while
+-- an order of the instrument is unsettled (queued, sending, open, partially filled, unknown, needs_review)
+-- or reconciliation or an order review has it locked: the book's lots and entry prices are not yet what
+-- the broker holds, and a close sized from them would leave the broker with a different position.
 CREATE OR REPLACE FUNCTION pm.roll_begin(p_instrument text, p_layers jsonb, p_forced boolean DEFAULT false,
                                          p_reason text DEFAULT NULL)
 RETURNS pm.rolls
@@ -211,6 +214,18 @@ BEGIN
     PERFORM pm.check_roll_transition('none', 'pending', NULL);
     IF EXISTS (SELECT 1 FROM pm.rolls WHERE instrument = p_instrument AND state IN ('pending', 'closing', 'opening')) THEN
         PERFORM pm.raise_error('PM081', format('%s is already rolling', p_instrument));
+    END IF;
+    IF EXISTS (SELECT 1 FROM pm.broker_orders
+                WHERE instrument = p_instrument
+                  AND status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown', 'needs_review')) THEN
+        PERFORM pm.raise_error('PM085', format('%s has orders not yet settled at the broker: it rolls once they are',
+                                               p_instrument));
+    END IF;
+    IF EXISTS (SELECT 1 FROM pm.active_locks() WHERE instrument = p_instrument AND source IN ('reconcile', 'orders')) THEN
+        PERFORM pm.raise_error('PM085', format('%s is locked by %s: its book and the broker may differ; it rolls once '
+                                               'the trader has unlocked it', p_instrument,
+                                               (SELECT string_agg(DISTINCT source, ', ') FROM pm.active_locks()
+                                                 WHERE instrument = p_instrument)));
     END IF;
     SELECT coalesce(array_agg(position_id::text ORDER BY position_id), '{}'), array_agg(DISTINCT futures_symbol::text)
       INTO held, symbols
@@ -420,7 +435,8 @@ BEGIN
            pe_entry_price = round(p_put, 2), initial_stop = initial_stop + shift, current_stop = current_stop + shift,
            highest_close = highest_close + shift, unrealized_pnl = 0, rollover_status = 'none',
            rollover_count = rollover_count + 1, rollover_timestamp = pm.instant(), version = version + 1,
-           updated_at = pm.instant()
+           updated_at = pm.instant(),
+           signal_price = NULL  -- the old contract's alert price: beside the new fill it would read as slippage
      WHERE position_id = l.position_id;
     UPDATE pm.roll_layers
        SET open_price = p_price, opened_lots = p_lots, basis = shift,
@@ -700,3 +716,31 @@ $$;
 CREATE OR REPLACE TRIGGER roll_events_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.roll_events
     FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_roll_record_change();
+
+-- pm.paper_roll_legs
+-- The queued legs of rolls in flight that a paper fill may fill: only those of groups whose every layer was
+-- traded on paper (at least one paper fill since the layer's row was created, and no order of it ever linked to
+-- a broker's id). Whoever asks — the paper leader or `pm-engine rollover` from another shell, whatever its own
+-- settings say — a group that trades at a broker is never filled inside the database: its sender sends its legs.
+CREATE OR REPLACE FUNCTION pm.paper_roll_legs()
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT o.client_order_id::text
+      FROM pm.rolls r
+      JOIN pm.broker_orders o ON o.roll_id = r.roll_id AND o.status = 'queued'
+     WHERE r.state IN ('closing', 'opening')
+       AND NOT EXISTS (
+           SELECT 1 FROM pm.roll_layers l JOIN pm.portfolio_positions p ON p.position_id = l.position_id
+            WHERE l.roll_id = r.roll_id
+              AND (NOT EXISTS (SELECT 1 FROM pm.broker_orders e
+                                WHERE e.position_id = l.position_id AND e.created_at >= p.created_at
+                                  AND e.broker_order_id LIKE 'paper-%')
+                   OR EXISTS (SELECT 1 FROM pm.broker_orders e
+                               WHERE e.position_id = l.position_id AND e.created_at >= p.created_at
+                                 AND e.broker_order_id IS NOT NULL AND e.broker_order_id NOT LIKE 'paper-%')))
+     ORDER BY o.client_order_id;
+$$;

@@ -1,7 +1,7 @@
 -- Order booking (migration 011, 76_order_booking.sql): a sent order's end corrects the book — the fill
 -- price into entry and exit, partial fills to whole lots, a rejected entry removed, a rejected exit reopened;
 -- the paper broker's fills never reach it.
-SELECT plan(25);
+SELECT plan(26);
 
 CREATE FUNCTION pg_temp.position(id text, lots integer DEFAULT 2) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -13,9 +13,10 @@ BEGIN
     RETURN id;
 END;
 $$;
-CREATE FUNCTION pg_temp.order(id text, pos text, side text, lots integer DEFAULT 2) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION pg_temp.order(id text, pos text, side text, lots integer DEFAULT 2, fp text DEFAULT repeat('f', 64))
+RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pm.add_orders(jsonb_build_array(jsonb_build_object('client_order_id', id, 'fingerprint', repeat('f', 64),
+    PERFORM pm.add_orders(jsonb_build_array(jsonb_build_object('client_order_id', id, 'fingerprint', fp,
             'position_id', pos, 'instrument', 'GOLD_MINI', 'side', side, 'lots', lots, 'price', 75000,
             'exchange', 'MCX', 'symbol', 'GOLDM05JAN27FUT', 'quantity', lots, 'product', 'NRML', 'leg', 'FUT',
             'point_value', 10)));
@@ -85,7 +86,18 @@ SELECT results_eq($$SELECT lots, quantity, entry_price FROM pm.portfolio_positio
 -- a rejected entry: gone, with its pyramiding state and a queued exit of it; closed equity unchanged
 SELECT pg_temp.position('GOLD_MINI_Long_4');
 SELECT pg_temp.order('e-4', 'GOLD_MINI_Long_4', 'BUY');
-SELECT pg_temp.order('x-4', 'GOLD_MINI_Long_4', 'SELL');
+SELECT pg_temp.order('x-4', 'GOLD_MINI_Long_4', 'SELL', 2, repeat('4', 64));  -- a later signal's exit
+-- the layer closed and entered again before e-4's answer: that newer row's exit is not e-4's to cancel
+SAVEPOINT reentered;
+SELECT pg_temp.order('e-4b', 'GOLD_MINI_Long_4', 'BUY', 2, repeat('5', 64));
+SELECT pg_temp.order('x-4b', 'GOLD_MINI_Long_4', 'SELL', 2, repeat('6', 64));
+UPDATE pm.broker_orders SET created_at = created_at + interval '1 second' WHERE client_order_id = 'e-4b';
+UPDATE pm.broker_orders SET created_at = created_at + interval '2 seconds' WHERE client_order_id = 'x-4b';
+SELECT pm.order_sending('e-4');
+SELECT pm.order_rejected('e-4', 'RMS: no margin');
+SELECT is((SELECT status FROM pm.broker_orders WHERE client_order_id = 'x-4b'), 'queued',
+          'the exit of a later entry of the same layer id stays: it is sent once its own entry settles');
+ROLLBACK TO SAVEPOINT reentered;
 SELECT pm.order_sending('e-4');
 SELECT pm.order_rejected('e-4', 'RMS: no margin');
 SELECT is((SELECT count(*)::int FROM pm.portfolio_positions WHERE position_id = 'GOLD_MINI_Long_4'), 0,

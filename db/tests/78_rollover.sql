@@ -1,7 +1,7 @@
 -- The roll state machine (migration 012, 78_rollover.sql): the whitelist, every transition and the refused ones,
 -- the events, legs driven by their orders' ends (an unknown leg blocks), the accounting (old P&L into closed equity
 -- and rollover_pnl, stops shifted by the basis, a lot-size re-size), the failures, synthetic legs, the block.
-SELECT plan(81);
+SELECT plan(86);
 
 CREATE FUNCTION pg_temp.position(id text, instr text, symbol text, n integer, base boolean DEFAULT true,
                                  entry numeric DEFAULT 75000) RETURNS text LANGUAGE plpgsql AS $$
@@ -53,6 +53,26 @@ SELECT pg_temp.position('GOLD_MINI_Long_2', 'GOLD_MINI', 'GOLDM05JAN27FUT', 1, f
 SELECT throws_ok($$SELECT pm.roll_begin('GOLD_MINI', jsonb_build_array(pg_temp.layer('GOLD_MINI_Long_1', 2)))$$,
                  'PM082', NULL, 'a plan that leaves a layer behind is refused: the group rolls together');
 SELECT throws_ok($$SELECT pm.roll_begin('SILVER_MINI', '[]')$$, 'PM082', NULL, 'nothing open: nothing to roll');
+-- a group whose book is not yet what the broker holds does not start a roll (PM085)
+SAVEPOINT unsettled;
+SELECT pm.add_orders(jsonb_build_array(jsonb_build_object('client_order_id', 'pm-unsettled', 'fingerprint', repeat('e', 64),
+        'position_id', 'GOLD_MINI_Long_2', 'instrument', 'GOLD_MINI', 'side', 'BUY', 'lots', 1, 'price', 75500,
+        'exchange', 'MCX', 'symbol', 'GOLDM05JAN27FUT', 'quantity', 1, 'product', 'NRML', 'leg', 'FUT')));
+SELECT throws_ok($$SELECT pm.roll_begin('GOLD_MINI', jsonb_build_array(pg_temp.layer('GOLD_MINI_Long_1', 2),
+                                                                       pg_temp.layer('GOLD_MINI_Long_2', 1)))$$,
+                 'PM085', NULL, 'an entry still queued for the broker: no roll from lots it may never hold');
+SELECT pm.order_sending('pm-unsettled');
+SELECT pm.order_unknown('pm-unsettled', 'timeout');
+SELECT throws_ok($$SELECT pm.roll_begin('GOLD_MINI', jsonb_build_array(pg_temp.layer('GOLD_MINI_Long_1', 2),
+                                                                       pg_temp.layer('GOLD_MINI_Long_2', 1)))$$,
+                 'PM085', NULL, 'an unknown order blocks the roll until it is resolved');
+ROLLBACK TO SAVEPOINT unsettled;
+SAVEPOINT locked;
+SELECT pm.lock_instrument('GOLD_MINI', 'infinity', 'reconciliation: book 3, broker 2', 'reconcile');
+SELECT throws_ok($$SELECT pm.roll_begin('GOLD_MINI', jsonb_build_array(pg_temp.layer('GOLD_MINI_Long_1', 2),
+                                                                       pg_temp.layer('GOLD_MINI_Long_2', 1)))$$,
+                 'PM085', NULL, 'a reconciliation lock: the book and the broker differ, nothing rolls');
+ROLLBACK TO SAVEPOINT locked;
 SELECT results_eq($$SELECT roll_id, state, from_symbol, to_symbol, forced
                       FROM pm.roll_begin('GOLD_MINI', jsonb_build_array(pg_temp.layer('GOLD_MINI_Long_1', 2),
                                                                         pg_temp.layer('GOLD_MINI_Long_2', 1)), true,
@@ -85,6 +105,18 @@ SELECT results_eq($$SELECT DISTINCT rollover_status FROM pm.portfolio_positions$
 SELECT is(pm.record_reconcile_differences(jsonb_build_array(jsonb_build_object('symbol', 'GOLDM05JAN27FUT',
           'exchange', 'MCX', 'book_quantity', 3, 'broker_quantity', 0))), 0,
           'reconciliation does not judge a rolling group (its legs are on their way)');
+SELECT is((SELECT count(*)::int FROM pm.paper_roll_legs()), 0,
+          'a group with no paper fill is never paper-filled, whoever asks');
+SAVEPOINT paper;
+INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price, status,
+                              broker_order_id, fill_price)
+SELECT 'pm-paper-' || position_id, repeat('d', 64), position_id, 'GOLD_MINI', 'BUY', lots, entry_price, 'filled',
+       'paper-' || position_id, entry_price
+  FROM pm.portfolio_positions WHERE instrument = 'GOLD_MINI';
+SELECT results_eq($$SELECT * FROM pm.paper_roll_legs()$$,
+                  $$VALUES ('r1-GOLD_MINI_Long_1-C'::text), ('r1-GOLD_MINI_Long_2-C')$$,
+                  'a group traded on paper: its queued legs are the paper fill''s to fill');
+ROLLBACK TO SAVEPOINT paper;
 SELECT throws_ok($$SELECT pm.roll_send_close(1)$$, 'PM080', 'roll 1 cannot go from closing to closing',
                  'the close legs are never written twice');
 SELECT throws_ok($$SELECT pm.roll_abandon(1, 'changed my mind')$$, 'PM080', NULL, 'a closing roll cannot be abandoned');
@@ -266,6 +298,8 @@ SELECT results_eq($$SELECT client_order_id, side, symbol, quantity, status FROM 
 SELECT results_eq($$SELECT status, exit_reason, rollover_pnl FROM pm.portfolio_positions WHERE position_id = 'BANK_NIFTY_Long_1'$$,
                   $$VALUES ('closed'::varchar, 'ROLL_FAILED'::varchar, 24600.00::numeric(15,2))$$,
                   'the synthetic is flat and closed in the book');
+
+SELECT pg_temp.fill('r8-BANK_NIFTY_Long_1-O-CE-UW', 'B10u', 300);  -- settled: the next roll may start
 
 -- a synthetic rolled whole: entry at strike + call − put of the new legs, the strike and legs moved
 INSERT INTO pm.portfolio_positions (position_id, instrument, entry_timestamp, entry_price, lots, quantity, initial_stop,

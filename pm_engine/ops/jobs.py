@@ -166,8 +166,8 @@ class BackgroundJobs:
             return
         self._last_roll_check = now
         result = self.roller.check()
-        if result.started and getattr(self.engine.broker, "reconcile", None) is None:
-            self.roller.fill_paper()
+        if getattr(self.engine.broker, "reconcile", None) is None:
+            self.roller.fill_paper()  # its own rolls and those `pm-engine rollover` started (paper groups only)
         self.runs["roll"] = self.runs.get("roll", 0) + 1
         for problem in result.problems:
             log.warning("rollover: %s", problem)

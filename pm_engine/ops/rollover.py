@@ -22,7 +22,7 @@ from pm_engine.core.instruments import InstrumentConfig
 from pm_engine.core.market_hours import IST, MarketHours
 from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.rollover import RollPlan, RollPlanError, group_plans
-from pm_engine.store.errors import AlreadyRollingError
+from pm_engine.store.errors import AlreadyRollingError, RollOrdersPendingError
 from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.store.rolls import RollStates, committed_book, roll_overview
 
@@ -94,6 +94,10 @@ class Roller:
                                          reason="forced before the roll date" if force and not plan.due(on) else None)
             except AlreadyRollingError:
                 continue  # another instance started it a moment ago
+            except RollOrdersPendingError as pending:  # the book is not yet what the broker holds: next check
+                result.skipped.append({"instrument": plan.instrument, "from_symbol": plan.from_symbol,
+                                       "why": f"orders in flight: {pending}", "plan": plan.as_json(on)})
+                continue
             result.started.append(self._send_close(roll))
         return result
 
@@ -119,11 +123,13 @@ class Roller:
                 "from_symbol": sent["from_symbol"], "to_symbol": sent["to_symbol"]}
 
     def fill_paper(self, rounds: int = 4) -> int:
-        """The paper broker's part: fill the queued legs of rolls in flight (each round the next stage's legs)."""
+        """The paper broker's part: fill the queued legs of rolls in flight (each round the next stage's legs).
+
+        Only legs of groups traded on paper (``pm.paper_roll_legs``): the caller's own broker setting does not
+        decide, so `pm-engine rollover` in a shell without PM_BROKER never fills a broker-backed roll in the book."""
         filled = 0
         for _ in range(rounds):
-            legs = [leg["client_order_id"] for r in self.states.listing(None, 50)
-                    if r["state"] in ("closing", "opening") for leg in r["legs"] if leg["state"] == "queued"]
+            legs = self.states.paper_legs()
             if not legs:
                 break
             filled += len(self.db.fill_paper_orders(legs))

@@ -105,6 +105,10 @@ class RollRecordAppendOnlyError(DatabaseError):
     """PM084: roll events are never updated or deleted."""
 
 
+class RollOrdersPendingError(DatabaseError):
+    """PM085: an order of the instrument is unsettled, or reconciliation or a review locks it: no roll yet."""
+
+
 class NotificationTransitionError(DatabaseError):
     """PM070: a notification delivery may only move along pm.notification_transitions."""
 
@@ -134,6 +138,7 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM082": RollPlanRefusedError,
     "PM083": RollLegsPendingError,
     "PM084": RollRecordAppendOnlyError,
+    "PM085": RollOrdersPendingError,
     "PM071": InvalidArgumentError,  # unknown notification kind
     "PM072": InvalidArgumentError,  # unknown broker session state
     "23502": InvalidArgumentError,  # not_null_violation

@@ -527,3 +527,7 @@ SELECT * FROM pm.active_rolls();
 -- list_rolls --
 -- Rolls newest first (optionally one instrument's) with layers, legs and events.
 SELECT * FROM pm.list_rolls(%s, %s);
+
+-- paper_roll_legs --
+-- Queued legs of rolls in flight whose group trades on paper (a group at a broker is never paper-filled).
+SELECT * FROM pm.paper_roll_legs();

@@ -47,6 +47,10 @@ class RollStates:
     def listing(self, instrument: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
         return self.db._execute("list_rolls", (instrument, limit))
 
+    def paper_legs(self) -> list[str]:
+        """Queued legs a paper fill may fill: those of groups traded on paper only (pm.paper_roll_legs)."""
+        return [row["paper_roll_legs"] for row in self.db._execute("paper_roll_legs")]
+
 
 def committed_book(db: "DatabaseStateManager", instruments: Mapping[str, InstrumentConfig]) -> PortfolioStateManager:
     """The committed book, loaded in memory (for planning: never saved from here)."""
