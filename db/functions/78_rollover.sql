@@ -719,8 +719,8 @@ CREATE OR REPLACE TRIGGER roll_events_append_only
 
 -- pm.paper_roll_legs
 -- The queued legs of rolls in flight that a paper fill may fill: only those of groups whose every layer was
--- traded on paper (at least one paper fill since the layer's row was created, and no order of it ever linked to
--- a broker's id). Whoever asks — the paper leader or `pm-engine rollover` from another shell, whatever its own
+-- traded on paper (a paper fill of that layer id, and no order of that layer id ever linked to a broker's id:
+-- a book that has ever traded the layer at a broker is never paper-filled; its legs wait for a sender). Whoever asks — the paper leader or `pm-engine rollover` from another shell, whatever its own
 -- settings say — a group that trades at a broker is never filled inside the database: its sender sends its legs.
 CREATE OR REPLACE FUNCTION pm.paper_roll_legs()
 RETURNS SETOF text
@@ -734,13 +734,12 @@ AS $$
       JOIN pm.broker_orders o ON o.roll_id = r.roll_id AND o.status = 'queued'
      WHERE r.state IN ('closing', 'opening')
        AND NOT EXISTS (
-           SELECT 1 FROM pm.roll_layers l JOIN pm.portfolio_positions p ON p.position_id = l.position_id
+           SELECT 1 FROM pm.roll_layers l
             WHERE l.roll_id = r.roll_id
               AND (NOT EXISTS (SELECT 1 FROM pm.broker_orders e
-                                WHERE e.position_id = l.position_id AND e.created_at >= p.created_at
-                                  AND e.broker_order_id LIKE 'paper-%')
+                                WHERE e.position_id = l.position_id AND e.broker_order_id LIKE 'paper-%')
                    OR EXISTS (SELECT 1 FROM pm.broker_orders e
-                               WHERE e.position_id = l.position_id AND e.created_at >= p.created_at
-                                 AND e.broker_order_id IS NOT NULL AND e.broker_order_id NOT LIKE 'paper-%')))
+                               WHERE e.position_id = l.position_id AND e.broker_order_id IS NOT NULL
+                                 AND e.broker_order_id NOT LIKE 'paper-%')))
      ORDER BY o.client_order_id;
 $$;
