@@ -2,6 +2,17 @@
 -- the rows of pm.order_transitions; each transition below is one small function that refuses every
 -- other with PM041 and appends its pm.order_events row. Python never sets a state itself.
 
+-- pm.order_unsettled
+-- Whether an order in this state may still change what the broker holds (queued, sending, open, partially
+-- filled, unknown, needs_review): an exit waits for its entry while it is, and a roll waits for its group.
+CREATE OR REPLACE FUNCTION pm.order_unsettled(p_status text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT p_status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown', 'needs_review');
+$$;
+
 -- pm.lock_order
 -- The order's row, locked for this transaction (PM003 when there is none).
 CREATE OR REPLACE FUNCTION pm.lock_order(p_id text)

@@ -29,7 +29,7 @@ AS $$
        AND (pm.order_opens(o) OR NOT EXISTS (
                SELECT 1 FROM pm.broker_orders e
                 WHERE e.position_id = o.position_id AND e.created_at < o.created_at AND pm.order_opens(e)
-                  AND e.status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown', 'needs_review')))
+                  AND pm.order_unsettled(e.status)))
      ORDER BY o.created_at, o.client_order_id
      LIMIT coalesce(p_limit, 50);
 $$;

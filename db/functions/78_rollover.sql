@@ -5,7 +5,8 @@
 -- the legs' ends drive it, inside the transaction that records each end (trigger broker_orders_roll_leg_end).
 
 -- pm.lock_roll
--- The roll's row, locked for this transaction (PM003 when there is none).
+-- The roll's row, locked for this transaction (PM003 when there is none), after the portfolio row: every
+-- transition writes the book, and taking the book's lock first keeps one lock order with the signal path.
 CREATE OR REPLACE FUNCTION pm.lock_roll(p_roll_id bigint)
 RETURNS pm.rolls
 LANGUAGE plpgsql
@@ -15,6 +16,7 @@ DECLARE
     r pm.rolls;
 BEGIN
     PERFORM pm.require(p_roll_id, 'roll_id');
+    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- one writer of the book at a time
     SELECT * INTO r FROM pm.rolls WHERE roll_id = p_roll_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM pm.raise_error('PM003', format('no roll %s', p_roll_id));
@@ -215,9 +217,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pm.rolls WHERE instrument = p_instrument AND state IN ('pending', 'closing', 'opening')) THEN
         PERFORM pm.raise_error('PM081', format('%s is already rolling', p_instrument));
     END IF;
-    IF EXISTS (SELECT 1 FROM pm.broker_orders
-                WHERE instrument = p_instrument
-                  AND status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown', 'needs_review')) THEN
+    IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE instrument = p_instrument AND pm.order_unsettled(status)) THEN
         PERFORM pm.raise_error('PM085', format('%s has orders not yet settled at the broker: it rolls once they are',
                                                p_instrument));
     END IF;
@@ -276,7 +276,6 @@ DECLARE
     r pm.rolls;
     l pm.roll_layers;
 BEGIN
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     r := pm.lock_roll(p_roll_id);
     PERFORM pm.check_roll_transition(r.state, 'closing', r.roll_id);
     PERFORM set_config('pm.fingerprint', 'roll-' || r.roll_id, true);
@@ -301,7 +300,6 @@ DECLARE
     r pm.rolls;
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     r := pm.lock_roll(p_roll_id);
     PERFORM pm.check_roll_transition(r.state, 'failed', r.roll_id);
     IF r.state <> 'pending' THEN
@@ -391,7 +389,6 @@ DECLARE
     l pm.roll_layers;
     f record;
 BEGIN
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     r := pm.lock_roll(p_roll_id);
     PERFORM pm.check_roll_transition(r.state, 'opening', r.roll_id);
     IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = 'close' AND status <> 'filled') THEN
@@ -486,7 +483,6 @@ DECLARE
     l pm.roll_layers;
     f record;
 BEGIN
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     r := pm.lock_roll(p_roll_id);
     PERFORM pm.check_roll_transition(r.state, 'rolled', r.roll_id);
     IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = 'open' AND status <> 'filled') THEN
@@ -526,7 +522,6 @@ DECLARE
     pnl numeric;
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     r := pm.lock_roll(p_roll_id);
     PERFORM pm.check_roll_transition(r.state, 'failed', r.roll_id);
     stage := CASE r.state WHEN 'closing' THEN 'close' ELSE 'open' END;
