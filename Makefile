@@ -6,6 +6,9 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # measured total (child processes included) minus 2 points; see README "Tests"
 COV_FAIL_UNDER ?= 90
+# pytest-xdist workers: each has its own PostgreSQL cluster and ports; the tests mostly wait on child
+# processes and the database, so two cores carry four workers
+TEST_WORKERS ?= 4
 PG_PACKAGES := postgresql-15 postgresql-client-15 postgresql-15-pgtap
 BROWSER_PACKAGES := chromium
 HA_PACKAGES := postgresql-15-auto-failover pg-auto-failover-cli
@@ -50,7 +53,7 @@ lint: install
 	$(VENV)/bin/lint-imports --no-cache
 
 test: install lint
-	$(VENV)/bin/pytest -q --cov=pm_engine --cov-report=term:skip-covered --cov-fail-under=$(COV_FAIL_UNDER)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --durations=15 --cov=pm_engine --cov-report=term:skip-covered --cov-fail-under=$(COV_FAIL_UNDER)
 
 db-deploy: install
 	$(VENV)/bin/pm-engine db-deploy $(if $(DB_CONFIG),--db-config $(DB_CONFIG))

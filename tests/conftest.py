@@ -8,6 +8,8 @@ then builds a template database with the schema deployed and pgTAP installed, an
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from pm_engine.store.deploy import deploy
 from pm_engine.tools.clusters import temporary_cluster
 
 PGTAP_STATS = pytest.StashKey[dict[str, int]]()
+OWN_BASETEMP = pytest.StashKey[str]()
 
 
 def load_schema(host: str, port: int, user: str, dbname: str, password: Any = None, **_: Any) -> None:
@@ -80,8 +83,42 @@ def pg2(db_config: DatabaseConfig) -> Iterator[Any]:
         conn.close()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """Count pgTAP results; give the run a private temporary root.
+
+    A private ``--basetemp`` (unless one is given) keeps parallel workers apart: with the default root
+    (/tmp/pytest-of-root) each xdist worker makes that folder private again when it first asks for a
+    temporary path, which takes away the search permission another worker's cluster (run as the
+    ``postgres`` user) needs on it. Workers get their own folder below the controller's.
+    """
     config.stash[PGTAP_STATS] = {"files": 0, "assertions": 0, "failed": 0}
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="pm-engine-tests-")
+        config.stash[OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(OWN_BASETEMP, None)
+    if own:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker hands its pgTAP counts to the controller (pytest-xdist's workeroutput)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["pgtap"] = dict(session.config.stash[PGTAP_STATS])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """The controller adds up the pgTAP counts of every worker."""
+    counts = getattr(node, "workeroutput", {}).get("pgtap")
+    if counts:
+        total = node.config.stash[PGTAP_STATS]
+        for key, value in counts.items():
+            total[key] += value
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
