@@ -40,7 +40,7 @@ system-deps:
 		echo "warning:$$missing missing, so the browser or failover tests will fail: run as root: apt-get install$$missing" >&2; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
 	$(PIP) install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

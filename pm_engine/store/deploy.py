@@ -22,7 +22,17 @@ from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.errors import DeployError
 from pm_engine.store.queries import QUERIES
 
-DB_DIR = Path(__file__).resolve().parents[2] / "db"
+
+
+def _db_dir() -> Path:
+    """Where the SQL is: inside the installed package (a wheel carries ``db/`` as ``pm_engine/schema``,
+    see setup.py), else the source tree's top-level ``db/`` (an editable install, a checkout)."""
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "schema"
+    return shipped if (shipped / "migrations").is_dir() else package.parent / "db"
+
+
+DB_DIR = _db_dir()
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 

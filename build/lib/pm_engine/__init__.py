@@ -1,0 +1,16 @@
+"""pm-engine: a PostgreSQL-backed portfolio manager for systematic futures traders.
+
+The public Python API (README, "Python API"): the trading core's engine, portfolio and records,
+and the PostgreSQL store that makes them durable. Everything else is reached through its layer
+(``pm_engine.core``, ``.store``, ``.web``, ``.ops``, ``.tools``; ARCHITECTURE.md has the map).
+"""
+
+__version__ = "0.1.0"
+
+from pm_engine.core.engine import LiveTradingEngine  # noqa: E402 - after __version__, which the layers read
+from pm_engine.core.models import Position, Signal, SignalResult  # noqa: E402
+from pm_engine.core.portfolio import PortfolioStateManager  # noqa: E402
+from pm_engine.store.manager import DatabaseStateManager  # noqa: E402
+
+__all__ = ["DatabaseStateManager", "LiveTradingEngine", "PortfolioStateManager", "Position", "Signal", "SignalResult",
+           "__version__"]

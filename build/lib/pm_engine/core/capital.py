@@ -1,0 +1,110 @@
+"""Capital in and out (DOMAIN.md section 17): deposits and withdrawals, and why they are refused.
+
+A flow moves closed equity — and with it sizing — and ``equity_high`` by its amount; it is not
+trading P&L. With a database, ``pm.record_capital_flow`` (db/functions/64_capital.sql) is the one
+writer and the authority on every rule here; ``apply_flow`` is its in-memory twin for a backtest
+(as ``core/controls.py`` twins the breakers), refusing with the same SQLSTATEs and messages, so a
+replay and a live book treat one stream alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Optional
+
+from pm_engine.core.errors import DatabaseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pm_engine.core.portfolio import PortfolioStateManager
+
+KINDS = ("deposit", "withdrawal")
+LIMIT = Decimal("1e13")  # numeric(15,2): amounts stay below 10^13
+NOTE_LIMIT = 500
+
+
+class CapitalRefusedError(DatabaseError):
+    """PM060-PM063: a flow the ledger refuses; nothing was written. ``field`` names what to fix."""
+
+    field = "amount"
+
+
+class InvalidAmountError(CapitalRefusedError):
+    """PM060: not a positive number of rupees with at most two decimals (below 10^13)."""
+
+
+class InvalidNoteError(CapitalRefusedError):
+    """PM063: a note longer than 500 characters."""
+
+    field = "note"
+
+
+class WithdrawalRefusedError(CapitalRefusedError):
+    """PM061 (below the margin in use) and PM062 (below zero): the withdrawal is larger than the book allows."""
+
+
+def parse_amount(value: Any) -> Decimal:
+    """An amount from the CLI, a JSON body or a CSV cell, exactly (a float is read by its shortest text).
+
+    Only its type is checked here (InvalidAmountError for a non-number); whether it is positive
+    with at most two decimals is ``check_amount`` (and, with a database, pm.check_capital_amount).
+    """
+    if isinstance(value, bool) or value is None or not isinstance(value, (str, int, float, Decimal)):
+        raise InvalidAmountError(f"amount must be a number of rupees, got {value!r}", "PM060")
+    try:
+        amount = Decimal(str(value).strip().replace(",", "").replace("_", ""))
+        # 1E+6 is written out (1000000), as PostgreSQL writes it, so both sides word a refusal alike
+        if amount.is_finite() and int(amount.as_tuple().exponent) > 0 and abs(amount) < LIMIT:
+            return amount.quantize(Decimal(1))
+        return amount
+    except InvalidOperation:
+        raise InvalidAmountError(f"amount must be a number of rupees, got {value!r}", "PM060") from None
+
+
+def check_amount(amount: Decimal) -> None:
+    """PM060 unless positive, with at most two decimals, below 10^13 (the rule of pm.check_capital_amount)."""
+    if not amount.is_finite() or amount <= 0 or amount >= LIMIT or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidAmountError("amount must be a positive number of rupees with at most two decimals "
+                                 f"(below 10^13), got {amount}", "PM060")
+
+
+@dataclass(frozen=True)
+class CapitalFlow:
+    """One ledger row: a deposit (+) or withdrawal (−) and the closed equity it left."""
+
+    kind: str
+    amount: Decimal
+    note: Optional[str]
+    recorded_by: str
+    closed_equity: Decimal
+
+    @property
+    def signed_amount(self) -> Decimal:
+        return self.amount if self.kind == "deposit" else -self.amount
+
+
+def apply_flow(portfolio: "PortfolioStateManager", kind: str, amount: Decimal, note: Optional[str] = None,
+               recorded_by: str = "backtest") -> CapitalFlow:
+    """The in-memory twin of pm.record_capital_flow: check, then move closed equity and equity_high.
+
+    Margin in use is the open positions' (``metrics().margin_used``), what the engine stores with
+    every signal and the database checks against.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be deposit or withdrawal, got {kind}")
+    check_amount(amount)
+    text = (note or "").strip() or None
+    if note is not None and len(note) > NOTE_LIMIT:
+        raise InvalidNoteError(f"note is longer than {NOTE_LIMIT} characters ({len(note)})", "PM063")
+    signed = amount if kind == "deposit" else -amount
+    after = (portfolio.closed_equity + signed).quantize(Decimal("0.01"))  # numeric(15,2), as the ledger keeps it
+    if signed < 0 and after < 0:
+        raise WithdrawalRefusedError(f"withdrawal of {amount} would leave closed equity {after} below zero", "PM062")
+    margin = portfolio.metrics().margin_used
+    if signed < 0 and after < margin:
+        raise WithdrawalRefusedError(f"withdrawal of {amount} would leave closed equity {after} below the margin "
+                                     f"in use {margin.quantize(Decimal('0.01'))}", "PM061")
+    portfolio.closed_equity = after
+    portfolio.equity_high += signed
+    portfolio.version += 1
+    return CapitalFlow(kind, amount, text, recorded_by, after)

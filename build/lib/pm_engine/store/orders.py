@@ -1,0 +1,108 @@
+"""The broker sender's calls into the order state machine: every state change is a PL/pgSQL function.
+
+Python never sets an order's state; it asks ``pm.order_sending`` before a request leaves and reports
+what the broker said through the other transitions (``db/functions/72_order_states.sql`` and
+``74_order_sending.sql``). Each call is one statement, one transaction, committed on return.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from json import dumps
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pm_engine.store.manager import DatabaseStateManager
+
+
+class OrderStates:
+    """Named queries of the order path over one store's pool."""
+
+    def __init__(self, db: "DatabaseStateManager") -> None:
+        self.db = db
+
+    def _row(self, name: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        return self.db._execute(name, params)[0]
+
+    def sendable(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.db._execute("sendable_orders", (limit,))
+
+    def sending(self, client_order_id: str) -> dict[str, Any]:
+        """queued → sending, committed: only after this returns may the request leave."""
+        return self._row("order_sending", (client_order_id,))
+
+    def accepted(self, client_order_id: str, broker_order_id: str) -> dict[str, Any]:
+        return self._row("order_accepted", (client_order_id, broker_order_id))
+
+    def rejected(self, client_order_id: str, reason: str) -> dict[str, Any]:
+        return self._row("order_rejected", (client_order_id, reason))
+
+    def unknown(self, client_order_id: str, reason: str) -> dict[str, Any]:
+        return self._row("order_unknown", (client_order_id, reason))
+
+    def cancelled(self, client_order_id: str, reason: str) -> dict[str, Any]:
+        return self._row("order_cancelled", (client_order_id, reason))
+
+    def send_later(self, client_order_id: str, reason: str, delay_s: float) -> dict[str, Any]:
+        return self._row("order_send_later", (client_order_id, reason, f"{delay_s} seconds"))
+
+    def fill(self, client_order_id: str, broker_order_id: str, cumulative: int, average_price: Decimal,
+             source: str = "tradebook") -> dict[str, Any]:
+        return self._row("record_order_fill", (client_order_id, broker_order_id, cumulative, average_price, source))
+
+    def expire_stale_entries(self, max_age_s: float) -> list[dict[str, Any]]:
+        return self.db._execute("expire_stale_entries", (f"{max_age_s} seconds",))
+
+    def abandon_sending(self, after_s: float) -> int:
+        return int(self.db._scalar("abandon_sending", (f"{after_s} seconds",)))
+
+    def at_broker(self) -> list[dict[str, Any]]:
+        return self.db._execute("orders_at_broker")
+
+    def resolve_unknown(self, client_order_id: str, orderbook: list[dict[str, Any]], review_after_s: float) -> str:
+        return str(self.db._scalar("resolve_unknown_order", (client_order_id, dumps(orderbook, default=str),
+                                                             f"{review_after_s} seconds")))
+
+    def review(self, client_order_id: str, broker_order_id: Optional[str], reason: Optional[str],
+               by: str) -> dict[str, Any]:
+        """The trader's answer to ``needs_review``: at the broker as ``broker_order_id`` (→ open; its fills are then
+        booked from the broker), or not at the broker (None → rejected, booked as a refusal)."""
+        return self._row("review_order", (client_order_id, broker_order_id is not None, broker_order_id, reason, by))
+
+    def listing(self, state: Optional[str] = None, since: Optional[datetime] = None,
+                limit: int = 500) -> list[dict[str, Any]]:
+        """``pm-engine orders`` and ``GET /orders``: newest first, with fills and slippage."""
+        return self.db._execute("list_orders", (state, since, limit))
+
+
+ORDER_STATES = ("queued", "sending", "open", "partially_filled", "filled", "rejected", "cancelled", "expired",
+                "unknown", "needs_review")
+
+
+def book_positions(db: "DatabaseStateManager", mcx_in_lots: bool = True) -> tuple[list[dict[str, Any]], set[str]]:
+    """The book's net quantity per contract (order units) and every symbol the portfolio ever sent."""
+    rows = db._execute("book_net_positions", (mcx_in_lots,))
+    return rows, {str(r["traded_symbols"]) for r in db._execute("traded_symbols")}
+
+
+def symbols_in_flight(db: "DatabaseStateManager") -> set[str]:
+    """Contracts with an order not yet settled: the book holds what the broker may not show yet."""
+    return {str(r["symbols_in_flight"]) for r in db._execute("symbols_in_flight")}
+
+
+def sending_signal_price(db: "DatabaseStateManager", symbol: str, side: str) -> Optional[Decimal]:
+    """The signal's price of the order of ``symbol`` and ``side`` now sending (None: none is)."""
+    value = db._scalar("sending_signal_price", (symbol, side))
+    return Decimal(str(value)) if value is not None else None
+
+
+def record_reconcile_differences(db: "DatabaseStateManager", differences: list[dict[str, Any]]) -> int:
+    """Lock each differing contract's instrument (once) and record the anomaly; how many were newly locked."""
+    return int(db._scalar("record_reconcile_differences", (dumps(differences),)))
+
+
+def record_broker_session(db: "DatabaseStateManager", state: str, message: str, instance_id: str) -> Optional[int]:
+    """Report the broker's state (ok | session_expired | unreachable); the event's id when it changed, else None."""
+    value = db._scalar("record_broker_session", (state, message[:500] or None, instance_id))
+    return None if value is None else int(value)
