@@ -1,1 +1,0 @@
-"""Adapters to the outside world (brokers; later notification services): each a package importing only the core."""
