@@ -23,7 +23,6 @@ from pm_engine.store.errors import DeployError
 from pm_engine.store.queries import QUERIES
 
 
-
 def _db_dir() -> Path:
     """Where the SQL is: inside the installed package (a wheel carries ``db/`` as ``pm_engine/schema``,
     see setup.py), else the source tree's top-level ``db/`` (an editable install, a checkout)."""
