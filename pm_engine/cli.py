@@ -845,7 +845,9 @@ def cmd_exit(args: argparse.Namespace) -> int:
             return 1
         queued = [o["client_order_id"] for o in db.orders_for_signal(result.fingerprint) if o["status"] == "queued"]
         if queued:
-            running = [i for i in db.list_instances() if i["status"] == "active" and not i["stale"]]
+            # an engine that heartbeated within three heartbeats (5 s each) is running; a stopped one is silent
+            running = [i for i in db.list_instances() if i["status"] == "active" and not i["stale"]
+                       and i["heartbeat_age_s"] is not None and float(i["heartbeat_age_s"]) <= 15]
             when = (f"the running engine's broker sender sends it ({running[0]['instance_id']})" if running else
                     "no engine is running: it is sent when one starts (pm-engine live --broker openalgo)")
             print(f"queued for the broker, not filled on paper: {', '.join(queued)}; {when}")
