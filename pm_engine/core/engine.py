@@ -228,11 +228,11 @@ class LiveTradingEngine:
             done = sum(1 for o in new if o.client_order_id in filled)
             if done:
                 log.warning("filled %d pending order(s) left by an interrupted instance", done)
-            if len(new) > done:
+            held = [o.client_order_id for o in new if o.client_order_id not in filled]
+            if held:
                 log.warning("%d queued order(s) wait for the broker sender (market hours, backoff, an engine "
                             "started with the broker; a layer traded at a broker is never paper-filled): %s",
-                            len(new) - done, ", ".join(o.client_order_id for o in new
-                                                      if o.client_order_id not in filled))
+                            len(held), ", ".join(held))
         self._pending_told = waiting  # bounded: only what is still queued is remembered
 
     @staticmethod

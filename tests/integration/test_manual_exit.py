@@ -40,8 +40,8 @@ def silent_for_an_hour(db_config: DatabaseConfig) -> None:
         conn.close()
 
 
-def sells(broker: Sim) -> list[dict[str, object]]:
-    return [o for o in broker.state()["orders"] if o["action"] == "SELL"]
+def sells(sim: Sim) -> list[dict[str, object]]:  # noqa: F811 - a parameter, not the fixture
+    return [o for o in sim.state()["orders"] if o["action"] == "SELL"]
 
 
 def test_cli_exit_of_a_broker_layer_is_sent_once_by_the_engine_never_paper_filled(
