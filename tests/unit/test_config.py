@@ -102,8 +102,8 @@ def test_next_open_and_what_the_answer_says() -> None:
     friday_evening = datetime(2026, 12, 4, 16, 0, tzinfo=IST)
     assert hours.next_open("NFO", friday_evening) == datetime(2026, 12, 8, 9, 15, tzinfo=IST)
     assert hours.next_open("MCX", friday_evening) == friday_evening  # open: now
-    assert hours.next_open("NFO", datetime(2026, 12, 8, 6, 12, tzinfo=IST)) == datetime(2026, 12, 8, 9, 15,
-                                                                                         tzinfo=IST)
+    tuesday_open = datetime(2026, 12, 8, 9, 15, tzinfo=IST)
+    assert hours.next_open("NFO", datetime(2026, 12, 8, 6, 12, tzinfo=IST)) == tuesday_open
     window = SendWindow(hours, 120)
     early = datetime(2026, 12, 8, 6, 12, tzinfo=IST)
     assert window.note("MCX", True, early.replace(hour=12)) is None
