@@ -141,7 +141,8 @@ def _engine(settings: Any, instance_port: Optional[int] = None) -> Any:
     broker = broker_for(settings, db, contracts, instance_id)
     engine = LiveTradingEngine(db_manager=db, instance_id=instance_id, max_signal_age=age, broker=broker,
                                fault=fault_hook(os.environ.get("PM_FAULT_CRASH")), send_in_background=True,
-                               contracts=contracts, mcx_quantity=settings.mcx_quantity_unit, instruments=instruments)
+                               contracts=contracts, mcx_quantity=settings.mcx_quantity_unit, instruments=instruments,
+                               window=broker.window() if broker is not None else None)
     db.register_instance(instance_id, socket.gethostname()[:100], instance_port, __version__)
     engine.send_pending()
     return engine
@@ -814,18 +815,43 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_exit(args: argparse.Namespace) -> int:
+    """Close a layer (or ALL) the way the running engine sends orders: decided and queued in the database.
+
+    The exit is one transaction (the book closes it now, its orders queued in the outbox). A layer traded on
+    paper is filled on paper here; one traded at a broker (``pm.layer_on_paper``: the rule rollover uses) is never
+    paper-filled, whatever this shell's own settings: its order waits, queued, for the broker sender of the
+    running engine, or of the next one to start.
+    """
+    from pm_engine.core.contracts import ContractCalendar
     from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.holidays import load_holidays
+    from pm_engine.core.instruments import load_instruments
     from pm_engine.core.signals import SignalValidationError
 
+    settings = load_settings(args.db_config)
+    instruments = load_instruments(settings.instruments_file)
+    contracts = ContractCalendar(instruments, load_holidays(settings.holidays_file))
+
     def close(db: Any) -> int:
-        engine = LiveTradingEngine(db_manager=db, instance_id=_who()[:50])
+        engine = LiveTradingEngine(db_manager=db, instance_id=_who()[:50], instruments=instruments,
+                                   contracts=contracts, mcx_quantity=settings.mcx_quantity_unit)
         try:
             result = engine.manual_exit(args.instrument, args.layer, args.price, args.reason, force=args.force)
         except SignalValidationError as exc:
             print(f"pm-engine exit: error: {exc}", file=sys.stderr)
             return 2
         print(f"{result.outcome.value}: {result.reason}")
-        return 0 if result.outcome.value == "executed" else 1
+        if result.outcome.value != "executed":
+            return 1
+        queued = [o["client_order_id"] for o in db.orders_for_signal(result.fingerprint) if o["status"] == "queued"]
+        if queued:
+            # an engine that heartbeated within three heartbeats (5 s each) is running; a stopped one is silent
+            running = [i for i in db.list_instances() if i["status"] == "active" and not i["stale"]
+                       and i["heartbeat_age_s"] is not None and float(i["heartbeat_age_s"]) <= 15]
+            when = (f"the running engine's broker sender sends it ({running[0]['instance_id']})" if running else
+                    "no engine is running: it is sent when one starts (pm-engine live --broker openalgo)")
+            print(f"queued for the broker, not filled on paper: {', '.join(queued)}; {when}")
+        return 0
     return _with_store(args, close)
 
 
@@ -1133,7 +1159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("instrument")
     p.set_defaults(func=cmd_unlock)
 
-    p = sub.add_parser("exit", help="close a layer (or all) now, as an EXIT alert would, reason MANUAL")
+    p = sub.add_parser("exit", help="close a layer (or all) now, as an EXIT alert would, reason MANUAL: a layer "
+                                    "traded on paper is filled on paper; one traded at a broker is queued for the "
+                                    "running engine's broker sender (or the next engine to start), never paper-filled")
     _db_config_arg(p)
     p.add_argument("instrument")
     p.add_argument("--layer", default="ALL", help="Long_1 … Long_6 (default ALL)")

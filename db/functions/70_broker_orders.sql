@@ -28,27 +28,35 @@ $$;
 
 -- pm.fill_paper_orders
 -- The paper broker: fills the given queued orders at their price (idempotent: a filled order
--- keeps its first fill), queued → filled with its pm.order_events row (72_order_states.sql). Returns
--- every named order that is filled, with its fill. Committed asynchronously (synchronous_commit off
--- for this transaction only): a fill lost in a crash leaves its order 'queued', and recovery fills it
--- again, so waiting for the flush buys nothing.
+-- keeps its first fill), queued → filled with its pm.order_events row (72_order_states.sql). Entries first,
+-- then the closing orders and roll legs of layers on paper (pm.layer_on_paper, 74_order_sending.sql; so an
+-- entry and its stop-out's re-entry of one batch both fill): an exit of a layer traded at a broker stays queued
+-- for its sender, whoever asked. Returns every named order that is filled, with its fill. Committed
+-- asynchronously (synchronous_commit off for this transaction only): a fill lost in a crash leaves its order
+-- 'queued', and recovery fills it again, so waiting for the flush buys nothing.
 CREATE OR REPLACE FUNCTION pm.fill_paper_orders(client_order_ids text[])
 RETURNS SETOF pm.broker_orders
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    entries boolean;
 BEGIN
     PERFORM pm.require(client_order_ids, 'client_order_ids');
     PERFORM set_config('synchronous_commit', 'off', true);
-    WITH filled AS (
-        UPDATE pm.broker_orders
-           SET status = 'filled', fill_price = price, filled_at = now(), state_changed_at = now(),
-               broker_order_id = 'paper-' || nextval('pm.paper_order_seq')
-         WHERE client_order_id = ANY (client_order_ids) AND status = 'queued'
-        RETURNING client_order_id, broker_order_id)
-    INSERT INTO pm.order_events (client_order_id, from_state, to_state, attempt, broker_order_id, reason)
-    SELECT client_order_id, 'queued', 'filled', 0, broker_order_id, 'paper fill' FROM filled;
+    FOREACH entries IN ARRAY ARRAY[true, false] LOOP
+        WITH filled AS (
+            UPDATE pm.broker_orders o
+               SET status = 'filled', fill_price = price, filled_at = now(), state_changed_at = now(),
+                   broker_order_id = 'paper-' || nextval('pm.paper_order_seq')
+             WHERE client_order_id = ANY (client_order_ids) AND status = 'queued'
+               AND CASE WHEN entries THEN o.roll_id IS NULL AND pm.order_opens(o)
+                        ELSE pm.layer_on_paper(o.position_id) END
+            RETURNING client_order_id, broker_order_id)
+        INSERT INTO pm.order_events (client_order_id, from_state, to_state, attempt, broker_order_id, reason)
+        SELECT client_order_id, 'queued', 'filled', 0, broker_order_id, 'paper fill' FROM filled;
+    END LOOP;
     RETURN QUERY SELECT * FROM pm.broker_orders
                   WHERE client_order_id = ANY (client_order_ids) AND status = 'filled'
                   ORDER BY client_order_id;

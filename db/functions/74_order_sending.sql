@@ -12,6 +12,30 @@ AS $$
     SELECT CASE WHEN r.leg = 'PE' THEN r.side = 'SELL' ELSE r.side = 'BUY' END;
 $$;
 
+-- pm.layer_on_paper
+-- Whether a layer id's current trade is on paper: its latest entry order (an opening order of no roll) was filled
+-- by the paper broker, and no order of the layer id since then is linked to a broker's id. The one rule for every
+-- paper fill of a closing order or a roll leg (pm.fill_paper_orders, pm.paper_roll_legs): whoever asks, whatever its
+-- own broker setting, a layer traded at a broker (or whose entry has not been filled yet) is left to its sender.
+CREATE OR REPLACE FUNCTION pm.layer_on_paper(p_position_id text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH entry AS (
+        SELECT e.created_at, e.broker_order_id FROM pm.broker_orders e
+         WHERE e.position_id = p_position_id AND e.roll_id IS NULL AND pm.order_opens(e)
+         ORDER BY e.created_at DESC, e.client_order_id DESC
+         LIMIT 1)
+    SELECT coalesce((SELECT entry.broker_order_id LIKE 'paper-%'
+                            AND NOT EXISTS (SELECT 1 FROM pm.broker_orders o
+                                             WHERE o.position_id = p_position_id AND o.created_at >= entry.created_at
+                                               AND o.broker_order_id IS NOT NULL
+                                               AND o.broker_order_id NOT LIKE 'paper-%')
+                       FROM entry), false);
+$$;
+
 -- pm.sendable_orders
 -- Queued orders that name a contract and whose backoff has passed, oldest first (at most p_limit). An order
 -- that closes a position waits while an earlier opening order of it is not settled (queued, sending, open,
@@ -55,9 +79,11 @@ END;
 $$;
 
 -- pm.expire_stale_entries
--- queued → expired for every opening order older than p_max_age (the market moved: not sent late);
--- an exit is never expired, nor a roll's leg (its roll would fail on a leg that certainly never left). Returns the expired orders.
-CREATE OR REPLACE FUNCTION pm.expire_stale_entries(p_max_age interval)
+-- queued → expired for every opening order older than p_max_age (not sent late); an exit is never expired, nor
+-- a roll's leg (its roll would fail on a leg that certainly never left). The reason says why it was not sent:
+-- "market closed" when its exchange is one of p_closed (the sender's market hours say it is closed now), else
+-- "the market moved" (its market was open: sending was held up). Returns the expired orders.
+CREATE OR REPLACE FUNCTION pm.expire_stale_entries(p_max_age interval, p_closed text[] DEFAULT '{}')
 RETURNS SETOF pm.broker_orders
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -73,7 +99,9 @@ BEGIN
     LOOP
         IF pm.order_opens(r) THEN
             RETURN NEXT pm.order_expired(r.client_order_id,
-                                         format('not sent within max_order_age (%s): the market moved', p_max_age));
+                CASE WHEN upper(r.exchange) = ANY (coalesce(p_closed, '{}'))
+                     THEN format('market closed: %s did not open within max_order_age (%s)', r.exchange, p_max_age)
+                     ELSE format('not sent within max_order_age (%s): the market moved', p_max_age) END);
         END IF;
     END LOOP;
 END;

@@ -28,7 +28,8 @@ $$;
 -- pm.remove_unfilled_entry
 -- An entry that filled nothing never happened: its position is deleted (with its instrument's pyramiding state
 -- when it was the base; an exit already decided gives its P&L back), a queued exit of it expires (it would
--- sell what was never bought; booking that finds no position), and an 'entry_rejected' anomaly says why.
+-- sell what was never bought; booking that finds no position), an 'entry_rejected' anomaly says why, and the
+-- signal that decided it is 'rejected' in the signal log with the order's reason (its outcome is the order's).
 CREATE OR REPLACE FUNCTION pm.remove_unfilled_entry(r pm.broker_orders, p pm.portfolio_positions, p_why text)
 RETURNS void
 LANGUAGE plpgsql
@@ -54,6 +55,10 @@ BEGIN
                            AND n.created_at > r.created_at AND n.created_at < o.created_at);
     PERFORM pm.book_anomaly(r, 'entry_rejected', format('entry order %s %s: %s; position %s removed',
                                                          r.client_order_id, r.status, p_why, r.position_id));
+    UPDATE pm.signal_log
+       SET processing_status = 'rejected',
+           reason = format('order %s %s: %s (decided: %s)', r.client_order_id, r.status, p_why, reason)
+     WHERE fingerprint = r.fingerprint AND processing_status = 'executed';
 END;
 $$;
 

@@ -713,9 +713,9 @@ CREATE OR REPLACE TRIGGER roll_events_append_only
     FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_roll_record_change();
 
 -- pm.paper_roll_legs
--- The queued legs of rolls in flight that a paper fill may fill: only those of groups whose every layer was
--- traded on paper (a paper fill of that layer id, and no order of that layer id ever linked to a broker's id:
--- a book that has ever traded the layer at a broker is never paper-filled; its legs wait for a sender). Whoever asks — the paper leader or `pm-engine rollover` from another shell, whatever its own
+-- The queued legs of rolls in flight that a paper fill may fill: only those of groups whose every layer is on
+-- paper (pm.layer_on_paper, 74_order_sending.sql: its entry paper-filled, and nothing of it since linked to a
+-- broker's id). Whoever asks — the paper leader or `pm-engine rollover` from another shell, whatever its own
 -- settings say — a group that trades at a broker is never filled inside the database: its sender sends its legs.
 CREATE OR REPLACE FUNCTION pm.paper_roll_legs()
 RETURNS SETOF text
@@ -728,13 +728,7 @@ AS $$
       FROM pm.rolls r
       JOIN pm.broker_orders o ON o.roll_id = r.roll_id AND o.status = 'queued'
      WHERE r.state IN ('closing', 'opening')
-       AND NOT EXISTS (
-           SELECT 1 FROM pm.roll_layers l
-            WHERE l.roll_id = r.roll_id
-              AND (NOT EXISTS (SELECT 1 FROM pm.broker_orders e
-                                WHERE e.position_id = l.position_id AND e.broker_order_id LIKE 'paper-%')
-                   OR EXISTS (SELECT 1 FROM pm.broker_orders e
-                               WHERE e.position_id = l.position_id AND e.broker_order_id IS NOT NULL
-                                 AND e.broker_order_id NOT LIKE 'paper-%')))
+       AND NOT EXISTS (SELECT 1 FROM pm.roll_layers l
+                        WHERE l.roll_id = r.roll_id AND NOT pm.layer_on_paper(l.position_id))
      ORDER BY o.client_order_id;
 $$;

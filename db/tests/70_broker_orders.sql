@@ -1,5 +1,5 @@
 -- pm.add_orders / fill_paper_orders / pending_orders / orders_for_signal: the order outbox.
-SELECT plan(15);
+SELECT plan(20);
 
 CREATE FUNCTION pg_temp.orders(fp text, VARIADIC layers text[]) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_agg(jsonb_build_object('client_order_id', 'pm-' || left(fp, 8) || '-' || l, 'fingerprint', fp,
@@ -51,5 +51,25 @@ SELECT throws_ok($$SELECT pm.add_orders(jsonb_build_array(jsonb_build_object('cl
                    'fingerprint', 'f', 'position_id', 'p', 'instrument', 'GOLD_MINI', 'side', 'BUY', 'lots', 1,
                    'price', 1, 'symbol', 'GOLDM05JAN27FUT', 'quantity', 1, 'leg', 'FUT')))$$, '23514', NULL,
                  'a symbol without its exchange is refused by broker_orders_contract_check');
+
+-- paper fills a closing order only for a layer on paper (pm.layer_on_paper): the rule rollover uses too
+SELECT pm.add_orders(jsonb_build_array(
+    jsonb_build_object('client_order_id', 'pm-cccc-Long_1', 'fingerprint', repeat('c', 64), 'position_id',
+                       'SILVER_MINI_Long_1', 'instrument', 'SILVER_MINI', 'side', 'BUY', 'lots', 1, 'price', 90000),
+    jsonb_build_object('client_order_id', 'pm-dddd-Long_1', 'fingerprint', repeat('d', 64), 'position_id',
+                       'SILVER_MINI_Long_1', 'instrument', 'SILVER_MINI', 'side', 'SELL', 'lots', 1, 'price', 91000)));
+SELECT is(pm.layer_on_paper('SILVER_MINI_Long_1'), false, 'an entry not filled yet: not on paper');
+SELECT results_eq($$SELECT client_order_id::text FROM pm.fill_paper_orders(ARRAY['pm-cccc-Long_1', 'pm-dddd-Long_1'])$$,
+                  $$VALUES ('pm-cccc-Long_1'), ('pm-dddd-Long_1')$$,
+                  'an entry and its exit in one paper batch: the entry first, then the exit of a layer now on paper');
+UPDATE pm.broker_orders SET broker_order_id = 'OA-1' WHERE client_order_id = 'pm-aaaaaaaa-Long_1';
+SELECT pm.add_orders(jsonb_build_array(jsonb_build_object('client_order_id', 'pm-eeee-Long_1', 'fingerprint',
+                     repeat('e', 64), 'position_id', 'GOLD_MINI_Long_1', 'instrument', 'GOLD_MINI', 'side', 'SELL',
+                     'lots', 3, 'price', 78000)));
+SELECT is(pm.layer_on_paper('GOLD_MINI_Long_1'), false, 'an entry linked to a broker''s order: at a broker');
+SELECT is((SELECT count(*)::int FROM pm.fill_paper_orders(ARRAY['pm-eeee-Long_1'])), 0,
+          'the exit of a layer traded at a broker is never paper-filled, whoever asks');
+SELECT is((SELECT status FROM pm.broker_orders WHERE client_order_id = 'pm-eeee-Long_1'), 'queued',
+          'it stays queued for the broker sender');
 
 SELECT * FROM finish();

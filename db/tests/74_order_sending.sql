@@ -32,8 +32,11 @@ SELECT throws_ok($$SELECT pm.order_send_later('e-1', 'again', NULL)$$, 'PM004', 
 
 -- expiry: entries only
 UPDATE pm.broker_orders SET created_at = now() - interval '10 minutes';
-SELECT results_eq($$SELECT client_order_id::text FROM pm.expire_stale_entries('120 seconds') ORDER BY 1$$,
-                  $$VALUES ('e-1'), ('pe-1')$$, 'stale entries expire');
+UPDATE pm.broker_orders SET exchange = 'NFO' WHERE client_order_id = 'pe-1';  -- a Bank Nifty leg
+SELECT results_eq($$SELECT client_order_id::text, reason FROM pm.expire_stale_entries('120 seconds', '{NFO}') ORDER BY 1$$,
+                  $$VALUES ('e-1', 'not sent within max_order_age (00:02:00): the market moved'),
+                           ('pe-1', 'market closed: NFO did not open within max_order_age (00:02:00)')$$,
+                  'stale entries expire: market closed for a closed exchange, the market moved for an open one');
 SELECT is((SELECT status FROM pm.broker_orders WHERE client_order_id = 'x-1'), 'queued', 'an exit is never expired');
 SELECT is((SELECT count(*)::int FROM pm.expire_stale_entries('120 seconds')), 0, 'expiring again changes nothing');
 

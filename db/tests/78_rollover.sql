@@ -1,7 +1,7 @@
 -- The roll state machine (migration 012, 78_rollover.sql): the whitelist, every transition and the refused ones,
 -- the events, legs driven by their orders' ends (an unknown leg blocks), the accounting (old P&L into closed equity
 -- and rollover_pnl, stops shifted by the basis, a lot-size re-size), the failures, synthetic legs, the block.
-SELECT plan(86);
+SELECT plan(87);
 
 CREATE FUNCTION pg_temp.position(id text, instr text, symbol text, n integer, base boolean DEFAULT true,
                                  entry numeric DEFAULT 75000) RETURNS text LANGUAGE plpgsql AS $$
@@ -182,7 +182,16 @@ SELECT throws_ok($$SELECT pm.roll_abandon(1, 'x')$$, 'PM080', NULL, 'rolled is f
 SELECT throws_ok($$UPDATE pm.roll_events SET reason = 'x'$$, 'PM084', NULL, 'roll events are append-only (update)');
 SELECT throws_ok($$DELETE FROM pm.roll_events$$, 'PM084', NULL, 'roll events are append-only (delete)');
 
--- the paper broker rolls too: fills at the orders' prices, no basis; a second roll counts 2
+-- the paper broker rolls too: fills at the orders' prices, no basis; a second roll counts 2. Paper fills only a
+-- layer on paper (pm.layer_on_paper): these layers were rolled at a broker above, so first a paper trade of them
+-- (their entries paper-filled, a second later than roll 1's legs: the layer's current trade)
+SELECT is((SELECT count(*)::int FROM pm.fill_paper_orders(ARRAY['r1-GOLD_MINI_Long_1-C'])
+            WHERE broker_order_id LIKE 'paper-%'), 0, 'a layer traded at a broker is never paper-filled');
+INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price, status,
+                              broker_order_id, fill_price, created_at)
+SELECT 'pm-paper2-' || position_id, repeat('e', 64), position_id, 'GOLD_MINI', 'BUY', lots, entry_price, 'filled',
+       'paper-e-' || position_id, entry_price, now() + interval '1 second'
+  FROM pm.portfolio_positions WHERE instrument = 'GOLD_MINI';
 SELECT pm.roll_begin('GOLD_MINI', jsonb_build_array(pg_temp.layer('GOLD_MINI_Long_1', 2, 2, 'GOLDM05MAR27FUT'),
                                                     pg_temp.layer('GOLD_MINI_Long_2', 1, 1, 'GOLDM05MAR27FUT')));
 SELECT pm.roll_send_close(2);
@@ -198,6 +207,10 @@ SELECT is(pg_temp.state(2), 'rolled', 'paper roll done');
 
 -- a lot-size change re-sizes to whole lots of the new size (planned by Python, recorded)
 SELECT pg_temp.position('COPPER_Long_1', 'COPPER', 'COPPER31JAN27FUT', 3, true, 800);
+INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price, status,
+                              broker_order_id, fill_price)
+VALUES ('pm-paper-COPPER_Long_1', repeat('f', 64), 'COPPER_Long_1', 'COPPER', 'BUY', 3, 800, 'filled',
+        'paper-COPPER_Long_1', 800);  -- entered on paper: its roll is the paper fill's
 SELECT pm.roll_begin('COPPER', jsonb_build_array(pg_temp.layer('COPPER_Long_1', 3, 2, 'COPPER28FEB27FUT')
                                                  || '{"new_lot_size": 150, "new_point_value": 15}'));
 SELECT pm.roll_send_close(3);

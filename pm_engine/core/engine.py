@@ -23,6 +23,7 @@ from pm_engine.core.contracts import Contract, ContractCalendar, ist_date
 from pm_engine.core.controls import Controls
 from pm_engine.core.errors import ConfigError, DatabaseUnavailableError, StaleVersionError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig, with_lot_size
+from pm_engine.core.market_hours import QueueNote, SendWindow
 from pm_engine.core.models import Blocked, Duplicate, Outcome, Position, Signal, SignalResult, SignalType
 from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, client_order_id
 from pm_engine.core.portfolio import PortfolioStateManager
@@ -57,7 +58,7 @@ class LiveTradingEngine:
                  clock: Callable[[], datetime] = utcnow,
                  fault: Callable[[str], None] = lambda point: None, send_in_background: bool = False,
                  controls: Optional[Controls] = None, contracts: Optional[ContractCalendar] = None,
-                 mcx_quantity: str = "lots") -> None:
+                 mcx_quantity: str = "lots", window: Optional[SendWindow] = None) -> None:
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
         # which contract each entry trades (cached per instrument and date: the signal path computes no calendar)
         self.contracts = contracts or ContractCalendar(self.instruments)
@@ -74,6 +75,10 @@ class LiveTradingEngine:
         # trading controls for an engine without a database (backtest --breakers); with one, the database
         # evaluates them inside pm.apply_signal and this is unused
         self.controls = controls
+        # the broker sender's market hours and entry age (None: paper, or always open): an order of a closed
+        # market is answered with what will happen to it, an entry that would expire unsent is blocked
+        self.window = window
+        self._pending_told: set[str] = set()  # queued orders send_pending has already logged
         # live engines send orders on a sender thread (the webhook answers once the signal is durable);
         # tests, backtests and tools send them inline
         self.sender = BackgroundSender(self.broker, self._send_failed) if send_in_background and db_manager else None
@@ -208,9 +213,27 @@ class LiveTradingEngine:
             return 0
         orders = self.db_manager.pending_orders(min_age_s)
         if orders:
-            self.broker.place_orders(orders)
-            log.warning("sent %d pending order(s) left by an interrupted instance", len(orders))
+            fills = self.broker.place_orders(orders)
+            self._tell_pending(orders, {f.client_order_id for f in fills})
+        else:
+            self._pending_told.clear()
         return len(orders)
+
+    def _tell_pending(self, orders: list[Order], filled: set[str]) -> None:
+        """Log what became of queued orders, once per order: the leader asks every few seconds, and an order
+        waiting for its market (or for a broker sender) is still queued at every round."""
+        waiting = {o.client_order_id for o in orders} - filled
+        new = [o for o in orders if o.client_order_id not in self._pending_told]
+        if new:
+            done = sum(1 for o in new if o.client_order_id in filled)
+            if done:
+                log.warning("filled %d pending order(s) left by an interrupted instance", done)
+            held = [o.client_order_id for o in new if o.client_order_id not in filled]
+            if held:
+                log.warning("%d queued order(s) wait for the broker sender (market hours, backoff, an engine "
+                            "started with the broker; a layer traded at a broker is never paper-filled): %s",
+                            len(held), ", ".join(held))
+        self._pending_told = waiting  # bounded: only what is still queued is remembered
 
     @staticmethod
     def _duplicate(signal: Signal) -> SignalResult:
@@ -227,10 +250,27 @@ class LiveTradingEngine:
                     stopped.append(position.position_id)
         handler = {SignalType.BASE_ENTRY: self._handle_base_entry_live, SignalType.PYRAMID: self._handle_pyramid_live,
                    SignalType.EXIT: self._handle_exit_live}[signal.type]
-        result = handler(signal, work)
+        note = self._market_note(signal)
+        if note is not None and not note.sendable:  # an entry the sender would expire unsent: not taken
+            result = SignalResult(Outcome.BLOCKED, note.text, signal.fingerprint, {"market": "closed"})
+        else:
+            result = handler(signal, work)
+            if note is not None and result.outcome is Outcome.EXECUTED and work.orders:
+                result.reason = f"{note.text}; {result.reason}"
+                result.details["queued"] = note.text
         if stopped:
             result.details["stopped_out"] = stopped
         return result
+
+    def _market_note(self, signal: Signal) -> Optional[QueueNote]:
+        """What the sender will do with this signal's order when its market is closed (None: open, or paper).
+
+        Pure arithmetic on the engine's clock, the sender's hours and its entry age: no query on the signal path.
+        """
+        if self.window is None:
+            return None
+        spec = self.instruments[signal.instrument].contract
+        return self.window.note(spec.exchange if spec else None, signal.type is not SignalType.EXIT, self.clock())
 
     def _update_stops(self, work: PortfolioStateManager, instrument: str, price: Decimal, atr: Decimal) -> None:
         """Mark the instrument at ``price`` and trail each of its open stops (never down)."""

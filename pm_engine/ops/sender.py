@@ -3,7 +3,8 @@
 The webhook commits a signal's orders as ``queued`` and answers; it never waits for the broker. This
 thread (one per instance; the database decides who sends what) works in rounds:
 
-1. queued entries older than ``max_order_age`` are expired (the market moved); exits never are;
+1. queued entries older than ``max_order_age`` are expired ("market closed" when their exchange is closed now,
+   else "the market moved"); exits never are;
 2. attempts begun long ago and still ``sending`` become ``unknown`` (their sender died mid-request);
 3. each sendable queued order is committed ``sending`` (``pm.order_sending``: only one instance can
    take an order, and only one order per symbol, side and product may be unresolved) *before* its
@@ -33,13 +34,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import psycopg2
 
 from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError, OrderRequest, OutcomeKind
 from pm_engine.core.errors import PmError
-from pm_engine.core.market_hours import MarketHours
+from pm_engine.core.market_hours import SESSIONS, MarketHours, SendWindow
 from pm_engine.core.orders import Fill, Order
 from pm_engine.core.reconcile import compare
 from pm_engine.store.errors import OrderTransitionError, OrderUnresolvedError
@@ -93,8 +94,10 @@ class OrderSender:
 
     def __init__(self, db: DatabaseStateManager, client: OpenAlgoClient, hours: MarketHours,
                  settings: SenderSettings = SenderSettings(), mcx_in_lots: bool = True,
-                 instance_id: str = "broker-sender") -> None:
+                 instance_id: str = "broker-sender",
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.db = db
+        self.clock = clock  # market hours are judged on it (tests set the time of day)
         self.instance_id = instance_id
         self._told: Optional[str] = None  # the broker state this sender last reported to the database
         self._told_at: Optional[datetime] = None
@@ -116,6 +119,10 @@ class OrderSender:
         self._wake.set()
         return []
 
+    def window(self) -> Optional[SendWindow]:
+        """The hours and entry age the engine's answers describe (None when always open: nothing to say)."""
+        return None if self.hours.always else SendWindow(self.hours, self.settings.max_order_age_s)
+
     def start(self) -> "OrderSender":
         self._thread.start()
         return self
@@ -135,7 +142,9 @@ class OrderSender:
     def tick(self) -> None:
         """One round; never raises (a database or broker outage is logged and the next round tries again)."""
         try:
-            for row in self.states.expire_stale_entries(self.settings.max_order_age_s):
+            now = self.clock()
+            closed = [exchange for exchange in SESSIONS if not self.hours.is_open(exchange, now)]
+            for row in self.states.expire_stale_entries(self.settings.max_order_age_s, closed):
                 log.warning("order %s expired: %s", row["client_order_id"], row["reason"])
             abandoned = self.states.abandon_sending(self.settings.abandoned_after_s)
             if abandoned:
@@ -185,7 +194,7 @@ class OrderSender:
     # -- sending ----------------------------------------------------------------------------------
     def _send(self, row: dict[str, Any]) -> None:
         order_id = row["client_order_id"]
-        if not self.hours.is_open(row["exchange"], datetime.now(timezone.utc)):
+        if not self.hours.is_open(row["exchange"], self.clock()):
             return  # waits queued: the broker would refuse a MARKET order now (an entry may expire meanwhile)
         try:
             taken = self.states.sending(order_id)  # committed before the request leaves

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from json import dumps
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.store.manager import DatabaseStateManager
@@ -51,8 +51,9 @@ class OrderStates:
              source: str = "tradebook") -> dict[str, Any]:
         return self._row("record_order_fill", (client_order_id, broker_order_id, cumulative, average_price, source))
 
-    def expire_stale_entries(self, max_age_s: float) -> list[dict[str, Any]]:
-        return self.db._execute("expire_stale_entries", (f"{max_age_s} seconds",))
+    def expire_stale_entries(self, max_age_s: float, closed: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Entries queued longer than ``max_age_s`` expire; the reason says "market closed" for ``closed``."""
+        return self.db._execute("expire_stale_entries", (f"{max_age_s} seconds", list(closed)))
 
     def abandon_sending(self, after_s: float) -> int:
         return int(self.db._scalar("abandon_sending", (f"{after_s} seconds",)))

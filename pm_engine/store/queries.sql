@@ -461,8 +461,8 @@ SELECT * FROM pm.record_order_fill(%s, %s, %s, %s::numeric, %s);
 SELECT * FROM pm.sendable_orders(%s);
 
 -- expire_stale_entries --
--- Queued entries older than max_order_age become expired.
-SELECT * FROM pm.expire_stale_entries(%s::interval);
+-- Queued entries older than max_order_age become expired ("market closed" for the exchanges named closed).
+SELECT * FROM pm.expire_stale_entries(%s::interval, %s::text[]);
 
 -- abandon_sending --
 -- Attempts started longer ago than the interval become unknown (their sender died).

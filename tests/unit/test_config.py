@@ -89,3 +89,31 @@ def test_market_hours_per_exchange() -> None:
     assert not hours.is_open("MCX", datetime(2026, 12, 5, 12, 0, tzinfo=IST))  # a Saturday
     assert not MarketHours(trading_day=lambda exchange, day: False).is_open("MCX", wednesday.replace(hour=12))
     assert MarketHours(always=True).is_open("NFO", datetime(2026, 12, 5, 3, 0, tzinfo=IST))
+
+
+def test_next_open_and_what_the_answer_says() -> None:
+    """Issue 28: when a closed market opens next (weekends and holidays skipped), and the answer for an order."""
+    from datetime import date, datetime
+
+    from pm_engine.core.market_hours import IST, MarketHours, SendWindow
+
+    holiday = date(2026, 12, 7)  # a Monday, a holiday of this calendar
+    hours = MarketHours(trading_day=lambda exchange, day: day != holiday)
+    friday_evening = datetime(2026, 12, 4, 16, 0, tzinfo=IST)
+    assert hours.next_open("NFO", friday_evening) == datetime(2026, 12, 8, 9, 15, tzinfo=IST)
+    assert hours.next_open("MCX", friday_evening) == friday_evening  # open: now
+    tuesday_open = datetime(2026, 12, 8, 9, 15, tzinfo=IST)
+    assert hours.next_open("NFO", datetime(2026, 12, 8, 6, 12, tzinfo=IST)) == tuesday_open
+    window = SendWindow(hours, 120)
+    early = datetime(2026, 12, 8, 6, 12, tzinfo=IST)
+    assert window.note("MCX", True, early.replace(hour=12)) is None
+    exit_note = window.note("NFO", False, early)
+    assert exit_note is not None and exit_note.sendable
+    assert exit_note.text == "queued: NFO opens 09:15 IST; an exit waits for it (exits never expire)"
+    blocked = window.note("NFO", True, early)
+    assert blocked is not None and not blocked.sendable and blocked.text.startswith("market closed: NFO opens 09:15")
+    late = SendWindow(hours, 4 * 3600).note("NFO", True, early)
+    assert late is not None and late.sendable
+    assert late.text == "queued: NFO opens 09:15 IST; an entry expires at 10:12 IST unless sent"
+    weekend = window.note("NFO", False, friday_evening)
+    assert weekend is not None and weekend.text.startswith("queued: NFO opens 09:15 IST on Tue 08 Dec")
