@@ -673,7 +673,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(stats_table(stats))
         for row in periods["month"]:
             print(f"  month {row['period_start']}: P&L {row['realized_pnl']:>14}  trades {row['trades']:>4}  "
-                  f"closing equity {row['closing_equity']:>14}")
+                  f"flows {row['net_flows']:>14}  closing equity {row['closing_equity']:>14}")
         if args.json:
             Path(args.json).write_text(json.dumps(as_json({**stats, "pnl_by_period": periods}), indent=2) + "\n")
             print(f"statistics written to {args.json}")

@@ -145,7 +145,7 @@
       ["Slippage (total)", money(st.total_slippage)], ["Slippage per trade", money(st.mean_slippage)]];
     dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", k), el("dd", v ?? "–")]));
     fill("pnl", data.pnl[period] || [], (p) => [el("td", p.period_start), signed(p.realized_pnl), el("td", p.trades),
-      el("td", money(p.closing_equity))]);
+      signed(p.net_flows), el("td", money(p.closing_equity))]);
     fill("instances", data.instances, (i) => [el("td", i.instance_id, i.stale ? "stale" : ""),
       el("td", i.hostname ?? "–"), el("td", i.is_leader ? "yes" : ""),
       el("td", i.status === "crashed" ? "crashed" : i.heartbeat_age_s + " s ago", i.stale ? "crashed" : "")]);
