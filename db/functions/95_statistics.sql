@@ -73,9 +73,9 @@ BEGIN
                    (p_from IS NULL OR f.recorded_at >= p_from) AND (p_to IS NULL OR f.recorded_at <= p_to), false
               FROM pm.capital_flows f
         ), periods AS (
-            SELECT m.start, coalesce(sum(m.pnl) FILTER (WHERE m.inside AND m.trade), 0) AS pnl,
+            SELECT m.start, coalesce(sum(m.pnl) FILTER (WHERE m.inside AND m.trade), 0.00) AS pnl,
                    count(*) FILTER (WHERE m.inside AND m.trade)::integer AS n,
-                   coalesce(sum(m.flow) FILTER (WHERE m.inside AND NOT m.trade), 0) AS flows,
+                   coalesce(sum(m.flow) FILTER (WHERE m.inside AND NOT m.trade), 0.00) AS flows,
                    count(*) FILTER (WHERE m.inside) AS moved, sum(m.pnl + m.flow) AS all_moves
               FROM moves m GROUP BY m.start
         )

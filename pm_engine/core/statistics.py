@@ -191,7 +191,7 @@ def pnl_by_period(trades: Iterable[Trade], period: str, initial_capital: Decimal
 
     def row(when: datetime) -> dict[str, Any]:
         return rows.setdefault(period_start(when, period),
-                               {"realized_pnl": Decimal(0), "trades": 0, "net_flows": Decimal(0)})
+                               {"realized_pnl": CENT * 0, "trades": 0, "net_flows": CENT * 0})
 
     for t in in_exit_order(trades):
         mine = row(t.exit_time)
