@@ -20,6 +20,52 @@ def _db_config_arg(parser: argparse.ArgumentParser) -> None:
                              "DATABASE_URL in the environment overrides it")
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings every database command reads, chosen once per run (cached on ``args``), with where they came from.
+
+    ``DATABASE_URL``, else the config file (``--db-config``, ``PM_DB_CONFIG``, ``./database_config.json``), else the
+    ``make run`` cluster of ``./var`` (``PM_VAR_DIR``) when there is one, else the built-in defaults.
+    """
+    cached = getattr(args, "_chosen", None)
+    if cached is not None:
+        return cached
+    from dataclasses import replace
+
+    from pm_engine.config import config_file
+    from pm_engine.ops.embedded import embedded_settings, var_dir
+
+    path, source = config_file(getattr(args, "db_config", None))
+    settings = load_settings(path)
+    if os.environ.get("DATABASE_URL"):
+        source = "DATABASE_URL"
+    elif path:
+        source = f"{source} {path}"
+    else:
+        embedded = embedded_settings()
+        if embedded is not None:
+            settings = replace(settings, database=embedded.database, webhook_secret=embedded.webhook_secret,
+                               read_token=embedded.read_token)
+            source = f"the make run cluster in {var_dir()}"
+        else:
+            source = "built-in defaults: no DATABASE_URL, --db-config, PM_DB_CONFIG or ./database_config.json"
+    args._chosen = settings
+    args._source = source
+    args._embedded = source.startswith("the make run")
+    return settings
+
+
+def database_line(args: argparse.Namespace) -> str:
+    """``pm-engine CMD: database host:port/name as user (source)``: which book a command reads; never the password."""
+    settings = _settings(args)
+    db = settings.database
+    hosts = ",".join(f"{h}:{p}" for h, p in db.hosts)
+    line = f"pm-engine {args.command}: database {hosts}/{db.database} as {db.user} ({args._source})"
+    if settings.read_database is not None:
+        r = settings.read_database
+        line += f"; reads that may lag: {','.join(f'{h}:{p}' for h, p in r.hosts)}/{r.database}"
+    return line
+
+
 def _holidays_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holidays", metavar="FILE",
                         help="trading holidays to add or remove ({\"NSE\": {\"add\": [...], \"remove\": [...], "
@@ -30,7 +76,7 @@ def _holidays_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_db_deploy(args: argparse.Namespace) -> int:
     from pm_engine.store.deploy import deploy
 
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     report = deploy(settings.database)
     print(f"db-deploy {settings.database.url()}: {report.summary()}")
     return 0
@@ -151,6 +197,9 @@ def broker_for(settings: Any, db: Any, contracts: Any, instance_id: str = "broke
     """None for the paper broker (the engine's default: fills inside the database); else the OpenAlgo sender."""
     if settings.broker.kind != "openalgo":
         return None
+    from pm_engine.config import require_broker
+
+    require_broker(settings.broker)  # the one command family that talks to the broker checks its settings
     from pm_engine.adapters.openalgo import OpenAlgoClient, Timeouts
     from pm_engine.core.market_hours import MarketHours
     from pm_engine.ops.sender import OrderSender, SenderSettings
@@ -272,7 +321,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     """``notify`` lists events and their deliveries; ``notify test`` and ``notify report`` (issue 24)."""
     action = getattr(args, "action", None)
     if action == "test":
-        notifier = _notifier(load_settings(args.db_config))
+        notifier = _notifier(_settings(args))
         if notifier is None:
             print("pm-engine notify test: error: no notification URL (set PM_NOTIFY_URLS or notify.urls)",
                   file=sys.stderr)
@@ -312,7 +361,7 @@ def _notify_report(args: argparse.Namespace) -> int:
     from pm_engine.ops.notifications import IST, build_daily_report, report_due
 
     # the URLs (--send) and the report time come from the configuration; without --send only the time matters
-    settings = load_settings(args.db_config) if args.send or os.environ.get("PM_NOTIFY_REPORT_TIME") else None
+    settings = _settings(args) if args.send or os.environ.get("PM_NOTIFY_REPORT_TIME") else None
 
     def run(db: Any) -> int:
         day = args.date
@@ -357,7 +406,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     if args.forwarded_allow_ips and not args.proxy_headers:
         print("pm-engine live: error: --forwarded-allow-ips needs --proxy-headers", file=sys.stderr)
         return 2
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     if args.holidays:
         settings = replace(settings, holidays_file=args.holidays)
     if args.instruments:
@@ -412,12 +461,10 @@ def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
 
     ``may_lag``: a read that may come from the read replica (``DATABASE_READ_URL``) when one is configured.
     """
-    from pm_engine.ops.embedded import embedded_settings
     from pm_engine.store.manager import DatabaseStateManager
 
-    settings = embedded_settings() if not (args.db_config or os.environ.get("DATABASE_URL")) else None
-    embedded = settings is not None
-    settings = settings or load_settings(args.db_config)
+    settings = _settings(args)
+    embedded = args._embedded
     target = settings.read_database if may_lag and settings.read_database else settings.database
     try:
         return DatabaseStateManager(target, connect_attempts=1)
@@ -556,11 +603,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError
     from pm_engine.ops.sender import reconcile
 
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     if settings.broker.kind != "openalgo":
         print("pm-engine reconcile: error: needs the OpenAlgo broker (PM_BROKER=openalgo, PM_OPENALGO_URL, "
               "PM_OPENALGO_API_KEY)", file=sys.stderr)
         return 2
+    from pm_engine.config import require_broker
+
+    require_broker(settings.broker)
     client = OpenAlgoClient(settings.broker.url or "", settings.broker.api_key or "", settings.broker.strategy)
 
     def check(db: Any) -> int:
@@ -578,8 +628,18 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                       f"broker {d['broker_quantity']}")
             for o in result["other_positions"]:
                 print(f"  not ours (left alone): {o['exchange']}:{o['symbol']} {o['product']} {o['quantity']}")
+            if not result["matched"]:
+                print(RECONCILE_NEXT)
         return 0 if result["matched"] else 3
     return _with_store(args, check)
+
+
+RECONCILE_NEXT = (
+    "next: nothing was placed to fix this, and the instrument takes no new entries while the engine's lock holds.\n"
+    "  1. compare with your broker's positions and `pm-engine orders` (an order still in flight shows up later);\n"
+    "  2. if the broker is right, close or open the difference at the broker by hand, or `pm-engine exit` the book's\n"
+    "     position; if the book is right, place the missing order at the broker by hand;\n"
+    "  3. run `pm-engine reconcile` again until it says \"book matches the broker\", then `pm-engine unlock INSTRUMENT`.")
 
 
 def roller_for(settings: Any, db: Any) -> Any:
@@ -607,7 +667,7 @@ def cmd_rollover(args: argparse.Namespace) -> int:
 
     from pm_engine.core.statistics import as_json
 
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     if args.all and args.position_ids:
         print("pm-engine rollover: error: give --all or position ids, not both", file=sys.stderr)
         return 2
@@ -1251,6 +1311,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "db_config"):  # a command that reads a database says which, first
+            try:
+                print(database_line(args), file=sys.stderr, flush=True)
+            except PmError:
+                pass  # a bad configuration: the command itself says what is wrong
         return int(args.func(args))
     except PmError as exc:
         print(f"pm-engine {args.command}: error: {exc}", file=sys.stderr)

@@ -6,7 +6,9 @@
 -- Existing flows are matched to the first history row of their version with their closed equity (the
 -- flow's own row: written in its transaction, before any later writer of that version).
 
-ALTER TABLE pm.capital_flows ADD COLUMN history_id bigint REFERENCES pm.portfolio_history (history_id);
+-- no foreign key: portfolio_history refuses TRUNCATE with its own PM007 (a key would answer first with 0A000);
+-- pm.record_capital_flow takes the id from the row its own UPDATE's trigger wrote, in the same transaction
+ALTER TABLE pm.capital_flows ADD COLUMN history_id bigint;
 
 -- the ledger is append-only (trigger capital_flows_append_only, when deployed): this one backfill is not a change
 ALTER TABLE pm.capital_flows DISABLE TRIGGER USER;
