@@ -304,6 +304,10 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
             reader.close()
         engine.flush_orders(5)
         engine.close()
+        try:
+            engine.db_manager.stop_instance(engine.instance_id)  # the dashboard says stopped, not crashed
+        except PmError as exc:
+            print(f"pm-engine: could not record the clean stop ({exc})", file=sys.stderr)
         engine.db_manager.close()
     return 0
 
@@ -704,6 +708,10 @@ def cmd_rollover(args: argparse.Namespace) -> int:
                 plan = started.get("plan") or {}
                 print(f"{what} {started['instrument']} {plan.get('from_symbol', started.get('from_symbol'))} -> "
                       f"{plan.get('to_symbol', started.get('to_symbol'))}")
+                for layer in plan.get("layers", []):  # the plan's lots and order quantities (README: --dry-run)
+                    print(f"  {layer['position_id']}: close {layer['lots']} lots ({layer['close_quantity']} units of "
+                          f"lot {layer['lot_size']}), open {layer['new_lots']} lots ({layer['open_quantity']} units "
+                          f"of lot {layer['new_lot_size']}) in {layer['to_symbol']} at about {layer['price']}")
             for skipped in result.skipped:
                 print(f"not rolled: {skipped['instrument']} {skipped['from_symbol']}: {skipped['why']}")
             for problem in result.problems:
@@ -805,9 +813,25 @@ def _when(value: Any) -> str:
     return f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
+def _until(value: Any) -> str:
+    """A lock's end: ``until <time>``, or ``until unlocked`` for one with no end (stored as infinity)."""
+    from datetime import datetime
+
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return "until unlocked" if when is None or when.year >= 9999 else f"until {_when(when)}"
+
+
+# the mode's first row is written by the migration that made the table: for a user, the default
+SEEDED_BY = "migration 004"
+
+
 def _mode_text(mode: dict[str, Any]) -> str:
+    if mode["changed_by"] == SEEDED_BY:
+        since = "the default (never changed)"
+    else:
+        since = f"set by {mode['changed_by']} at {_when(mode['changed_at'])}"
     return (f"trading mode: {mode['mode']}" + (f" ({mode['reason']})" if mode.get("reason") else "")
-            + f", set by {mode['changed_by']} at {_when(mode['changed_at'])}, version {mode['version']}")
+            + f", {since}, version {mode['version']}")
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -826,7 +850,7 @@ def cmd_mode(args: argparse.Namespace) -> int:
             return _print({**mode, "history": db.trading_mode_history(20), "locks": db.active_locks()}, True, str)
         print(_mode_text(mode))
         for lock in db.active_locks():
-            print(f"  {lock['instrument']} locked until {_when(lock['locked_until'])}: {lock['reason']} "
+            print(f"  {lock['instrument']} locked {_until(lock['locked_until'])}: {lock['reason']} "
                   f"({lock['source']})")
         return 0
     return _with_store(args, show)

@@ -1,4 +1,4 @@
--- 017_flow_history_row
+-- 017_flows_and_stopped
 -- Each capital flow names its own equity point: capital_flows.history_id, the portfolio_history row its
 -- pm.record_capital_flow wrote (issue 28). The portfolio version is not that key: a booking that moves
 -- closed equity without bumping the version (an exit's P&L given back by `orders review --not-at-broker`)
@@ -25,3 +25,9 @@ ALTER TABLE pm.capital_flows ENABLE TRIGGER USER;
 
 ALTER TABLE pm.capital_flows ALTER COLUMN history_id SET NOT NULL;
 ALTER TABLE pm.capital_flows ADD CONSTRAINT capital_flows_history_id_key UNIQUE (history_id);
+
+-- An instance that shut down cleanly says so (issue 28): status 'stopped' (pm.stop_instance), never swept to
+-- 'crashed', which now means only an instance that went silent without stopping.
+ALTER TABLE pm.instance_metadata DROP CONSTRAINT instance_metadata_status_check;
+ALTER TABLE pm.instance_metadata ADD CONSTRAINT instance_metadata_status_check
+    CHECK (status IN ('active', 'standby', 'crashed', 'stopped'));
