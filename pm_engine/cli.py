@@ -16,8 +16,10 @@ from pm_engine.core.errors import DatabaseUnavailableError, PmError
 
 def _db_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-config", metavar="FILE",
-                        help="database_config.json (section chosen by PM_ENV, default 'local'); "
-                             "DATABASE_URL in the environment overrides it")
+                        help="database_config.json (section chosen by PM_ENV, default 'local'); default: "
+                             "PM_DB_CONFIG, else ./database_config.json, else the make run cluster of ./var; "
+                             "DATABASE_URL in the environment overrides it. The first line on stderr names the "
+                             "database read")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -461,7 +463,7 @@ def cmd_contracts(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
-    """The database of ``--db-config`` / ``DATABASE_URL``, else of a running ``make run``; None (said why) if down.
+    """The database ``_settings`` chose (``DATABASE_URL``, a config file, else a ``make run``); None (said why) if down.
 
     ``may_lag``: a read that may come from the read replica (``DATABASE_READ_URL``) when one is configured.
     """
@@ -473,7 +475,8 @@ def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
     try:
         return DatabaseStateManager(target, connect_attempts=1)
     except DatabaseUnavailableError as exc:
-        hint = "is `make run` running?" if embedded else "is the database up? (DATABASE_URL / --db-config)"
+        hint = ("is `make run` running?" if embedded
+                else "is the database up? (DATABASE_URL / --db-config / PM_DB_CONFIG)")
         print(f"pm-engine {args.command}: {exc}\n{hint}", file=sys.stderr)
         return None
 
@@ -643,7 +646,8 @@ RECONCILE_NEXT = (
     "  1. compare with your broker's positions and `pm-engine orders` (an order still in flight shows up later);\n"
     "  2. if the broker is right, close or open the difference at the broker by hand, or `pm-engine exit` the book's\n"
     "     position; if the book is right, place the missing order at the broker by hand;\n"
-    "  3. run `pm-engine reconcile` again until it says \"book matches the broker\", then `pm-engine unlock INSTRUMENT`.")
+    "  3. run `pm-engine reconcile` again until it says \"book matches the broker\", then\n"
+    "     `pm-engine unlock INSTRUMENT`.")
 
 
 def roller_for(settings: Any, db: Any) -> Any:
@@ -1082,7 +1086,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pm-engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("db-deploy", help="apply pending migrations and changed functions (idempotent)")
+    p = sub.add_parser("db-deploy", help="apply pending migrations and changed functions (idempotent); run it as "
+                                         "the schema's owner, not the app role")
     _db_config_arg(p)
     p.set_defaults(func=cmd_db_deploy)
 
@@ -1111,7 +1116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _holidays_arg(p)
     p.set_defaults(func=cmd_contracts)
 
-    p = sub.add_parser("status", help="equity and open positions from the database")
+    p = sub.add_parser("status", help="equity and open positions from the database (no broker settings needed)")
     _db_config_arg(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON (the keys of GET /status)")
     p.add_argument("--as-of", type=_time_arg, metavar="TS",
@@ -1145,7 +1150,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_order_review)
 
     p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
-                                         "(exit 0 matched, 3 differ)")
+                                         "(exit 0 matched, 3 differ: it says what to do next); needs "
+                                         "PM_OPENALGO_URL and PM_OPENALGO_API_KEY")
     _db_config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON (the body of GET /reconcile)")
     p.set_defaults(func=cmd_reconcile)
@@ -1156,7 +1162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("position_ids", nargs="*", metavar="POSITION_ID", help="roll these positions' groups")
     p.add_argument("--all", action="store_true", help="every open group (due ones unless --force)")
     p.add_argument("--force", action="store_true", help="roll before the roll date")
-    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the plan (each layer's lots and order quantities), change nothing")
     p.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds for the rolls to end")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_rollover)

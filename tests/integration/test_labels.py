@@ -32,7 +32,8 @@ def test_a_cleanly_stopped_instance_is_stopped_not_crashed(db_config: DatabaseCo
     assert rows(db_config, "SELECT status, is_leader FROM pm.instance_metadata") == [("stopped", False)]
     # the sweep (a leader's job) never turns it into a crash, and the dashboard's list does not call it stale
     assert rows(db_config, "SELECT pm.sweep_stale_instances(interval '1 microsecond')") == [(0,)]
-    assert rows(db_config, "SELECT status, stale FROM pm.list_instances(interval '1 microsecond')") == [("stopped", False)]
+    assert rows(db_config, "SELECT status, stale FROM pm.list_instances(interval '1 microsecond')") == [
+        ("stopped", False)]
 
 
 def test_a_lock_with_no_end_and_the_default_mode_read_as_a_user_would(db_config: DatabaseConfig, pg2: Any) -> None:

@@ -48,7 +48,8 @@ def test_report_with_flows_and_a_review_equals_the_ledger_and_the_book(db_config
                      payload("EXIT", "GOLD_MINI", "ALL", 75500, "2026-10-30T13:30:00+05:30", reason="SIGNAL")):
             broker.portfolio.load()
             assert broker.process_payload(body, check_time=False).outcome.value == "executed"
-        [(gold_pnl,)] = rows(db_config, "SELECT realized_pnl FROM pm.portfolio_positions WHERE instrument = 'GOLD_MINI'")
+        [(gold_pnl,)] = rows(db_config, "SELECT realized_pnl FROM pm.portfolio_positions "
+                                        "WHERE instrument = 'GOLD_MINI'")
         assert gold_pnl > 0
         withdrawn = cli(db_config, "capital", "withdraw", "3000000", "--note", "to start at 20 lakh")
         assert withdrawn.returncode == 0, withdrawn.stderr
@@ -70,8 +71,8 @@ def test_report_with_flows_and_a_review_equals_the_ledger_and_the_book(db_config
         [(book,)] = rows(db_config, "SELECT closed_equity FROM pm.portfolio_state")
         assert book == D("5000000") + D("120000") - D("3000000") + D("500000")  # the gold trade never happened
         ledger = db.capital_ledger()
-        assert sorted((f["kind"], f["amount"]) for f in ledger) == [("deposit", D("500000.00")),
-                                                                   ("withdrawal", D("3000000.00"))]
+        assert sorted((f["kind"], f["amount"]) for f in ledger) == [
+            ("deposit", D("500000.00")), ("withdrawal", D("3000000.00"))]
         stats = db.trade_stats()
         assert (stats["withdrawals"], stats["deposits"], stats["net_flows"]) == (
             D("3000000.00"), D("500000.00"), D("-2500000.00"))

@@ -19,7 +19,8 @@ PASSWORD = "never-shown-" + secrets.token_hex(6)
 
 def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "PM_DB_CONFIG", "PM_VAR_DIR") and not k.startswith(("PM_OPENALGO", "PM_BROKER"))}
+            if k not in ("DATABASE_URL", "PM_DB_CONFIG", "PM_VAR_DIR")
+            and not k.startswith(("PM_OPENALGO", "PM_BROKER"))}
     return subprocess.run([sys.executable, "-m", "pm_engine", *args], env={**base, **env}, cwd=cwd,
                           capture_output=True, text=True, timeout=60)
 
@@ -33,7 +34,7 @@ def config_file(path: Path, db_config: DatabaseConfig) -> Path:
 
 
 def test_pm_db_config_is_read_named_first_and_needs_no_broker_secrets(db_config: DatabaseConfig,
-                                                                       tmp_path: Path) -> None:
+                                                                      tmp_path: Path) -> None:
     elsewhere = config_file(tmp_path / "real.json", db_config)
     where = f"{db_config.host}:{db_config.port}/{db_config.database}"
     # a broker-backed portfolio's settings, without the broker's URL and key: reads of the book still run
