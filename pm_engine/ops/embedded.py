@@ -155,7 +155,8 @@ def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int
         print(f"DATABASE_URL is set: deploying to {configured.database.url()} and serving it")
         deploy(configured.database)
         return serve(configured, host, port)
-    chosen = "PM_VAR_DIR" if os.environ.get("PM_VAR_DIR") else "var/ of the current directory; PM_VAR_DIR chooses another"
+    chosen = ("PM_VAR_DIR" if os.environ.get("PM_VAR_DIR")
+              else "var/ of the current directory; PM_VAR_DIR chooses another")
     print(f"embedded PostgreSQL folder: {var_dir()} ({chosen})", flush=True)
     state = _load_or_create()
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
