@@ -16,8 +16,56 @@ from pm_engine.core.errors import DatabaseUnavailableError, PmError
 
 def _db_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-config", metavar="FILE",
-                        help="database_config.json (section chosen by PM_ENV, default 'local'); "
-                             "DATABASE_URL in the environment overrides it")
+                        help="database_config.json (section chosen by PM_ENV, default 'local'); default: "
+                             "PM_DB_CONFIG, else ./database_config.json, else the make run cluster of ./var; "
+                             "DATABASE_URL in the environment overrides it. The first line on stderr names the "
+                             "database read")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings every database command reads, chosen once per run (cached on ``args``), with where they came from.
+
+    ``DATABASE_URL``, else the config file (``--db-config``, ``PM_DB_CONFIG``, ``./database_config.json``), else the
+    ``make run`` cluster of ``./var`` (``PM_VAR_DIR``) when there is one, else the built-in defaults.
+    """
+    cached = getattr(args, "_chosen", None)
+    if cached is not None:
+        return cached
+    from dataclasses import replace
+
+    from pm_engine.config import config_file
+    from pm_engine.ops.embedded import embedded_settings, var_dir
+
+    path, source = config_file(getattr(args, "db_config", None))
+    settings = load_settings(path)
+    if os.environ.get("DATABASE_URL"):
+        source = "DATABASE_URL"
+    elif path:
+        source = f"{source} {path}"
+    else:
+        embedded = embedded_settings()
+        if embedded is not None:
+            settings = replace(settings, database=embedded.database, webhook_secret=embedded.webhook_secret,
+                               read_token=embedded.read_token)
+            source = f"the make run cluster in {var_dir()}"
+        else:
+            source = "built-in defaults: no DATABASE_URL, --db-config, PM_DB_CONFIG or ./database_config.json"
+    args._chosen = settings
+    args._source = source
+    args._embedded = source.startswith("the make run")
+    return settings
+
+
+def database_line(args: argparse.Namespace) -> str:
+    """``pm-engine CMD: database host:port/name as user (source)``: which book a command reads; never the password."""
+    settings = _settings(args)
+    db = settings.database
+    hosts = ",".join(f"{h}:{p}" for h, p in db.hosts)
+    line = f"pm-engine {args.command}: database {hosts}/{db.database} as {db.user} ({args._source})"
+    if settings.read_database is not None:
+        r = settings.read_database
+        line += f"; reads that may lag: {','.join(f'{h}:{p}' for h, p in r.hosts)}/{r.database}"
+    return line
 
 
 def _holidays_arg(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +78,7 @@ def _holidays_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_db_deploy(args: argparse.Namespace) -> int:
     from pm_engine.store.deploy import deploy
 
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     report = deploy(settings.database)
     print(f"db-deploy {settings.database.url()}: {report.summary()}")
     return 0
@@ -152,6 +200,9 @@ def broker_for(settings: Any, db: Any, contracts: Any, instance_id: str = "broke
     """None for the paper broker (the engine's default: fills inside the database); else the OpenAlgo sender."""
     if settings.broker.kind != "openalgo":
         return None
+    from pm_engine.config import require_broker
+
+    require_broker(settings.broker)  # the one command family that talks to the broker checks its settings
     from pm_engine.adapters.openalgo import OpenAlgoClient, Timeouts
     from pm_engine.core.market_hours import MarketHours
     from pm_engine.ops.sender import OrderSender, SenderSettings
@@ -256,6 +307,10 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
             reader.close()
         engine.flush_orders(5)
         engine.close()
+        try:
+            engine.db_manager.stop_instance(engine.instance_id)  # the dashboard says stopped, not crashed
+        except PmError as exc:
+            print(f"pm-engine: could not record the clean stop ({exc})", file=sys.stderr)
         engine.db_manager.close()
     return 0
 
@@ -273,7 +328,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     """``notify`` lists events and their deliveries; ``notify test`` and ``notify report`` (issue 24)."""
     action = getattr(args, "action", None)
     if action == "test":
-        notifier = _notifier(load_settings(args.db_config))
+        notifier = _notifier(_settings(args))
         if notifier is None:
             print("pm-engine notify test: error: no notification URL (set PM_NOTIFY_URLS or notify.urls)",
                   file=sys.stderr)
@@ -313,7 +368,7 @@ def _notify_report(args: argparse.Namespace) -> int:
     from pm_engine.ops.notifications import IST, build_daily_report, report_due
 
     # the URLs (--send) and the report time come from the configuration; without --send only the time matters
-    settings = load_settings(args.db_config) if args.send or os.environ.get("PM_NOTIFY_REPORT_TIME") else None
+    settings = _settings(args) if args.send or os.environ.get("PM_NOTIFY_REPORT_TIME") else None
 
     def run(db: Any) -> int:
         day = args.date
@@ -358,7 +413,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     if args.forwarded_allow_ips and not args.proxy_headers:
         print("pm-engine live: error: --forwarded-allow-ips needs --proxy-headers", file=sys.stderr)
         return 2
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     if args.holidays:
         settings = replace(settings, holidays_file=args.holidays)
     if args.instruments:
@@ -409,21 +464,20 @@ def cmd_contracts(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace, may_lag: bool = False) -> Any:
-    """The database of ``--db-config`` / ``DATABASE_URL``, else of a running ``make run``; None (said why) if down.
+    """The database ``_settings`` chose (``DATABASE_URL``, a config file, else a ``make run``); None (said why) if down.
 
     ``may_lag``: a read that may come from the read replica (``DATABASE_READ_URL``) when one is configured.
     """
-    from pm_engine.ops.embedded import embedded_settings
     from pm_engine.store.manager import DatabaseStateManager
 
-    settings = embedded_settings() if not (args.db_config or os.environ.get("DATABASE_URL")) else None
-    embedded = settings is not None
-    settings = settings or load_settings(args.db_config)
+    settings = _settings(args)
+    embedded = args._embedded
     target = settings.read_database if may_lag and settings.read_database else settings.database
     try:
         return DatabaseStateManager(target, connect_attempts=1)
     except DatabaseUnavailableError as exc:
-        hint = "is `make run` running?" if embedded else "is the database up? (DATABASE_URL / --db-config)"
+        hint = ("is `make run` running?" if embedded
+                else "is the database up? (DATABASE_URL / --db-config / PM_DB_CONFIG)")
         print(f"pm-engine {args.command}: {exc}\n{hint}", file=sys.stderr)
         return None
 
@@ -557,11 +611,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError
     from pm_engine.ops.sender import reconcile
 
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     if settings.broker.kind != "openalgo":
         print("pm-engine reconcile: error: needs the OpenAlgo broker (PM_BROKER=openalgo, PM_OPENALGO_URL, "
               "PM_OPENALGO_API_KEY)", file=sys.stderr)
         return 2
+    from pm_engine.config import require_broker
+
+    require_broker(settings.broker)
     client = OpenAlgoClient(settings.broker.url or "", settings.broker.api_key or "", settings.broker.strategy)
 
     def check(db: Any) -> int:
@@ -579,8 +636,19 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                       f"broker {d['broker_quantity']}")
             for o in result["other_positions"]:
                 print(f"  not ours (left alone): {o['exchange']}:{o['symbol']} {o['product']} {o['quantity']}")
+            if not result["matched"]:
+                print(RECONCILE_NEXT)
         return 0 if result["matched"] else 3
     return _with_store(args, check)
+
+
+RECONCILE_NEXT = (
+    "next: nothing was placed to fix this, and the instrument takes no new entries while the engine's lock holds.\n"
+    "  1. compare with your broker's positions and `pm-engine orders` (an order still in flight shows up later);\n"
+    "  2. if the broker is right, close or open the difference at the broker by hand, or `pm-engine exit` the book's\n"
+    "     position; if the book is right, place the missing order at the broker by hand;\n"
+    "  3. run `pm-engine reconcile` again until it says \"book matches the broker\", then\n"
+    "     `pm-engine unlock INSTRUMENT`.")
 
 
 def roller_for(settings: Any, db: Any) -> Any:
@@ -608,7 +676,7 @@ def cmd_rollover(args: argparse.Namespace) -> int:
 
     from pm_engine.core.statistics import as_json
 
-    settings = load_settings(args.db_config)
+    settings = _settings(args)
     if args.all and args.position_ids:
         print("pm-engine rollover: error: give --all or position ids, not both", file=sys.stderr)
         return 2
@@ -645,6 +713,10 @@ def cmd_rollover(args: argparse.Namespace) -> int:
                 plan = started.get("plan") or {}
                 print(f"{what} {started['instrument']} {plan.get('from_symbol', started.get('from_symbol'))} -> "
                       f"{plan.get('to_symbol', started.get('to_symbol'))}")
+                for layer in plan.get("layers", []):  # the plan's lots and order quantities (README: --dry-run)
+                    print(f"  {layer['position_id']}: close {layer['lots']} lots ({layer['close_quantity']} units of "
+                          f"lot {layer['lot_size']}), open {layer['new_lots']} lots ({layer['open_quantity']} units "
+                          f"of lot {layer['new_lot_size']}) in {layer['to_symbol']} at about {layer['price']}")
             for skipped in result.skipped:
                 print(f"not rolled: {skipped['instrument']} {skipped['from_symbol']}: {skipped['why']}")
             for problem in result.problems:
@@ -674,7 +746,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(stats_table(stats))
         for row in periods["month"]:
             print(f"  month {row['period_start']}: P&L {row['realized_pnl']:>14}  trades {row['trades']:>4}  "
-                  f"closing equity {row['closing_equity']:>14}")
+                  f"flows {row['net_flows']:>14}  closing equity {row['closing_equity']:>14}")
         if args.json:
             Path(args.json).write_text(json.dumps(as_json({**stats, "pnl_by_period": periods}), indent=2) + "\n")
             print(f"statistics written to {args.json}")
@@ -746,9 +818,25 @@ def _when(value: Any) -> str:
     return f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
+def _until(value: Any) -> str:
+    """A lock's end: ``until <time>``, or ``until unlocked`` for one with no end (stored as infinity)."""
+    from datetime import datetime
+
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return "until unlocked" if when is None or when.year >= 9999 else f"until {_when(when)}"
+
+
+# the mode's first row is written by the migration that made the table: for a user, the default
+SEEDED_BY = "migration 004"
+
+
 def _mode_text(mode: dict[str, Any]) -> str:
+    if mode["changed_by"] == SEEDED_BY:
+        since = "the default (never changed)"
+    else:
+        since = f"set by {mode['changed_by']} at {_when(mode['changed_at'])}"
     return (f"trading mode: {mode['mode']}" + (f" ({mode['reason']})" if mode.get("reason") else "")
-            + f", set by {mode['changed_by']} at {_when(mode['changed_at'])}, version {mode['version']}")
+            + f", {since}, version {mode['version']}")
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -767,7 +855,7 @@ def cmd_mode(args: argparse.Namespace) -> int:
             return _print({**mode, "history": db.trading_mode_history(20), "locks": db.active_locks()}, True, str)
         print(_mode_text(mode))
         for lock in db.active_locks():
-            print(f"  {lock['instrument']} locked until {_when(lock['locked_until'])}: {lock['reason']} "
+            print(f"  {lock['instrument']} locked {_until(lock['locked_until'])}: {lock['reason']} "
                   f"({lock['source']})")
         return 0
     return _with_store(args, show)
@@ -1024,7 +1112,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pm-engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("db-deploy", help="apply pending migrations and changed functions (idempotent)")
+    p = sub.add_parser("db-deploy", help="apply pending migrations and changed functions (idempotent); run it as "
+                                         "the schema's owner, not the app role")
     _db_config_arg(p)
     p.set_defaults(func=cmd_db_deploy)
 
@@ -1053,7 +1142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _holidays_arg(p)
     p.set_defaults(func=cmd_contracts)
 
-    p = sub.add_parser("status", help="equity and open positions from the database")
+    p = sub.add_parser("status", help="equity and open positions from the database (no broker settings needed)")
     _db_config_arg(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON (the keys of GET /status)")
     p.add_argument("--as-of", type=_time_arg, metavar="TS",
@@ -1087,7 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_order_review)
 
     p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
-                                         "(exit 0 matched, 3 differ)")
+                                         "(exit 0 matched, 3 differ: it says what to do next); needs "
+                                         "PM_OPENALGO_URL and PM_OPENALGO_API_KEY")
     _db_config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON (the body of GET /reconcile)")
     p.set_defaults(func=cmd_reconcile)
@@ -1098,7 +1188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("position_ids", nargs="*", metavar="POSITION_ID", help="roll these positions' groups")
     p.add_argument("--all", action="store_true", help="every open group (due ones unless --force)")
     p.add_argument("--force", action="store_true", help="roll before the roll date")
-    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the plan (each layer's lots and order quantities), change nothing")
     p.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds for the rolls to end")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_rollover)
@@ -1279,6 +1370,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "db_config"):  # a command that reads a database says which, first
+            try:
+                print(database_line(args), file=sys.stderr, flush=True)
+            except PmError:
+                pass  # a bad configuration: the command itself says what is wrong
         return int(args.func(args))
     except PmError as exc:
         print(f"pm-engine {args.command}: error: {exc}", file=sys.stderr)

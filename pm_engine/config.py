@@ -3,6 +3,10 @@
 Precedence (highest first): ``DATABASE_URL`` / ``PM_WEBHOOK_SECRET`` / ``PM_READ_TOKEN`` / ``PM_HOLIDAYS_FILE`` /
 ``PM_MCX_QUANTITY_UNIT`` in the environment, then the
 section of the config file named by ``PM_ENV`` (default ``local``). Secrets never live in code.
+
+Which config file (``config_file``): ``--db-config FILE``, else ``PM_DB_CONFIG``, else ``./database_config.json``
+when the current directory has one (``DEFAULT_CONFIG``); without any, a command reads the ``make run`` cluster of
+``./var`` (``PM_VAR_DIR``) if there is one, else the built-in defaults. Every command says on stderr which it chose.
 """
 
 from __future__ import annotations
@@ -16,6 +20,20 @@ from typing import Any, Optional
 from pm_engine.core.errors import ConfigError
 from pm_engine.notify.settings import NotifySettings, notify_settings
 from pm_engine.store.connection import DatabaseConfig
+
+DEFAULT_CONFIG = "database_config.json"  # looked for in the current directory
+
+
+def config_file(given: Optional[str], environ: Optional[dict[str, str]] = None) -> tuple[Optional[str], str]:
+    """The config file to read and where that choice came from: ``--db-config``, ``PM_DB_CONFIG`` or the default."""
+    env = os.environ if environ is None else environ
+    if given:
+        return given, "--db-config"
+    if env.get("PM_DB_CONFIG"):
+        return env["PM_DB_CONFIG"], "PM_DB_CONFIG"
+    if Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG, f"./{DEFAULT_CONFIG}"
+    return None, "defaults"
 
 
 @dataclass(frozen=True)
@@ -202,9 +220,16 @@ def broker_settings(section: Any, env: dict[str, str], kind: Optional[str] = Non
                               market_hours_always=hours == "always", max_order_age_s=max_age, review_after_s=review,
                               order_timeout_s=timeout, price_guard_base_pct=base_guard,
                               price_guard_pyramid_pct=pyramid_guard)
-    if chosen == "openalgo":
-        if not settings.url:
-            raise ConfigError("broker openalgo needs a URL (PM_OPENALGO_URL or broker.url)")
-        if not settings.api_key:
-            raise ConfigError("broker openalgo needs an API key (PM_OPENALGO_API_KEY or broker.api_key)")
-    return settings
+    return settings  # the URL and API key are checked by the commands that talk to the broker (require_broker)
+
+
+def require_broker(broker: BrokerSettings) -> None:
+    """Refuse to talk to OpenAlgo without its URL or API key (said which). Only the commands that reach the broker
+    (``live``/``run`` with it, ``reconcile``) call this: ``status``, ``capital`` and the rest read the database only,
+    so they run without the broker's secrets."""
+    if broker.kind != "openalgo":
+        return
+    if not broker.url:
+        raise ConfigError("broker openalgo needs a URL (PM_OPENALGO_URL or broker.url)")
+    if not broker.api_key:
+        raise ConfigError("broker openalgo needs an API key (PM_OPENALGO_API_KEY or broker.api_key)")

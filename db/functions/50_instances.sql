@@ -60,6 +60,22 @@ BEGIN
 END;
 $$;
 
+-- pm.stop_instance
+-- A clean shutdown: the instance is 'stopped' and leads nothing (the sweep leaves it alone: it did not crash).
+CREATE OR REPLACE FUNCTION pm.stop_instance(p_instance_id text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pm.require(p_instance_id, 'instance_id');
+    UPDATE pm.instance_metadata
+       SET status = 'stopped', is_leader = false, leader_acquired_at = NULL, updated_at = now()
+     WHERE instance_id = p_instance_id;
+END;
+$$;
+
 -- pm.sweep_stale_instances
 -- Marks stale active instances 'crashed' (dropping any leadership); returns how many were marked.
 CREATE OR REPLACE FUNCTION pm.sweep_stale_instances(timeout interval DEFAULT interval '30 seconds')
@@ -102,7 +118,7 @@ $$;
 
 -- pm.list_instances
 -- Every instance with its heartbeat age in seconds, and whether it is stale (silent longer than the
--- timeout) or marked crashed: the dashboard's instance list.
+-- timeout without a clean stop) or marked crashed: the dashboard's instance list ('stopped': shut down cleanly).
 CREATE OR REPLACE FUNCTION pm.list_instances(timeout interval DEFAULT interval '30 seconds')
 RETURNS TABLE (instance_id varchar, hostname varchar, port integer, status varchar, is_leader boolean,
                started_at timestamptz, last_heartbeat timestamptz, heartbeat_age_s numeric, stale boolean)
@@ -113,6 +129,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT i.instance_id, i.hostname, i.port, i.status, i.is_leader, i.started_at, i.last_heartbeat,
            round(extract(epoch FROM now() - i.last_heartbeat)::numeric, 1),
-           i.status = 'crashed' OR now() - i.last_heartbeat > coalesce(timeout, interval '30 seconds')
+           i.status = 'crashed'
+           OR (i.status <> 'stopped' AND now() - i.last_heartbeat > coalesce(timeout, interval '30 seconds'))
       FROM pm.instance_metadata i ORDER BY i.status = 'crashed', i.instance_id;
 $$;

@@ -37,6 +37,7 @@ DECLARE
     at     timestamptz;
     signed numeric;
     flow   pm.capital_flows;
+    point  bigint;
 BEGIN
     PERFORM pm.require(p_kind, 'kind');
     IF p_kind NOT IN ('deposit', 'withdrawal') THEN
@@ -70,9 +71,13 @@ BEGIN
        SET closed_equity = cur.closed_equity + signed, equity_high = cur.equity_high + signed,
            version = cur.version + 1, updated_at = at
      WHERE id = 1;
-    INSERT INTO pm.capital_flows (recorded_at, kind, amount, note, recorded_by, closed_equity, portfolio_version)
+    -- the flow's own equity point: the history row the UPDATE's trigger just wrote (the newest of its version, under
+    -- the portfolio lock); the key the statistics join on (a version can have more rows: migration 017)
+    SELECT max(h.history_id) INTO point FROM pm.portfolio_history h WHERE h.version = cur.version + 1;
+    INSERT INTO pm.capital_flows (recorded_at, kind, amount, note, recorded_by, closed_equity, portfolio_version,
+                                  history_id)
     VALUES (at, p_kind, p_amount, nullif(btrim(p_note), ''), btrim(p_recorded_by), cur.closed_equity + signed,
-            cur.version + 1)
+            cur.version + 1, point)
     RETURNING * INTO flow;
     RETURN to_jsonb(flow) || jsonb_build_object('equity_high', cur.equity_high + signed);
 END;

@@ -47,7 +47,8 @@ END;
 $$;
 
 -- pm.move_order
--- The one place a state changes: checks the pair, sets status (and reason, broker order id when given),
+-- The one place a state changes: checks the pair, sets status (and reason, broker order id when given; open,
+-- partially filled and filled set the reason to the given one, NULL clearing a failed attempt's),
 -- appends the event. Unique violations become PM042 (one unresolved order per symbol, side, product) or
 -- PM043 (a broker order id links to one order). Returns the updated row.
 CREATE OR REPLACE FUNCTION pm.move_order(r pm.broker_orders, p_to text, p_reason text,
@@ -63,7 +64,11 @@ BEGIN
     PERFORM pm.check_order_transition(r, p_to);
     BEGIN
         UPDATE pm.broker_orders
-           SET status = p_to, state_changed_at = now(), reason = coalesce(p_reason, reason),
+           SET status = p_to, state_changed_at = now(),
+               -- an order that reached the broker (open, filled) drops the reason of an earlier failed attempt
+               -- ("refused ... 403" of a send put off): the events keep it
+               reason = CASE WHEN p_to IN ('open', 'partially_filled', 'filled') THEN p_reason
+                             ELSE coalesce(p_reason, reason) END,
                broker_order_id = coalesce(p_broker_order_id, broker_order_id),
                attempts = attempts + (p_to = 'sending')::int,
                attempt_started_at = CASE WHEN p_to = 'sending' THEN now() ELSE attempt_started_at END

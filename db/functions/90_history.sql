@@ -180,7 +180,7 @@ BEGIN
         SELECT h.recorded_at, h.closed_equity, h.open_equity, h.blended_equity, h.fingerprint, h.version,
                f.signed_amount
           FROM pm.portfolio_history h
-          LEFT JOIN pm.capital_flows f ON f.portfolio_version = h.version
+          LEFT JOIN pm.capital_flows f ON f.history_id = h.history_id
          WHERE (p_from IS NULL OR h.recorded_at >= p_from) AND (p_to IS NULL OR h.recorded_at <= p_to)
          ORDER BY h.recorded_at, h.history_id;
 END;

@@ -41,13 +41,16 @@ END;
 $$;
 
 -- pm.pnl_by_period
--- Realized P&L, trades and closing equity per IST calendar 'day', 'week' (Monday first) or
--- 'month' with at least one trade exiting in [p_from, p_to]. Closing equity = initial capital +
--- the P&L of every trade closed by the end of that period (earlier ones included). PM004 for an
--- unknown period or an empty range.
+-- Realized P&L, trades, net capital flows (+ deposits, - withdrawals; DOMAIN.md section 17) and closing equity per
+-- IST calendar 'day', 'week' (Monday first) or 'month' with a trade exiting or a flow recorded in [p_from, p_to].
+-- Closing equity = initial capital + the P&L of every trade closed by the end of that period + every flow
+-- recorded by then (earlier ones included): each period starts from the equity after the flows before it, as
+-- the book's closed equity does (a rolled position's old contracts' P&L counts when its trade exits). PM004 for
+-- an unknown period or an empty range.
+DROP FUNCTION IF EXISTS pm.pnl_by_period(text, timestamptz, timestamptz);  -- before net_flows (a new result type)
 CREATE OR REPLACE FUNCTION pm.pnl_by_period(period text, p_from timestamptz DEFAULT NULL,
                                             p_to timestamptz DEFAULT NULL)
-RETURNS TABLE (period_start date, realized_pnl numeric, trades integer, closing_equity numeric)
+RETURNS TABLE (period_start date, realized_pnl numeric, trades integer, net_flows numeric, closing_equity numeric)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -60,21 +63,28 @@ BEGIN
     END IF;
     PERFORM pm.check_time_range(p_from, p_to);
     RETURN QUERY
-        WITH all_trades AS (
-            SELECT date_trunc(period, t.exit_time AT TIME ZONE 'Asia/Kolkata')::date AS start, t.pnl,
-                   (p_from IS NULL OR t.exit_time >= p_from) AND (p_to IS NULL OR t.exit_time <= p_to) AS inside
+        WITH moves AS (  -- every trade and every flow: (period, P&L, flow, in range, is a trade)
+            SELECT date_trunc(period, t.exit_time AT TIME ZONE 'Asia/Kolkata')::date AS start, t.pnl, 0::numeric AS flow,
+                   (p_from IS NULL OR t.exit_time >= p_from) AND (p_to IS NULL OR t.exit_time <= p_to) AS inside,
+                   true AS trade
               FROM pm.trades() t
+            UNION ALL
+            SELECT date_trunc(period, f.recorded_at AT TIME ZONE 'Asia/Kolkata')::date, 0, f.signed_amount,
+                   (p_from IS NULL OR f.recorded_at >= p_from) AND (p_to IS NULL OR f.recorded_at <= p_to), false
+              FROM pm.capital_flows f
         ), periods AS (
-            SELECT a.start, sum(a.pnl) FILTER (WHERE a.inside) AS pnl,
-                   count(*) FILTER (WHERE a.inside)::integer AS n, sum(a.pnl) AS all_pnl
-              FROM all_trades a GROUP BY a.start
+            SELECT m.start, coalesce(sum(m.pnl) FILTER (WHERE m.inside AND m.trade), 0.00) AS pnl,
+                   count(*) FILTER (WHERE m.inside AND m.trade)::integer AS n,
+                   coalesce(sum(m.flow) FILTER (WHERE m.inside AND NOT m.trade), 0.00) AS flows,
+                   count(*) FILTER (WHERE m.inside) AS moved, sum(m.pnl + m.flow) AS all_moves
+              FROM moves m GROUP BY m.start
         )
-        SELECT c.start, c.pnl, c.n, c.closing
-          FROM (SELECT p.start, p.pnl, p.n,
+        SELECT c.start, c.pnl, c.n, c.flows, c.closing
+          FROM (SELECT p.start, p.pnl, p.n, p.flows, p.moved,
                        (SELECT initial_capital FROM pm.portfolio_state WHERE id = 1)
-                           + sum(p.all_pnl) OVER (ORDER BY p.start) AS closing
+                           + sum(p.all_moves) OVER (ORDER BY p.start) AS closing
                   FROM periods p) c
-         WHERE c.n > 0
+         WHERE c.moved > 0
          ORDER BY c.start;
 END;
 $$;
@@ -149,7 +159,8 @@ $$;
 -- force at p_from, final_closed_equity, and by_instrument: the same keys per instrument, its
 -- drawdown taken on its cumulative realized P&L (as % of initial capital + that P&L's peak), and
 -- NULL for the keys that only the whole book has (open drawdown, final closed equity, flows).
--- Capital flows (DOMAIN.md section 17, migration 009) are not trading: the trade figures never see
+-- Capital flows (DOMAIN.md section 17, migration 009) are not trading: each is its own history row's
+-- (capital_flows.history_id, migration 017; never a version, which two rows can share); the trade figures never see
 -- them, both drawdowns are taken on the trading curve (equity minus the net flows up to that point),
 -- deposits / withdrawals / net_flows are the flows of the curve's points after its first, and
 -- time_weighted_return (closed equity, %, pm.time_weighted_return) chains the sub-periods between them.
@@ -177,7 +188,7 @@ BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_array(c.closed_equity, c.open_equity, coalesce(f.signed_amount, 0),
                                                 CASE WHEN any_flow THEN
                                                     (SELECT coalesce(sum(g.signed_amount), 0) FROM pm.capital_flows g
-                                                      WHERE g.portfolio_version <= c.version)
+                                                      WHERE g.history_id <= c.history_id)
                                                 ELSE 0 END)
                               ORDER BY c.recorded_at, c.history_id), '[]')
       INTO curve
@@ -187,7 +198,7 @@ BEGIN
             (SELECT h.recorded_at, h.history_id, h.closed_equity, h.open_equity, h.version FROM pm.portfolio_history h
               WHERE p_from IS NOT NULL AND h.recorded_at < p_from
               ORDER BY h.recorded_at DESC, h.history_id DESC LIMIT 1)) c
-      LEFT JOIN pm.capital_flows f ON any_flow AND f.portfolio_version = c.version;
+      LEFT JOIN pm.capital_flows f ON any_flow AND f.history_id = c.history_id;  -- a flow's own point only
     closed := pm.drawdown(coalesce((SELECT jsonb_agg((p ->> 0)::numeric - (p ->> 3)::numeric ORDER BY n)
                                       FROM jsonb_array_elements(curve) WITH ORDINALITY x(p, n)), '[]'));
     opened := pm.drawdown(coalesce((SELECT jsonb_agg((p ->> 1)::numeric - (p ->> 3)::numeric ORDER BY n)

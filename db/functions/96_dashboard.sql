@@ -30,7 +30,7 @@ BEGIN
             SELECT h.*, row_number() OVER (ORDER BY h.recorded_at, h.history_id) - 1 AS i,
                    sum(coalesce(f.signed_amount, 0)) OVER (ORDER BY h.recorded_at, h.history_id) AS net_flows
               FROM pm.portfolio_history h
-              LEFT JOIN pm.capital_flows f ON f.portfolio_version = h.version
+              LEFT JOIN pm.capital_flows f ON f.history_id = h.history_id
              WHERE (p_from IS NULL OR h.recorded_at >= p_from) AND (p_to IS NULL OR h.recorded_at <= p_to)
         ), ranked AS (
             SELECT p.*,

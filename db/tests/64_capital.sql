@@ -2,7 +2,7 @@
 -- equity_high by the amount with its ledger and history rows; the refusals at their exact thresholds,
 -- each writing nothing; the ledger is append-only; statistics keep flows out of trading figures.
 -- The book starts at the migration's 5,000,000 closed equity, version 1, no margin in use.
-SELECT plan(38);
+SELECT plan(39);
 
 -- what a refusal must leave unchanged: ledger rows, the portfolio row, its history
 CREATE FUNCTION pg_temp.footprint() RETURNS text LANGUAGE sql AS $$
@@ -21,7 +21,8 @@ $$;
 SELECT has_table('pm', 'capital_flows', 'migration 009 adds the capital ledger');
 
 -- a deposit
-SELECT is(pm.record_capital_flow('deposit', 1000000, ' top-up from savings ', 'cli:me@desk') - 'id' - 'recorded_at',
+SELECT is(pm.record_capital_flow('deposit', 1000000, ' top-up from savings ', 'cli:me@desk') - 'id' - 'recorded_at'
+          - 'history_id',
           '{"kind": "deposit", "amount": 1000000.00, "signed_amount": 1000000.00, "note": "top-up from savings",
             "recorded_by": "cli:me@desk", "closed_equity": 6000000.00, "portfolio_version": 2,
             "equity_high": 6000000.00}'::jsonb,
@@ -77,12 +78,15 @@ SELECT throws_ok($$SELECT pm.record_capital_flow('withdrawal', 4800000.01, NULL,
                  'a withdrawal one paisa below the margin in use is refused');
 SELECT is(pg_temp.footprint(), :'before_margin', 'and it wrote nothing');
 SELECT is(pm.record_capital_flow('withdrawal', 4800000.00, 'profit out', 'dashboard:10.0.0.5')
-          - 'id' - 'recorded_at' - 'note' - 'recorded_by',
+          - 'id' - 'recorded_at' - 'note' - 'recorded_by' - 'history_id',
           '{"kind": "withdrawal", "amount": 4800000.00, "signed_amount": -4800000.00, "closed_equity": 1000000.00,
             "portfolio_version": 4, "equity_high": 1200000.00}'::jsonb,
           'a withdrawal exactly down to the margin in use succeeds; equity_high falls by the amount too');
 SELECT is(pg_temp.footprint(), '2 flows, version 4, closed 1000000.00, high 1200000.00, 4 history rows',
           'the withdrawal: ledger row, portfolio and history moved together');
+SELECT is((SELECT count(*)::int FROM pm.capital_flows f JOIN pm.portfolio_history h ON h.history_id = f.history_id
+            WHERE h.version = f.portfolio_version AND h.closed_equity = f.closed_equity AND h.recorded_at = f.recorded_at),
+          2, 'each flow names its own equity point (history_id, migration 017): its version, equity and instant');
 
 -- statistics: a trading gain of 100,000 after the withdrawal, trades of -200,000 and +100,000
 SELECT pm.save_portfolio_state('{"closed_equity": 1100000}', 4);

@@ -1,6 +1,6 @@
 -- The order state machine (migration 008, 72_order_states.sql): the whitelist, each transition, the
 -- named refusals, the event rows, one unresolved order per (symbol, side, product), idempotent fills.
-SELECT plan(62);
+SELECT plan(63);
 
 CREATE FUNCTION pg_temp.order(id text, sym text DEFAULT 'BANKNIFTY29DEC26FUT', side text DEFAULT 'BUY',
                               qty integer DEFAULT 60) RETURNS text LANGUAGE plpgsql AS $$
@@ -146,5 +146,15 @@ SELECT lives_ok($$SELECT pm.order_sending('o-10'); SELECT pm.order_unknown('o-10
 SELECT results_eq($$SELECT status, reason FROM pm.review_order('o-10', false, NULL, 'not in the order book', 'cli')$$,
                   $$VALUES ('rejected'::varchar, 'reviewed by cli: not in the order book'::text)$$,
                   'not at the broker: rejected (booked as a refusal)');
+
+-- a send put off (the broker refused: HTTP 403), then sent and filled: the fill does not keep the refusal (issue 28)
+SELECT pg_temp.order('o-11', sym => 'SILVERM');
+SELECT pm.order_sending('o-11');
+SELECT pm.order_send_later('o-11', 'refused by the broker: HTTP 403', '0 s');
+SELECT pm.order_sending('o-11');
+SELECT pm.order_accepted('o-11', 'B11');
+SELECT results_eq($$SELECT status, reason FROM pm.record_order_fill('o-11', 'B11', 60, 52000)$$,
+                  $$VALUES ('filled'::varchar, NULL::text)$$,
+                  'a filled order drops the reason of its earlier refused attempt (its events keep it)');
 
 SELECT * FROM finish();

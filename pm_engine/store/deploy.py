@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import psycopg2
+import psycopg2.errors
 
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.errors import DeployError
@@ -98,15 +99,29 @@ def deploy_connection(conn: Any, db_dir: Path = DB_DIR) -> DeployReport:
                             f"the database, {checksum[:12]} on disk); restore it and add a new migration instead")
                     try:
                         cur.execute(text)
+                    except psycopg2.errors.InsufficientPrivilege as exc:
+                        raise _not_the_owner(conn, exc, path.name) from None
                     except psycopg2.Error as exc:
                         raise DeployError(f"{path.name}: {str(exc).strip()}") from exc
                     cur.execute(QUERIES["deploy_record"], (kind, path.name, checksum))
                     (report.applied_migrations if kind == "migration" else report.applied_functions).append(path.name)
         conn.commit()
+    except psycopg2.errors.InsufficientPrivilege as exc:  # the bookkeeping before the files (the app role's URL)
+        conn.rollback()
+        raise _not_the_owner(conn, exc, None) from None
     except BaseException:
         conn.rollback()
         raise
     return report
+
+
+def _not_the_owner(conn: Any, exc: Exception, where: Optional[str]) -> DeployError:
+    """The one-line answer to a deploy by a role that may not change the schema (the app role, a read-only role)."""
+    user = getattr(getattr(conn, "info", None), "user", None) or "this role"
+    detail = (str(exc).strip().splitlines() or ["permission denied"])[0]
+    return DeployError(f"deploy as the owner: {user} may not change the schema ({(where + ': ') if where else ''}"
+                       f"{detail}); run db-deploy with the owner's URL (DATABASE_URL=postgresql://OWNER@host/db), "
+                       "not the app role's; see DATABASE_SETUP.md")
 
 
 def deploy(config: DatabaseConfig, db_dir: Path = DB_DIR) -> DeployReport:

@@ -646,6 +646,10 @@ class DatabaseStateManager:
                           version: Optional[str]) -> None:
         self._execute("register_instance", (instance_id, hostname, port, version))
 
+    def stop_instance(self, instance_id: str) -> None:
+        """A clean shutdown: shown as stopped, never swept to crashed."""
+        self._execute("stop_instance", (instance_id,))
+
     def heartbeat(self, instance_id: str, last_signal: Optional[datetime] = None) -> None:
         """Record a heartbeat (and when this instance last processed a signal, if it has)."""
         self._execute("heartbeat_instance", (instance_id, last_signal))

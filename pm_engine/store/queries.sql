@@ -113,6 +113,10 @@ SELECT pm.cleanup_signal_log(%s::interval);
 -- Register this engine instance as active.
 SELECT pm.register_instance(%s, %s, %s, %s);
 
+-- stop_instance --
+-- A clean shutdown: this instance is stopped (not crashed) and leads nothing.
+SELECT pm.stop_instance(%s);
+
 -- heartbeat_instance --
 -- Record this instance's heartbeat and the time of its last processed signal (NULL keeps it).
 SELECT pm.heartbeat_instance(%s, %s);

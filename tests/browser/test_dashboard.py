@@ -66,7 +66,7 @@ def alert(kind: str, instrument: str, price: float, minutes: float, **extra: Any
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_dashboard_end_to_end(browser: Any, server: EngineProcess, width: int) -> None:
+def test_dashboard_end_to_end(browser: Any, server: EngineProcess, width: int, pg2: Any) -> None:
     url = f"http://127.0.0.1:{server.port}"
     # bypass_csp: the test's own wait_for_function expressions are evaluated as strings, which the
     # dashboard's policy forbids; test_exit_button_closes_a_position runs under the policy
@@ -79,6 +79,10 @@ def test_dashboard_end_to_end(browser: Any, server: EngineProcess, width: int) -
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     answers = iter(["browser test: news", "browser test"])
     page.on("dialog", lambda d: d.accept(next(answers, "")) if d.type == "prompt" else d.accept())
+    with pg2.cursor() as cur:  # issue 28's labels: an instance stopped cleanly, a lock with no end
+        cur.execute("SELECT pm.register_instance('old-host-1', 'old-host', 8081, 'x')")
+        cur.execute("SELECT pm.stop_instance('old-host-1')")
+        cur.execute("SELECT pm.lock_instrument('COPPER', 'infinity', 'book and broker differ', 'reconcile')")
     try:
         page.goto(url + "/")
         assert page.url.endswith("/login")
@@ -87,6 +91,10 @@ def test_dashboard_end_to_end(browser: Any, server: EngineProcess, width: int) -
         page.wait_for_url(url + "/")
         page.wait_for_function("document.getElementById('updated').textContent.startsWith('updated')")
         page.evaluate("window.__sameLoad = true")
+        assert page.text_content("#mode-detail").startswith("the default (never changed)")  # not "migration 004"
+        page.wait_for_selector("#instances tbody tr:has-text('old-host-1') td:has-text('stopped')", timeout=10_000)
+        assert "crashed" not in page.locator("#instances tbody tr", has_text="old-host-1").text_content()
+        assert "COPPER until unlocked: book and broker differ" in page.text_content("#locks")
         points = int(page.text_content("#curve-points").split()[0])
 
         body = alert("BASE_ENTRY", "BANK_NIFTY", 52000, 2, stop=51650, atr=350, er=0.85)

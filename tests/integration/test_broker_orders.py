@@ -321,6 +321,12 @@ def test_reconcile_finds_a_position_opened_by_hand(db_config: DatabaseConfig, br
     assert [o["symbol"] for o in result["other_positions"]] == [silver.symbol]
     served = httpx.get(engine.url + "/reconcile").json()
     assert served["matched"] is False and served["differences"] == result["differences"]
+    text = subprocess.run([sys.executable, "-m", "pm_engine", "reconcile"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DATABASE_URL": db_config.url(hide_password=False),
+                               "PM_BROKER": "openalgo", "PM_OPENALGO_URL": broker.url,
+                               "PM_OPENALGO_API_KEY": broker.api_key})
+    assert text.returncode == 3 and "book and broker differ:" in text.stdout
+    assert "next:" in text.stdout and "pm-engine unlock INSTRUMENT" in text.stdout  # what to do (issue 28)
     by_hand(GOLD.symbol, "SELL")
     code, result = reconcile_cli(db_config, broker)
     assert (code, result["matched"]) == (0, True)

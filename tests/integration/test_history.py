@@ -118,7 +118,8 @@ def test_worked_example_from_pm_engine_report(db_config: DatabaseConfig, tmp_pat
         "max_drawdown": "0.00", "final_closed_equity": "5201000.00"}
     assert stats["by_instrument"]["BANK_NIFTY"]["trades"] == 2
     assert stats["pnl_by_period"]["day"] == [{"period_start": exit_day, "realized_pnl": "201000.00",
-                                              "trades": 2, "closing_equity": "5201000.00"}]
+                                              "trades": 2, "net_flows": "0.00",
+                                              "closing_equity": "5201000.00"}]
     rows = list(csv.DictReader(trades.open()))
     assert [(r["position_id"], r["layer"], r["pnl"], r["initial_risk"], r["r_multiple"]) for r in rows] == [
         ("BANK_NIFTY_Long_1", "base", "180000.00", "42000.00", "4.2857"),

@@ -80,6 +80,7 @@ def test_make_run_curl_status_restart(tmp_path: Path, embedded: str) -> None:
     var, port = tmp_path / "var", free_port()
     proc, lines = start(var, port, embedded)
     try:
+        assert any(f"embedded PostgreSQL folder: {var}" in line for line in lines), lines  # said at start (issue 28)
         curl = next(line for line in lines if "curl -s -X POST" in line)
         body = re.search(r"-d '(.*)'", curl)
         assert body is not None

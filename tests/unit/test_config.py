@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pm_engine.config import TRADINGVIEW_IPS, load_settings
+from pm_engine.config import TRADINGVIEW_IPS, load_settings, require_broker
 from pm_engine.core.errors import ConfigError
 
 
@@ -71,7 +71,8 @@ def test_broker_openalgo_from_the_environment_and_the_file(tmp_path: Path) -> No
 ])
 def test_bad_broker_settings_name_the_field(env: dict[str, str], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
-        load_settings(environ=env)
+        # a missing URL or key is refused where the broker is reached (issue 28: status runs without them)
+        require_broker(load_settings(environ=env).broker)
 
 
 def test_market_hours_per_exchange() -> None:

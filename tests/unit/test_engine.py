@@ -112,7 +112,9 @@ def test_duplicates_and_blocks() -> None:
     assert orphan.outcome is Outcome.BLOCKED and orphan.reason == "no open base position for GOLD_MINI"
     zero = run(engine, payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2026-10-30T10:30:00Z", stop=77000,
                                atr=600, er=0.01))
-    assert zero.outcome is Outcome.BLOCKED and zero.reason == "zero lots, limited by risk"
+    # what one lot needed (issue 28): 1,000 points × ₹10 = ₹10,000 of risk; at ER 0.01 that is 20 % of 50 L
+    assert zero.outcome is Outcome.BLOCKED and zero.reason.startswith("zero lots, limited by risk: ")
+    assert "1 lot needs ₹10,000.00 of risk: 20.00 % of equity at ER 0.01, above the" in zero.reason, zero.reason
     assert engine.outcomes == {"executed": 1, "duplicate": 1, "blocked": 4}
 
 

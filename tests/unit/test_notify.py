@@ -313,3 +313,47 @@ def test_notify_test_prints_each_scheme(hook: JsonReceiver, capsys: pytest.Captu
     assert TOKEN not in "\n".join(out) and hook.messages[0].title == "pm-engine test message"
     with mock.patch.dict(os.environ, {"PM_NOTIFY_URLS": ""}):
         assert cli.main(["notify", "test"]) == 2
+
+
+def test_a_failing_url_is_logged_once_per_episode_then_hourly(db_config: DatabaseConfig,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28 item 6: a service down fails every retry; the log says it once, reminds hourly, and says when
+    it recovers, never with the URL (its credentials)."""
+    import logging
+    import time as clock_time
+
+    from pm_engine.notify.episodes import FailureEpisodes
+
+    hook = JsonReceiver()  # not started: nothing listens on its port
+    notifier = Notifier(NotifySettings(urls=(url(hook),), retry_s=0.1, retry_max_s=0.1))
+    db = DatabaseStateManager(db_config)
+    logger = logging.getLogger("pm_engine.ops.notifications")
+    try:
+        sender = NotificationSender(db, notifier, "leader-x", lambda: True)
+        now = [1000.0]
+        sender.episodes = FailureEpisodes(logger, clock=lambda: now[0])
+        LiveTradingEngine(db_manager=db, max_signal_age=None).process_payload(
+            payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, "2026-10-30T12:30:00+05:30", stop=74300, atr=400,
+                    er=0.8), check_time=False)
+        with caplog.at_level(logging.WARNING, logger="pm_engine.ops.notifications"):
+            for _ in range(6):  # six failed attempts within the hour
+                sender.run_once()
+                now[0] += 60
+                clock_time.sleep(0.15)  # past the retry backoff
+            assert sender.failed >= 5
+            lines = [r.getMessage() for r in caplog.records if r.name == logger.name]
+            assert len(lines) == 1 and "failed (will retry" in lines[0] and "json#" in lines[0]
+            now[0] += 3600
+            sender.run_once()
+            sender.run_once()
+            lines = [r.getMessage() for r in caplog.records if r.name == logger.name]
+            assert len(lines) == 2 and "still failing after" in lines[1]
+            hook.start()
+            clock_time.sleep(0.15)
+            assert sender.run_once() >= 1  # the entry (and the session's start event, if any)
+            lines = [r.getMessage() for r in caplog.records if r.name == logger.name]
+            assert len(lines) == 3 and "delivered again" in lines[2]
+            assert all(TOKEN not in line and str(hook.port) not in line for line in lines)
+    finally:
+        hook.stop()
+        db.close()

@@ -79,3 +79,21 @@ def test_portfolio_limits() -> None:
     assert portfolio_limit_reasons(D(0), D(240_000), D(0), D(20_000), Q, D(15), D(5)) == [
         "portfolio volatility would be 5.2000% of equity, above 5%"]
     assert portfolio_limit_reasons(D(0), D(0), D(1), D(1), D(0), D(15), D(5)) == ["sizing equity is not positive"]
+
+
+def test_a_zero_lot_answer_says_what_one_lot_needed() -> None:
+    """Issue 28: Bank Nifty 52,000 with the stop 350 below is ₹10,500 of risk a lot; at ER 0.85 on ₹10 lakh that
+    is 1.24 % of equity, above the 1.0 % allowed: zero lots, and the reason says so."""
+    from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
+    from pm_engine.core.sizing import one_lot_needs, size_base_entry
+
+    bank, config = DEFAULT_INSTRUMENTS["BANK_NIFTY"], PortfolioConfig()
+    sized = size_base_entry(D(52000), D(51650), D(350), D("0.85"), D(1_000_000),
+                            D(0), bank, config)
+    assert (sized.lots, sized.limiter) == (0, "risk")
+    assert one_lot_needs("risk", D(52000), D(51650), D(350), D("0.85"), D(1_000_000),
+                         D(0), bank, config) == \
+        "1 lot needs ₹10,500.00 of risk: 1.24 % of equity at ER 0.85, above the 1.0 % allowed"
+    margin = one_lot_needs("margin", D(52000), D(51650), D(350), D("0.85"),
+                           D(1_000_000), D(500_000), bank, config)
+    assert margin.startswith(f"1 lot needs ₹{bank.margin_per_lot:,} of margin; ₹100,000.00 is free")

@@ -114,8 +114,10 @@
     for (const id of ["mode", "mode-badge"]) document.getElementById(id).textContent = mode.mode;
     document.getElementById("mode-badge").className = "badge " + mode.mode;
     document.getElementById("mode-detail").textContent =
-      "set by " + mode.changed_by + " at " + time(mode.changed_at) + (mode.reason ? " — " + mode.reason : "");
-    list("locks", data.locks, (l) => l.instrument + " until " + time(l.locked_until) + ": " + l.reason + " (" + l.source + ")");
+      (mode.changed_by === "migration 004" ? "the default (never changed)"  // the table's first row: for a user, the default
+        : "set by " + mode.changed_by + " at " + time(mode.changed_at)) + (mode.reason ? " — " + mode.reason : "");
+    const until = (t) => !t || t.startsWith("9999") || t === "infinity" ? "until unlocked" : "until " + time(t);
+    list("locks", data.locks, (l) => l.instrument + " " + until(l.locked_until) + ": " + l.reason + " (" + l.source + ")");
     fill("positions", s.positions, (p) => {
       const exit = el("button", "Exit", "exit");
       exit.dataset.position = p.position_id;
@@ -145,10 +147,11 @@
       ["Slippage (total)", money(st.total_slippage)], ["Slippage per trade", money(st.mean_slippage)]];
     dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", k), el("dd", v ?? "–")]));
     fill("pnl", data.pnl[period] || [], (p) => [el("td", p.period_start), signed(p.realized_pnl), el("td", p.trades),
-      el("td", money(p.closing_equity))]);
+      signed(p.net_flows), el("td", money(p.closing_equity))]);
     fill("instances", data.instances, (i) => [el("td", i.instance_id, i.stale ? "stale" : ""),
       el("td", i.hostname ?? "–"), el("td", i.is_leader ? "yes" : ""),
-      el("td", i.status === "crashed" ? "crashed" : i.heartbeat_age_s + " s ago", i.stale ? "crashed" : "")]);
+      el("td", i.status === "crashed" || i.status === "stopped" ? i.status : i.heartbeat_age_s + " s ago",
+        i.stale ? "crashed" : "")]);
     list("refusals", data.refusals, (r) => time(r.received_at) + " " + r.source + " " + r.status + " " + r.reason);
     list("anomalies", data.anomalies, (a) => time(a.detected_at) + " " + a.kind + ": " + a.instrument + " " + a.signal_type + " " + a.position);
     fill("trades", data.trades, (t) => [el("td", time(t.exit_time)), el("td", t.position_id), el("td", t.layer),
