@@ -55,6 +55,10 @@ lint: install
 test: install lint
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --durations=15 --cov=pm_engine --cov-report=term:skip-covered --cov-fail-under=$(COV_FAIL_UNDER)
 
+# the quick loop: pure-Python unit tests and the pgTAP files (under 2 minutes)
+test-fast: install
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) tests/unit tests/db/test_pgtap.py tests/layout
+
 db-deploy: install
 	$(VENV)/bin/pm-engine db-deploy $(if $(DB_CONFIG),--db-config $(DB_CONFIG))
 

@@ -24,6 +24,7 @@ from pm_engine.tools.clusters import temporary_cluster
 
 PGTAP_STATS = pytest.StashKey[dict[str, int]]()
 OWN_BASETEMP = pytest.StashKey[str]()
+FOLDER_MARKERS = ("unit", "db", "integration", "browser", "ha", "layout")
 
 
 def load_schema(host: str, port: int, user: str, dbname: str, password: Any = None, **_: Any) -> None:
@@ -96,6 +97,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         config.option.basetemp = tempfile.mkdtemp(prefix="pm-engine-tests-")
         config.stash[OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked by what it needs, its folder: unit (nothing), db (a PostgreSQL), integration (real
+    child processes and HTTP), browser (Chromium), ha (pg_auto_failover), layout (the source tree): so
+    ``-m "not browser"`` and the like pick by need."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
