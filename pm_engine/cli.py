@@ -727,13 +727,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _who() -> str:
     """Who a CLI change is recorded as: ``cli:user@host``."""
     import getpass
+    import re
     import socket
 
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container): the number will do
         user = str(os.getuid())
-    return f"cli:{user}@{socket.gethostname()[:40]}"
+
+    def clean(text: str) -> str:  # the characters pm.check_principal accepts (a principal is never free text)
+        return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:40] or "_"
+    return f"cli:{clean(user)}@{clean(socket.gethostname())}"
 
 
 def _duration_arg(value: str) -> Any:
