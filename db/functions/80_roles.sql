@@ -77,3 +77,19 @@ $$;
 -- only the owner may hand out grants, and nothing of the schema is executable by PUBLIC (migration 018)
 REVOKE EXECUTE ON FUNCTION pm.grant_app_role(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION pm.app_role_functions() FROM PUBLIC;
+
+-- a deploy that re-runs this file grants again every role an earlier grant_app_role made an app role (it holds
+-- USAGE on the schema and is not its owner): a function recreated or added by this deploy (migration 018 dropped
+-- PUBLIC's EXECUTE) reaches the engine's role without a manual step; DATABASE_SETUP.md still says to re-run it
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOR r IN SELECT DISTINCT ro.rolname::text
+               FROM pg_catalog.pg_namespace n, LATERAL aclexplode(n.nspacl) a
+               JOIN pg_catalog.pg_roles ro ON ro.oid = a.grantee
+              WHERE n.nspname = 'pm' AND a.privilege_type = 'USAGE' AND a.grantee <> n.nspowner LOOP
+        PERFORM pm.grant_app_role(r);
+    END LOOP;
+END;
+$$;
