@@ -589,16 +589,50 @@ def cmd_orders(args: argparse.Namespace) -> int:
 def cmd_order_review(args: argparse.Namespace) -> int:
     """The trader's answer to a ``needs_review`` order, after looking at the broker's order book: it is there as
     ``--at-broker ID`` (the order opens and its fills are booked from the broker) or ``--not-at-broker`` (rejected:
-    an entry's position is removed, an exit's position reopened). The database makes the transition."""
+    an entry's position is removed, an exit's position reopened). The database makes the transition.
+
+    ``--at-broker`` asks the broker's order book first: the id must be there with the order's symbol, side and
+    quantity, else nothing is written (exit 2). ``--force`` with ``--reason`` links without asking (an order no
+    longer in today's books); reconciliation then judges its contract."""
+    from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError
     from pm_engine.core.errors import DatabaseError
+    from pm_engine.ops.review import check_review
     from pm_engine.store.orders import OrderStates
 
+    def fail(message: str) -> int:
+        print(f"pm-engine orders review: error: {message}", file=sys.stderr)
+        return 2
+
+    if args.force and args.at_broker is None:
+        return fail("--force: only with --at-broker")
+    if args.force and not (args.reason or "").strip():
+        return fail("--force needs --reason (what you saw at the broker)")
+    settings = load_settings(args.db_config)
+
     def review(db: Any) -> int:
+        states = OrderStates(db)
+        link = None
+        if args.at_broker is not None:
+            link = "forced" if args.force else "checked"
+            order = states.order(args.client_order_id)
+            if order is None:
+                return fail(f"client_order_id: {args.client_order_id} is not a needs_review order")
+            if not args.force:
+                if settings.broker.kind != "openalgo":
+                    return fail("--at-broker: checking the broker's order book needs the OpenAlgo broker "
+                                "(PM_BROKER=openalgo, PM_OPENALGO_URL, PM_OPENALGO_API_KEY), or --force --reason")
+                client = OpenAlgoClient(settings.broker.url or "", settings.broker.api_key or "",
+                                        settings.broker.strategy)
+                try:
+                    problem = check_review(client, args.at_broker, order)
+                except OpenAlgoError as exc:
+                    return fail(f"broker: {exc}")
+                if problem is not None:
+                    return fail(f"--at-broker: {problem}; nothing changed (--force --reason to link anyway)")
         try:
-            row = OrderStates(db).review(args.client_order_id, args.at_broker, args.reason, _who())
+            row = states.review(args.client_order_id, args.at_broker, args.reason, _who(), link)
         except DatabaseError as exc:
-            print(f"pm-engine orders review: error: {exc}", file=sys.stderr)
-            return 2
+            return fail(str(exc))
         print(f"{row['client_order_id']}: {row['status']} ({row['reason']})")
         return 0
     return _with_store(args, review)
@@ -766,13 +800,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _who() -> str:
     """Who a CLI change is recorded as: ``cli:user@host``."""
     import getpass
+    import re
     import socket
 
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container): the number will do
         user = str(os.getuid())
-    return f"cli:{user}@{socket.gethostname()[:40]}"
+
+    def clean(text: str) -> str:  # the characters pm.check_principal accepts (a principal is never free text)
+        return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:40] or "_"
+    return f"cli:{clean(user)}@{clean(socket.gethostname())}"
 
 
 def _duration_arg(value: str) -> Any:
@@ -1173,6 +1211,9 @@ def build_parser() -> argparse.ArgumentParser:
     found.add_argument("--not-at-broker", dest="at_broker", action="store_const", const=None,
                        help="it never reached the broker: rejected (an entry removed, an exit reopened)")
     q.add_argument("--reason", help="recorded with the order's event (what you saw)")
+    q.add_argument("--force", action="store_true",
+                   help="with --at-broker and --reason: link without finding the id in the broker's order book "
+                        "(an order no longer in today's books; reconciliation then judges its contract)")
     q.set_defaults(func=cmd_order_review)
 
     p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "

@@ -55,3 +55,22 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- pm.check_principal
+-- Raises PM095 unless a principal (who a book-writing change is recorded as) has one of the checked
+-- forms: cli:user@host, local:<address>, dashboard:<address>, api:<address> (the web's principals and
+-- the sender's address), telegram:<numeric user id>. No other free text is recorded as who did it.
+CREATE OR REPLACE FUNCTION pm.check_principal(value text, field text)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF value IS NULL OR value !~ ('^(cli:[A-Za-z0-9._$-]{1,64}@[A-Za-z0-9._-]{1,64}'
+                                  '|(local|dashboard|api):[A-Za-z0-9.:_-]{1,64}|telegram:[0-9]{1,20})$') THEN
+        PERFORM pm.raise_error('PM095', format('%s must be cli:user@host, local:<address>, dashboard:<address>, '
+                                               'api:<address> or telegram:<user id>, got %s', field,
+                                               coalesce(quote_literal(left(value, 80)), 'NULL')));
+    END IF;
+END;
+$$;

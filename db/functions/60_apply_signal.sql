@@ -90,7 +90,13 @@ $$;
 
 -- pm.apply_state
 -- Writes positions, pyramiding states and the portfolio state if the portfolio is still at
--- expected_portfolio_version (PM001 otherwise); returns the new portfolio version.
+-- expected_portfolio_version (PM001 otherwise); returns the new portfolio version. Closed equity is
+-- the database's: the locked row's plus the realized P&L of the positions this call closes (the
+-- documents with status 'closed', their realized_pnl as sent, summed before the one rounding to paise
+-- of numeric(15,2), as the engine adds them); a portfolio document whose closed_equity disagrees with
+-- that, or whose initial_capital is not the row's, is refused (PM094: money moves only through the
+-- signal, fill, roll and capital paths). equity_high is the row's, raised to the new closed equity.
+-- Nothing extra is read: the row is the one locked here, the P&L the documents in hand.
 CREATE OR REPLACE FUNCTION pm.apply_state(positions jsonb, pyramiding jsonb, portfolio jsonb,
                                           expected_portfolio_version integer)
 RETURNS integer
@@ -99,11 +105,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    item    jsonb;
-    current integer;
+    item     jsonb;
+    current  integer;
+    closed   numeric;
+    initial  numeric;
+    high     numeric;
+    realized numeric := 0;
 BEGIN
     PERFORM pm.require(expected_portfolio_version, 'expected_portfolio_version');
-    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    SELECT version, closed_equity, initial_capital, equity_high INTO current, closed, initial, high
+      FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
     PERFORM pm.instant();  -- taken under the lock (a no-op inside pm.apply_signal, which took it already)
     IF current IS DISTINCT FROM expected_portfolio_version THEN
         PERFORM pm.raise_error('PM001',
@@ -112,6 +123,9 @@ BEGIN
     END IF;
     FOR item IN SELECT * FROM jsonb_array_elements(coalesce(positions, '[]')) LOOP
         PERFORM pm.save_position(item -> 'doc', (item ->> 'expected_version')::integer);
+        IF item -> 'doc' ->> 'status' = 'closed' THEN
+            realized := realized + coalesce((item -> 'doc' ->> 'realized_pnl')::numeric, 0);
+        END IF;
     END LOOP;
     FOR item IN SELECT * FROM jsonb_array_elements(coalesce(pyramiding, '[]')) LOOP
         IF coalesce((item ->> 'clear')::boolean, false) THEN
@@ -121,7 +135,19 @@ BEGIN
                                              item ->> 'base_position_id');
         END IF;
     END LOOP;
-    RETURN pm.save_portfolio_state(coalesce(portfolio, '{}'), expected_portfolio_version);
+    closed := round(closed + realized, 2);
+    IF portfolio ? 'closed_equity' AND round((portfolio ->> 'closed_equity')::numeric, 2) IS DISTINCT FROM closed THEN
+        PERFORM pm.raise_error('PM094', format('closed_equity %s disagrees with the book: %s (closed equity moves only '
+                                               'by the realized P&L of what a signal closes, fills, rolls and capital '
+                                               'flows)', portfolio ->> 'closed_equity', closed));
+    END IF;
+    IF portfolio ? 'initial_capital' AND (portfolio ->> 'initial_capital')::numeric IS DISTINCT FROM initial THEN
+        PERFORM pm.raise_error('PM094', format('initial_capital %s is not the book''s %s (it is set at deploy)',
+                                               portfolio ->> 'initial_capital', initial));
+    END IF;
+    RETURN pm.save_portfolio_state(coalesce(portfolio, '{}')
+                                   || jsonb_build_object('closed_equity', closed, 'equity_high', greatest(high, closed)),
+                                   expected_portfolio_version);
 END;
 $$;
 

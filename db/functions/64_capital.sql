@@ -25,7 +25,8 @@ $$;
 -- Records a deposit or withdrawal and moves closed equity and equity_high by it: portfolio lock
 -- first, one instant (pm.instant) for the ledger row, its history row and its equity point.
 -- PM060 bad amount; PM062 a withdrawal leaving closed equity below zero; PM061 below the margin in use;
--- PM063 a note over 500 characters; PM004 an unknown kind or no recorded_by.
+-- PM063 a note over 500 characters; PM004 an unknown kind or no recorded_by; PM095 a recorded_by not of a
+-- checked form (pm.check_principal).
 CREATE OR REPLACE FUNCTION pm.record_capital_flow(p_kind text, p_amount numeric, p_note text, p_recorded_by text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -47,6 +48,7 @@ BEGIN
     IF coalesce(btrim(p_recorded_by), '') = '' THEN
         PERFORM pm.raise_error('PM004', 'recorded_by is required');
     END IF;
+    PERFORM pm.check_principal(p_recorded_by, 'recorded_by');
     IF length(p_note) > 500 THEN
         PERFORM pm.raise_error('PM063', format('note is longer than 500 characters (%s)', length(p_note)));
     END IF;

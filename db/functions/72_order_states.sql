@@ -340,8 +340,13 @@ CREATE OR REPLACE TRIGGER order_fills_append_only
 -- The trader's answer to a needs_review order (PM048 for any other state): at the broker as p_broker_order_id →
 -- open (the sender then books its fills from the broker, as for any open order), or not at the broker → rejected
 -- (booked like a refusal: an entry removed, an exit reopened). Releases the lock this order's review placed.
+-- A link says how it was made (p_link): 'checked' (the CLI found the id in the broker's order book with the
+-- order's symbol, side and quantity: pm.orders_seen_at_broker sends it back to needs_review if the sender
+-- never sees it there within the review window) or 'forced' (--force, with a reason: exempt from that, its
+-- contract judged by reconciliation instead); PM096 otherwise. p_by is a checked principal (PM095).
+DROP FUNCTION IF EXISTS pm.review_order(text, boolean, text, text, text);  -- before p_link (issue 29)
 CREATE OR REPLACE FUNCTION pm.review_order(p_id text, p_at_broker boolean, p_broker_order_id text, p_reason text,
-                                           p_by text)
+                                           p_by text, p_link text DEFAULT NULL)
 RETURNS pm.broker_orders
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -355,6 +360,7 @@ BEGIN
     r := pm.lock_order(p_id);
     PERFORM pm.require(p_at_broker, 'at_broker');
     PERFORM pm.require(p_by, 'by');
+    PERFORM pm.check_principal(p_by, 'by');
     IF r.status <> 'needs_review' THEN
         PERFORM pm.raise_error('PM048', format('order %s is %s, not needs_review: nothing to review', p_id, r.status));
     END IF;
@@ -364,14 +370,63 @@ BEGIN
     IF NOT p_at_broker AND p_broker_order_id IS NOT NULL THEN
         PERFORM pm.raise_error('PM004', 'broker_order_id: an order that is not at the broker has none');
     END IF;
+    IF p_at_broker AND p_link IS DISTINCT FROM 'checked' AND p_link IS DISTINCT FROM 'forced' THEN
+        PERFORM pm.raise_error('PM096', 'link must be checked (found in the broker''s order book) or forced');
+    END IF;
+    IF p_at_broker AND p_link = 'forced' AND coalesce(btrim(p_reason), '') = '' THEN
+        PERFORM pm.raise_error('PM096', 'a forced link needs a reason');
+    END IF;
     why := format('reviewed by %s: %s', p_by, coalesce(nullif(btrim(p_reason), ''),
                   CASE WHEN p_at_broker THEN 'at the broker' ELSE 'not at the broker' END));
     UPDATE pm.instrument_locks SET released_at = pm.instant(), released_by = p_by
      WHERE instrument = upper(r.instrument) AND released_at IS NULL AND source = 'orders'
        AND starts_with(reason, format('order %s needs review:', p_id));
     IF p_at_broker THEN
-        RETURN pm.order_linked(p_id, btrim(p_broker_order_id), why);
+        r := pm.order_linked(p_id, btrim(p_broker_order_id), why || CASE WHEN p_link = 'forced' THEN ' (forced)' ELSE '' END);
+        UPDATE pm.broker_orders SET review_link = p_link, seen_at_broker = NULL WHERE client_order_id = p_id
+        RETURNING * INTO r;
+        RETURN r;
     END IF;
     RETURN pm.order_rejected(p_id, why);
+END;
+$$;
+
+-- pm.orders_seen_at_broker
+-- What the sender saw in the broker's order book (p_ids: every order id there): each open or partially
+-- filled order of ours whose broker id is among them is stamped seen_at_broker; an open order a 'checked'
+-- review linked, never seen there, linked longer than p_review_after ago, goes back to needs_review (its
+-- instrument locked again, an order_needs_review anomaly). A 'forced' link is exempt (yesterday's orders
+-- are no longer in the books): reconciliation judges its contract (pm.symbols_in_flight leaves it out).
+-- Returns how many went back to needs_review.
+CREATE OR REPLACE FUNCTION pm.orders_seen_at_broker(p_ids text[], p_review_after interval)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r pm.broker_orders;
+    why text;
+    n integer := 0;
+BEGIN
+    PERFORM pm.require(p_review_after, 'review_after');
+    UPDATE pm.broker_orders SET seen_at_broker = now()
+     WHERE status IN ('open', 'partially_filled') AND broker_order_id = ANY (coalesce(p_ids, '{}'));
+    FOR r IN SELECT * FROM pm.broker_orders
+              WHERE status = 'open' AND review_link = 'checked' AND seen_at_broker IS NULL
+                AND state_changed_at < now() - p_review_after
+                AND NOT (broker_order_id = ANY (coalesce(p_ids, '{}')))
+              ORDER BY client_order_id LOOP
+        PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- the lock and anomaly write beside the book
+        why := format('linked by a review to broker order %s, not in the broker''s books within %s',
+                      r.broker_order_id, p_review_after);
+        PERFORM pm.order_needs_review(r.client_order_id, why);
+        PERFORM pm.lock_instrument(r.instrument, 'infinity', format('order %s needs review: %s', r.client_order_id, why),
+                                   'orders');
+        PERFORM pm.book_anomaly(r, 'order_needs_review', format('order %s (%s %s x%s) needs review: %s',
+                                r.client_order_id, r.side, r.symbol, r.quantity, why));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
 END;
 $$;

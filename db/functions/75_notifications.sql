@@ -27,8 +27,10 @@ END;
 $$;
 
 -- pm.notify_signal
--- The event of a signal pm.apply_signal has applied (blocked NULL: signal_executed, with its orders
--- and the realized P&L of the layers it closed) or blocked (signal_blocked, with the reason).
+-- The event of a signal pm.apply_signal has applied: signal_executed (with its orders and the
+-- realized P&L of the layers it closed) only when the engine's outcome is 'executed' and the controls
+-- did not block it (blocked NULL); anything else (the controls' refusal, an EXIT for a layer never
+-- open, a zero-lot entry, a gate's refusal) is signal_blocked with the reason (off by default).
 -- PL/pgSQL, not SQL: its statement is planned once per session, where a non-inlined SQL function is
 -- planned again at every call (about 0.2 ms a signal on the bench machine).
 CREATE OR REPLACE FUNCTION pm.notify_signal(sig jsonb, positions jsonb, blocked text)
@@ -36,7 +38,8 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM pm.notify(CASE WHEN blocked IS NULL THEN 'signal_executed' ELSE 'signal_blocked' END,
+    PERFORM pm.notify(CASE WHEN blocked IS NULL AND sig ->> 'processing_status' = 'executed'
+                           THEN 'signal_executed' ELSE 'signal_blocked' END,
         jsonb_build_object('instrument', sig -> 'instrument', 'signal_type', sig -> 'signal_type',
             'position', sig -> 'position', 'signal_timestamp', sig -> 'signal_timestamp',
             'price', sig -> 'payload' -> 'price', 'reason', coalesce(blocked, sig ->> 'reason'),

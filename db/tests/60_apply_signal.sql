@@ -1,5 +1,5 @@
 -- pm.apply_signal / pm.apply_state / pm.load_state: a signal's claim and effects in one transaction.
-SELECT plan(21);
+SELECT plan(25);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -67,5 +67,27 @@ SELECT is(pm.state_if_moved(4), '{"portfolio_version": 4}'::jsonb,
           'state_if_moved: a current version is proven current, no state sent');
 SELECT is(pm.state_if_moved(3) -> 'state', pm.load_state(),
           'state_if_moved: an older version gets the whole state, as load_state has it');
+
+-- issue 29: closed equity is derived from the realized P&L of what a signal closes
+CREATE FUNCTION pg_temp.exit_sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT pg_temp.sig(fp) || '{"signal_type": "EXIT", "reason": "closed Long_1"}'::jsonb;
+$$;
+CREATE FUNCTION pg_temp.close(pnl numeric) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_array(jsonb_build_object('expected_version', 1, 'doc', jsonb_build_object(
+        'position_id', 'BANK_NIFTY_Long_1', 'status', 'closed', 'exit_price', 52500, 'exit_reason', 'SIGNAL',
+        'exit_timestamp', '2025-11-28T06:00:00Z', 'realized_pnl', pnl, 'unrealized_pnl', 0)));
+$$;
+SELECT throws_ok($$SELECT pm.apply_signal(pg_temp.exit_sig(repeat('e', 64)), pg_temp.close(60000.004), '[]',
+                   jsonb_build_object('closed_equity', (SELECT closed_equity + 60001 FROM pm.portfolio_state)), 4)$$,
+                 'PM094', NULL, 'a closed equity that is not the book''s plus the realized P&L closed is refused');
+SELECT ok(NOT pm.is_duplicate_signal(repeat('e', 64)), 'and nothing of that signal is written');
+SELECT lives_ok($$SELECT pm.apply_signal(pg_temp.exit_sig(repeat('e', 64)), pg_temp.close(60000.004), '[]',
+                  jsonb_build_object('closed_equity', (SELECT closed_equity + 60000.004 FROM pm.portfolio_state),
+                                     'equity_high', 1), 4)$$,
+                'the engine''s own sum (unrounded, as it adds) is accepted');
+SELECT results_eq($$SELECT closed_equity - (SELECT closed_equity FROM pm.portfolio_history ORDER BY history_id DESC
+                                             OFFSET 1 LIMIT 1), equity_high >= closed_equity FROM pm.portfolio_state$$,
+                  $$VALUES (60000.00::numeric, true)$$,
+                  'closed equity moved by the realized P&L (rounded once to paise); equity_high is the book''s');
 
 SELECT * FROM finish();

@@ -46,34 +46,34 @@ SELECT ok((SELECT f.xmin::text = s.xmin::text AND f.xmin::text = h.xmin::text
 
 -- the refusals: each names the amount, and writes nothing
 SELECT pg_temp.footprint() AS before \gset
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 0, NULL, 'cli:me')$$, 'PM060',
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 0, NULL, 'cli:me@desk')$$, 'PM060',
                  'amount must be a positive number of rupees with at most two decimals (below 10^13), got 0',
                  'a zero amount is refused');
-SELECT throws_ok($$SELECT pm.record_capital_flow('withdrawal', -5, NULL, 'cli:me')$$, 'PM060', NULL,
+SELECT throws_ok($$SELECT pm.record_capital_flow('withdrawal', -5, NULL, 'cli:me@desk')$$, 'PM060', NULL,
                  'a negative amount is refused');
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 100.001, NULL, 'cli:me')$$, 'PM060',
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 100.001, NULL, 'cli:me@desk')$$, 'PM060',
                  'amount must be a positive number of rupees with at most two decimals (below 10^13), got 100.001',
                  'a third decimal is refused (not rounded)');
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 'NaN', NULL, 'cli:me')$$, 'PM060', NULL,
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 'NaN', NULL, 'cli:me@desk')$$, 'PM060', NULL,
                  'NaN is refused');
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 'Infinity', NULL, 'cli:me')$$, 'PM060', NULL,
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 'Infinity', NULL, 'cli:me@desk')$$, 'PM060', NULL,
                  'Infinity is refused');
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 1e13, NULL, 'cli:me')$$, 'PM060', NULL,
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 1e13, NULL, 'cli:me@desk')$$, 'PM060', NULL,
                  'an amount that does not fit the ledger is refused');
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', NULL, NULL, 'cli:me')$$, 'PM004', 'amount is required',
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', NULL, NULL, 'cli:me@desk')$$, 'PM004', 'amount is required',
                  'a missing amount is refused');
-SELECT throws_ok($$SELECT pm.record_capital_flow('gift', 10, NULL, 'cli:me')$$, 'PM004',
+SELECT throws_ok($$SELECT pm.record_capital_flow('gift', 10, NULL, 'cli:me@desk')$$, 'PM004',
                  'kind must be deposit or withdrawal, got gift', 'an unknown kind is refused');
 SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 10, NULL, ' ')$$, 'PM004', 'recorded_by is required',
                  'who records the flow is required');
-SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 10, repeat('x', 501), 'cli:me')$$, 'PM063',
+SELECT throws_ok($$SELECT pm.record_capital_flow('deposit', 10, repeat('x', 501), 'cli:me@desk')$$, 'PM063',
                  'note is longer than 500 characters (501)', 'a note over 500 characters is refused');
 SELECT is(pg_temp.footprint(), :'before', 'none of those refusals wrote anything');
 
 -- withdrawals at the margin in use: closed equity 5,800,000 (a loss), margin in use 1,000,000
 SELECT pm.save_portfolio_state('{"closed_equity": 5800000, "margin_used": 1000000}', 2);
 SELECT pg_temp.footprint() AS before_margin \gset
-SELECT throws_ok($$SELECT pm.record_capital_flow('withdrawal', 4800000.01, NULL, 'cli:me')$$, 'PM061',
+SELECT throws_ok($$SELECT pm.record_capital_flow('withdrawal', 4800000.01, NULL, 'cli:me@desk')$$, 'PM061',
                  'withdrawal of 4800000.01 would leave closed equity 999999.99 below the margin in use 1000000.00',
                  'a withdrawal one paisa below the margin in use is refused');
 SELECT is(pg_temp.footprint(), :'before_margin', 'and it wrote nothing');
@@ -119,11 +119,11 @@ SELECT is((SELECT count(*)::int FROM pm.capital_ledger()), 2, 'capital_ledger: a
 -- below zero: no margin in use, closed equity 1,100,000
 SELECT pm.save_portfolio_state('{"margin_used": 0}', 5);
 SELECT pg_temp.footprint() AS before_zero \gset
-SELECT throws_ok($$SELECT pm.record_capital_flow('withdrawal', 1100000.01, NULL, 'cli:me')$$, 'PM062',
+SELECT throws_ok($$SELECT pm.record_capital_flow('withdrawal', 1100000.01, NULL, 'cli:me@desk')$$, 'PM062',
                  'withdrawal of 1100000.01 would leave closed equity -0.01 below zero',
                  'a withdrawal one paisa more than closed equity is refused');
 SELECT is(pg_temp.footprint(), :'before_zero', 'and it wrote nothing');
-SELECT is(pm.record_capital_flow('withdrawal', 1100000, NULL, 'cli:me') -> 'closed_equity', '0.00'::jsonb,
+SELECT is(pm.record_capital_flow('withdrawal', 1100000, NULL, 'cli:me@desk') -> 'closed_equity', '0.00'::jsonb,
           'withdrawing everything (nothing open) succeeds');
 SELECT is(pm.trade_stats() -> 'time_weighted_return', 'null'::jsonb,
           'time-weighted return: none once a sub-period starts at zero equity');

@@ -1,6 +1,6 @@
 -- The order state machine (migration 008, 72_order_states.sql): the whitelist, each transition, the
 -- named refusals, the event rows, one unresolved order per (symbol, side, product), idempotent fills.
-SELECT plan(63);
+SELECT plan(76);
 
 CREATE FUNCTION pg_temp.order(id text, sym text DEFAULT 'BANKNIFTY29DEC26FUT', side text DEFAULT 'BUY',
                               qty integer DEFAULT 60) RETURNS text LANGUAGE plpgsql AS $$
@@ -18,7 +18,7 @@ SELECT has_index('pm', 'broker_orders', i, 'index ' || i)
   FROM unnest(ARRAY['broker_orders_queued_idx', 'broker_orders_one_unresolved_idx',
                     'broker_orders_broker_order_id_idx']) AS i;
 SELECT col_default_is('pm', 'broker_orders', 'status', 'queued', 'a new order is queued');
-SELECT is((SELECT count(*)::int FROM pm.order_transitions), 18, 'eighteen allowed transitions');
+SELECT is((SELECT count(*)::int FROM pm.order_transitions), 19, 'nineteen allowed transitions (migration 018: open → needs_review, a review link the books never showed)');
 SELECT is((SELECT count(*)::int FROM pm.order_transitions WHERE from_state = 'unknown' AND to_state IN ('queued', 'sending')),
           0, 'an unknown order can never be queued or sent again');
 
@@ -127,33 +127,64 @@ SELECT lives_ok($$SELECT pm.order_sending('o-9'); SELECT pm.order_unknown('o-9',
                   SELECT pm.lock_instrument('BANK_NIFTY', 'infinity', 'order o-9 needs review: two match', 'orders');
                   SELECT pm.lock_instrument('BANK_NIFTY', 'infinity', 'book and broker differ', 'reconcile')$$,
                 'o-9 needs review, its instrument locked');
-SELECT throws_ok($$SELECT pm.review_order('o-8', false, NULL, 'x', 'cli')$$, 'PM048',
+SELECT throws_ok($$SELECT pm.review_order('o-8', false, NULL, 'x', 'cli:me@desk')$$, 'PM048',
                  'order o-8 is filled, not needs_review: nothing to review', 'only a needs_review order is reviewed');
-SELECT throws_ok($$SELECT pm.review_order('o-9', true, ' ', 'x', 'cli')$$, 'PM004', NULL,
+SELECT throws_ok($$SELECT pm.review_order('o-9', true, ' ', 'x', 'cli:me@desk')$$, 'PM004', NULL,
                  'at the broker needs the broker order id');
-SELECT throws_ok($$SELECT pm.review_order('o-9', false, 'B9', 'x', 'cli')$$, 'PM004', NULL,
+SELECT throws_ok($$SELECT pm.review_order('o-9', false, 'B9', 'x', 'cli:me@desk')$$, 'PM004', NULL,
                  'not at the broker has no broker order id');
-SELECT throws_ok($$SELECT pm.review_order('o-9', true, 'B2', 'x', 'cli')$$, 'PM043', NULL,
+SELECT throws_ok($$SELECT pm.review_order('o-9', true, 'B2', 'x', 'cli:me@desk', 'checked')$$, 'PM043', NULL,
                  'a broker order id already linked to another order is refused');
-SELECT results_eq($$SELECT status, broker_order_id, reason FROM pm.review_order('o-9', true, ' B9 ', NULL, 'cli:trader')$$,
-                  $$VALUES ('open'::varchar, 'B9'::varchar, 'reviewed by cli:trader: at the broker'::text)$$,
+SELECT results_eq($$SELECT status, broker_order_id, reason FROM pm.review_order('o-9', true, ' B9 ', NULL, 'cli:trader@desk', 'checked')$$,
+                  $$VALUES ('open'::varchar, 'B9'::varchar, 'reviewed by cli:trader@desk: at the broker'::text)$$,
                   'at the broker: open, linked, the sender books its fills');
 SELECT results_eq($$SELECT reason FROM pm.active_locks() WHERE instrument = 'BANK_NIFTY' ORDER BY id$$,
                   $$VALUES ('book and broker differ'::text)$$, 'the review''s own lock is released, no other');
 SELECT pg_temp.order('o-10', sym => 'NATURALGAS');
 SELECT lives_ok($$SELECT pm.order_sending('o-10'); SELECT pm.order_unknown('o-10', 'HTTP 500');
                   SELECT pm.order_needs_review('o-10', 'nothing at the broker')$$, 'o-10 needs review');
-SELECT results_eq($$SELECT status, reason FROM pm.review_order('o-10', false, NULL, 'not in the order book', 'cli')$$,
-                  $$VALUES ('rejected'::varchar, 'reviewed by cli: not in the order book'::text)$$,
+SELECT results_eq($$SELECT status, reason FROM pm.review_order('o-10', false, NULL, 'not in the order book', 'cli:me@desk')$$,
+                  $$VALUES ('rejected'::varchar, 'reviewed by cli:me@desk: not in the order book'::text)$$,
                   'not at the broker: rejected (booked as a refusal)');
 
+-- issue 29: a review's principal has a checked form; a link says how it was made
+SELECT pg_temp.order('o-11', sym => 'CRUDEOIL');
+SELECT lives_ok($$SELECT pm.order_sending('o-11'); SELECT pm.order_unknown('o-11', 'timeout');
+                  SELECT pm.order_needs_review('o-11', 'nothing at the broker')$$, 'o-11 needs review');
+SELECT throws_ok($$SELECT pm.review_order('o-11', false, NULL, 'x', 'the boss said so')$$, 'PM095', NULL,
+                 'a principal that is free text is refused');
+SELECT throws_ok($$SELECT pm.review_order('o-11', true, 'B11', 'x', 'cli:me@desk')$$, 'PM096', NULL,
+                 'a link that is neither checked nor forced is refused');
+SELECT throws_ok($$SELECT pm.review_order('o-11', true, 'B11', ' ', 'cli:me@desk', 'forced')$$, 'PM096',
+                 'a forced link needs a reason', 'a forced link without a reason is refused');
+SELECT results_eq($$SELECT status, review_link FROM pm.review_order('o-11', true, 'B11', NULL, 'cli:me@desk', 'checked')$$,
+                  $$VALUES ('open'::varchar, 'checked'::varchar)$$, 'a checked link opens the order');
+SELECT is(pm.orders_seen_at_broker(ARRAY['B9'], interval '1 minute'), 0,
+          'within the review window an unseen checked link stays open');
+UPDATE pm.broker_orders SET state_changed_at = now() - interval '2 minutes' WHERE client_order_id = 'o-11';
+SELECT is(pm.orders_seen_at_broker(ARRAY['B9', 'B99'], interval '1 minute'), 1,
+          'past it, a checked link the books never showed goes back');
+SELECT results_eq($$SELECT status, (SELECT count(*)::int FROM pm.active_locks()
+                                     WHERE reason LIKE 'order o-11 needs review: linked by a review%')
+                      FROM pm.broker_orders WHERE client_order_id = 'o-11'$$,
+                  $$VALUES ('needs_review'::varchar, 1)$$, 'to needs_review, its instrument locked again');
+SELECT results_eq($$SELECT status, review_link FROM pm.review_order('o-11', true, 'B11', 'yesterday''s order',
+                                                                     'cli:me@desk', 'forced')$$,
+                  $$VALUES ('open'::varchar, 'forced'::varchar)$$, 'a forced link with a reason opens it again');
+UPDATE pm.broker_orders SET state_changed_at = now() - interval '2 minutes' WHERE client_order_id = 'o-11';
+SELECT is(pm.orders_seen_at_broker('{}', interval '1 minute'), 0, 'a forced link never goes back by itself');
+SELECT ok('CRUDEOIL' <> ALL (ARRAY(SELECT pm.symbols_in_flight())),
+          'and reconciliation judges its contract (not in flight while the books never showed it)');
+SELECT is(pm.orders_seen_at_broker(ARRAY['B11'], interval '1 minute'), 0, 'once the books show it');
+SELECT ok('CRUDEOIL' = ANY (ARRAY(SELECT pm.symbols_in_flight())), 'it is in flight like any open order');
+
 -- a send put off (the broker refused: HTTP 403), then sent and filled: the fill does not keep the refusal (issue 28)
-SELECT pg_temp.order('o-11', sym => 'SILVERM');
-SELECT pm.order_sending('o-11');
-SELECT pm.order_send_later('o-11', 'refused by the broker: HTTP 403', '0 s');
-SELECT pm.order_sending('o-11');
-SELECT pm.order_accepted('o-11', 'B11');
-SELECT results_eq($$SELECT status, reason FROM pm.record_order_fill('o-11', 'B11', 60, 52000)$$,
+SELECT pg_temp.order('o-12', sym => 'SILVERM');
+SELECT pm.order_sending('o-12');
+SELECT pm.order_send_later('o-12', 'refused by the broker: HTTP 403', '0 s');
+SELECT pm.order_sending('o-12');
+SELECT pm.order_accepted('o-12', 'B12');
+SELECT results_eq($$SELECT status, reason FROM pm.record_order_fill('o-12', 'B12', 60, 52000)$$,
                   $$VALUES ('filled'::varchar, NULL::text)$$,
                   'a filled order drops the reason of its earlier refused attempt (its events keep it)');
 

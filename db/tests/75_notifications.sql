@@ -1,7 +1,7 @@
 -- Notifications (functions 75_notifications.sql, migration 010): events written with their cause,
 -- the leader's claims per URL key, results, backoff, resends, bursts, giving up, the state machine.
 -- Everything here runs in one transaction, so now() is one instant: times are moved by UPDATE.
-SELECT plan(43);
+SELECT plan(45);
 
 CREATE FUNCTION pg_temp.sig(fp text) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object('fingerprint', fp, 'instrument', 'BANK_NIFTY', 'signal_type', 'BASE_ENTRY',
@@ -171,3 +171,13 @@ SELECT throws_ok($$SELECT pm.cleanup_notifications(interval '1 day')$$, 'PM020',
 SELECT ok(pm.record_broker_session('unreachable', 'connection refused', 'i3') IS NOT NULL,
           'the engine''s role records what its broker sender saw');
 RESET SESSION AUTHORIZATION;
+
+-- issue 29: a signal the engine itself blocked (an EXIT for a layer never open, a zero-lot entry, a gate's
+-- refusal) is logged 'blocked' and is signal_blocked, never signal_executed ("EXIT ... executed" on the phone)
+SELECT is((pm.apply_signal(pg_temp.sig(repeat('e', 64)) || '{"signal_type": "EXIT", "position": "Long_2",
+                               "processing_status": "blocked", "reason": "no open position Long_2", "orders": []}',
+                           '[]', '[]', '{}', (SELECT version FROM pm.portfolio_state))) ->> 'new', 'true',
+          'an EXIT the engine blocked is applied (logged blocked)');
+SELECT results_eq($$SELECT kind::text, data ->> 'reason' FROM pm.notification_events WHERE fingerprint = repeat('e', 64)$$,
+                  $$VALUES ('signal_blocked', 'no open position Long_2')$$,
+                  'and is one signal_blocked event with the engine''s reason, not signal_executed');

@@ -16,9 +16,9 @@ SELECT is((SELECT max(open_equity) FROM pm.equity_curve_sampled(NULL, NULL, 50))
 SELECT is((SELECT max(version) FROM pm.equity_curve_sampled(NULL, NULL, 50)), 1001, 'and the latest point');
 SELECT throws_ok($$SELECT * FROM pm.equity_curve_sampled(NULL, NULL, 0)$$, 'PM004', NULL, 'buckets must be positive');
 -- capital flows (migration 009) between sampled points: their sum along the sampled curve is the net flow
-SELECT pm.record_capital_flow('deposit', 1000, NULL, 'pgtap');
+SELECT pm.record_capital_flow('deposit', 1000, NULL, 'cli:pgtap@tap');
 SELECT pm.save_portfolio_state(jsonb_build_object('closed_equity', 5001000 + v), 1001 + v) FROM generate_series(1, 10) v;
-SELECT pm.record_capital_flow('withdrawal', 250.50, NULL, 'pgtap');
+SELECT pm.record_capital_flow('withdrawal', 250.50, NULL, 'cli:pgtap@tap');
 SELECT pm.save_portfolio_state(jsonb_build_object('closed_equity', 5000900 + v), 1012 + v) FROM generate_series(1, 10) v;
 SELECT is((SELECT sum(flow) FROM pm.equity_curve_sampled(NULL, NULL, 5)), 749.50::numeric,
           'flows dropped by sampling are carried by the next point kept: the net flow sums the same');

@@ -194,11 +194,27 @@ def roll_due(engine: LiveTradingEngine, when: datetime, basis: dict[str, Decimal
         report.curve.append((when, portfolio.closed_equity, portfolio.open_equity(), Decimal(0)))
 
 
+def _runner() -> str:
+    """Who a replayed flow is recorded as: the user running the backtest, in the checked form ``cli:user@host``
+    (pm.check_principal refuses free text, so a replay against a database is recorded like a CLI flow)."""
+    import getpass
+    import os
+    import re
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container): the number will do
+        user = str(os.getuid())
+    clean = lambda text: re.sub(r"[^A-Za-z0-9._-]", "_", text)[:40] or "_"  # noqa: E731 - the form's characters
+    return f"cli:{clean(user)}@{clean(socket.gethostname())}"
+
+
 def _replay_flow(engine: LiveTradingEngine, report: BacktestReport, number: int, kind: str,
                  row: dict[str, Optional[str]], err: TextIO) -> None:
     """A DEPOSIT or WITHDRAWAL row: applied through the engine (so through the database when it has one)."""
     try:
-        flow = engine.capital_flow(kind, parse_amount(row.get("amount")), row.get("note"), "backtest")
+        flow = engine.capital_flow(kind, parse_amount(row.get("amount")), row.get("note"), _runner())
     except CapitalRefusedError as exc:
         report.malformed.append(f"line {number}: {exc}")
         print(f"backtest: line {number} skipped: {exc}", file=err)

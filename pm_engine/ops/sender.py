@@ -14,7 +14,9 @@ thread (one per instance; the database decides who sends what) works in rounds:
 4. orders at the broker are followed in its books: the trade book gives each broker order's filled
    quantity and volume-weighted price (``pm.record_order_fill``, idempotent), the order book its
    rejections and cancellations, and resolves ``unknown`` orders (``pm.resolve_unknown_order``: linked to
-   the one matching broker order, or ``needs_review`` with the instrument locked).
+   the one matching broker order, or ``needs_review`` with the instrument locked); an order a trader's
+   review linked that the order book never shows within ``review_after`` goes back to ``needs_review``
+   (``pm.orders_seen_at_broker``; a ``--force`` link is exempt and left to reconciliation).
 
 Everything is in the database, so a crash in any state resumes on restart or on another instance.
 
@@ -297,6 +299,10 @@ class OrderSender:
         for broker_id, (quantity, value) in totals.items():
             filled[broker_id] = (int(quantity), value / quantity)  # the trade book's volume-weighted price
         statuses = {str(o.get("orderid")): str(o.get("order_status") or "").lower() for o in orderbook}
+        # a review's checked link the books never show within the review window goes back to needs_review
+        if self.states.seen_at_broker(sorted(statuses), self.settings.review_after_s):
+            log.error("an order a review linked is not in the broker's books: it needs review again")
+            watched = self.states.at_broker()
         for row in watched:
             order_id = row["client_order_id"]
             if row["status"] == "unknown":

@@ -109,6 +109,20 @@ class RollOrdersPendingError(DatabaseError):
     """PM085: an order of the instrument is unsettled, or reconciliation or a review locks it: no roll yet."""
 
 
+class BookForgeryError(DatabaseError):
+    """PM094: a portfolio document's closed equity (or initial capital) is not what the book derives: money moves
+    only through the signal, fill, roll and capital paths, so a caller cannot write equity it did not earn."""
+
+
+class InvalidPrincipalError(DatabaseError):
+    """PM095: a principal (``recorded_by``, a review's ``by``) is not one of the checked forms
+    ``cli:user@host``, ``local:<address>``, ``dashboard:<address>``, ``api:<address>``, ``telegram:<user id>``."""
+
+
+class ReviewLinkRefusedError(DatabaseError):
+    """PM096: a review's link without ``checked`` or ``forced`` (a forced link needs a reason)."""
+
+
 class NotificationTransitionError(DatabaseError):
     """PM070: a notification delivery may only move along pm.notification_transitions."""
 
@@ -139,6 +153,9 @@ SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {
     "PM083": RollLegsPendingError,
     "PM084": RollRecordAppendOnlyError,
     "PM085": RollOrdersPendingError,
+    "PM094": BookForgeryError,
+    "PM095": InvalidPrincipalError,
+    "PM096": ReviewLinkRefusedError,
     "PM071": InvalidArgumentError,  # unknown notification kind
     "PM072": InvalidArgumentError,  # unknown broker session state
     "23502": InvalidArgumentError,  # not_null_violation

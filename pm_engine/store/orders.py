@@ -66,10 +66,23 @@ class OrderStates:
                                                              f"{review_after_s} seconds")))
 
     def review(self, client_order_id: str, broker_order_id: Optional[str], reason: Optional[str],
-               by: str) -> dict[str, Any]:
+               by: str, link: Optional[str] = None) -> dict[str, Any]:
         """The trader's answer to ``needs_review``: at the broker as ``broker_order_id`` (→ open; its fills are then
-        booked from the broker), or not at the broker (None → rejected, booked as a refusal)."""
-        return self._row("review_order", (client_order_id, broker_order_id is not None, broker_order_id, reason, by))
+        booked from the broker), or not at the broker (None → rejected, booked as a refusal). A link is ``checked``
+        (found in the broker's order book by the caller) or ``forced`` (with a reason); the database refuses
+        any other (PM096)."""
+        return self._row("review_order", (client_order_id, broker_order_id is not None, broker_order_id, reason, by,
+                                          link if broker_order_id is not None else None))
+
+    def seen_at_broker(self, broker_order_ids: list[str], review_after_s: float) -> int:
+        """Tell the database which order ids the broker's order book shows; returns how many review-linked orders
+        it never showed went back to ``needs_review`` (pm.orders_seen_at_broker)."""
+        return int(self.db._scalar("orders_seen_at_broker", (broker_order_ids, f"{review_after_s} seconds")))
+
+    def order(self, client_order_id: str) -> Optional[dict[str, Any]]:
+        """One order of ours by client order id (what a review checks against the broker's order book)."""
+        rows = [r for r in self.listing("needs_review") if r["client_order_id"] == client_order_id]
+        return rows[0] if rows else None
 
     def listing(self, state: Optional[str] = None, since: Optional[datetime] = None,
                 limit: int = 500) -> list[dict[str, Any]]:

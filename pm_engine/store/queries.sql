@@ -441,8 +441,12 @@ SELECT * FROM pm.order_accepted(%s, %s);
 SELECT * FROM pm.order_rejected(%s, %s);
 
 -- review_order --
--- The trader's answer to a needs_review order: at the broker as an order id (→ open), or not (→ rejected).
-SELECT * FROM pm.review_order(%s, %s, %s, %s, %s);
+-- The trader's answer to a needs_review order: at the broker as an order id (→ open, link checked | forced), or not.
+SELECT * FROM pm.review_order(%s, %s, %s, %s, %s, %s);
+
+-- orders_seen_at_broker --
+-- The order ids the broker's order book shows: review-linked orders it never showed go back to needs_review.
+SELECT pm.orders_seen_at_broker(%s::text[], %s::interval);
 
 -- order_unknown --
 -- sending → unknown: the request may have reached the broker; never sent again.

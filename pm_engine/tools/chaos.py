@@ -232,7 +232,7 @@ class Harness:
                 broker_id, how = order.orderid, "placed by hand: nothing had reached the broker"
         db = DatabaseStateManager(self.config)
         try:
-            OrderStates(db).review(client_id, broker_id, how, "chaos:trader")
+            OrderStates(db).review(client_id, broker_id, how, "cli:chaos@trader", "checked")  # found in its books
         except PmError as exc:  # the engine moved first (or the database restarts): look again next round
             print(f"chaos: review of {client_id} refused ({exc}); looking again", flush=True)
             return

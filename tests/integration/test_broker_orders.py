@@ -395,9 +395,13 @@ def test_the_leader_locks_an_instrument_the_broker_disagrees_on(db_config: Datab
     assert len(broker.state()["orders"]) == 2  # nothing placed to "fix" it
 
 
-def review_cli(db_config: DatabaseConfig, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pm_engine", "orders", "review", *args],
-                          env={**os.environ, "DATABASE_URL": db_config.url(hide_password=False)},
+def review_cli(db_config: DatabaseConfig, *args: str, broker: Sim | None = None,
+               command: tuple[str, ...] = ("orders", "review")) -> subprocess.CompletedProcess[str]:
+    """``pm-engine orders review`` (or another command) as the trader runs it, with the broker's settings if given."""
+    env = {**os.environ, "DATABASE_URL": db_config.url(hide_password=False)}
+    if broker is not None:
+        env |= {"PM_BROKER": "openalgo", "PM_OPENALGO_URL": broker.url, "PM_OPENALGO_API_KEY": broker.api_key}
+    return subprocess.run([sys.executable, "-m", "pm_engine", *command, *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -423,7 +427,8 @@ def test_the_trader_resolves_a_needs_review_order_from_the_broker_book(db_config
 
     refused = review_cli(db_config, order_id, "--at-broker", body["orderid"], "--not-at-broker")
     assert refused.returncode == 2 and "not allowed with argument" in refused.stderr
-    done = review_cli(db_config, order_id, "--at-broker", ours["orderid"], "--reason", "the 10:30 order is mine")
+    done = review_cli(db_config, order_id, "--at-broker", ours["orderid"], "--reason", "the 10:30 order is mine",
+                      broker=broker)
     assert done.returncode == 0, done.stderr
     assert "open (reviewed by" in done.stdout and "the 10:30 order is mine" in done.stdout
     wait_for(lambda: filled(db_config), 30, lambda: order_states(db_config))
@@ -437,3 +442,66 @@ def test_the_trader_resolves_a_needs_review_order_from_the_broker_book(db_config
     again = review_cli(db_config, order_id, "--not-at-broker")
     assert again.returncode == 2 and "is filled, not needs_review" in again.stderr
     assert len(broker.state()["orders"]) == 2  # the review placed nothing
+
+
+def _needs_review(db_config: DatabaseConfig, broker: Sim, tmp_path: Path, engines: list[Engine],
+                  **env: str) -> tuple[Engine, str, dict[str, Any]]:
+    """An entry whose answer the gateway held back while the same order was placed by hand: needs_review."""
+    assert GOLD is not None
+    broker.control("price", {"symbol": GOLD.symbol, "price": "75030"})
+    broker.control("faults", {"after_accept": "timeout", "hang_s": 4, "times": 1})
+    engine = start(db_config, broker, tmp_path, engines, **env)
+    engine.send(entry())
+    [ours] = wait_for(lambda: broker.state()["orders"], 20)
+    status, body = broker.post("placeorder", {"apikey": broker.api_key, "strategy": "by hand", "exchange": "MCX",
+                                              "symbol": GOLD.symbol, "action": "BUY", "quantity": ours["quantity"],
+                                              "product": "NRML"})
+    assert status == 200, body
+    wait_for(lambda: rows(db_config, "SELECT 1 FROM pm.broker_orders WHERE status = 'needs_review'"), 30,
+             lambda: order_states(db_config))
+    [(order_id, *_)] = order_states(db_config)
+    return engine, order_id, ours
+
+
+def state_of(db_config: DatabaseConfig, order_id: str) -> tuple[Any, ...]:
+    return rows(db_config, f"SELECT status, broker_order_id, review_link FROM pm.broker_orders "
+                           f"WHERE client_order_id = '{order_id}'")[0]
+
+
+def test_a_review_link_must_be_in_the_broker_book_and_stay_there(db_config: DatabaseConfig, broker: Sim,
+                                                                 tmp_path: Path, engines: list[Engine]) -> None:
+    """Issue 29 item 3: ``--at-broker "$(printf 'a\\x01b')"`` opened a needs_review order forever. The id must be
+    in the broker's order book with the order's symbol, side and quantity; a checked link the books no longer
+    show goes back to needs_review; a --force link stays, and reconciliation judges its contract."""
+    assert GOLD is not None
+    engine, order_id, ours = _needs_review(db_config, broker, tmp_path, engines, PM_ORDER_REVIEW_AFTER_S="2")
+    typo = review_cli(db_config, order_id, "--at-broker", "a\x01b", broker=broker)
+    assert typo.returncode == 2 and "is not in the broker's order book" in typo.stderr, typo.stderr
+    assert "Traceback" not in typo.stderr and len(typo.stderr.strip().splitlines()) == 1
+    blind = review_cli(db_config, order_id, "--at-broker", ours["orderid"])  # no broker to look in
+    assert blind.returncode == 2 and "--force" in blind.stderr
+    bare = review_cli(db_config, order_id, "--at-broker", "B-GONE", "--force")
+    assert bare.returncode == 2 and "--force needs --reason" in bare.stderr
+    assert state_of(db_config, order_id) == ("needs_review", None, None)  # nothing changed by any of them
+
+    engine.stop()  # nobody follows the books while they lose the order (as overnight)
+    done = review_cli(db_config, order_id, "--at-broker", ours["orderid"], broker=broker)
+    assert done.returncode == 0, done.stderr
+    assert state_of(db_config, order_id) == ("open", ours["orderid"], "checked")
+    broker.control("reset")  # the broker's books no longer show it
+    engine = start(db_config, broker, tmp_path, engines, PM_ORDER_REVIEW_AFTER_S="2")
+    wait_for(lambda: state_of(db_config, order_id)[0] == "needs_review", 30, lambda: state_of(db_config, order_id))
+    path = rows(db_config, f"SELECT to_state FROM pm.order_events WHERE client_order_id = '{order_id}' ORDER BY id")
+    assert [p for (p,) in path][-2:] == ["open", "needs_review"]
+    assert rows(db_config, "SELECT instrument FROM pm.instrument_locks WHERE released_at IS NULL") == [("GOLD_MINI",)]
+
+    forced = review_cli(db_config, order_id, "--at-broker", "B-GONE", "--force", "--reason",
+                        "yesterday's order, no longer in the books")
+    assert forced.returncode == 0, forced.stderr
+    assert state_of(db_config, order_id) == ("open", "B-GONE", "forced")
+    time.sleep(4)  # twice the review window: a forced link does not go back by itself
+    assert state_of(db_config, order_id) == ("open", "B-GONE", "forced")
+    judged = review_cli(db_config, "--json", broker=broker, command=("reconcile",))
+    assert judged.returncode == 3, judged.stdout + judged.stderr  # the book holds the entry, the broker nothing
+    result = json.loads(judged.stdout)
+    assert not result["matched"] and [d["symbol"] for d in result["differences"]] == [GOLD.symbol]

@@ -129,6 +129,32 @@ def test_an_executed_entry_reaches_the_phone_once_within_5_s(db_config: Database
         mail.stop()
 
 
+def test_blocked_exits_never_reach_the_phone_as_executed(db_config: DatabaseConfig, engines: list[Engine],
+                                                         tmp_path: Path) -> None:
+    """Issue 29 item 1: an EXIT for a layer never open is logged blocked, and is signal_blocked (off by
+    default), so a webhook-secret holder cannot send the trader 55 false "EXIT ... executed" messages."""
+    hook = JsonReceiver().start()
+    try:
+        engine = Engine(db_config, tmp_path / "engine.log", [json_url(hook)])
+        engines.append(engine)
+        assert wait(engine.leads, 10)
+        for n in range(55):
+            exit_ = payload("EXIT", "GOLD_MINI", "Long_2", 71000 + n, stamp(0.5 + n / 30), reason="SIGNAL")
+            answer = engine.send(exit_)
+            assert answer.status_code == 200, answer.text
+        assert engine.send(entry()).status_code == 200  # one real execution after them, so its message is the marker
+        assert wait(lambda: any("BASE_ENTRY BANK_NIFTY Long_1 executed" in m.title for m in outbox(hook.messages)),
+                    15), [m.title for m in hook.messages]
+        counts = dict(rows(db_config, "SELECT processing_status, count(*)::int FROM pm.signal_log "
+                                      "WHERE signal_type = 'EXIT' GROUP BY 1"))
+        assert counts == {"blocked": 55}, counts
+        kinds = dict(rows(db_config, "SELECT kind, count(*)::int FROM pm.notification_events GROUP BY 1"))
+        assert kinds.get("signal_blocked") == 55 and kinds.get("signal_executed") == 1, kinds
+        assert not [m.title for m in outbox(hook.messages) if "EXIT" in m.title or "EXIT" in m.body]
+    finally:
+        hook.stop()
+
+
 def children_cli(config: DatabaseConfig, args: list[str], env: dict[str, str]) -> str:
     import os
     import subprocess
