@@ -101,7 +101,7 @@ SELECT is(pm.drawdown('[10, 12, 9, 11, 8, 20]'), '{"amount": 4.00, "pct": 33.333
 
 -- capital flows (issue 28): a withdrawal of 300,000 today, then a writer that moves closed equity without
 -- bumping the version (as a review giving an exit's P&L back does: a second history row of the flow's version)
-SELECT pm.record_capital_flow('withdrawal', 300000, NULL, 'pgtap');
+SELECT pm.record_capital_flow('withdrawal', 300000, NULL, 'cli:pgtap@test');
 UPDATE pm.portfolio_state SET closed_equity = closed_equity - 1000 WHERE id = 1;
 SELECT is((SELECT count(*)::int FROM pm.portfolio_history h JOIN pm.capital_flows f ON f.history_id = h.history_id),
           1, 'a flow names exactly one history row (capital_flows.history_id), though its version has two');
