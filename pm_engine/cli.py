@@ -164,6 +164,8 @@ def broker_for(settings: Any, db: Any, contracts: Any, instance_id: str = "broke
                              review_after_s=settings.broker.review_after_s,
                              # longer than any request can take: a 'sending' this old lost its sender
                              abandoned_after_s=timeouts.connect_s + timeouts.order_read_s + 5,
+                             # a call waiting this long is told "broker slow / not answering" before it ends
+                             slow_after_s=min(3.0, timeouts.order_read_s / 2),
                              guard_base_pct=_pct(settings.broker.price_guard_base_pct),
                              guard_pyramid_pct=_pct(settings.broker.price_guard_pyramid_pct))
     return OrderSender(db, client, hours, sending, mcx_in_lots=settings.mcx_quantity_unit == "lots",
