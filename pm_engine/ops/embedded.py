@@ -141,7 +141,12 @@ class _Server:
             self.server.stop()
 
 
-def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int]) -> int:
+def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int], folder: str = "") -> int:
+    """``folder``: a sub-folder of var/ holding a cluster, state file and secrets of its own (``run --broker sim``
+    keeps the simulator's book in ``var/sim/``, never in the database ``make run`` trades from)."""
+    global VAR
+    if folder:
+        VAR = VAR / folder
     if os.environ.get("DATABASE_URL"):
         from pm_engine.config import load_settings
 
