@@ -36,8 +36,7 @@ def states(config: DatabaseConfig) -> list[tuple[Any, ...]]:
     return rows(config, "SELECT position_id, side, status, attempts FROM pm.broker_orders ORDER BY created_at")
 
 
-def test_a_dripping_gateway_holds_up_no_other_position_nor_the_clock(db_config: DatabaseConfig,
-                                                                      tmp_path: Path) -> None:
+def test_a_dripping_gateway_holds_up_no_other_position_nor_the_clock(db_config: DatabaseConfig, tmp_path: Path) -> None:
     assert GOLD is not None and SILVER is not None
     with DripBroker(drip={GOLD.symbol}, price=90000) as broker:
         engine = children.EngineProcess(db_config, SECRET, log=tmp_path / "engine.log", env={
@@ -78,7 +77,7 @@ def test_a_dripping_gateway_holds_up_no_other_position_nor_the_clock(db_config: 
             wait_for(slow_everywhere, DEADLINE_S + 1, lambda: seen)
             assert time.monotonic() - stalled <= DEADLINE_S + 1
 
-            # wide stops: few lots, margin left for it. The same symbol's next entry waits behind the unresolved one, and expires at its age
+            # the same symbol's next entry waits behind the unresolved one, and expires at its age
             pyramid = payload("PYRAMID", "GOLD_MINI", "Long_2", 76500, stamp(), stop=76200, atr=400)
             assert send(pyramid) == "executed"
             # another position's exit is sent and filled while the gold call drips

@@ -161,7 +161,8 @@ def test_make_run_with_the_broker_simulator_trades_the_whole_loop(tmp_path: Path
         assert httpx.get(sim_url + "/sim/state", timeout=5).status_code == 401
         price = httpx.post(sim_url + "/sim/price", json={"symbol": order["symbol"], "price": 1}, timeout=5)
         assert price.status_code == 401 and "need its API key" in price.text
-        wrong = httpx.post(sim_url + "/sim/reset", json={}, headers={"Authorization": "Bearer " + key[:-1]}, timeout=5)
+        wrong = httpx.post(sim_url + "/sim/reset", json={}, headers={"Authorization": "Bearer " + key[:-1]},
+                           timeout=5)
         assert wrong.status_code == 401
         at_sim = httpx.get(sim_url + "/sim/state", headers={"Authorization": f"Bearer {key}"}, timeout=5).json()
         assert [o["orderid"] for o in at_sim["orders"]] == [order["broker_order_id"]]
