@@ -141,7 +141,8 @@ def test_make_run_with_the_broker_simulator_trades_the_whole_loop(tmp_path: Path
         assert any(f"its own database under {var / 'sim'}" in line for line in lines), lines
         assert not (var / "embedded.json").exists() and not (var / "pgdata").exists()
         token = json.loads((var / "sim" / "embedded.json").read_text())["read_token"]
-        [key] = [line.rsplit(": ", 1)[1].strip() for line in lines if line.startswith("broker-sim: the API and the controls")]
+        [key] = [line.rsplit(": ", 1)[1].strip() for line in lines
+                 if line.startswith("broker-sim: the API and the controls")]
         auth = {"Authorization": f"Bearer {token}"}
         curl = next(line for line in lines if "curl -s -X POST" in line)
         body = re.search(r"-d '(.*)'", curl)
