@@ -378,9 +378,9 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     """Per instrument the contract new orders use on a date (default today, IST) and the next one."""
     import json
     import logging
-    from datetime import date, datetime, timezone
+    from datetime import datetime, timezone
 
-    from pm_engine.core.contracts import ContractCalendar, ist_date
+    from pm_engine.core.contracts import ContractCalendar, ist_date, report_date
     from pm_engine.core.holidays import load_holidays
     from pm_engine.core.instruments import load_instruments
 
@@ -388,9 +388,9 @@ def cmd_contracts(args: argparse.Namespace) -> int:
         on = ist_date(datetime.now(timezone.utc))
     else:
         try:
-            on = date.fromisoformat(args.on)
-        except ValueError:
-            print(f"pm-engine contracts: error: --on: not a date (YYYY-MM-DD): {args.on!r}", file=sys.stderr)
+            on = report_date(args.on)
+        except ValueError as exc:
+            print(f"pm-engine contracts: error: --on: {exc}: {args.on[:40]!r}", file=sys.stderr)
             return 2
     holidays_file = args.holidays or os.environ.get("PM_HOLIDAYS_FILE") or None
     logging.getLogger("pm_engine.core.contracts").disabled = True  # its warnings are part of the output here

@@ -169,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
         if not intent.host_allowed(host):
             return "Host not allowed: use a loopback name or an IP address"
         if changes:
-            if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            if not intent.is_json(self.headers.get("Content-Type")):
                 return "Content-Type must be application/json"
             return intent.cross_site(self.headers.get("Sec-Fetch-Site"), self.headers.get("Origin"), host)
         return None
