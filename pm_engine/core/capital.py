@@ -61,7 +61,8 @@ def parse_amount(value: Any) -> Decimal:
         # said here: PostgreSQL would be handed NaN for either (psycopg2 sends every non-finite Decimal so)
         raise InvalidAmountError(f"amount must be a finite number of rupees, got {text[:20]}", "PM060")
     if isinstance(value, str) and (not AMOUNT_TEXT.fullmatch(value) or not any(c.isdigit() for c in value)):
-        raise InvalidAmountError(f"amount must be written in ASCII digits (e.g. 1000000.50), got {value[:40]!r}",
+        raise InvalidAmountError(f"amount must be a number of rupees in ASCII digits (e.g. 1000000.50), got "
+                                 f"{value[:40]!r}",
                                  "PM060")
     try:
         amount = Decimal(text.replace(",", ""))
