@@ -94,3 +94,46 @@ def test_a_dripping_gateway_holds_up_no_other_position_nor_the_clock(db_config: 
             assert broker.placements.count(GOLD.symbol) == 1, broker.placements
         finally:
             engine.stop()
+
+
+def test_a_call_ends_at_its_deadline_and_an_endless_answer_is_capped() -> None:
+    """The client alone, against real sockets: a dripping placement is ``unknown`` at its total deadline (a
+    per-read timeout never fired), and an answer past 4 MiB is no answer (a query fails as ``lost``)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import pytest
+
+    from pm_engine.adapters.openalgo import OpenAlgoClient, OpenAlgoError, OrderRequest, OutcomeKind, Timeouts
+
+    class Huge(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - the base class's name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()  # no length: the answer runs until the connection closes
+            try:
+                self.wfile.write(b'{"status": "success", "data": [' + b"0," * (3 * 1024 * 1024) + b"0]}")
+            except OSError:
+                pass
+
+    huge = ThreadingHTTPServer(("127.0.0.1", 0), Huge)
+    threading.Thread(target=huge.serve_forever, daemon=True).start()
+    assert GOLD is not None
+    with DripBroker(drip={GOLD.symbol}, price=75000, every_s=0.2) as drip:
+        client = OpenAlgoClient(drip.url, "drip-test-key-0123", timeouts=Timeouts(order_read_s=1.5))
+        began = time.monotonic()
+        outcome = client.placeorder(OrderRequest("MCX", GOLD.symbol, "BUY", 1))
+        assert outcome.kind is OutcomeKind.UNKNOWN and "not answering" in outcome.reason
+        assert time.monotonic() - began < 5  # ended by its deadline, not by the drip (which never ends)
+        assert client.oldest_call_s() == 0.0
+    try:
+        with pytest.raises(OpenAlgoError) as lost:
+            OpenAlgoClient(f"http://127.0.0.1:{huge.server_address[1]}", "k" * 20).tradebook()
+        assert lost.value.kind == "lost" and "larger than 4096 KiB" in str(lost.value)
+    finally:
+        huge.shutdown()
+        huge.server_close()
