@@ -158,7 +158,8 @@ class OrderSender:
         for thread in (self._thread, self._follower):
             if thread.is_alive():
                 thread.join(timeout=15)
-        self._workers.shutdown(wait=False, cancel_futures=True)  # a call in flight ends by its own deadline
+        # a call in flight ends by its own deadline, and its answer is recorded before the pool closes
+        self._workers.shutdown(wait=True, cancel_futures=True)
 
     def _loop(self) -> None:
         """The housekeeper: never calls the broker, so expiry, abandonment and health keep their clock."""
@@ -230,6 +231,8 @@ class OrderSender:
                 if self._stop.is_set():
                     break
                 self._safely(partial(self._send, row))
+        except Exception:  # noqa: BLE001 - a worker's surprise is logged, never lost in its future
+            log.exception("broker sender: sending for %s failed", key)
         finally:
             with self._busy_lock:
                 self._busy.discard(key)

@@ -106,7 +106,8 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
         broker = broker_health(engine.broker) or {"state": "paper", "text": "paper broker", "seconds_since": None}
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
-                    "locks": [], "signals": [], "refusals": [], "anomalies": [], "anomaly_counts": {}, "instances": [], "curve": [],
+                    "locks": [], "signals": [], "refusals": [], "anomalies": [], "anomaly_counts": {}, "instances": [],
+                    "curve": [],
                     "trades": [], "pnl": {}, "stats": {}, "capital": [], "rollover": [], "orders": [],
                     "broker": broker}
         span = RANGES[chosen]

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import httpx
 import psycopg2
