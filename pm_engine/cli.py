@@ -216,6 +216,8 @@ def broker_for(settings: Any, db: Any, contracts: Any, instance_id: str = "broke
                              review_after_s=settings.broker.review_after_s,
                              # longer than any request can take: a 'sending' this old lost its sender
                              abandoned_after_s=timeouts.connect_s + timeouts.order_read_s + 5,
+                             # a call waiting this long is told "broker slow / not answering" before it ends
+                             slow_after_s=min(3.0, timeouts.order_read_s / 2),
                              guard_base_pct=_pct(settings.broker.price_guard_base_pct),
                              guard_pyramid_pct=_pct(settings.broker.price_guard_pyramid_pct))
     return OrderSender(db, client, hours, sending, mcx_in_lots=settings.mcx_quantity_unit == "lots",
@@ -432,9 +434,9 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     """Per instrument the contract new orders use on a date (default today, IST) and the next one."""
     import json
     import logging
-    from datetime import date, datetime, timezone
+    from datetime import datetime, timezone
 
-    from pm_engine.core.contracts import ContractCalendar, ist_date
+    from pm_engine.core.contracts import ContractCalendar, ist_date, report_date
     from pm_engine.core.holidays import load_holidays
     from pm_engine.core.instruments import load_instruments
 
@@ -442,9 +444,9 @@ def cmd_contracts(args: argparse.Namespace) -> int:
         on = ist_date(datetime.now(timezone.utc))
     else:
         try:
-            on = date.fromisoformat(args.on)
-        except ValueError:
-            print(f"pm-engine contracts: error: --on: not a date (YYYY-MM-DD): {args.on!r}", file=sys.stderr)
+            on = report_date(args.on)
+        except ValueError as exc:
+            print(f"pm-engine contracts: error: --on: {exc}: {args.on[:40]!r}", file=sys.stderr)
             return 2
     holidays_file = args.holidays or os.environ.get("PM_HOLIDAYS_FILE") or None
     logging.getLogger("pm_engine.core.contracts").disabled = True  # its warnings are part of the output here
@@ -1080,8 +1082,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pm_engine.ops.embedded import run_embedded
 
     if args.broker == "sim":
+        if os.environ.get("DATABASE_URL"):
+            print("pm-engine run: error: --broker sim keeps its own book in its own database (var/sim/), never in "
+                  "one the engine trades from: unset DATABASE_URL", file=sys.stderr)
+            return 2
         return run_embedded(args.host, args.port, lambda settings, host, port: serve_beside_sim(
-            settings, host, port, args.sim_port))
+            settings, host, port, args.sim_port), folder=SIM_FOLDER)
     if args.broker is not None:
         def chosen(settings: Any, host: str, port: int) -> int:
             from pm_engine.config import broker_settings
@@ -1096,12 +1102,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_embedded(args.host, args.port, serve)
 
 
+SIM_FOLDER = "sim"  # run --broker sim: its own embedded cluster in var/sim/
+
+
 def serve_beside_sim(settings: Any, host: str, port: int, sim_port: int = 5000) -> int:
     """``pm-engine run --broker sim``: the broker simulator on loopback in this process, the engine sending to it.
 
     The whole loop before a real account: each order goes over HTTP to the simulator, is accepted, filled (at the
     price set with ``POST /sim/price``, else the order's signal price) and booked from its trade book. A fresh API
-    key each run; the simulator's faults can be switched on with ``POST /sim/faults`` while it runs.
+    key each run, which the simulator's controls need too; its faults can be switched on with ``POST /sim/faults``
+    while it runs. Its book is a database of its own (``var/sim/``, run_embedded's folder): a price set by hand
+    must never fill an order of the book ``make run`` trades from.
     """
     import secrets
     import threading
@@ -1131,6 +1142,13 @@ def serve_beside_sim(settings: Any, host: str, port: int, sim_port: int = 5000) 
     thread.start()
     print(f"broker-sim: OpenAlgo API on {url}/api/v1/ (controls under /sim/: price, faults, fill, state); "
           "orders fill at the signal's price unless POST /sim/price sets one", flush=True)
+    from pm_engine.ops import embedded
+
+    print(f"broker-sim: its book is kept in its own database under {embedded.var_dir()}, never the one `make run` "
+          "trades from", flush=True)
+    print(f"broker-sim: the API and the controls need its key (this run's): {key}", flush=True)
+    print(f"  curl -s -X POST {url}/sim/price -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+          "-d '{\"symbol\": \"...\", \"price\": 52000}'", flush=True)
     simulated = replace(settings.broker, kind="openalgo", url=url, api_key=key, market_hours_always=True)
     try:
         return serve(replace(settings, broker=simulated), host, port)

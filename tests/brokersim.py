@@ -25,12 +25,18 @@ class Sim:
 
     def control(self, name: str, document: Any = None) -> Any:
         request = urllib.request.Request(f"{self.url}/sim/{name}", json.dumps(document or {}).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **self.auth})
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read())
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The controls need the simulator's key (issue 29)."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
     def state(self) -> Any:
-        with urllib.request.urlopen(f"{self.url}/sim/state", timeout=10) as answer:
+        request = urllib.request.Request(f"{self.url}/sim/state", headers=self.auth)
+        with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read())
 
     def post(self, endpoint: str, document: Any) -> tuple[int, Any]:

@@ -9,6 +9,7 @@ replay and a live book treat one stream alike.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Optional
@@ -21,6 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 KINDS = ("deposit", "withdrawal")
 LIMIT = Decimal("1e13")  # numeric(15,2): amounts stay below 10^13
 NOTE_LIMIT = 500
+# ASCII digits only, thousands commas allowed, an optional exponent; no spaces, no "_", no other script's digits
+# (Decimal() itself would take " 5 ", "1_000" and "٥")
+AMOUNT_TEXT = re.compile(r"[+-]?(?=[0-9.])[0-9,]*(\.[0-9]*)?([eE][+-]?[0-9]+)?")
 
 
 class CapitalRefusedError(DatabaseError):
@@ -51,14 +55,37 @@ def parse_amount(value: Any) -> Decimal:
     """
     if isinstance(value, bool) or value is None or not isinstance(value, (str, int, float, Decimal)):
         raise InvalidAmountError(f"amount must be a number of rupees, got {value!r}", "PM060")
+    text = str(value)
+    if isinstance(value, (float, Decimal)) and not Decimal(text).is_finite() or \
+            text.strip().lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+        # said here: PostgreSQL would be handed NaN for either (psycopg2 sends every non-finite Decimal so)
+        raise InvalidAmountError(f"amount must be a finite number of rupees, got {text[:20]}", "PM060")
+    if isinstance(value, str) and (not AMOUNT_TEXT.fullmatch(value) or not any(c.isdigit() for c in value)):
+        raise InvalidAmountError(f"amount must be a number of rupees in ASCII digits (e.g. 1000000.50), got "
+                                 f"{value[:40]!r}",
+                                 "PM060")
     try:
-        amount = Decimal(str(value).strip().replace(",", "").replace("_", ""))
+        amount = Decimal(text.replace(",", ""))
         # 1E+6 is written out (1000000), as PostgreSQL writes it, so both sides word a refusal alike
         if amount.is_finite() and int(amount.as_tuple().exponent) > 0 and abs(amount) < LIMIT:
             return amount.quantize(Decimal(1))
         return amount
     except InvalidOperation:
         raise InvalidAmountError(f"amount must be a number of rupees, got {value!r}", "PM060") from None
+
+
+def check_note(note: Optional[str]) -> None:
+    """PM063 for a note PostgreSQL cannot store or UTF-8 cannot carry (a NUL, a lone surrogate), or too long."""
+    if note is None:
+        return
+    try:
+        note.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidNoteError("note holds a lone surrogate, which UTF-8 cannot carry", "PM063") from None
+    if "\x00" in note:
+        raise InvalidNoteError("note holds a NUL character, which cannot be stored", "PM063")
+    if len(note) > NOTE_LIMIT:
+        raise InvalidNoteError(f"note is longer than {NOTE_LIMIT} characters ({len(note)})", "PM063")
 
 
 def check_amount(amount: Decimal) -> None:
@@ -93,9 +120,8 @@ def apply_flow(portfolio: "PortfolioStateManager", kind: str, amount: Decimal, n
     if kind not in KINDS:
         raise ValueError(f"kind must be deposit or withdrawal, got {kind}")
     check_amount(amount)
+    check_note(note)
     text = (note or "").strip() or None
-    if note is not None and len(note) > NOTE_LIMIT:
-        raise InvalidNoteError(f"note is longer than {NOTE_LIMIT} characters ({len(note)})", "PM063")
     signed = amount if kind == "deposit" else -amount
     after = (portfolio.closed_equity + signed).quantize(Decimal("0.01"))  # numeric(15,2), as the ledger keeps it
     if signed < 0 and after < 0:

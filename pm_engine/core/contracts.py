@@ -26,13 +26,25 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping, Optional
 
-from pm_engine.core.holidays import HolidayCalendar, load_holidays
+from pm_engine.core.holidays import FIRST_YEAR, LAST_YEAR, HolidayCalendar, load_holidays
 from pm_engine.core.instruments import ContractSpec, InstrumentConfig
 
 IST = timezone(timedelta(hours=5, minutes=30))
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 WEEKDAYS = {"last_monday": 0, "last_tuesday": 1, "last_wednesday": 2, "last_thursday": 3, "last_friday": 4}
 log = logging.getLogger(__name__)
+
+
+def report_date(text: str) -> date:
+    """A date asked of the calendar (``?on=``, ``--on``): ISO, and within the years contracts are computed for
+    (ValueError saying so: 9999-12-31 had no next month to roll into, 0001-01-01 no month before)."""
+    try:
+        day = date.fromisoformat(text)
+    except (ValueError, TypeError):
+        raise ValueError("not a date (YYYY-MM-DD)") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise ValueError(f"must be between {FIRST_YEAR}-01-01 and {LAST_YEAR}-12-31")
+    return day
 
 
 def ist_date(moment: datetime) -> date:

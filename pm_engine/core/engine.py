@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping, Optional
 
-from pm_engine.core.capital import CapitalFlow, apply_flow
+from pm_engine.core.capital import CapitalFlow, apply_flow, check_note
 from pm_engine.core.contracts import Contract, ContractCalendar, ist_date
 from pm_engine.core.controls import Controls
 from pm_engine.core.errors import ConfigError, DatabaseUnavailableError, StaleVersionError
@@ -520,6 +520,7 @@ class LiveTradingEngine:
         portfolio version move), and this copy follows at once; in memory ``apply_flow`` does the
         same. Raises core.capital's CapitalRefusedError (nothing changed) for a refused flow.
         """
+        check_note(note)  # before the database: a NUL or a lone surrogate would fail there as a 500
         with self._lock:
             if self.db_manager is None:
                 work = self.portfolio.clone()

@@ -30,6 +30,8 @@ from pm_engine.core.errors import ConfigError
 
 SHIPPED = ("NSE", "MCX")
 _USER_KEYS = {"add", "remove", "years"}
+FIRST_YEAR, LAST_YEAR = 1900, 2199  # the years a holidays file may name (and contracts are computed for)
+MAX_CLOSED_RUN = 31  # no exchange closes a month on end: a file that does is a mistake, refused when loaded
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,12 @@ class ExchangeHolidays:
         return (day.month, day.day) not in self.recurring
 
     def on_or_before(self, day: date) -> date:
-        """``day`` if it is a trading day, else the trading day before it."""
+        """``day`` if it is a trading day, else the trading day before it (ConfigError past a month of closures)."""
+        start = day
         while not self.is_trading_day(day):
             day -= timedelta(days=1)
+            if (start - day).days > MAX_CLOSED_RUN:
+                raise ConfigError(f"{self.calendar}: no trading day in the {MAX_CLOSED_RUN} days up to {start}")
         return day
 
 
@@ -76,9 +81,27 @@ class HolidayCalendar:
 
 def _date(text: Any, where: str) -> date:
     try:
-        return date.fromisoformat(str(text))
+        day = date.fromisoformat(str(text))
     except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not a date (YYYY-MM-DD)") from None
+        raise ConfigError(f"{where}: {str(text)[:40]!r} is not a date (YYYY-MM-DD)") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise ConfigError(f"{where}: {day} is outside {FIRST_YEAR}-{LAST_YEAR}")
+    return day
+
+
+def _check_open_days(calendar: ExchangeHolidays, added: set[date], where: str) -> None:
+    """Refuse a file that leaves more than ``MAX_CLOSED_RUN`` days on end without a trading day (a file that
+    closes every day made the contract search run off the calendar: OverflowError)."""
+    if not added:
+        return
+    day, last = min(added) - timedelta(days=MAX_CLOSED_RUN), max(added) + timedelta(days=MAX_CLOSED_RUN)
+    run = 0
+    while day <= last:
+        run = 0 if calendar.is_trading_day(day) else run + 1
+        if run > MAX_CLOSED_RUN:
+            raise ConfigError(f"{where}: no trading day in the {MAX_CLOSED_RUN} days up to {day}: "
+                              "the file closes too many days")
+        day += timedelta(days=1)
 
 
 def _month_day(text: str, where: str) -> tuple[int, int]:
@@ -122,8 +145,10 @@ def apply_user_file(calendars: dict[str, ExchangeHolidays], path: str | Path) ->
     """
     try:
         raw = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"holidays file {path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"holidays file {path}: nested too deeply to be a holidays file") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"holidays file {path} must hold {{\"NSE\": {{\"add\": [...], \"remove\": [...]}}}}")
     out = dict(calendars)
@@ -143,6 +168,7 @@ def apply_user_file(calendars: dict[str, ExchangeHolidays], path: str | Path) ->
         base = out[key]
         out[key] = ExchangeHolidays(key, frozenset((base.closures | added) - removed), base.years | years,
                                     base.recurring, base.removed | removed)
+        _check_open_days(out[key], added, where)
     return out
 
 

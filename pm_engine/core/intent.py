@@ -13,6 +13,17 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 SAME_SITE = frozenset({"same-origin", "none"})  # Sec-Fetch-Site values of our own pages and of typed URLs
 
 
+def media_type(content_type: Optional[str]) -> str:
+    """The media type of a Content-Type header, lower-cased, its parameters dropped: ``text/plain;
+    x=application/json`` is ``text/plain`` (a substring test took it for JSON, issue 29)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json(content_type: Optional[str]) -> bool:
+    """``application/json`` exactly (parameters such as ``charset`` allowed): what no cross-site form can send."""
+    return media_type(content_type) == "application/json"
+
+
 def host_allowed(host: str, allowed_names: frozenset[str] = LOOPBACK_NAMES) -> bool:
     """Loopback names, any IP address (a DNS-rebinding page always has a name), and the allowed names."""
     name = host.strip().lower()

@@ -33,10 +33,14 @@ from pm_engine.store.deploy import deploy
 DATABASE = "pm_engine"
 
 
+_SUBFOLDER = [""]  # run_embedded's ``folder`` for this process (``sim`` for run --broker sim)
+
+
 def var_dir() -> Path:
     """The embedded cluster's folder: ``PM_VAR_DIR``, else ``var/`` in the current directory (never the package's
-    location: an editable install would write into the source tree, a wheel into site-packages)."""
-    return Path(os.environ.get("PM_VAR_DIR") or Path.cwd() / "var").absolute()
+    location: an editable install would write into the source tree, a wheel into site-packages); below it the
+    sub-folder this process runs in, if any."""
+    return (Path(os.environ.get("PM_VAR_DIR") or Path.cwd() / "var") / _SUBFOLDER[0]).absolute()
 
 
 def _state_file() -> Path:
@@ -147,7 +151,10 @@ class _Server:
             self.server.stop()
 
 
-def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int]) -> int:
+def run_embedded(host: str, port: int, serve: Callable[[Settings, str, int], int], folder: str = "") -> int:
+    """``folder``: a sub-folder of var/ holding a cluster, state file and secrets of its own (``run --broker sim``
+    keeps the simulator's book in ``var/sim/``, never in the database ``make run`` trades from)."""
+    _SUBFOLDER[0] = folder
     if os.environ.get("DATABASE_URL"):
         from pm_engine.config import load_settings
 

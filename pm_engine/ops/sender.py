@@ -1,22 +1,33 @@
 """The broker sender: takes queued orders from the database to OpenAlgo, off the webhook's path.
 
-The webhook commits a signal's orders as ``queued`` and answers; it never waits for the broker. This
-thread (one per instance; the database decides who sends what) works in rounds:
+The webhook commits a signal's orders as ``queued`` and answers; it never waits for the broker. Three
+kinds of thread (one set per instance; the database decides who sends what), so that no broker call,
+however slow, holds up what does not depend on it:
 
-1. queued entries older than ``max_order_age`` are expired ("market closed" when their exchange is closed now,
-   else "the market moved"); exits never are;
-2. attempts begun long ago and still ``sending`` become ``unknown`` (their sender died mid-request);
-3. each sendable queued order is committed ``sending`` (``pm.order_sending``: only one instance can
-   take an order, and only one order per symbol, side and product may be unresolved) *before* its
-   request leaves; the answer is recorded through the state machine: accepted → ``open``, a definite
-   refusal → ``rejected``, certainly not placed → back to ``queued`` with backoff, anything that may
-   have reached the broker → ``unknown``, never sent again;
-4. orders at the broker are followed in its books: the trade book gives each broker order's filled
-   quantity and volume-weighted price (``pm.record_order_fill``, idempotent), the order book its
-   rejections and cancellations, and resolves ``unknown`` orders (``pm.resolve_unknown_order``: linked to
-   the one matching broker order, or ``needs_review`` with the instrument locked); an order a trader's
-   review linked that the order book never shows within ``review_after`` goes back to ``needs_review``
-   (``pm.orders_seen_at_broker``; a ``--force`` link is exempt and left to reconciliation).
+* the housekeeper (``pm-broker``), which never calls the broker, so its clock is kept whatever a call
+  does: queued entries older than ``max_order_age`` are expired ("market closed" when their exchange is closed
+  now, else "the market moved"; exits never are);
+  attempts begun long ago and still ``sending`` become ``unknown`` (their sender died mid-request);
+  the broker's health is told; and the sendable orders are handed to the workers;
+* the workers (``pm-broker-send``, ``send_workers`` of them): one position's orders per job, in order,
+  so a call stuck on one position holds up no other position's orders (a layer's exit still waits
+  for its own entry to settle: ``pm.sendable_orders`` does not offer it before). Each order is
+  committed ``sending`` (``pm.order_sending``: only one instance can take an order, and only one
+  order per symbol, side and product may be unresolved) *before* its request leaves; the answer is
+  recorded through the state machine: accepted → ``open``, a definite refusal → ``rejected``,
+  certainly not placed → back to ``queued`` with backoff, anything that may have reached the broker —
+  a call past its deadline included — → ``unknown``, never sent again;
+* the follower (``pm-broker-follow``): orders at the broker are followed in its books: the trade book
+  gives each broker order's filled quantity and volume-weighted price (``pm.record_order_fill``,
+  idempotent), the order book its rejections and cancellations, and resolves ``unknown`` orders
+  (``pm.resolve_unknown_order``: linked to the one matching broker order, or ``needs_review`` with the
+  instrument locked); an order a trader's review linked that the order book never shows within
+  ``review_after`` goes back to ``needs_review`` (``pm.orders_seen_at_broker``; a ``--force`` link is
+  exempt and left to reconciliation).
+
+Every broker call has a total deadline (``adapters/openalgo/client.py``); a call in flight longer
+than ``slow_after_s`` makes the health "broker slow / not answering" at once, before it ends.
+``tick()`` is one whole round on the caller's thread (housekeeping, the sends, following), for tests.
 
 Everything is in the database, so a crash in any state resumes on restart or on another instance.
 
@@ -33,8 +44,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from functools import partial
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Optional
 
@@ -53,6 +66,7 @@ from pm_engine.store.orders import (OrderStates, book_positions, record_broker_s
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # after the 1st, 2nd, ... attempt that certainly was not placed
+SLOW = "broker slow / not answering"
 
 
 @dataclass(frozen=True)
@@ -65,16 +79,24 @@ class SenderSettings:
     guard_pyramid_pct: Optional[Decimal] = None
     unreachable_after_s: float = 30.0  # a broker unreachable this long is told (notification broker_session)
     reassert_s: float = 60.0  # a state seen afresh is reported again this often (another instance may differ)
+    send_workers: int = 4  # positions whose orders are sent at once: one stuck call holds up no other position
+    slow_after_s: float = 3.0  # a broker call waiting this long: "broker slow / not answering" while it waits
 
 
 @dataclass
 class BrokerHealth:
-    """What the last call to the broker said: ok | session_expired | unreachable | error, and since when."""
+    """What the last call to the broker said: ok | session_expired | unreachable | slow | error, and since when.
+
+    ``waiting`` (the client's ``oldest_call_s``) says how long a call now in flight has waited: past
+    ``slow_after_s`` the view is "slow" whatever the last answer was, so a gateway that stalls is told
+    within one deadline, not once its call ends."""
 
     state: str = "unknown"
     since: Optional[datetime] = None
     message: str = ""
     seen: Optional[datetime] = None  # the last answer (or failure) this state comes from
+    waiting: Optional[Callable[[], float]] = None
+    slow_after_s: float = 3.0
 
     def set(self, state: str, message: str = "") -> None:
         now = datetime.now(timezone.utc)
@@ -83,9 +105,14 @@ class BrokerHealth:
         self.message, self.seen = message, now
 
     def view(self) -> dict[str, Any]:
+        waited = self.waiting() if self.waiting is not None else 0.0
+        if waited >= self.slow_after_s:
+            begun = datetime.now(timezone.utc) - timedelta(seconds=waited)
+            return {"state": "slow", "text": SLOW, "since": begun.isoformat(), "seconds_since": round(waited, 1),
+                    "message": f"a call has waited {waited:.1f} s for the broker's answer"}
         seconds = (datetime.now(timezone.utc) - self.since).total_seconds() if self.since else None
         texts = {"ok": "broker connected", "session_expired": "broker session expired",
-                 "unreachable": "broker unreachable", "error": "broker error"}
+                 "unreachable": "broker unreachable", "slow": SLOW, "error": "broker error"}
         text = texts.get(self.state, "broker not yet contacted")
         return {"state": self.state, "text": text, "since": self.since.isoformat() if self.since else None,
                 "seconds_since": round(seconds, 1) if seconds is not None else None, "message": self.message}
@@ -109,11 +136,15 @@ class OrderSender:
         self.client = client
         self.hours = hours
         self.settings = settings
-        self.health = BrokerHealth()
+        self.health = BrokerHealth(waiting=client.oldest_call_s, slow_after_s=settings.slow_after_s)
         self.rounds = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pm-broker", daemon=True)
+        self._follower = threading.Thread(target=self._follow_loop, name="pm-broker-follow", daemon=True)
+        self._workers = ThreadPoolExecutor(max(1, settings.send_workers), thread_name_prefix="pm-broker-send")
+        self._busy: set[str] = set()  # positions a worker is sending for
+        self._busy_lock = threading.Lock()
 
     # -- the Broker interface ---------------------------------------------------------------------
     def place_orders(self, orders: list[Order]) -> list[Fill]:
@@ -127,39 +158,96 @@ class OrderSender:
 
     def start(self) -> "OrderSender":
         self._thread.start()
+        self._follower.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=15)
+        for thread in (self._thread, self._follower):
+            if thread.is_alive():
+                thread.join(timeout=15)
+        # a call in flight ends by its own deadline, and its answer is recorded before the pool closes
+        self._workers.shutdown(wait=True, cancel_futures=True)
 
     def _loop(self) -> None:
+        """The housekeeper: never calls the broker, so expiry, abandonment and health keep their clock."""
         while not self._stop.is_set():
             self._wake.clear()
-            self.tick()
+            self._safely(self._housekeep)
+            self._dispatch()
+            self.rounds += 1
+            self.tell_health()
             self._wake.wait(self.settings.poll_s)
 
+    def _follow_loop(self) -> None:
+        while not self._stop.is_set():
+            self._safely(self._follow)
+            self.tell_health()
+            self._stop.wait(self.settings.poll_s)
+
     def tick(self) -> None:
-        """One round; never raises (a database or broker outage is logged and the next round tries again)."""
+        """One whole round on this thread, the sends waited for; never raises (a database or broker outage is
+        logged and the next round tries again)."""
+        self._safely(self._housekeep)
+        for future in self._dispatch():
+            future.result()
+        self._safely(self._follow)
+        self.rounds += 1
+        self.tell_health()
+
+    @staticmethod
+    def _safely(step: Callable[[], None]) -> None:
         try:
-            now = self.clock()
-            closed = [exchange for exchange in SESSIONS if not self.hours.is_open(exchange, now)]
-            for row in self.states.expire_stale_entries(self.settings.max_order_age_s, closed):
-                log.warning("order %s expired: %s", row["client_order_id"], row["reason"])
-            abandoned = self.states.abandon_sending(self.settings.abandoned_after_s)
-            if abandoned:
-                log.warning("%d order(s) left in 'sending' by a stopped sender are now unknown", abandoned)
-            for row in self.states.sendable():
-                if self._stop.is_set():
-                    break
-                self._send(row)
-            self._follow()
-            self.rounds += 1
+            step()
         except (PmError, psycopg2.Error) as exc:
             log.warning("broker sender: %s", exc)
-        self.tell_health()
+
+    def _housekeep(self) -> None:
+        now = self.clock()
+        closed = [exchange for exchange in SESSIONS if not self.hours.is_open(exchange, now)]
+        for row in self.states.expire_stale_entries(self.settings.max_order_age_s, closed):
+            log.warning("order %s expired: %s", row["client_order_id"], row["reason"])
+        abandoned = self.states.abandon_sending(self.settings.abandoned_after_s)
+        if abandoned:
+            log.warning("%d order(s) left in 'sending' by a stopped sender are now unknown", abandoned)
+
+    def _dispatch(self) -> list["Future[None]"]:
+        """Hand the sendable orders to the workers: one job per position (its orders in their order), none for a
+        position a worker is still sending for, at most ``send_workers`` at once (the rest wait for a round)."""
+        try:
+            rows = self.states.sendable()
+        except (PmError, psycopg2.Error) as exc:
+            log.warning("broker sender: %s", exc)
+            return []
+        jobs: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            jobs.setdefault(str(row.get("position_id") or row["client_order_id"]), []).append(row)
+        futures: list["Future[None]"] = []
+        for key, group in jobs.items():
+            with self._busy_lock:
+                if self._stop.is_set() or key in self._busy or len(self._busy) >= max(1, self.settings.send_workers):
+                    continue
+                self._busy.add(key)
+            try:
+                futures.append(self._workers.submit(self._send_all, key, group))
+            except RuntimeError:  # stopped meanwhile
+                with self._busy_lock:
+                    self._busy.discard(key)
+        return futures
+
+    def _send_all(self, key: str, rows: list[dict[str, Any]]) -> None:
+        try:
+            for row in rows:
+                if self._stop.is_set():
+                    break
+                self._safely(partial(self._send, row))
+        except Exception:  # noqa: BLE001 - a worker's surprise is logged, never lost in its future
+            log.exception("broker sender: sending for %s failed", key)
+        finally:
+            with self._busy_lock:
+                self._busy.discard(key)
+            self._wake.set()  # the position's next order may be sendable now
 
     def tell_health(self) -> None:
         """Report a change of the broker's state to the database (one notification per episode, any instance).
@@ -171,6 +259,7 @@ class OrderSender:
         nothing there. Never raises: a database outage leaves the change untold, and the next round tells it.
         """
         state, since, seen = self.health.state, self.health.since, self.health.seen
+        state = "unreachable" if state == "slow" else state  # for the episode, a broker that does not answer
         now = datetime.now(timezone.utc)
         if state not in ("ok", "session_expired", "unreachable"):
             return
@@ -225,7 +314,8 @@ class OrderSender:
             delay = BACKOFF_S[min(int(taken["attempts"]), len(BACKOFF_S)) - 1]
             self.states.send_later(order_id, outcome.reason or "not sent", delay)
         else:
-            self.health.set("error" if outcome.http_status else "unreachable", outcome.reason)
+            self.health.set("error" if outcome.http_status else "slow" if SLOW in (outcome.reason or "")
+                            else "unreachable", outcome.reason)
             self.states.unknown(order_id, outcome.reason or "no clear answer")
 
     def reconcile(self) -> dict[str, Any]:
@@ -315,7 +405,7 @@ class OrderSender:
             self._apply(row, filled, statuses)
 
     def _broker_failed(self, exc: OpenAlgoError) -> None:
-        self.health.set("session_expired" if exc.kind == "session" else
+        self.health.set("session_expired" if exc.kind == "session" else "slow" if SLOW in str(exc) else
                         "unreachable" if exc.kind in ("unreachable", "lost") else "error", str(exc))
 
     def _linked_id(self, order_id: str) -> Optional[str]:

@@ -16,7 +16,8 @@ KEY_ENV = "PM_OPENALGO_API_KEY"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback: the controls have no key)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default loopback; the API and the /sim/ controls need the key)")
     p.add_argument("--port", type=int, default=5000, help="port (default 5000, OpenAlgo's; 0 picks a free one)")
     p.add_argument("--api-key", metavar="KEY",
                    help=f"the API key callers must send (default: ${KEY_ENV}, as the engine reads it)")
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"broker-sim: OpenAlgo API on http://{host}:{port}/api/v1/ (controls under /sim/)", flush=True)
+    print(f"broker-sim: OpenAlgo API on http://{host}:{port}/api/v1/ (controls under /sim/, with the key: "
+          "Authorization: Bearer <key>)", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

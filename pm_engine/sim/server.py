@@ -4,9 +4,15 @@ The standard library's threaded HTTP server, on purpose: a simulator of a misbeh
 be able to accept an order and then cut the TCP connection without a byte of answer, or hold the
 answer past the client's timeout; a framework between the handler and the socket would hide that.
 
-Controls (no API key; bind to loopback): ``POST /sim/price {"symbol", "price"}`` sets a last price,
-``POST /sim/faults {...}`` sets switches (``Faults``), ``POST /sim/fill {"orderid", "price"?}`` fills an
-open order, ``POST /sim/reset`` clears everything, ``GET /sim/state`` shows orders, trades, positions.
+Controls, each needing the simulator's API key (``Authorization: Bearer <key>``, or ``"apikey"`` in a
+POST's JSON body, compared in constant time: any local user can reach loopback, and a price of 1 would
+fill a real exit): ``POST /sim/price {"symbol", "price"}`` sets a last price, ``POST /sim/faults {...}``
+sets switches (``Faults``), ``POST /sim/fill {"orderid", "price"?}`` fills an open order, ``POST
+/sim/reset`` clears everything, ``GET /sim/state`` shows orders, trades, positions.
+
+Bodies as the engine's: a declared ``Content-Length`` of digits only (``-1`` or a chunked body is
+refused unread), at most ``MAX_BODY``; a request's head and body must have arrived within
+``READ_S`` of its first byte (a timer shuts a slower connection), so slow clients hold nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ RATE_LIMITED = {"status": "error", "message": "Rate limit exceeded. Please slow 
                 "retry_after": 60}
 BAD_KEY = "Invalid openalgo apikey"
 MAX_BODY = 64 * 1024
+READ_S = 10.0  # a request's head and body arrive within this (the engine's header and body timeouts)
+CONTROL_KEY = "the simulator's controls need its API key (Authorization: Bearer <key>)"
 
 
 class RateLimiter:
@@ -76,6 +84,29 @@ class Handler(BaseHTTPRequestHandler):
     server: SimServer
     protocol_version = "HTTP/1.1"
     server_version = "pm-engine-broker-sim"
+    timeout = READ_S  # per read; the timer below bounds the whole head and body
+    _reading: Optional[threading.Timer] = None
+
+    def handle_one_request(self) -> None:
+        """One request, its head and body within ``READ_S`` of now (an idle keep-alive connection too)."""
+        self._reading = threading.Timer(READ_S, self._too_slow)
+        self._reading.daemon = True
+        self._reading.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._read_done()
+
+    def _read_done(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+
+    def _too_slow(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         """Quiet: request lines would carry nothing useful, and bodies (with the API key) are never logged."""
@@ -83,10 +114,19 @@ class Handler(BaseHTTPRequestHandler):
     # --- plumbing -------------------------------------------------------------------------------------
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if self.headers.get("Transfer-Encoding") or not declared.isascii() or not declared.isdigit():
+            self.close_connection = True  # the body is left unread
+            raise SimError(400, "Content-Length must be a number of bytes (no chunked bodies)")
+        length = int(declared)
         if length > MAX_BODY:
+            self.close_connection = True
             raise SimError(413, "Request body too large")
         raw = self.rfile.read(length) if length else b""
+        self._read_done()
+        if len(raw) < length:
+            self.close_connection = True
+            raise SimError(408, "the body did not arrive in time")
         try:
             return json.loads(raw or b"null")
         except ValueError:
@@ -129,17 +169,28 @@ class Handler(BaseHTTPRequestHandler):
         if not intent.host_allowed(host):
             return "Host not allowed: use a loopback name or an IP address"
         if changes:
-            if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            if not intent.is_json(self.headers.get("Content-Type")):
                 return "Content-Type must be application/json"
             return intent.cross_site(self.headers.get("Sec-Fetch-Site"), self.headers.get("Origin"), host)
         return None
 
+    def _key_ok(self, body: Any = None) -> bool:
+        """The simulator's API key, from ``Authorization: Bearer`` or a JSON body's ``apikey``, in constant time."""
+        given = self.headers.get("Authorization") or ""
+        key = given[7:].strip() if given[:7].lower() == "bearer " else None
+        if key is None and isinstance(body, dict) and isinstance(body.get("apikey"), str):
+            key = body["apikey"]
+        return key is not None and hmac.compare_digest(key.encode(), self.server.account.api_key.encode())
+
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        self._read_done()
         path = self.path.rstrip("/")
         refused = self._refusal(changes=False)
         if refused:
             self.close_connection = True
             self._answer(403, {"status": "error", "message": refused})
+        elif path.startswith("/sim/") and not self._key_ok():
+            self._answer(401, {"status": "error", "message": CONTROL_KEY})
         elif path == "/sim/state":
             with self.server.account.lock:
                 self._answer(200, self.server.account.snapshot())
@@ -160,6 +211,8 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/api/v1/") and path[len("/api/v1/"):] in SCHEMAS:
                 self._api(path[len("/api/v1/"):], body)
             elif path.startswith("/sim/"):
+                if not self._key_ok(body):
+                    raise SimError(401, CONTROL_KEY)
                 self._answer(200, self._control(path[len("/sim/"):], body))
             else:
                 self._answer(404, {"status": "error", "message": f"Not found: {self.path}"})
@@ -236,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _control(self, name: str, body: Any) -> dict[str, Any]:
         account = self.server.account
-        body = body if isinstance(body, dict) else {}
+        body = {k: v for k, v in body.items() if k != "apikey"} if isinstance(body, dict) else {}
         with account.lock:
             if name == "price":
                 symbol, price = body.get("symbol"), _price(body.get("price"))

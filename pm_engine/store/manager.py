@@ -22,6 +22,7 @@ import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 
+from pm_engine.core.capital import InvalidAmountError
 from pm_engine.core.errors import DatabaseUnavailableError, StaleVersionError
 from pm_engine.core.models import Blocked, Duplicate, Position, Signal, SignalResult
 from pm_engine.core.orders import Order
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 READ_ONLY = "25006"  # read_only_sql_transaction: this connection's node is no longer the primary
+NUMERIC_OUT_OF_RANGE = "22003"
 POSITION_FIELDS = [f.name for f in fields(Position)]
 TIME_FIELDS = ("entry_timestamp", "exit_timestamp", "rollover_timestamp")
 DECIMAL_FIELDS = tuple(f.name for f in fields(Position) if "Decimal" in str(f.type))
@@ -596,7 +598,10 @@ class DatabaseStateManager:
         """The equity curve cut to about 2 × ``buckets`` points, each bucket's low and high kept (the dashboard)."""
         return self._execute("equity_curve_sampled", (start, end, buckets))
 
-    def anomalies(self, since: Optional[datetime] = None) -> list[dict[str, Any]]:
+    def anomalies(self, since: Optional[datetime] = None, limit: Optional[int] = None) -> list[dict[str, Any]]:
+        """Anomalies since ``since`` (default 24 h), newest first; only the latest ``limit`` when given."""
+        if limit is not None:
+            return self._execute("anomalies_latest", (since, max(0, limit)))
         return self._execute("anomalies", (since,))
 
     def anomaly_counts(self, since: Optional[datetime] = None) -> dict[str, int]:
@@ -698,13 +703,19 @@ class DatabaseStateManager:
             raise DatabaseUnavailableError(f"database connection lost: {str(exc).strip()}; check the ledger "
                                            "(pm-engine capital) before recording the flow again") from exc
         except psycopg2.Error as exc:
+            if exc.pgcode == NUMERIC_OUT_OF_RANGE:  # numeric(15,2): closed equity or equity high past 10^13
+                raise InvalidAmountError(f"amount {amount} would take the book's equity past 10^13 rupees "
+                                         "(numeric(15,2)); nothing recorded", "PM060") from exc
             raise error_for(exc.pgcode, (exc.diag.message_primary or str(exc)).strip()) from exc
         with self._lock:
             self._portfolio = None  # the cached row is stale now
         return flow
 
-    def capital_ledger(self, limit: Optional[int] = None) -> list[dict[str, Any]]:
-        """The latest capital flows, newest first."""
+    def capital_ledger(self, limit: Optional[int] = None, offset: int = 0) -> list[dict[str, Any]]:
+        """The latest capital flows, newest first; with ``offset``, a page: ``limit`` flows after the newest
+        ``offset`` (the caller bounds both)."""
+        if offset:
+            return self._execute("capital_ledger_page", ((limit or 0) + offset, offset))
         return self._execute("capital_ledger", (limit,))
 
     def capital_totals(self, start: Optional[datetime] = None, end: Optional[datetime] = None) -> dict[str, Any]:

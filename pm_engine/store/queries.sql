@@ -328,6 +328,10 @@ SELECT * FROM pm.equity_curve_sampled(%s, %s, %s);
 -- Anomalies since a time (default: the last 24 hours), newest first.
 SELECT * FROM pm.anomalies_since(%s);
 
+-- anomalies_latest --
+-- The latest N anomalies since a time (default: the last 24 hours), newest first (the dashboard's bounded read).
+SELECT * FROM pm.anomalies_since(%s) ORDER BY detected_at DESC, id DESC LIMIT %s;
+
 -- anomaly_counts --
 -- Anomalies by kind since a time (NULL: ever).
 SELECT pm.anomaly_counts(%s);
@@ -373,6 +377,10 @@ SELECT pm.record_capital_flow(%s, %s, %s, %s);
 -- capital_ledger --
 -- The latest capital flows, newest first (NULL: all).
 SELECT * FROM pm.capital_ledger(%s);
+
+-- capital_ledger_page --
+-- One page of the flows, newest first: the newest (limit + offset), the first offset skipped.
+SELECT * FROM pm.capital_ledger(%s) ORDER BY id DESC OFFSET %s;
 
 -- capital_totals --
 -- Deposits, withdrawals and net flows recorded in a time range.

@@ -291,9 +291,9 @@ def start_sim(api_key: str) -> tuple[subprocess.Popen[str], str]:
     return sim, line.split("on ", 1)[1].split("/api/v1/")[0]
 
 
-def sim_control(url: str, name: str, document: dict[str, Any]) -> Any:
+def sim_control(url: str, name: str, document: dict[str, Any], key: str) -> Any:
     request = urllib.request.Request(f"{url}/sim/{name}", json.dumps(document).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.loads(answer.read())
 
@@ -311,7 +311,7 @@ def part_broker(config: DatabaseConfig, sizes: Sizes) -> dict[str, Stats]:
     try:
         gold = ContractCalendar(DEFAULT_INSTRUMENTS).on("GOLD_MINI", date.today())
         assert gold is not None
-        sim_control(url, "price", {"symbol": gold.symbol, "price": "75000"})
+        sim_control(url, "price", {"symbol": gold.symbol, "price": "75000"}, key)
         server = EngineProcess(config, SECRET, env={"PM_MAX_SIGNAL_AGE_S": "0", "PM_BROKER": "openalgo",
                                                     "PM_OPENALGO_URL": url, "PM_OPENALGO_API_KEY": key,
                                                     "PM_MARKET_HOURS": "always"}).start()

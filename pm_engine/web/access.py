@@ -26,6 +26,8 @@ from typing import Callable, Optional, Protocol
 
 from starlette.requests import Request
 
+from pm_engine.core.intent import is_json
+
 SESSION_COOKIE = "pm_session"
 CSRF_HEADER = "x-csrf-token"
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -136,7 +138,7 @@ class Access:
             session = request.cookies.get(SESSION_COOKIE, "")
             if not same(request.headers.get(CSRF_HEADER) or form_csrf, self.csrf_token(session)):
                 return "missing or bad CSRF token (X-CSRF-Token)"
-        elif principal == "loopback" and "application/json" not in request.headers.get("content-type", ""):
+        elif principal == "loopback" and not is_json(request.headers.get("content-type")):
             return "a change from this machine must be sent as JSON (Content-Type: application/json)"
         return None
 

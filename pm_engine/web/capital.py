@@ -22,11 +22,13 @@ from fastapi.responses import JSONResponse
 from pm_engine.core.capital import CapitalRefusedError, WithdrawalRefusedError, parse_amount
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.errors import DatabaseUnavailableError
+from pm_engine.core.intent import is_json
 from pm_engine.core.signals import MAX_BODY_BYTES
 from pm_engine.core.statistics import as_json
 from pm_engine.store.manager import DatabaseStateManager
 
 log = logging.getLogger("pm_engine.capital")
+PAGE, MAX_PAGE, MAX_OFFSET = 100, 500, 100_000  # GET /capital reads a bounded page, never the whole ledger
 KINDS = {"deposit": "deposit", "withdrawal": "withdrawal", "withdraw": "withdrawal"}
 CAPITAL_EXAMPLE = {"kind": "deposit", "amount": "1000000.00", "note": "added from savings"}
 CAPITAL_SCHEMA = {
@@ -55,12 +57,20 @@ def capital_router(engine: LiveTradingEngine, store: Optional[DatabaseStateManag
     refusal audit, as every refused write is (``POST /control``, manual exits)."""
     router = APIRouter()
 
-    @router.get("/capital", summary="The capital ledger (newest first) and its totals")
-    def ledger() -> JSONResponse:
+    @router.get("/capital", summary=f"The capital ledger (newest first), a page of it (?limit=, default "
+                                    f"{PAGE}, at most {MAX_PAGE}; ?offset=, at most {MAX_OFFSET}), and its totals")
+    def ledger(limit: str = str(PAGE), offset: str = "0") -> JSONResponse:
         if store is None:
             return _answer(404, "the capital ledger needs a database (this engine runs in memory)")
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_PAGE):
+            return _answer(422, f"limit must be a whole number from 1 to {MAX_PAGE}", "limit")
+        if not (offset.isascii() and offset.isdigit() and int(offset) <= MAX_OFFSET):
+            return _answer(422, f"offset must be a whole number from 0 to {MAX_OFFSET}", "offset")
+        size, skip = int(limit), int(offset)
         try:
-            return JSONResponse(as_json({"flows": store.capital_ledger(), **store.capital_totals()}))
+            flows = store.capital_ledger(size, skip)
+            page = {"limit": size, "offset": skip, "next_offset": skip + size if len(flows) == size else None}
+            return JSONResponse(as_json({"flows": flows, **page, **store.capital_totals()}))
         except DatabaseUnavailableError:
             return _answer(503, "database unavailable")
 
@@ -78,7 +88,7 @@ def capital_router(engine: LiveTradingEngine, store: Optional[DatabaseStateManag
         def no(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
             return refuse(request, raw, status, message, field)
 
-        if "application/json" not in request.headers.get("content-type", "").lower():
+        if not is_json(request.headers.get("content-type")):
             return no(415, "the body must be JSON (Content-Type: application/json)")
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:

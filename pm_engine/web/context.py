@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.intent import is_json, media_type
 from pm_engine.core.signals import MAX_BODY_BYTES, check_storable
 from pm_engine.store.audit import RefusalAudit
 from pm_engine.store.manager import DatabaseStateManager
@@ -106,9 +107,9 @@ async def form_or_json(request: Request) -> dict[str, Any]:
         return {}
     data: Any = {}
     try:
-        if "application/json" in kind:
+        if is_json(kind):
             data = json.loads(raw)
-        elif "application/x-www-form-urlencoded" in kind:
+        elif media_type(kind) == "application/x-www-form-urlencoded":
             data = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
     except (ValueError, RecursionError):
         return {}

@@ -6,13 +6,14 @@ file included), so what the page says is what the engine will trade.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Optional
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from pm_engine.core.contracts import ContractCalendar, ist_date
+from pm_engine.core.contracts import ContractCalendar, ist_date, report_date
+from pm_engine.core.errors import ConfigError
 
 
 def contracts_router(calendar: ContractCalendar) -> APIRouter:
@@ -26,9 +27,12 @@ def contracts_router(calendar: ContractCalendar) -> APIRouter:
             day = ist_date(datetime.now(timezone.utc))
         else:
             try:
-                day = date.fromisoformat(on)
-            except ValueError:
-                return JSONResponse({"error": "on: not a date (YYYY-MM-DD)", "field": "on"}, status_code=422)
-        return JSONResponse(calendar.report(day))
+                day = report_date(on)
+            except ValueError as exc:
+                return JSONResponse({"error": f"on: {exc}", "field": "on"}, status_code=422)
+        try:
+            return JSONResponse(calendar.report(day))
+        except ConfigError as exc:  # the holidays leave no trading day near it
+            return JSONResponse({"error": f"on: {exc}", "field": "on"}, status_code=422)
 
     return router

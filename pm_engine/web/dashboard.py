@@ -38,6 +38,7 @@ RANGES = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelt
 REFRESH_MS = 3000
 DEFAULT_RANGE = "month"
 ORDERS_SHOWN = 20  # the newest orders in the dashboard's panel (pm-engine orders and GET /orders list them all)
+LATEST_ANOMALIES = 50  # the newest anomalies of 24 h in the page; anomaly_counts counts them all (by kind)
 CHART_POINTS = 600  # the chart's width in the page's SVG units: more points than this draw nothing more
 MAX_CHART_POINTS = 4000
 # the dashboard's own pages load nothing from anywhere else, and run no inline script
@@ -105,7 +106,8 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
         broker = broker_health(engine.broker) or {"state": "paper", "text": "paper broker", "seconds_since": None}
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
-                    "locks": [], "signals": [], "refusals": [], "anomalies": [], "instances": [], "curve": [],
+                    "locks": [], "signals": [], "refusals": [], "anomalies": [], "anomaly_counts": {}, "instances": [],
+                    "curve": [],
                     "trades": [], "pnl": {}, "stats": {}, "capital": [], "rollover": [], "orders": [],
                     "broker": broker}
         span = RANGES[chosen]
@@ -114,7 +116,8 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
         return {
             "status": status, "mode": store.trading_mode(), "locks": store.active_locks(),
             "signals": store.recent_signals(50), "refusals": store.refusals(day_ago, 50),
-            "anomalies": store.anomalies(day_ago), "instances": store.list_instances(),
+            "anomalies": store.anomalies(day_ago, LATEST_ANOMALIES),
+            "anomaly_counts": store.anomaly_counts(day_ago), "instances": store.list_instances(),
             "curve": store.equity_curve_sampled(start, None, max(1, points // 2)),
             "stats": store.trade_stats(start, None),
             "trades": list(reversed(store.trades(start, None)))[:50],

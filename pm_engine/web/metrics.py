@@ -25,7 +25,7 @@ ANOMALY_KINDS = ("exit_never_open", "pyramid_without_base", "pyramid_skips_layer
 OUTCOMES = ("executed", "blocked", "duplicate")
 NOTIFICATION_STATES = ("sent", "failed", "retrying", "given_up", "pending", "sending", "filtered")
 REFUSALS = ("400", "401", "403", "413", "422", "429", "503")
-BROKER_STATES = ("ok", "session_expired", "unreachable", "error", "unknown")
+BROKER_STATES = ("ok", "session_expired", "unreachable", "slow", "error", "unknown")
 
 
 class Metrics:
@@ -107,7 +107,8 @@ class _PortfolioCollector(Collector):
             return
         view = health.view()
         state = GaugeMetricFamily("pm_broker_state", "1 for the broker state this instance's sender last saw: ok, "
-                                  "session_expired, unreachable, error, unknown (not yet contacted)", labels=["state"])
+                                  "session_expired, unreachable, slow (a call waiting or past its deadline), error, "
+                                  "unknown (not yet contacted)", labels=["state"])
         for name in BROKER_STATES:
             state.add_metric([name], 1.0 if view["state"] == name else 0.0)
         yield state

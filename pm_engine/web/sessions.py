@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from pm_engine.core.errors import DatabaseUnavailableError
+from pm_engine.core.intent import is_json
 from pm_engine.core.signals import SignalValidationError
 from pm_engine.web.access import SESSION_COOKIE, client_address
 from pm_engine.web.context import WebContext, error, form_or_json
@@ -28,7 +29,7 @@ def sessions_router(ctx: WebContext) -> APIRouter:
             return ctx.refuse(request, b"", 422, str(exc), exc.field)
         if ctx.web.read_token is None:
             return error(404, "no read token is configured: nothing to log in with (this machine reads freely)")
-        scripted = "application/json" in request.headers.get("content-type", "")  # else the login form
+        scripted = is_json(request.headers.get("content-type"))  # else the login form
         address = client_address(request)
         retry_after = ctx.token_failures.blocked(address)  # past the limit, the right token is refused too
         if retry_after is None and not access.token_ok(str(data.get("token") or "")):

@@ -237,3 +237,48 @@ def test_a_web_page_cannot_drive_the_simulator(sim: Sim) -> None:  # noqa: F811
     assert rebound.status_code == 403 and "Host" in rebound.json()["message"]
     quote = client(sim).quotes(symbol=FUT, exchange="NFO")
     assert quote["data"]["ltp"] == 52000.0, "nothing the page sent changed the price"
+
+
+def test_the_controls_need_the_simulators_key(sim: Sim) -> None:  # noqa: F811
+    """Issue 29: any local user reaches loopback; without the key no price, fault, fill, reset or state."""
+    import httpx
+
+    sim.control("price", {"symbol": FUT, "price": "52000"})
+    for name, body in (("price", {"symbol": FUT, "price": 1}), ("faults", {"reject": "place"}), ("reset", {}),
+                       ("fill", {"orderid": "x"})):
+        bare = httpx.post(f"{sim.url}/sim/{name}", json=body, timeout=5)
+        wrong = httpx.post(f"{sim.url}/sim/{name}", json={**body, "apikey": sim.api_key + "x"}, timeout=5)
+        assert bare.status_code == wrong.status_code == 401 and "need its API key" in bare.json()["message"], name
+    assert httpx.get(f"{sim.url}/sim/state", timeout=5).status_code == 401
+    assert httpx.get(f"{sim.url}/sim/state", headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 401
+    in_body = httpx.post(f"{sim.url}/sim/price", json={"symbol": FUT, "price": "52100", "apikey": sim.api_key})
+    assert in_body.status_code == 200, in_body.text  # the key in the body, as the API takes it
+    assert client(sim).quotes(symbol=FUT, exchange="NFO")["data"]["ltp"] == 52100.0
+
+
+def test_the_simulator_refuses_unbounded_and_slow_bodies(sim: Sim) -> None:  # noqa: F811
+    """Issue 29: ``Content-Length: -1`` was read to the end of the stream (68 → 378 MB); a slow body held a thread."""
+    import socket
+    import time
+
+    host, port = sim.url.rsplit("//", 1)[1].split(":")
+
+    def raw(head: bytes, then: bytes = b"") -> bytes:
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(head + then)
+            conn.settimeout(30)
+            return conn.recv(4096)
+
+    start = b"POST /sim/price HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    minus = raw(start + b"Content-Length: -1\r\n\r\n", b"{" * 1000)
+    assert minus.startswith(b"HTTP/1.1 400") and b"Content-Length" in minus
+    chunked = raw(start + b"Transfer-Encoding: chunked\r\n\r\n", b"5\r\n{}{}{\r\n")
+    assert chunked.startswith(b"HTTP/1.1 400")
+    big = raw(start + b"Content-Length: 10000000\r\n\r\n")
+    assert big.startswith(b"HTTP/1.1 413")
+    began = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=30) as conn:  # a head that never ends
+        conn.sendall(b"POST /sim/price HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        conn.settimeout(30)
+        assert conn.recv(4096) == b""  # the simulator closed it
+    assert time.monotonic() - began < 25  # within its read timeout (10 s), not the 30 s this side would wait

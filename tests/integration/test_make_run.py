@@ -138,7 +138,12 @@ def test_make_run_with_the_broker_simulator_trades_the_whole_loop(tmp_path: Path
     try:
         [sim] = [line for line in lines if line.startswith("broker-sim: OpenAlgo API on http://127.0.0.1:")]
         sim_url = sim.split("on ", 1)[1].split("/api/v1/")[0]
-        token = json.loads((var / "embedded.json").read_text())["read_token"]
+        # issue 29: the simulator's book is a database of its own (var/sim/), never the one make run trades from
+        assert any(f"its own database under {var / 'sim'}" in line for line in lines), lines
+        assert not (var / "embedded.json").exists() and not (var / "pgdata").exists()
+        token = json.loads((var / "sim" / "embedded.json").read_text())["read_token"]
+        [key] = [line.rsplit(": ", 1)[1].strip() for line in lines
+                 if line.startswith("broker-sim: the API and the controls")]
         auth = {"Authorization": f"Bearer {token}"}
         curl = next(line for line in lines if "curl -s -X POST" in line)
         body = re.search(r"-d '(.*)'", curl)
@@ -154,7 +159,14 @@ def test_make_run_with_the_broker_simulator_trades_the_whole_loop(tmp_path: Path
             orders = httpx.get(f"http://127.0.0.1:{port}/orders", headers=auth, timeout=5).json()["orders"]
         [order] = orders
         assert order["state"] == "filled", order
-        at_sim = httpx.get(sim_url + "/sim/state", timeout=5).json()
+        # issue 29: the controls need the simulator's key; a body of unknown length is refused unread
+        assert httpx.get(sim_url + "/sim/state", timeout=5).status_code == 401
+        price = httpx.post(sim_url + "/sim/price", json={"symbol": order["symbol"], "price": 1}, timeout=5)
+        assert price.status_code == 401 and "need its API key" in price.text
+        wrong = httpx.post(sim_url + "/sim/reset", json={}, headers={"Authorization": "Bearer " + key[:-1]},
+                           timeout=5)
+        assert wrong.status_code == 401
+        at_sim = httpx.get(sim_url + "/sim/state", headers={"Authorization": f"Bearer {key}"}, timeout=5).json()
         assert [o["orderid"] for o in at_sim["orders"]] == [order["broker_order_id"]]
         [position] = httpx.get(f"http://127.0.0.1:{port}/status", headers=auth, timeout=5).json()["positions"]
         price = f"{alert['price']:.2f}"

@@ -8,11 +8,17 @@ know exactly where an attempt failed — before the request could have left (con
 closed while idle fails on the next request in a way that cannot be told apart from a cut after
 sending; at 10 orders/s a TCP handshake costs nothing worth that ambiguity. No new dependency.
 
-Timeouts, on purpose: connect 3 s — a gateway on the same host or LAN accepts in milliseconds, a
-failed connect is "not sent" and safe to retry, so waiting long buys nothing. Read 10 s for orders —
-a broker answers a placement in well under a second; past 10 s the order is ``unknown`` and resolved
-from the order book (never resent), while a longer wait would only hold up the orders queued behind
-it. Read 5 s for queries (order book, trade book, positions, quotes), which are simply retried.
+Deadlines, on purpose: every call has one total deadline — connect, send and the whole answer —
+enforced by a timer that shuts the socket when it passes, because a per-read timeout alone lets a
+gateway that sends its headers and then one byte every few seconds hold a call (and whatever waits
+on it) forever. Connect 3 s at most within it — a gateway on the same host or LAN accepts in
+milliseconds, a failed connect is "not sent" and safe to retry. 10 s in all for orders
+(``order_timeout_s``, ``PM_OPENALGO_TIMEOUT_S``) — a broker answers a placement in well under a
+second; past the deadline the order is ``unknown`` and resolved from the order book (never resent).
+5 s in all for queries (order book, trade book, positions, quotes), which are simply retried. An
+answer is read up to 4 MiB (``max_answer_bytes``); a longer one is no answer (a placement's is
+``unknown``). ``oldest_call_s()`` says how long the oldest call in flight has waited, so the sender
+can call the broker slow while a call is still stuck, within one deadline.
 
 The API key is held in a ``Secret``: it never appears in a repr, a log line or an exception (error
 texts from the gateway are scrubbed of it too).
@@ -24,6 +30,7 @@ import http.client
 import json
 import logging
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -64,9 +71,12 @@ class Secret:
 
 @dataclass(frozen=True)
 class Timeouts:
+    """``order_read_s`` and ``query_read_s`` are total deadlines of one call (connect + send + the whole answer)."""
+
     connect_s: float = 3.0
     order_read_s: float = 10.0
     query_read_s: float = 5.0
+    max_answer_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,14 @@ class OpenAlgoClient:
         self.order_limiter = order_limiter or RateLimiter(10)
         self.query_limiter = query_limiter or RateLimiter(10)
         self.rate_limited_retries = rate_limited_retries
+        self._calls: dict[int, float] = {}  # calls in flight: a token -> when it began (monotonic)
+        self._calls_lock = threading.Lock()
+
+    def oldest_call_s(self) -> float:
+        """How long the oldest call now in flight has waited (0 when none is)."""
+        with self._calls_lock:
+            begun = min(self._calls.values(), default=None)
+        return 0.0 if begun is None else time.monotonic() - begun
 
     def __repr__(self) -> str:
         return f"OpenAlgoClient(url={self.url!r}, strategy={self.strategy!r}, api_key=****)"
@@ -223,41 +241,97 @@ class OpenAlgoClient:
 
     # --- the wire -----------------------------------------------------------------------------------
 
-    def _post(self, endpoint: str, payload: dict[str, Any], read_s: float) -> _Reply:
+    def _post(self, endpoint: str, payload: dict[str, Any], total_s: float) -> _Reply:
+        token = object()
+        begun = time.monotonic()
+        with self._calls_lock:
+            self._calls[id(token)] = begun
+        try:
+            return self._post_within(endpoint, payload, total_s, begun + total_s)
+        finally:
+            with self._calls_lock:
+                self._calls.pop(id(token), None)
+
+    def _post_within(self, endpoint: str, payload: dict[str, Any], total_s: float, deadline: float) -> _Reply:
         where = f"{self._host}:{self._port}"
+        connect_s = max(0.001, min(self.timeouts.connect_s, total_s))
         conn: http.client.HTTPConnection
         if self._https:
-            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeouts.connect_s)
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=connect_s)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeouts.connect_s)
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=connect_s)
+        expired = threading.Event()
+        timer: Optional[threading.Timer] = None
         try:
             try:
                 conn.connect()
             except socket.gaierror:
                 raise _NotSent(f"cannot resolve {self._host} (not sent)") from None
             except TimeoutError:
-                raise _NotSent(f"no connection to {where} within {self.timeouts.connect_s:g} s (not sent)") from None
+                raise _NotSent(f"no connection to {where} within {connect_s:g} s (not sent)") from None
             except OSError as exc:
                 raise _NotSent(f"cannot connect to {where}: {exc.strerror or type(exc).__name__} (not sent)") from None
-            assert conn.sock is not None
-            conn.sock.settimeout(read_s)
+            sock = conn.sock
+            assert sock is not None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _NotSent(f"no connection to {where} within {total_s:g} s (not sent)")
+            sock.settimeout(remaining)
+            timer = threading.Timer(remaining, _expire, (sock, expired))
+            timer.daemon = True
+            timer.start()
             body = json.dumps({"apikey": self._key.reveal(), **payload}).encode()
             try:
                 conn.request("POST", self._base + endpoint, body=body,
                              headers={"Content-Type": "application/json", "Accept": "application/json"})
                 response = conn.getresponse()
-                raw = response.read()
-            except TimeoutError:
-                raise _Lost(f"no answer from {where} within {read_s:g} s after the request was sent") from None
-            except (http.client.HTTPException, OSError) as exc:
+                raw = _read_capped(response, self.timeouts.max_answer_bytes)
+            except _TooLarge:
+                raise _Lost(f"the answer from {where} is larger than {self.timeouts.max_answer_bytes // 1024} KiB "
+                            "(the request was sent)") from None
+            except (TimeoutError, http.client.HTTPException, OSError, ValueError) as exc:
+                if expired.is_set() or isinstance(exc, TimeoutError) or time.monotonic() >= deadline:
+                    raise _Lost(f"no answer from {where} within {total_s:g} s (all of it) after the request was sent "
+                                "(broker slow / not answering)") from None
                 raise _Lost(f"connection to {where} lost after the request was sent ({type(exc).__name__})") from None
         finally:
+            if timer is not None:
+                timer.cancel()
             conn.close()
         try:
             document = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             document = None
         return _Reply(response.status, document)
+
+
+class _TooLarge(Exception):
+    """The answer passed ``max_answer_bytes``."""
+
+
+def _expire(sock: socket.socket, expired: threading.Event) -> None:
+    """The deadline passed: shut the socket, so the read blocked on it returns at once."""
+    expired.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _read_capped(response: http.client.HTTPResponse, cap: int) -> bytes:
+    """The whole answer, or _TooLarge past ``cap`` bytes (never more than cap + 64 KiB held)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = response.read1(65536)
+        if not chunk:
+            if response.length:  # read1 answers an early end with b"": the declared body is not all here
+                raise http.client.IncompleteRead(b"".join(parts), response.length)
+            return b"".join(parts)
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge()
+        parts.append(chunk)
 
 
 def _text(value: Any) -> str:

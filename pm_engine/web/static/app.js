@@ -153,6 +153,9 @@
       el("td", i.status === "crashed" || i.status === "stopped" ? i.status : i.heartbeat_age_s + " s ago",
         i.stale ? "crashed" : "")]);
     list("refusals", data.refusals, (r) => time(r.received_at) + " " + r.source + " " + r.status + " " + r.reason);
+    const anomalyTotal = Object.values(data.anomaly_counts || {}).reduce((a, b) => a + b, 0);
+    document.getElementById("anomaly-count").textContent = anomalyTotal > data.anomalies.length
+      ? `(${anomalyTotal}; the latest ${data.anomalies.length} shown)` : "";
     list("anomalies", data.anomalies, (a) => time(a.detected_at) + " " + a.kind + ": " + a.instrument + " " + a.signal_type + " " + a.position);
     fill("trades", data.trades, (t) => [el("td", time(t.exit_time)), el("td", t.position_id), el("td", t.layer),
       el("td", t.lots), el("td", t.entry_price), el("td", t.exit_price), signed(t.pnl), el("td", t.r_multiple ?? "–"),
