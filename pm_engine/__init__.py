@@ -7,10 +7,10 @@ and the PostgreSQL store that makes them durable. Everything else is reached thr
 
 __version__ = "0.1.0"
 
-from pm_engine.core.engine import LiveTradingEngine  # noqa: E402 - after __version__, which the layers read
+from pm_engine.core.engine import TradingEngine  # noqa: E402 - after __version__, which the layers read
 from pm_engine.core.models import Position, Signal, SignalResult  # noqa: E402
-from pm_engine.core.portfolio import PortfolioStateManager  # noqa: E402
-from pm_engine.store.manager import DatabaseStateManager  # noqa: E402
+from pm_engine.core.portfolio import Book  # noqa: E402
+from pm_engine.store.gateway import Store  # noqa: E402
 
-__all__ = ["DatabaseStateManager", "LiveTradingEngine", "PortfolioStateManager", "Position", "Signal", "SignalResult",
+__all__ = ["Store", "TradingEngine", "Book", "Position", "Signal", "SignalResult",
            "__version__"]

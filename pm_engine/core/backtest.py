@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from pm_engine.core.capital import CapitalRefusedError, parse_amount
 from pm_engine.core.contracts import ist_date
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.models import Outcome
 from pm_engine.core.rollover import RollPlanError, plan_roll, roll_in_memory
 from pm_engine.core.signals import SignalValidationError, parse_timestamp
@@ -116,12 +116,12 @@ def row_to_payload(row: dict[str, Optional[str]]) -> dict[str, Any]:
     return payload
 
 
-def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progress: Optional[bool] = None,
+def run_backtest(path: Path, engine: Optional[TradingEngine] = None, progress: Optional[bool] = None,
                  err: TextIO = sys.stderr,
                  before_signal: Optional[Callable[[datetime], None]] = None) -> BacktestReport:
     """Replay ``path``. ``before_signal(bar time)`` replaces the in-memory rolls (a replay through the
     database rolls there, with the clock injected); without it an in-memory engine rolls in memory."""
-    engine = engine or LiveTradingEngine(max_signal_age=None)
+    engine = engine or TradingEngine(max_signal_age=None)
     report = BacktestReport(initial_capital=engine.portfolio.initial_capital)
     try:
         with path.open(newline="") as handle:
@@ -148,7 +148,7 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
             basis[signal.instrument] = Decimal(str(row["roll_basis"]).strip())
         if before_signal is not None:
             before_signal(signal.timestamp)
-        elif engine.db_manager is None:
+        elif engine.store is None:
             roll_due(engine, signal.timestamp, basis, report, err)
         result = engine.process_signal(signal)
         replayed.append(signal)
@@ -170,7 +170,7 @@ def run_backtest(path: Path, engine: Optional[LiveTradingEngine] = None, progres
     return report
 
 
-def roll_due(engine: LiveTradingEngine, when: datetime, basis: dict[str, Decimal], report: BacktestReport,
+def roll_due(engine: TradingEngine, when: datetime, basis: dict[str, Decimal], report: BacktestReport,
              err: TextIO = sys.stderr) -> None:
     """Roll, in memory, every group whose roll date has come by ``when`` (at its mark, plus its basis)."""
     portfolio = engine.portfolio
@@ -210,7 +210,7 @@ def _runner() -> str:
     return f"cli:{clean(user)}@{clean(socket.gethostname())}"
 
 
-def _replay_flow(engine: LiveTradingEngine, report: BacktestReport, number: int, kind: str,
+def _replay_flow(engine: TradingEngine, report: BacktestReport, number: int, kind: str,
                  row: dict[str, Optional[str]], err: TextIO) -> None:
     """A DEPOSIT or WITHDRAWAL row: applied through the engine (so through the database when it has one)."""
     try:

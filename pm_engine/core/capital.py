@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from pm_engine.core.errors import DatabaseError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.core.portfolio import PortfolioStateManager
+    from pm_engine.core.portfolio import Book
 
 KINDS = ("deposit", "withdrawal")
 LIMIT = Decimal("1e13")  # numeric(15,2): amounts stay below 10^13
@@ -110,7 +110,7 @@ class CapitalFlow:
         return self.amount if self.kind == "deposit" else -self.amount
 
 
-def apply_flow(portfolio: "PortfolioStateManager", kind: str, amount: Decimal, note: Optional[str] = None,
+def apply_flow(portfolio: "Book", kind: str, amount: Decimal, note: Optional[str] = None,
                recorded_by: str = "backtest") -> CapitalFlow:
     """The in-memory twin of pm.record_capital_flow: check, then move closed equity and equity_high.
 

@@ -21,7 +21,7 @@ from pm_engine.core.models import Outcome, Signal, SignalResult, SignalType
 from pm_engine.core.signals import IST
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.core.portfolio import PortfolioStateManager
+    from pm_engine.core.portfolio import Book
 
 ENTRIES = (SignalType.BASE_ENTRY, SignalType.PYRAMID)
 SETTINGS = ("daily_loss_pct", "max_entries_per_day", "cooling_off_losses", "cooling_off_hours")
@@ -118,7 +118,7 @@ class Controls:
         self.changes.append((mode, reason, changed_by))
 
     # -- pm.control_blocks ---------------------------------------------------------------------
-    def blocks(self, signal: Signal, portfolio: "PortfolioStateManager") -> Optional[str]:
+    def blocks(self, signal: Signal, portfolio: "Book") -> Optional[str]:
         """Why the controls block this signal, evaluated on the committed portfolio (None: they do not)."""
         if self.mode == "halted":
             return f"trading paused (halted): {self.reason or 'no reason given'}"
@@ -144,7 +144,7 @@ class Controls:
                 return lock_reason(signal.instrument, until, reason)
         return None
 
-    def record(self, signal: Signal, result: SignalResult, portfolio: "PortfolioStateManager") -> None:
+    def record(self, signal: Signal, result: SignalResult, portfolio: "Book") -> None:
         """What the database's tables would now hold: executed entries per day, closed trades."""
         if result.outcome is not Outcome.EXECUTED:
             return
@@ -158,7 +158,7 @@ class Controls:
                 (closed.exit_timestamp, position_id, closed.realized_pnl))
 
     # -- the breakers: each answers "lock until T, because R" ------------------------------------
-    def daily_loss(self, signal: Signal, portfolio: "PortfolioStateManager") -> Optional[str]:
+    def daily_loss(self, signal: Signal, portfolio: "Book") -> Optional[str]:
         """pm.breaker_daily_loss: open equity more than daily_loss_pct below the day's first value."""
         pct = self.settings.daily_loss_pct
         if pct is None:

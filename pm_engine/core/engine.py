@@ -1,6 +1,7 @@
-"""LiveTradingEngine: one signal at a time through marks, stops, sizing, gates, orders and state.
+"""TradingEngine: one signal at a time through marks, stops, sizing, gates, orders and state.
 
-Each signal is decided on a working copy of the portfolio (``PortfolioStateManager.clone``); its
+The same engine trades live (with a store: PostgreSQL) and backtests (without one: in memory).
+Each signal is decided on a working copy of the book (``Book.clone``); its
 effects — positions, pyramiding state, closed equity, metrics, broker orders and the signal's
 outcome — become durable together (with a database: one atomic call that also claims the
 fingerprint), and only then does the engine adopt the copy and send the orders to the broker.
@@ -12,48 +13,38 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter, OrderedDict
-from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional
 
-from pm_engine.core.capital import CapitalFlow, apply_flow, check_note
-from pm_engine.core.contracts import Contract, ContractCalendar, ist_date
+from pm_engine.core.contracts import Contract, ContractCalendar
 from pm_engine.core.controls import Controls
-from pm_engine.core.errors import ConfigError, DatabaseUnavailableError, StaleVersionError
+from pm_engine.core.errors import ConfigError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig, with_lot_size
 from pm_engine.core.market_hours import QueueNote, SendWindow
+from pm_engine.core.operator import OperatorActions
 from pm_engine.core.models import Blocked, Duplicate, Outcome, Position, Signal, SignalResult, SignalType
 from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, client_order_id
-from pm_engine.core.portfolio import PortfolioStateManager
+from pm_engine.core.outbox_sending import OutboxSending
+from pm_engine.core.portfolio import Book
 from pm_engine.core.pyramiding import gate_reasons, pyramid_anomaly, size_pyramid
-from pm_engine.core.signals import SignalValidationError, parse_signal
+from pm_engine.core.signals import parse_signal
 from pm_engine.core.sizing import one_lot_needs, portfolio_limit_reasons, position_risk, size_base_entry
-from pm_engine.core.state_store import StateStore
+from pm_engine.core.state_store import Gateway
+from pm_engine.core.status import utcnow
 from pm_engine.core.stops import stop_hit, trail
 
 SEEN_LIMIT = 200_000
-CONTENTION_WINDOW_S = 10.0  # after a stale decision, commit in guarded transactions for this long
-MANUAL_EXIT_BAND = Decimal("0.05")  # a manual exit price within 5 % of the last mark, unless forced
 log = logging.getLogger(__name__)
 
 
-def money(value: Decimal) -> str:
-    """Rupees and prices as text with two decimals (half-up), as the database stores them."""
-    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class LiveTradingEngine:
+class TradingEngine(OperatorActions, OutboxSending):
     """Processes validated signals against the portfolio, in memory or on PostgreSQL."""
 
     def __init__(self, instruments: Optional[Mapping[str, InstrumentConfig]] = None,
                  config: Optional[PortfolioConfig] = None, broker: Optional[Broker] = None,
-                 db_manager: Optional[StateStore] = None, instance_id: str = "local",
+                 store: Optional[Gateway] = None, instance_id: str = "local",
                  max_signal_age: Optional[timedelta] = timedelta(minutes=10),
                  clock: Callable[[], datetime] = utcnow,
                  fault: Callable[[str], None] = lambda point: None, send_in_background: bool = False,
@@ -66,8 +57,8 @@ class LiveTradingEngine:
             raise ConfigError(f"mcx_quantity_unit must be lots or units, got {mcx_quantity!r}")
         self.mcx_quantity = mcx_quantity  # MCX order quantities: lots (OpenAlgo's Zerodha) or units (DOMAIN §14)
         self.config = config or PortfolioConfig()
-        self.broker: Broker = broker or (db_manager.paper_broker() if db_manager else PaperBroker())
-        self.db_manager = db_manager
+        self.broker: Broker = broker or (store.orders.paper_broker() if store else PaperBroker())
+        self.store = store
         self.instance_id = instance_id
         self.max_signal_age = max_signal_age
         self.clock = clock
@@ -78,15 +69,14 @@ class LiveTradingEngine:
         # the broker sender's market hours and entry age (None: paper, or always open): an order of a closed
         # market is answered with what will happen to it, an entry that would expire unsent is blocked
         self.window = window
-        self._pending_told: set[str] = set()  # queued orders send_pending has already logged
+        self._queued_told: set[str] = set()  # queued orders send_queued has already logged
         # live engines send orders on a sender thread (the webhook answers once the signal is durable);
         # tests, backtests and tools send them inline
-        self.sender = BackgroundSender(self.broker, self._send_failed) if send_in_background and db_manager else None
-        self.portfolio = PortfolioStateManager(self.config, self.instruments, db_manager)
+        self.sender = BackgroundSender(self.broker, self._send_failed) if send_in_background and store else None
+        self.portfolio = Book(self.config, self.instruments, store.book if store else None)
         self.seen: OrderedDict[str, None] = OrderedDict()  # fingerprints known to be logged
         self.outcomes: Counter[str] = Counter()
         self.last_signal_at: Optional[datetime] = None  # reported by the heartbeat
-        self._contention_until = 0.0  # monotonic time until which other instances are known to commit
         self._lock = threading.Lock()
 
     # -- entry points --------------------------------------------------------------------------
@@ -111,61 +101,38 @@ class LiveTradingEngine:
         if signal.fingerprint in self.seen:  # committed (or found committed) before: no round trip needed
             return self._duplicate(signal), []
         work = self.portfolio.clone()
-        if self.db_manager is None and self.controls is not None:  # in memory: the same controls, in Python
+        if self.store is None and self.controls is not None:  # in memory: the same controls, in Python
             reason = self.controls.blocks(signal, self.portfolio)
             if reason is not None:
                 self._known(signal.fingerprint)
                 return SignalResult(Outcome.BLOCKED, reason, signal.fingerprint), []
         result = self._decide(signal, work)
-        if self.db_manager is None:
+        if self.store is None:
             self._known(signal.fingerprint)
             self.portfolio.adopt(work)
             if self.controls is not None:
                 self.controls.record(signal, result, self.portfolio)
             return result, work.orders
-
-        def decide_again(state: Optional[dict[str, Any]]) -> tuple[SignalResult, PortfolioStateManager]:
-            self._contention_until = time.monotonic() + CONTENTION_WINDOW_S
-            return self._decide_on(state, signal)
-
-        refused: Optional[Duplicate | Blocked] = None
-        if time.monotonic() < self._contention_until:
-            # other instances are committing: apply inside a transaction, so a stale decision is redone
-            # under the row lock it already holds (2 round trips, whatever happens)
-            done = self.db_manager.commit_signal_guarded(signal, result, work, decide_again, self.instance_id)
-            if isinstance(done, (Duplicate, Blocked)):
-                refused = done
-            else:
-                result, work = done
-        else:
-            try:
-                refused = self.db_manager.commit_signal(signal, result, work, self.instance_id)
-            except StaleVersionError as exc:
-                # another instance moved the portfolio: decide again on its state under the portfolio's
-                # lock, so the second decision cannot go stale (2 more round trips, no loop)
-                self.portfolio.load(exc.state)
-                self._contention_until = time.monotonic() + CONTENTION_WINDOW_S
-                locked = self.db_manager.commit_signal_locked(signal, self.portfolio.version,
-                                                              lambda state: self._decide_on(state, signal),
-                                                              self.instance_id)
-                if isinstance(locked, (Duplicate, Blocked)):
-                    refused = locked
-                else:
-                    result, work = locked
+        # the store owns the retry: a decision gone stale is redone by _decide_on on the state it sends
+        done = self.store.book.commit(signal, result, work, lambda state: self._decide_on(state, signal),
+                                      self.instance_id)
         self._known(signal.fingerprint)
-        if isinstance(refused, Duplicate):
-            if refused.state is not None:  # another instance committed it and moved the book: follow now
-                self.portfolio.load(refused.state)
+        if isinstance(done, Duplicate):
+            if done.state is not None:  # another instance committed it and moved the book: follow now
+                self.portfolio.load(done.state)
             return self._duplicate(signal), []
         self.last_signal_at = utcnow()
-        if isinstance(refused, Blocked):  # the trading controls refused it at commit: nothing of the decision stays
-            return SignalResult(Outcome.BLOCKED, refused.reason, signal.fingerprint), []
+        if isinstance(done, Blocked):  # the trading controls refused it at commit: nothing of the decision stays
+            if done.state is not None:  # the book another instance moved, learnt on the way
+                self.portfolio.load(done.state)
+            return SignalResult(Outcome.BLOCKED, done.reason, signal.fingerprint), []
+        result, work = done
         self.portfolio.adopt(work)
         self.fault("after_commit")
         return result, work.orders
 
     def _decide_on(self, state: Optional[dict[str, Any]],
-                   signal: Signal) -> tuple[SignalResult, PortfolioStateManager]:
+                   signal: Signal) -> tuple[SignalResult, Book]:
         """Decide on the state the database sent (None: the portfolio has not moved since ours)."""
         if state is not None:
             self.portfolio.load(state)
@@ -182,65 +149,12 @@ class LiveTradingEngine:
         if len(self.seen) > SEEN_LIMIT:
             self.seen.popitem(last=False)
 
-    def _send(self, orders: list[Order]) -> None:
-        """Send committed orders; on failure they stay 'pending' in the outbox for ``send_pending``."""
-        if not orders:
-            return
-        if self.sender is not None:
-            self.sender.submit(orders)
-            return
-        try:  # only a database-backed broker can be unavailable; the in-memory one never raises this
-            self.broker.place_orders(orders)
-        except DatabaseUnavailableError as exc:
-            self._send_failed(orders, exc)
-
-    @staticmethod
-    def _send_failed(orders: list[Order], exc: Exception) -> None:
-        log.warning("%d committed order(s) left pending (%s); recovery will send them", len(orders), exc)
-
-    def flush_orders(self, timeout: float = 10.0) -> bool:
-        """Wait for the background sender to send what it has (True at once when sending inline)."""
-        return self.sender.flush(timeout) if self.sender is not None else True
-
-    def close(self) -> None:
-        """Stop the order sender (what it had not sent stays pending in the outbox)."""
-        if self.sender is not None:
-            self.sender.close()
-
-    def send_pending(self, min_age_s: float = 0) -> int:
-        """Send outbox orders committed at least ``min_age_s`` ago and never sent (recovery, the job leader)."""
-        if self.db_manager is None:
-            return 0
-        orders = self.db_manager.pending_orders(min_age_s)
-        if orders:
-            fills = self.broker.place_orders(orders)
-            self._tell_pending(orders, {f.client_order_id for f in fills})
-        else:
-            self._pending_told.clear()
-        return len(orders)
-
-    def _tell_pending(self, orders: list[Order], filled: set[str]) -> None:
-        """Log what became of queued orders, once per order: the leader asks every few seconds, and an order
-        waiting for its market (or for a broker sender) is still queued at every round."""
-        waiting = {o.client_order_id for o in orders} - filled
-        new = [o for o in orders if o.client_order_id not in self._pending_told]
-        if new:
-            done = sum(1 for o in new if o.client_order_id in filled)
-            if done:
-                log.warning("filled %d pending order(s) left by an interrupted instance", done)
-            held = [o.client_order_id for o in new if o.client_order_id not in filled]
-            if held:
-                log.warning("%d queued order(s) wait for the broker sender (market hours, backoff, an engine "
-                            "started with the broker; a layer traded at a broker is never paper-filled): %s",
-                            len(held), ", ".join(held))
-        self._pending_told = waiting  # bounded: only what is still queued is remembered
-
     @staticmethod
     def _duplicate(signal: Signal) -> SignalResult:
         return SignalResult(Outcome.DUPLICATE, "fingerprint already processed", signal.fingerprint)
 
     # -- decision ------------------------------------------------------------------------------
-    def _decide(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+    def _decide(self, signal: Signal, work: Book) -> SignalResult:
         self._update_stops(work, signal.instrument, signal.price, signal.atr)
         stopped = []
         if signal.type is not SignalType.EXIT:
@@ -248,8 +162,8 @@ class LiveTradingEngine:
                 if stop_hit(position, signal.price):
                     self._close(work, signal, position, "STOP_LOSS")
                     stopped.append(position.position_id)
-        handler = {SignalType.BASE_ENTRY: self._handle_base_entry_live, SignalType.PYRAMID: self._handle_pyramid_live,
-                   SignalType.EXIT: self._handle_exit_live}[signal.type]
+        handler = {SignalType.BASE_ENTRY: self._handle_base_entry, SignalType.PYRAMID: self._handle_pyramid,
+                   SignalType.EXIT: self._handle_exit}[signal.type]
         note = self._market_note(signal)
         if note is not None and not note.sendable:  # an entry the sender would expire unsent: not taken
             result = SignalResult(Outcome.BLOCKED, note.text, signal.fingerprint, {"market": "closed"})
@@ -272,7 +186,7 @@ class LiveTradingEngine:
         spec = self.instruments[signal.instrument].contract
         return self.window.note(spec.exchange if spec else None, signal.type is not SignalType.EXIT, self.clock())
 
-    def _update_stops(self, work: PortfolioStateManager, instrument: str, price: Decimal, atr: Decimal) -> None:
+    def _update_stops(self, work: Book, instrument: str, price: Decimal, atr: Decimal) -> None:
         """Mark the instrument at ``price`` and trail each of its open stops (never down)."""
         work.update_unrealized_pnl(instrument, price)
         config = self.instruments[instrument]
@@ -286,12 +200,12 @@ class LiveTradingEngine:
             work = self.portfolio.clone()
             self._update_stops(work, instrument, price, atr)
             changed = sorted(work.dirty_positions)
-            if changed and self.db_manager is not None:
-                self.db_manager.save_positions(work)
+            if changed and self.store is not None:
+                self.store.book.save_positions(work)
             self.portfolio.adopt(work)
             return changed
 
-    def _orders(self, work: PortfolioStateManager, signal: Signal, position: Position, opening: bool,
+    def _orders(self, work: Book, signal: Signal, position: Position, opening: bool,
                 lots: int, stop: bool = False) -> Decimal:
         """Queue the orders that open (BUY) or close (SELL) ``lots`` of a position in the contract it holds.
 
@@ -320,7 +234,7 @@ class LiveTradingEngine:
                                      point_value=work.position_instrument(position).point_value))
         return signal.price
 
-    def _handle_base_entry_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+    def _handle_base_entry(self, signal: Signal, work: Book) -> SignalResult:
         """Size with risk and margin (volatility too if configured), gate, order, open the base.
 
         The contract is the one new orders use on the signal's date (IST), so a replay of old alerts
@@ -393,7 +307,7 @@ class LiveTradingEngine:
             legs = self.contracts.synthetic_legs(position.instrument, date.fromisoformat(other.expiry), price)
             position.strike, position.ce_symbol, position.pe_symbol = legs.strike, legs.ce_symbol, legs.pe_symbol
 
-    def _handle_pyramid_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+    def _handle_pyramid(self, signal: Signal, work: Book) -> SignalResult:
         """Gates 1-6 (every failing reason reported), size min(margin, geometric, risk budget), order.
 
         A pyramid trades the contract its base holds (never a second contract on one instrument), sized
@@ -441,7 +355,7 @@ class LiveTradingEngine:
         return SignalResult(Outcome.EXECUTED, f"pyramided {sizing.lots} lots of {signal.instrument} at {fill_price}, "
                                               f"limited by {sizing.limiter}", signal.fingerprint, details)
 
-    def _handle_exit_live(self, signal: Signal, work: PortfolioStateManager) -> SignalResult:
+    def _handle_exit(self, signal: Signal, work: Book) -> SignalResult:
         """Close one layer or ALL; a layer already closed is a no-op (never a second P&L)."""
         layers = work.open_layers(signal.instrument)
         if signal.position != "ALL":
@@ -460,7 +374,7 @@ class LiveTradingEngine:
         return SignalResult(Outcome.EXECUTED, f"closed {', '.join(closed)} at {signal.price}, realized P&L {realized}",
                             signal.fingerprint, {"closed": closed, "realized_pnl": str(realized)})
 
-    def _close(self, work: PortfolioStateManager, signal: Signal, position: Position, reason: str) -> Decimal:
+    def _close(self, work: Book, signal: Signal, position: Position, reason: str) -> Decimal:
         """Close a layer in the contract it holds (its stored legs for a synthetic one)."""
         fill_price = self._orders(work, signal, position, False, position.lots, stop=reason == "STOP_LOSS")
         return work.close_position(position.position_id, fill_price, signal.timestamp, reason)
@@ -478,145 +392,3 @@ class LiveTradingEngine:
             risk_contribution=risk_contribution, vol_contribution=vol_contribution,
             initial_risk=position_risk(price, signal.stop, lots, instrument),
         )
-
-    # -- operator actions ----------------------------------------------------------------------
-    def manual_exit(self, instrument: str, layer: str = "ALL", price: Optional[Decimal] = None,
-                    reason: str = "", force: bool = False) -> SignalResult:
-        """Close a layer (or ALL) by the same path as an EXIT alert: one transaction, a fingerprint of its own
-        (the instrument, layer and this second), reason ``MANUAL: …``, orders through the outbox.
-
-        The price defaults to the instrument's last mark; a price given must lie within
-        ``MANUAL_EXIT_BAND`` (5 %) of that mark unless ``force`` (the CLI's ``--force``; never over HTTP),
-        so a mistyped or hostile price cannot book an arbitrary P&L (a broker exit fills at the market
-        anyway). Raises SignalValidationError naming the field when the instrument, layer, price or
-        reason is wrong, or when nothing is open to close.
-        """
-        self.refresh()  # the position may have been opened by another instance
-        instrument = instrument.strip().upper()
-        if instrument not in self.instruments:
-            raise SignalValidationError("instrument", f"unknown instrument {instrument!r}")
-        layers = [p for p in self.portfolio.open_layers(instrument) if layer == "ALL" or p.layer == layer]
-        if not layers:
-            raise SignalValidationError("position", f"no open {instrument} {layer} to exit")
-        mark = self.portfolio.marks.get(instrument, layers[0].entry_price)
-        if price is not None and (not price.is_finite() or price <= 0):
-            raise SignalValidationError("price", "must be a positive number")
-        if price is not None and not force and abs(price - mark) > mark * MANUAL_EXIT_BAND:
-            raise SignalValidationError("price", f"{price} is more than {MANUAL_EXIT_BAND:.0%} from the last mark "
-                                                 f"{mark} (leave it out to exit at the mark; the CLI has --force)")
-        price = mark if price is None else price
-        if not reason.strip():
-            raise SignalValidationError("reason", "is required")
-        payload = {"type": "EXIT", "instrument": instrument, "position": layer, "price": float(price),
-                   "lots": sum(p.lots for p in layers), "atr": 0, "er": 0, "supertrend": float(price),
-                   "reason": f"MANUAL: {reason.strip()}", "timestamp": self.clock().isoformat()}
-        return self.process_signal(self.parse(payload))
-
-    def capital_flow(self, kind: str, amount: Decimal, note: Optional[str] = None,
-                     recorded_by: str = "backtest") -> CapitalFlow:
-        """A deposit or withdrawal (DOMAIN.md section 17): closed equity, and so the next signal's sizing, moves now.
-
-        With a database pm.record_capital_flow decides and records it (every instance sees the
-        portfolio version move), and this copy follows at once; in memory ``apply_flow`` does the
-        same. Raises core.capital's CapitalRefusedError (nothing changed) for a refused flow.
-        """
-        check_note(note)  # before the database: a NUL or a lone surrogate would fail there as a 500
-        with self._lock:
-            if self.db_manager is None:
-                work = self.portfolio.clone()
-                flow = apply_flow(work, kind, amount, note, recorded_by)
-                self.portfolio.adopt(work)
-                return flow
-            row = self.db_manager.record_capital_flow(kind, amount, note, recorded_by)
-            self._refresh_locked()
-            return CapitalFlow(row["kind"], Decimal(row["amount"]), row["note"], row["recorded_by"],
-                               Decimal(row["closed_equity"]))
-
-    # -- reporting -----------------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Prove the in-memory portfolio current, or reload it, in one round trip; True if it had moved.
-
-        Called by the heartbeat (another instance may have moved the book since this one's last
-        signal). Without a database the memory is the book itself.
-        """
-        with self._lock:
-            return self._refresh_locked()
-
-    def current_status(self) -> dict[str, Any]:
-        """``status()`` of the book as the database has committed it, whoever committed it.
-
-        One round trip (pm.state_if_moved with this copy's version) before rendering: the copy is
-        either proven current or replaced by the committed state.
-        """
-        with self._lock:
-            self._refresh_locked()
-            return self.status()
-
-    def _refresh_locked(self) -> bool:
-        """Under the processing lock, so a refresh never replaces a newer copy a signal is adopting."""
-        if self.db_manager is None:
-            return False
-        state = self.db_manager.state_if_moved(self.portfolio.version)
-        if state is None:
-            return False
-        self.portfolio.load(state)
-        return True
-
-    def status(self, on: Optional[date] = None) -> dict[str, Any]:
-        """Equity, metrics and open positions of the in-memory copy (GET /status renders it once proven current);
-        days to expiry and roll counted from ``on`` (default today, IST)."""
-        return render_status(self.portfolio, on)
-
-
-def contract_view(p: PortfolioStateManager, x: Position, on: date) -> dict[str, Any]:
-    """The contract a position holds, for people: symbol, expiry, days to expiry, roll date and whether it is due.
-
-    The roll date is the expiry minus the instrument's roll offset (DOMAIN.md section 15); on or after
-    it the position should have been rolled, so ``roll_due`` flags it. Nones for a position entered
-    before contracts were recorded.
-    """
-    spec = p.instruments[x.instrument].contract if x.instrument in p.instruments else None
-    view: dict[str, Any] = {"contract": x.futures_symbol, "exchange": spec.exchange if spec else None,
-                            "expiry": x.expiry, "contract_month": x.contract_month, "days_to_expiry": None,
-                            "roll_date": None, "days_to_roll": None, "roll_due": False}
-    if x.expiry is not None:
-        expiry = date.fromisoformat(x.expiry)
-        view["days_to_expiry"] = (expiry - on).days
-        if spec is not None:
-            roll = expiry - timedelta(days=spec.roll_days)
-            view.update(roll_date=roll.isoformat(), days_to_roll=(roll - on).days, roll_due=on >= roll)
-    if x.ce_symbol is not None:
-        view.update(strike=x.strike, ce_symbol=x.ce_symbol, pe_symbol=x.pe_symbol)
-    return view
-
-
-def render_status(p: PortfolioStateManager, on: Optional[date] = None) -> dict[str, Any]:
-    """The body of GET /status for a portfolio: equity, metrics, open positions (with the contract each
-    holds, days counted from ``on``, default today in IST), pyramiding state."""
-    metrics = p.metrics()
-    on = on or ist_date(utcnow())
-    return {
-        "closed_equity": money(p.closed_equity), "open_equity": money(p.open_equity()),
-        "blended_equity": money(p.blended_equity()), "unrealized_pnl": money(p.unrealized()),
-        "equity_high": money(p.equity_high), "total_risk_percent": str(metrics.risk_percent),
-        "total_vol_percent": str(metrics.vol_percent), "margin_used": money(metrics.margin_used),
-        "positions": [
-            {"position_id": x.position_id, "instrument": x.instrument, "layer": x.layer, "status": x.status,
-             "lots": x.lots, "symbol": x.futures_symbol, "entry_price": money(x.entry_price),
-             "signal_price": money(x.signal_price if x.signal_price is not None else x.entry_price),
-             "initial_stop": money(x.initial_stop),
-             "current_stop": money(x.current_stop), "highest_close": money(x.highest_close),
-             "unrealized_pnl": money(x.unrealized_pnl), "is_base_position": x.is_base_position,
-             "limiter": x.limiter, "mark": money(view["mark"]), "risk_pct": str(view["risk_pct"]),
-             "distance_to_stop_r": None if view["distance_to_stop_r"] is None else str(view["distance_to_stop_r"]),
-             "quantity": x.quantity, "rollover_status": x.rollover_status, "rollover_count": x.rollover_count,
-             "rollover_pnl": money(x.rollover_pnl), **contract_view(p, x, on)}
-            for x in p.open_layers_all() for view in [p.layer_view(x)]
-        ],
-        "pyramiding": [
-            {"instrument": name, "base_position_id": state.base_position_id,
-             "last_pyramid_price": None if state.last_pyramid_price is None else money(state.last_pyramid_price),
-             "pyramids": sum(1 for x in p.open_layers(name) if not x.is_base_position)}
-            for name, state in sorted(p.pyramiding.items())
-        ],
-    }

@@ -139,7 +139,10 @@ class Blocked:
     """The answer for a signal the trading controls blocked (mode, instrument lock or breaker).
 
     The database logged it 'blocked' with ``reason`` (starting "trading paused" for the mode) and
-    wrote nothing else: the decision's effects are dropped and the portfolio has not moved.
+    wrote nothing else: the decision's effects are dropped and the portfolio has not moved since
+    the state the store last learnt: ``state`` is that state when the commit learnt one the caller
+    had not seen (a stale first attempt), None otherwise.
     """
 
     reason: str
+    state: Optional[dict[str, Any]] = None

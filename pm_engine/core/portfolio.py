@@ -1,4 +1,7 @@
-"""Portfolio state: open positions, pyramiding state, marks and equity (DOMAIN.md section 3).
+"""The book: open positions, pyramiding state, marks and equity, in memory (DOMAIN.md section 3).
+
+``Book`` is the portfolio as the engine holds it; ``store.book`` (a core.state_store.StateStore)
+is its durable side.
 
 The engine decides each signal on a ``clone()`` and adopts the clone only after the signal's
 effects are durable, so a failed write can never leave memory ahead of the database.
@@ -33,15 +36,19 @@ class Metrics:
     margin_percent: Decimal
 
 
-class PortfolioStateManager:
-    """Closed equity, open positions, pyramiding state and the latest price of each instrument."""
+class Book:
+    """The book: closed equity, open positions, pyramiding state and the latest price of each instrument.
+
+    With a ``store`` (a StateStore) it loads the committed book at once and saves every close made on
+    it directly; the engine's working copies (``clone``) have none.
+    """
 
     def __init__(self, config: Optional[PortfolioConfig] = None,
                  instruments: Optional[Mapping[str, InstrumentConfig]] = None,
-                 db_manager: Optional["StateStore"] = None) -> None:
+                 store: Optional["StateStore"] = None) -> None:
         self.config = config or PortfolioConfig()
         self.instruments = dict(instruments or DEFAULT_INSTRUMENTS)
-        self.db_manager = db_manager
+        self.store = store
         self.initial_capital = self.config.initial_capital
         self.closed_equity = self.config.initial_capital
         self.equity_high = self.config.initial_capital
@@ -57,7 +64,7 @@ class PortfolioStateManager:
         self.origin: dict[str, Position] = {}  # for a working copy: the records it was copied from
         self.dirty_closed: list[Position] = []  # closed, then reopened under the same id, in one decision
         self.dirty_pyramiding: set[str] = set()
-        if db_manager is not None:
+        if store is not None:
             self.load()
 
     # -- persistence ---------------------------------------------------------------------------
@@ -68,8 +75,8 @@ class PortfolioStateManager:
         instrument's last price, so ``mark = entry + unrealized / (lots × point value)`` exactly.
         """
         if state is None:
-            assert self.db_manager is not None
-            state = self.db_manager.load_state()
+            assert self.store is not None
+            state = self.store.load_state()
         row = state["portfolio"]
         if row is not None:
             self.initial_capital = Decimal(row["initial_capital"])
@@ -94,7 +101,7 @@ class PortfolioStateManager:
         self.dirty_pyramiding.clear()
 
     def state_document(self) -> dict[str, Any]:
-        """The portfolio_state row this manager implies (metrics on sizing equity)."""
+        """The portfolio_state row this book implies (metrics on sizing equity)."""
         metrics = self.metrics()
         return {
             "initial_capital": self.initial_capital, "closed_equity": self.closed_equity,
@@ -103,10 +110,10 @@ class PortfolioStateManager:
             "margin_used": metrics.margin_used, "blended_weight": self.config.blended_weight,
         }
 
-    def clone(self) -> "PortfolioStateManager":
+    def clone(self) -> "Book":
         """A detached working copy (no database) for deciding one signal."""
         other = copy.copy(self)
-        other.db_manager = None
+        other.store = None
         # records hold only immutable values (Decimal, datetime, str, int), so a copy of each is a
         # full copy; deepcopy cost ~10x more and was the engine's largest CPU item per signal
         other.positions = {k: copy.copy(v) for k, v in self.positions.items()}
@@ -120,7 +127,7 @@ class PortfolioStateManager:
         other.orders = []
         return other
 
-    def adopt(self, work: "PortfolioStateManager") -> None:
+    def adopt(self, work: "Book") -> None:
         """Take over a working copy's state once its effects are durable."""
         self.closed_equity, self.equity_high, self.version = work.closed_equity, work.equity_high, work.version
         self.trades_closed, self.realized_total = work.trades_closed, work.realized_total
@@ -240,18 +247,18 @@ class PortfolioStateManager:
                 self.clear_pyramiding(position.instrument)
         elif state is not None and state.base_position_id == position_id:
             self.set_pyramiding(position.instrument, state.last_pyramid_price, None)
-        if self.db_manager is not None:
+        if self.store is not None:
             self.persist()
         return realized
 
     def persist(self) -> None:
         """Write the changed positions, pyramiding state and closed equity (version-checked, one round trip).
 
-        The engine never needs this: it decides on working copies (no db_manager) and writes their
+        The engine never needs this: it decides on working copies (no store) and writes their
         effects with the signal's claim. It is for a manager used directly, e.g. a manual close.
         """
-        assert self.db_manager is not None
-        self.db_manager.save_positions(self)
+        assert self.store is not None
+        self.store.save_positions(self)
         self.dirty_positions.clear()
         self.dirty_closed.clear()
         self.dirty_pyramiding.clear()

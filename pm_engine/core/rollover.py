@@ -27,7 +27,7 @@ from pm_engine.core.instruments import with_lot_size
 from pm_engine.core.models import Position
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.core.portfolio import PortfolioStateManager
+    from pm_engine.core.portfolio import Book
 
 CENT = Decimal("0.01")
 
@@ -103,7 +103,7 @@ def held_contract(calendar: ContractCalendar, p: Position) -> Contract:
     return calendar.contract(p.instrument, int(month[:4]), int(month[5:7]))
 
 
-def plan_roll(portfolio: "PortfolioStateManager", calendar: ContractCalendar, instrument: str,
+def plan_roll(portfolio: "Book", calendar: ContractCalendar, instrument: str,
               mark: Optional[Decimal] = None, mcx_quantity: str = "lots") -> RollPlan:
     """The roll of ``instrument``'s open layers into the contract after the one they hold, at ``mark``
     (default: the portfolio's mark of the instrument), quantities in the order unit."""
@@ -136,7 +136,7 @@ def plan_roll(portfolio: "PortfolioStateManager", calendar: ContractCalendar, in
     return RollPlan(instrument, held.symbol, held.expiry, held.roll_date, following, tuple(planned))
 
 
-def group_plans(portfolio: "PortfolioStateManager", calendar: ContractCalendar,
+def group_plans(portfolio: "Book", calendar: ContractCalendar,
                 mcx_quantity: str = "lots") -> tuple[list[RollPlan], list[str]]:
     """Every open group's plan, and why the others cannot be planned."""
     plans, problems = [], []
@@ -148,7 +148,7 @@ def group_plans(portfolio: "PortfolioStateManager", calendar: ContractCalendar,
     return plans, problems
 
 
-def roll_in_memory(portfolio: "PortfolioStateManager", plan: RollPlan, close_price: Decimal,
+def roll_in_memory(portfolio: "Book", plan: RollPlan, close_price: Decimal,
                    open_price: Decimal, at: datetime) -> list[dict[str, Any]]:
     """The database's roll, in memory (backtests and replays): both legs fill at the given prices."""
     done = []

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import psycopg2
 
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.errors import DatabaseUnavailableError, PmError
 from pm_engine.store.errors import NotFoundError
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from pm_engine.store.queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,14 +53,14 @@ class JobSettings:
 class BackgroundJobs:
     """A daemon thread: heartbeat and a portfolio refresh every tick; the leader's jobs when this instance leads."""
 
-    def __init__(self, engine: LiveTradingEngine, settings: JobSettings = JobSettings(),
+    def __init__(self, engine: TradingEngine, settings: JobSettings = JobSettings(),
                  version: Optional[str] = None, notifier: Optional["Notifier"] = None,
                  roller: Optional["Roller"] = None) -> None:
         from pm_engine.ops.notifications import DatabaseWatch, NotificationSender
 
-        assert isinstance(engine.db_manager, DatabaseStateManager), "background jobs need a PostgreSQL store"
+        assert isinstance(engine.store, Store), "background jobs need a PostgreSQL store"
         self.engine = engine
-        self.db = engine.db_manager
+        self.store = engine.store
         self.settings = settings
         self.version = version
         self.is_leader = False
@@ -75,7 +75,7 @@ class BackgroundJobs:
         # notifications (issue 24): database outages told directly; the outbox drained by the leader
         self.watch = DatabaseWatch(notifier, engine.instance_id)
         paper = getattr(engine.broker, "health", None) is None  # the OpenAlgo sender has a health; paper has none
-        self.notifications = (NotificationSender(self.db, notifier, engine.instance_id, lambda: self.is_leader,
+        self.notifications = (NotificationSender(self.store, notifier, engine.instance_id, lambda: self.is_leader,
                                                  paper=paper)
                               if notifier is not None and notifier.targets else None)
 
@@ -102,7 +102,7 @@ class BackgroundJobs:
         """One round: heartbeat, try to lead, run the leader's jobs. Never raises (logs instead)."""
         try:
             self._heartbeat()
-            self.watch.ok(self.db)
+            self.watch.ok(self.store)
             if self.engine.refresh():  # another instance moved the book since this one's last signal
                 log.info("portfolio moved elsewhere: refreshed to version %d", self.engine.portfolio.version)
             if self._hold_lock():
@@ -114,9 +114,9 @@ class BackgroundJobs:
 
     def _heartbeat(self) -> None:
         try:
-            self.db.heartbeat(self.engine.instance_id, self.engine.last_signal_at)
+            self.store.instances.heartbeat(self.engine.instance_id, self.engine.last_signal_at)
         except NotFoundError:  # the row was removed (e.g. a restored database): register again
-            self.db.register_instance(self.engine.instance_id, None, None, self.version)
+            self.store.instances.register_instance(self.engine.instance_id, None, None, self.version)
         self.runs["heartbeat"] += 1
 
     def _hold_lock(self) -> bool:
@@ -124,7 +124,7 @@ class BackgroundJobs:
         try:
             if self._lock_conn is None or self._lock_conn.closed:
                 self.is_leader = False
-                self._lock_conn = psycopg2.connect(**self.db.config.dsn_kwargs())
+                self._lock_conn = psycopg2.connect(**self.store.config.dsn_kwargs())
                 self._lock_conn.autocommit = True
             with self._lock_conn.cursor() as cur:
                 if self.is_leader:
@@ -138,7 +138,7 @@ class BackgroundJobs:
             self._release()
             return False
         if got:
-            self.db.claim_leadership(self.engine.instance_id)
+            self.store.instances.claim_leadership(self.engine.instance_id)
             self.is_leader = True
             self._last_cleanup = 0.0  # a new leader cleans at once; the cleanup is idempotent
             log.info("instance %s now runs the background jobs", self.engine.instance_id)
@@ -179,18 +179,18 @@ class BackgroundJobs:
         self._lock_conn = None
 
     def _leader_jobs(self) -> None:
-        swept = self.db.sweep_stale_instances(self.settings.stale_timeout)
+        swept = self.store.instances.sweep_stale_instances(self.settings.stale_timeout)
         self.runs["sweep"] += 1
         if swept:
             log.warning("marked %d silent instance(s) as crashed", swept)
-        self.engine.send_pending(self.settings.pending_order_age_s)
+        self.engine.send_queued(self.settings.pending_order_age_s)
         self.runs["pending"] += 1
         self._reconcile()
         self._roll()
         now = time.monotonic()
         if now - self._last_cleanup >= self.settings.cleanup_every_s or self._last_cleanup == 0.0:
-            deleted = self.db.cleanup_signal_log(self.settings.retention)
-            refusals = self.db.cleanup_request_log(self.settings.request_log_retention)
+            deleted = self.store.signals.cleanup_signal_log(self.settings.retention)
+            refusals = self.store.audit.cleanup_request_log(self.settings.request_log_retention)
             self.runs["cleanup"] += 1
             self._last_cleanup = now
             log.info("cleanup: %d signal-log row(s) older than %s and %d refused request(s) older than %s deleted",

@@ -30,8 +30,7 @@ from pm_engine.notify.messages import Event, digest, level_of, render
 from pm_engine.notify.report import DailyReport
 from pm_engine.notify.sender import Notifier, Target
 from pm_engine.store.errors import HistoryUnavailableError
-from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import OrderStates
+from pm_engine.store.gateway import Store
 
 log = logging.getLogger(__name__)
 IST = ZoneInfo("Asia/Kolkata")
@@ -60,18 +59,18 @@ def report_due(now: datetime, report_time: Any) -> tuple[date, datetime]:
     raise AssertionError("unreachable: a report time passed within three days")  # pragma: no cover
 
 
-def build_daily_report(db: DatabaseStateManager, day: date, now: Optional[datetime] = None) -> DailyReport:
+def build_daily_report(store: Store, day: date, now: Optional[datetime] = None) -> DailyReport:
     """The figures of one IST day, from the functions ``status --as-of`` and ``report`` use."""
-    from pm_engine.core.engine import render_status
-    from pm_engine.core.portfolio import PortfolioStateManager
+    from pm_engine.core.status import render_status
+    from pm_engine.core.portfolio import Book
 
     start, end = day_bounds(day)
     now = now or datetime.now(timezone.utc)
     as_of = min(end, now)
     report = DailyReport(day=day, as_of=as_of)
     try:
-        book = PortfolioStateManager()
-        book.load(db.state_as_of(as_of))
+        book = Book()
+        book.load(store.history.state_as_of(as_of))
         status = render_status(book, day)  # days to roll counted from the reported day
         report.closed_equity, report.open_equity = status["closed_equity"], status["open_equity"]
         report.total_risk_percent = status["total_risk_percent"]
@@ -80,28 +79,28 @@ def build_daily_report(db: DatabaseStateManager, day: date, now: Optional[dateti
         report.next_rolls = next_rolls(status["positions"])
     except HistoryUnavailableError:
         pass
-    days = db.pnl_by_period("day", start, end)
+    days = store.history.pnl_by_period("day", start, end)
     report.realized_pnl = str(sum((Decimal(str(r["realized_pnl"])) for r in days), Decimal("0.00")))
     report.trades = [{"position_id": t["position_id"], "lots": t["lots"], "realized_pnl": str(t["pnl"]),
-                      "exit_reason": t["exit_reason"]} for t in db.trades(start, end)]
-    report.signals = db.signal_outcomes_between(start, end)
-    anomalies = [a for a in db.anomalies(start) if a["detected_at"] <= end]
+                      "exit_reason": t["exit_reason"]} for t in store.history.trades(start, end)]
+    report.signals = store.signals.signal_outcomes_between(start, end)
+    anomalies = [a for a in store.controls.anomalies(start) if a["detected_at"] <= end]
     if anomalies:
         report.attention.append(f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} "
                                 "(pm-engine anomalies)")
     # what waits for the trader now (whatever day is reported): orders the broker's books could not settle,
     # instruments locked because the book and the broker differ
     for state, what in (("needs_review", "needs review"), ("unknown", "is in an unknown state")):
-        for order in OrderStates(db).listing(state):
+        for order in store.orders.listing(state):
             report.attention.append(f"order {order['client_order_id']} ({order['side']} {order['symbol']} "
                                     f"x{order['quantity']}) {what} (pm-engine orders)")
-    for lock in db.active_locks():
+    for lock in store.controls.active_locks():
         if lock["source"] == "reconcile":
             report.attention.append(f"{lock['instrument']} locked: {lock['reason']} (pm-engine reconcile)")
-    pending = db.pending_orders(60)
+    pending = store.orders.queued(60)
     if pending:
         report.attention.append(f"{len(pending)} order(s) committed more than a minute ago and not yet sent")
-    counts = db.notification_counts()
+    counts = store.notifications.notification_counts()
     if counts.get("given_up"):
         report.attention.append(f"{counts['given_up']} notification(s) given up (pm-engine notify)")
     return report
@@ -137,10 +136,10 @@ class SenderSettings:
 class NotificationSender:
     """The leader's outbox drain and daily report (a daemon thread; idle while this instance does not lead)."""
 
-    def __init__(self, db: DatabaseStateManager, notifier: Notifier, instance_id: str,
+    def __init__(self, store: Store, notifier: Notifier, instance_id: str,
                  leader: Callable[[], bool], settings: SenderSettings = SenderSettings(),
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), paper: bool = True) -> None:
-        self.db, self.notifier, self.instance_id, self.leader = db, notifier, instance_id, leader
+        self.store, self.notifier, self.instance_id, self.leader = store, notifier, instance_id, leader
         self.paper = paper  # orders fill at the signal price (the paper broker); else order_filled tells the fill
         self.settings = settings
         self.clock = clock
@@ -176,9 +175,9 @@ class NotificationSender:
         self._daily_report()
         self._cleanup()
         s = self.notifier.settings
-        rows = self.db.notify_take([{"key": t.key, "scheme": t.scheme} for t in self.notifier.targets],
-                                   sorted(self.notifier.events), self.instance_id, self.settings.lease_s,
-                                   self.settings.batch, s.burst, s.give_up_hours)
+        rows = self.store.notifications.notify_take(
+            [{"key": t.key, "scheme": t.scheme} for t in self.notifier.targets], sorted(self.notifier.events),
+            self.instance_id, self.settings.lease_s, self.settings.batch, s.burst, s.give_up_hours)
         by_target: dict[str, list[Event]] = {}
         recent: dict[str, int] = {}
         for row in rows:
@@ -218,9 +217,9 @@ class NotificationSender:
     def _record(self, outcomes: list[tuple[Event, bool, Optional[str]]], target: Target,
                 digest_id: Optional[int] = None) -> None:
         s = self.notifier.settings
-        self.db.notify_done([{"event_id": e.id, "target_key": target.key, "ok": ok, "error": error,
-                              "digest_id": digest_id} for e, ok, error in outcomes],
-                            self.instance_id, s.retry_s, s.retry_max_s)
+        self.store.notifications.notify_done(
+            [{"event_id": e.id, "target_key": target.key, "ok": ok, "error": error, "digest_id": digest_id}
+             for e, ok, error in outcomes], self.instance_id, s.retry_s, s.retry_max_s)
         for _, ok, error in outcomes:
             if ok:
                 self.sent += 1
@@ -238,16 +237,16 @@ class NotificationSender:
         day, moment = report_due(now, self.notifier.settings.report_time)
         if self._reported == day or now - moment > timedelta(hours=12):
             return
-        report = build_daily_report(self.db, day, now)
-        self.db.record_notification("daily_report", {"day": day.isoformat(), "text": report.text()},
-                                    day.isoformat())  # once per day, whichever leader gets there first
+        report = build_daily_report(self.store, day, now)
+        self.store.notifications.record_notification(  # once per day, whichever leader gets there first
+            "daily_report", {"day": day.isoformat(), "text": report.text()}, day.isoformat())
         self._reported = day
 
     def _cleanup(self) -> None:
         now = time.monotonic()
         if self._last_cleanup and now - self._last_cleanup < self.settings.cleanup_every_s:
             return
-        deleted = self.db.cleanup_notifications(self.settings.retention)
+        deleted = self.store.notifications.cleanup_notifications(self.settings.retention)
         self._last_cleanup = now
         if deleted:
             log.info("notifications: %d event(s) older than %s deleted", deleted, self.settings.retention)
@@ -277,11 +276,11 @@ class DatabaseWatch:
             self.notifier.direct("database", f"pm-engine: database unreachable from {self.instance_id}",
                                  f"since {self.down_since:%Y-%m-%d %H:%M:%S} UTC: {first_line}")
 
-    def ok(self, db: DatabaseStateManager) -> None:
+    def ok(self, store: Store) -> None:
         if self.node is not None and self.down_since is None:
             return
         try:
-            node = db.server_node()
+            node = store.instances.server_node()
         except PmError:
             return
         before, since = self.node, self.down_since

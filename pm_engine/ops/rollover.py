@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from pm_engine.core.contracts import ContractCalendar
 from pm_engine.core.instruments import InstrumentConfig
 from pm_engine.core.market_hours import IST, MarketHours
-from pm_engine.core.portfolio import PortfolioStateManager
+from pm_engine.core.portfolio import Book
 from pm_engine.core.rollover import RollPlan, RollPlanError, group_plans
 from pm_engine.store.errors import AlreadyRollingError, RollOrdersPendingError
-from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.rolls import RollStates, committed_book, roll_overview
+from pm_engine.store.gateway import Store
+from pm_engine.store.rolls import committed_book, roll_overview
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +44,22 @@ class CheckResult:
 class Roller:
     """Plans and starts rolls for one store; the database carries them out."""
 
-    def __init__(self, db: DatabaseStateManager, calendar: ContractCalendar,
+    def __init__(self, store: Store, calendar: ContractCalendar,
                  instruments: Mapping[str, InstrumentConfig], hours: MarketHours = MarketHours(always=True),
                  mcx_quantity: str = "lots", clock: Optional[Callable[[], datetime]] = None) -> None:
-        self.db = db
+        self.store = store
         self.clock = clock or (lambda: datetime.now(timezone.utc))  # injected by replays and tests
         self.calendar = calendar
         self.instruments = instruments
         self.hours = hours
         self.mcx_quantity = mcx_quantity
-        self.states = RollStates(db)
+        self.states = store.rolls
 
-    def book(self) -> PortfolioStateManager:
-        return committed_book(self.db, self.instruments)
+    def book(self) -> Book:
+        return committed_book(self.store, self.instruments)
 
     def overview(self, now: Optional[datetime] = None) -> dict[str, Any]:
-        return roll_overview(self.db, self.calendar, self.instruments, self.mcx_quantity, now)
+        return roll_overview(self.store, self.calendar, self.instruments, self.mcx_quantity, now)
 
     def check(self, now: Optional[datetime] = None, force: bool = False,
               instruments: Optional[Iterable[str]] = None, dry_run: bool = False,
@@ -132,7 +132,7 @@ class Roller:
             legs = self.states.paper_legs()
             if not legs:
                 break
-            filled += len(self.db.fill_paper_orders(legs))
+            filled += len(self.store.orders.fill_paper_orders(legs))
         return filled
 
 

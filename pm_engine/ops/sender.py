@@ -59,9 +59,7 @@ from pm_engine.core.market_hours import SESSIONS, MarketHours, SendWindow
 from pm_engine.core.orders import Fill, Order
 from pm_engine.core.reconcile import compare
 from pm_engine.store.errors import OrderTransitionError, OrderUnresolvedError
-from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import (OrderStates, book_positions, record_broker_session, record_reconcile_differences,
-                                    symbols_in_flight)
+from pm_engine.store.gateway import Store
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +119,18 @@ class BrokerHealth:
 class OrderSender:
     """The live engine's broker: ``place_orders`` only wakes the thread (the orders are queued in the database)."""
 
-    def __init__(self, db: DatabaseStateManager, client: OpenAlgoClient, hours: MarketHours,
+    def __init__(self, store: Store, client: OpenAlgoClient, hours: MarketHours,
                  settings: SenderSettings = SenderSettings(), mcx_in_lots: bool = True,
                  instance_id: str = "broker-sender",
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
-        self.db = db
+        self.store = store
         self.clock = clock  # market hours are judged on it (tests set the time of day)
         self.instance_id = instance_id
         self._told: Optional[str] = None  # the broker state this sender last reported to the database
         self._told_at: Optional[datetime] = None
         self._telling = threading.Lock()
         self.mcx_in_lots = mcx_in_lots
-        self.states = OrderStates(db)
+        self.states = store.orders
         self.client = client
         self.hours = hours
         self.settings = settings
@@ -274,7 +272,7 @@ class OrderSender:
                     (now - self._told_at).total_seconds() < self.settings.reassert_s:
                 return
             try:
-                event = record_broker_session(self.db, state, self.health.message, self.instance_id)
+                event = self.store.orders.record_broker_session(state, self.health.message, self.instance_id)
             except (PmError, psycopg2.Error) as exc:
                 log.warning("broker sender: the broker's state not recorded yet: %s", exc)
                 return
@@ -320,7 +318,7 @@ class OrderSender:
 
     def reconcile(self) -> dict[str, Any]:
         """The book against the broker's positionbook (``GET /reconcile``); an OpenAlgoError when unreachable."""
-        return reconcile(self.db, self.client, self.mcx_in_lots)
+        return reconcile(self.store, self.client, self.mcx_in_lots)
 
     def reconcile_and_record(self) -> dict[str, Any]:
         """The leader's check (at start and every 60 s): a difference locks its instrument, with an anomaly
@@ -334,7 +332,7 @@ class OrderSender:
         self.health.set("ok")
         self.tell_health()
         if result["differences"]:
-            locked = record_reconcile_differences(self.db, result["differences"])
+            locked = self.store.orders.record_reconcile_differences(result["differences"])
             if locked:
                 log.error("reconciliation: the book and the broker differ (%s); %d instrument(s) locked",
                           result["differences"], locked)
@@ -429,12 +427,12 @@ class OrderSender:
                 self.states.cancelled(order_id, "cancelled at the broker")
 
 
-def reconcile(db: DatabaseStateManager, client: OpenAlgoClient, mcx_in_lots: bool = True) -> dict[str, Any]:
+def reconcile(store: Store, client: OpenAlgoClient, mcx_in_lots: bool = True) -> dict[str, Any]:
     """The book's net quantity per contract against the broker's positionbook (only the contracts we trade).
 
     A contract with an order in flight before or after the books are read is left for the next check: the book
     holds a decided position the broker shows only once it fills (or never, if it is refused)."""
-    before = symbols_in_flight(db)
-    book, traded = book_positions(db, mcx_in_lots)
+    before = store.orders.symbols_in_flight()
+    book, traded = store.orders.book_positions(mcx_in_lots)
     broker = client.positionbook()
-    return compare(book, traded, broker, before | symbols_in_flight(db))
+    return compare(book, traded, broker, before | store.orders.symbols_in_flight())

@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from pm_engine.core.errors import PmError
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.codec import dumps
+from pm_engine.store.executor import Executor
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,43 @@ BATCH_MAX = 500
 FLUSH_S = 0.2
 
 
+class AuditQueries:
+    """``store.audit``: the refusal log (pm.request_log), its daily budget, and the web layer's sessions."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    def log_refusals(self, rows: list[dict[str, Any]]) -> int:
+        """Append refused requests in one round trip (the audit writer's batch)."""
+        return int(self.executor.scalar("log_refusals", dumps(rows)))
+
+    def refusals(self, since: Optional[datetime] = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return self.executor.run("refusals", since, limit)
+
+    def cleanup_request_log(self, retention: str = "30 days") -> int:
+        return int(self.executor.scalar("cleanup_request_log", retention))
+
+    def audit_usage(self, days: int = 7) -> list[dict[str, Any]]:
+        """Per UTC day: refusal rows and bytes written, rows counted instead, and the budget (pm.audit_budget)."""
+        return self.executor.run("audit_usage", days)
+
+    # sessions: the web layer's SessionStore (web/access.py)
+    def create_session(self, digest: str, expires_at: datetime, source: str) -> None:
+        self.executor.scalar("create_session", digest, expires_at, source)
+
+    def session_active(self, digest: str) -> bool:
+        return bool(self.executor.scalar("session_active", digest))
+
+    def revoke_session(self, digest: str) -> bool:
+        return bool(self.executor.scalar("revoke_session", digest))
+
+
 class RefusalAudit:
     """Admits at most ``per_source_per_s`` rows per source and second; writes them in batches on a thread."""
 
-    def __init__(self, db: DatabaseStateManager, instance_id: str, per_source_per_s: int = PER_SOURCE_PER_S,
+    def __init__(self, audit: AuditQueries, instance_id: str, per_source_per_s: int = PER_SOURCE_PER_S,
                  queue_max: int = QUEUE_MAX, rows_per_s: int = ROWS_PER_S, bytes_per_s: int = BYTES_PER_S) -> None:
-        self.db, self.instance_id, self.cap = db, instance_id, per_source_per_s
+        self.audit, self.instance_id, self.cap = audit, instance_id, per_source_per_s
         self.rows_per_s, self.bytes_per_s = rows_per_s, bytes_per_s
         self._rows_now = 0
         self._bytes_now = 0
@@ -125,7 +157,7 @@ class RefusalAudit:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         try:
-            written = self.db.log_refusals(batch)
+            written = self.audit.log_refusals(batch)
             with self._lock:
                 self.written += written
                 self.dropped += len(batch) - written  # past the day's budget: counted by the database too

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pm_engine.core.orders import Fill, Order
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.orders import OrderQueries
 
 
 def order_document(order: Order) -> dict[str, Any]:
@@ -30,11 +30,11 @@ def order_document(order: Order) -> dict[str, Any]:
 class DatabasePaperBroker:
     """The paper broker of a live engine: fills outbox rows in ``pm.broker_orders`` (one round trip)."""
 
-    def __init__(self, db: "DatabaseStateManager") -> None:
-        self.db = db
+    def __init__(self, orders: "OrderQueries") -> None:
+        self.orders = orders
 
     def place_orders(self, orders: list[Order]) -> list[Fill]:
         if not orders:
             return []
-        rows = self.db.fill_paper_orders([o.client_order_id for o in orders])
+        rows = self.orders.fill_paper_orders([o.client_order_id for o in orders])
         return [Fill(r["client_order_id"], int(r["lots"]), r["fill_price"], r["broker_order_id"]) for r in rows]

@@ -15,58 +15,59 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 from pm_engine.core.contracts import ContractCalendar
 from pm_engine.core.instruments import InstrumentConfig
 from pm_engine.core.market_hours import IST
-from pm_engine.core.portfolio import PortfolioStateManager
+from pm_engine.core.portfolio import Book
 from pm_engine.core.rollover import RollPlan, group_plans
+from pm_engine.store.executor import Executor
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.gateway import Store
 
 
-class RollStates:
-    """Named queries of the roll over one store's pool."""
+class RollQueries:
+    """``store.rolls``: named queries of the roll over the store's executor."""
 
-    def __init__(self, db: "DatabaseStateManager") -> None:
-        self.db = db
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
 
     def begin(self, plan: RollPlan, forced: bool, reason: Optional[str] = None) -> dict[str, Any]:
         layers = [layer.as_json() for layer in plan.layers]
-        return self.db._execute("roll_begin", (plan.instrument, dumps(layers), forced, reason))[0]
+        return self.executor.first("roll_begin", plan.instrument, dumps(layers), forced, reason)
 
     def send_close(self, roll_id: int) -> dict[str, Any]:
-        return self.db._execute("roll_send_close", (roll_id,))[0]
+        return self.executor.first("roll_send_close", roll_id)
 
     def abandon(self, roll_id: int, reason: str) -> dict[str, Any]:
-        return self.db._execute("roll_abandon", (roll_id, reason))[0]
+        return self.executor.first("roll_abandon", roll_id, reason)
 
     def expired(self, instrument: str, symbol: str, reason: str) -> dict[str, Any]:
-        return self.db._execute("roll_expired", (instrument, symbol, reason))[0]
+        return self.executor.first("roll_expired", instrument, symbol, reason)
 
     def active(self) -> list[dict[str, Any]]:
-        return self.db._execute("active_rolls")
+        return self.executor.run("active_rolls")
 
     def listing(self, instrument: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
-        return self.db._execute("list_rolls", (instrument, limit))
+        return self.executor.run("list_rolls", instrument, limit)
 
     def paper_legs(self) -> list[str]:
         """Queued legs a paper fill may fill: those of groups traded on paper only (pm.paper_roll_legs)."""
-        return [row["paper_roll_legs"] for row in self.db._execute("paper_roll_legs")]
+        return [row["paper_roll_legs"] for row in self.executor.run("paper_roll_legs")]
 
 
-def committed_book(db: "DatabaseStateManager", instruments: Mapping[str, InstrumentConfig]) -> PortfolioStateManager:
+def committed_book(store: "Store", instruments: Mapping[str, InstrumentConfig]) -> Book:
     """The committed book, loaded in memory (for planning: never saved from here)."""
-    portfolio = PortfolioStateManager(instruments=dict(instruments), db_manager=None)
-    portfolio.load(db.load_state())
+    portfolio = Book(instruments=dict(instruments), store=None)
+    portfolio.load(store.book.load_state())
     return portfolio
 
 
-def roll_overview(db: "DatabaseStateManager", calendar: ContractCalendar, instruments: Mapping[str, InstrumentConfig],
+def roll_overview(store: "Store", calendar: ContractCalendar, instruments: Mapping[str, InstrumentConfig],
                   mcx_quantity: str = "lots", now: Optional[datetime] = None) -> dict[str, Any]:
     """Every open group: its contract, roll date, days to roll, whether due, the roll in flight; recent rolls.
 
     The body of ``GET /rollover`` and ``pm-engine rollover --dry-run --json``'s ``groups``."""
     on = (now or datetime.now(timezone.utc)).astimezone(IST).date()
-    plans, problems = group_plans(committed_book(db, instruments), calendar, mcx_quantity)
-    states = RollStates(db)
+    plans, problems = group_plans(committed_book(store, instruments), calendar, mcx_quantity)
+    states = store.rolls
     active = {r["instrument"]: r for r in states.active()}
     groups = []
     for plan in plans:

@@ -30,13 +30,13 @@ import psycopg2.sql
 from tqdm import tqdm
 
 from pm_engine.core.contracts import ContractCalendar
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.models import Position
 from pm_engine.ops.cluster import LocalCluster
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.deploy import deploy
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from pm_engine.store.queries import QUERIES
 from pm_engine.tools.children import EngineProcess, KeepAliveClient, fetch_all
 from pm_engine.tools.clusters import temporary_cluster
@@ -178,38 +178,39 @@ def part_floor(config: DatabaseConfig, sizes: Sizes) -> tuple[Stats, Stats]:
 
 
 def part_store(config: DatabaseConfig, sizes: Sizes) -> dict[str, Stats]:
-    db = DatabaseStateManager(config)
+    store = Store(config)
     out: dict[str, Stats] = {}
     try:
-        out["save_position_insert"] = timed(lambda i: db.save_position(bench_position(i + 100000)), sizes.saves)
+        out["save_position_insert"] = timed(lambda i: store.book.save_position(bench_position(i + 100000)), sizes.saves)
         p = bench_position(1)
-        db.save_position(p)
+        store.book.save_position(p)
 
         def update(i: int) -> None:
             p.current_stop = Decimal(790 + (i % 9))
-            db.save_position(p)
+            store.book.save_position(p)
         out["save_position_update"] = timed(update, sizes.saves)
-        out["get_position_cached"] = timed(lambda i: db.get_position("COPPER_Long_1"), sizes.cached_reads, 1000)
+        out["get_position_cached"] = timed(lambda i: store.book.get_position("COPPER_Long_1"), sizes.cached_reads, 1000)
 
         def miss(i: int) -> None:
-            db.invalidate()
-            db.get_position("COPPER_Long_1")
+            store.book.invalidate()
+            store.book.get_position("COPPER_Long_1")
         out["get_position_miss"] = timed(miss, sizes.misses)
     finally:
-        db.close()
+        store.close()
     return out
 
 
 def part_open_lists(make: Callable[[str], DatabaseConfig], sizes: Sizes) -> dict[str, Stats]:
     out: dict[str, Stats] = {}
     for rows in (10, 1000):
-        db = DatabaseStateManager(make(f"open_{rows}"))
+        store = Store(make(f"open_{rows}"))
         try:
             for i in range(rows):
-                db.save_position(bench_position(i))
-            out[f"get_all_open_positions_{rows}"] = timed(lambda _: db.get_all_open_positions(), sizes.open_lists, 10)
+                store.book.save_position(bench_position(i))
+            out[f"get_all_open_positions_{rows}"] = timed(lambda _: store.book.get_all_open_positions(),
+                                                          sizes.open_lists, 10)
         finally:
-            db.close()
+            store.close()
     return out
 
 
@@ -218,17 +219,17 @@ def part_engine(config: DatabaseConfig, sizes: Sizes) -> tuple[Stats, dict[str, 
     fills go out on the background sender (their round trips counted apart, per batch)."""
     from pm_engine.store.outbox import DatabasePaperBroker
 
-    db = DatabaseStateManager(config)
-    orders_db = DatabaseStateManager(config)
-    engine = LiveTradingEngine(db_manager=db, broker=DatabasePaperBroker(orders_db), instance_id="bench",
-                               max_signal_age=None, send_in_background=True)
+    store = Store(config)
+    orders_db = Store(config)
+    engine = TradingEngine(store=store, broker=DatabasePaperBroker(orders_db.orders), instance_id="bench",
+                           max_signal_age=None, send_in_background=True)
     stream = mixed_stream(sizes.signals + 100, seed=11, duplicate_ratio=0.3)
     trips: dict[str, list[int]] = {}
 
     def one(i: int) -> None:
-        before = db.round_trips
+        before = store.round_trips
         result = engine.process_payload(stream[i + 100 if i >= 0 else -1 - i], check_time=False)
-        trips.setdefault(result.outcome.value, []).append(db.round_trips - before)
+        trips.setdefault(result.outcome.value, []).append(store.round_trips - before)
     try:
         stats = timed(one, sizes.signals, warmup=100)
         engine.flush_orders(30)
@@ -236,7 +237,7 @@ def part_engine(config: DatabaseConfig, sizes: Sizes) -> tuple[Stats, dict[str, 
     finally:
         engine.close()
         orders_db.close()
-        db.close()
+        store.close()
     per_outcome = {k: sum(v) / len(v) for k, v in trips.items()}
     total = sum(len(v) for v in trips.values())
     per_outcome["all"] = sum(sum(v) for v in trips.values()) / total
@@ -446,15 +447,15 @@ def check_stream(config: DatabaseConfig, stream: list[dict[str, Any]], answers: 
 def part_writers(config: DatabaseConfig, sizes: Sizes, writers: int = 10) -> tuple[float, int, int]:
     """``writers`` threads, each with its own connection pool, saving its own position repeatedly."""
     errors: list[BaseException] = []
-    managers = [DatabaseStateManager(config) for _ in range(writers)]
+    stores = [Store(config) for _ in range(writers)]
 
     def write(k: int) -> None:
         try:
             p = bench_position(k)
-            managers[k].save_position(p)
+            stores[k].book.save_position(p)
             for i in range(sizes.writer_saves):
                 p.current_stop = Decimal(790 + i % 9)
-                managers[k].save_position(p)
+                stores[k].book.save_position(p)
         except BaseException as exc:  # noqa: BLE001 - counted and reported
             errors.append(exc)
 
@@ -466,10 +467,10 @@ def part_writers(config: DatabaseConfig, sizes: Sizes, writers: int = 10) -> tup
         t.join(120)
     seconds = time.perf_counter() - started
     saved = 0
-    for k, manager in enumerate(managers):
-        stored = manager.get_position(f"COPPER_Long_{k}")
+    for k, store in enumerate(stores):
+        stored = store.book.get_position(f"COPPER_Long_{k}")
         saved += int(stored is not None and stored.version == sizes.writer_saves + 1)
-        manager.close()
+        store.close()
     return writers * (sizes.writer_saves + 1) / seconds, saved, len(errors)
 
 

@@ -31,7 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.errors import PmError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.reconcile import compare
@@ -41,8 +41,7 @@ from pm_engine.sim.book import Account, Faults
 from pm_engine.sim.server import SimServer, make_server
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.deploy import deploy
-from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import OrderStates, book_positions
+from pm_engine.store.gateway import Store
 from pm_engine.tools.children import (EngineProcess, KeepAliveClient, committed_book, fetch_all, fetch_one,
                                       http_request, served_book)
 from pm_engine.tools.clusters import temporary_cluster
@@ -230,14 +229,14 @@ class Harness:
                 finally:
                     account.faults = faults
                 broker_id, how = order.orderid, "placed by hand: nothing had reached the broker"
-        db = DatabaseStateManager(self.config)
+        store = Store(self.config)
         try:
-            OrderStates(db).review(client_id, broker_id, how, "cli:chaos@trader", "checked")  # found in its books
+            store.orders.review(client_id, broker_id, how, "cli:chaos@trader", "checked")  # found in its books
         except PmError as exc:  # the engine moved first (or the database restarts): look again next round
             print(f"chaos: review of {client_id} refused ({exc}); looking again", flush=True)
             return
         finally:
-            db.close()
+            store.close()
         self.counts.add("reviewed")
 
     def settle(self) -> list[str]:
@@ -405,11 +404,11 @@ class Verdict:
             self.notes.append(note)
 
 
-def reference(stream: list[dict[str, Any]]) -> tuple[LiveTradingEngine, dict[str, str]]:
+def reference(stream: list[dict[str, Any]]) -> tuple[TradingEngine, dict[str, str]]:
     """The same stream through the same trading core, in memory, once per distinct signal."""
     from pm_engine.core.orders import PaperBroker
 
-    engine = LiveTradingEngine(broker=PaperBroker(), max_signal_age=None)
+    engine = TradingEngine(broker=PaperBroker(), max_signal_age=None)
     outcomes: dict[str, str] = {}
     for payload in stream:
         result = engine.process_payload(payload, check_time=False)
@@ -433,11 +432,11 @@ def verify_broker(config: DatabaseConfig, account: Account, verdict: Verdict) ->
         verdict.mismatch(f"order {ours[oid][0]} names broker order {oid}, which the broker does not have")
     for client_id, state in fetch_all(config, "chaos_unfilled_orders"):
         verdict.mismatch(f"order {client_id} ended {state}, not filled")
-    db = DatabaseStateManager(config)
+    store = Store(config)
     try:
-        book, traded = book_positions(db)
+        book, traded = store.orders.book_positions()
     finally:
-        db.close()
+        store.close()
     for difference in compare(book, traded, positions)["differences"]:
         verdict.mismatch(f"broker net {difference['broker_quantity']} != book {difference['book_quantity']} "
                          f"for {difference['symbol']}")
@@ -463,11 +462,11 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
     verdict.duplicated += int(fetch_all(config, "bench_orders_per_layer")[0][0])
 
     # positions, pyramiding and equity, as the engine recovers them
-    db = DatabaseStateManager(config)
+    store = Store(config)
     try:
-        engine = LiveTradingEngine(db_manager=db, instance_id="chaos-check")
+        engine = TradingEngine(store=store, instance_id="chaos-check")
         if account is None:
-            engine.send_pending()  # what any paper restart does: orders committed but never filled
+            engine.send_queued()  # what any paper restart does: orders committed but never filled
         mine, theirs = engine.portfolio, ref.portfolio
         if mine.closed_equity != theirs.closed_equity:
             verdict.mismatch(f"closed equity {mine.closed_equity} != reference {theirs.closed_equity}")
@@ -484,7 +483,7 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
         if mine_pyr != ref_pyr:
             verdict.mismatch(f"pyramiding {mine_pyr} != reference {ref_pyr}")
     finally:
-        db.close()
+        store.close()
     no_history, positions, portfolio, pyramiding = fetch_all(config, "history_check")[0]
     if no_history:
         verdict.mismatch(f"{no_history} committed signal(s) without their history rows")

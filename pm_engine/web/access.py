@@ -40,7 +40,7 @@ def same(given: Optional[str], expected: str) -> bool:
 
 
 class SessionStore(Protocol):
-    """Where sessions live: ``pm.sessions`` through ``DatabaseStateManager``, or ``MemorySessions``."""
+    """Where sessions live: ``pm.sessions`` through ``store.audit``, or ``MemorySessions``."""
 
     def create_session(self, digest: str, expires_at: datetime, source: str) -> None: ...
 

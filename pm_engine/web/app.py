@@ -15,9 +15,9 @@ from typing import Callable, Optional
 from fastapi import FastAPI
 
 from pm_engine import __version__
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.store.audit import RefusalAudit
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from pm_engine.web.access import Access, FailureWindows, MemorySessions
 from pm_engine.web.capital import capital_router
 from pm_engine.web.context import WebContext, WebSettings, error
@@ -35,12 +35,12 @@ from pm_engine.web.webhook import WEBHOOK_EXAMPLE, WEBHOOK_SCHEMA, webhook_route
 __all__ = ["WEBHOOK_EXAMPLE", "WEBHOOK_SCHEMA", "WebSettings", "create_app", "error"]
 
 
-def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None,
-               leader: Callable[[], bool] = lambda: False, reader: Optional[DatabaseStateManager] = None) -> FastAPI:
+def create_app(engine: TradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None,
+               leader: Callable[[], bool] = lambda: False, reader: Optional[Store] = None) -> FastAPI:
     """The app around one engine: the webhook, the protected read routes, the operator's controls, the
     dashboard and the metrics (``app.state.metrics``; ``leader`` tells whether this instance leads). ``reader``
     (DATABASE_READ_URL, a standby) serves the reads that may lag: the dashboard, history, /status?replica=1."""
-    store = engine.db_manager if isinstance(engine.db_manager, DatabaseStateManager) else None
+    store = engine.store if isinstance(engine.store, Store) else None
     app = FastAPI(title="pm-engine", version=__version__,
                   description="Portfolio manager for systematic futures traders: TradingView webhook, status, "
                               "history, trading controls. Every route but POST /webhook, GET /health and GET /ready "
@@ -48,7 +48,8 @@ def create_app(engine: LiveTradingEngine, web: WebSettings, audit: Optional[Refu
                   docs_url=None, redoc_url=None)  # served offline by web/dashboard.py
     metrics = app.state.metrics = Metrics(engine, store, leader)
     ctx = WebContext(engine=engine, web=web, store=store, reader=reader, audit=audit,
-                     access=Access(web.read_token, web.session_hours * 3600, sessions=store or MemorySessions()),
+                     access=Access(web.read_token, web.session_hours * 3600,
+                                   sessions=store.audit if store is not None else MemorySessions()),
                      metrics=metrics, refusals=Refusals(audit, metrics, (web.secret, web.read_token)),
                      failures=FailureWindows(), token_failures=FailureWindows())
 

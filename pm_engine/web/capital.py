@@ -20,12 +20,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from pm_engine.core.capital import CapitalRefusedError, WithdrawalRefusedError, parse_amount
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.errors import DatabaseUnavailableError
 from pm_engine.core.intent import is_json
 from pm_engine.core.signals import MAX_BODY_BYTES
 from pm_engine.core.statistics import as_json
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 
 log = logging.getLogger("pm_engine.capital")
 PAGE, MAX_PAGE, MAX_OFFSET = 100, 500, 100_000  # GET /capital reads a bounded page, never the whole ledger
@@ -49,7 +49,7 @@ def _answer(status: int, message: str, field: Optional[str] = None) -> JSONRespo
 Refuse = Callable[[Request, bytes, int, str, Optional[str]], JSONResponse]
 
 
-def capital_router(engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
+def capital_router(engine: TradingEngine, store: Optional[Store],
                    changer: Callable[[Request, dict[str, Any]], str | JSONResponse], refuse: Refuse) -> APIRouter:
     """The capital routes. ``changer(request, body)`` names who makes a change, or answers the
     refusal (a session without its CSRF token): the app's one access rule for every POST that changes.
@@ -68,9 +68,9 @@ def capital_router(engine: LiveTradingEngine, store: Optional[DatabaseStateManag
             return _answer(422, f"offset must be a whole number from 0 to {MAX_OFFSET}", "offset")
         size, skip = int(limit), int(offset)
         try:
-            flows = store.capital_ledger(size, skip)
+            flows = store.capital.capital_ledger(size, skip)
             page = {"limit": size, "offset": skip, "next_offset": skip + size if len(flows) == size else None}
-            return JSONResponse(as_json({"flows": flows, **page, **store.capital_totals()}))
+            return JSONResponse(as_json({"flows": flows, **page, **store.capital.capital_totals()}))
         except DatabaseUnavailableError:
             return _answer(503, "database unavailable")
 

@@ -15,11 +15,11 @@ from urllib.parse import parse_qs
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.intent import is_json, media_type
 from pm_engine.core.signals import MAX_BODY_BYTES, check_storable
 from pm_engine.store.audit import RefusalAudit
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from pm_engine.web.access import Access, FailureWindows, client_address, same
 from pm_engine.web.guard import Refusals
 from pm_engine.web.metrics import Metrics
@@ -57,10 +57,10 @@ class WebContext:
     """One app's shared parts. ``store`` is the primary (None: the engine runs in memory); ``reader`` a
     standby (DATABASE_READ_URL) for the reads that may lag."""
 
-    engine: LiveTradingEngine
+    engine: TradingEngine
     web: WebSettings
-    store: Optional[DatabaseStateManager]
-    reader: Optional[DatabaseStateManager]
+    store: Optional[Store]
+    reader: Optional[Store]
     audit: Optional[RefusalAudit]
     access: Access
     metrics: Metrics
@@ -73,7 +73,7 @@ class WebContext:
         """Answer a refused request and hand its audit row to the writer (off the request path)."""
         return self.refusals.answer(request.scope, raw, status, message, field, headers)
 
-    def need_store(self) -> DatabaseStateManager:
+    def need_store(self) -> Store:
         if self.store is None:
             raise Refused(error(404, "trading controls need a database (this engine runs in memory)"))
         return self.store

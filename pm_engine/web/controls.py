@@ -29,9 +29,10 @@ def controls_router(ctx: WebContext) -> APIRouter:
     @router.get("/control", summary="Trading mode, its recent changes, breakers and instrument locks")
     def control() -> JSONResponse:
         try:
-            db = ctx.need_store()
-            return JSONResponse(as_json({"mode": db.trading_mode(), "history": db.trading_mode_history(20),
-                                         "breakers": db.breakers(), "locks": db.active_locks()}))
+            store = ctx.need_store()
+            controls = store.controls
+            return JSONResponse(as_json({"mode": controls.trading_mode(), "history": controls.trading_mode_history(20),
+                                         "breakers": controls.breakers(), "locks": controls.active_locks()}))
         except Refused as refused:
             return refused.answer
         except DatabaseUnavailableError:
@@ -41,7 +42,7 @@ def controls_router(ctx: WebContext) -> APIRouter:
     async def set_control(request: Request) -> JSONResponse:
         try:
             data = await form_or_json(request)
-            db = ctx.need_store()
+            store = ctx.need_store()
             who = ctx.changer(request, data)
         except Refused as refused:
             return refused.answer
@@ -54,7 +55,7 @@ def controls_router(ctx: WebContext) -> APIRouter:
         if mode != "active" and reason is None:
             return ctx.refuse(request, b"", 422, "a reason is required to pause trading", "reason")
         try:
-            changed = await run_in_threadpool(db.set_trading_mode, mode, reason, who)
+            changed = await run_in_threadpool(store.controls.set_trading_mode, mode, reason, who)
         except DatabaseUnavailableError:
             return error(503, "database unavailable; the mode was not changed")
         log.warning("trading mode set to %s by %s: %s", mode, who, reason or "-")

@@ -21,12 +21,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from pm_engine.core.engine import LiveTradingEngine, render_status
-from pm_engine.core.portfolio import PortfolioStateManager
+from pm_engine.core.engine import TradingEngine
+from pm_engine.core.status import render_status
+from pm_engine.core.portfolio import Book
 from pm_engine.core.errors import DatabaseUnavailableError
 from pm_engine.core.statistics import as_json
-from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import OrderStates
+from pm_engine.store.gateway import Store
 from pm_engine.store.rolls import roll_overview
 from pm_engine.web.access import SESSION_COOKIE, Access
 from pm_engine.web.orders import broker_health
@@ -46,14 +46,14 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src
                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-def replica_status(engine: LiveTradingEngine, reader: DatabaseStateManager) -> dict[str, Any]:
+def replica_status(engine: TradingEngine, reader: Store) -> dict[str, Any]:
     """GET /status's body as the read replica has it, with how far it lags (it may be behind the primary)."""
-    book = PortfolioStateManager(engine.config, engine.instruments)
-    book.load(reader.load_state())
-    return {**render_status(book), "replica": reader.replica_lag()}
+    book = Book(engine.config, engine.instruments)
+    book.load(reader.book.load_state())
+    return {**render_status(book), "replica": reader.instances.replica_lag()}
 
 
-def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
+def add_dashboard(app: FastAPI, engine: TradingEngine, store: Optional[Store],
                   access: Access, replica: bool = False) -> None:
     """Register ``/``, ``/login`` (the page), ``/dashboard/data``, ``/docs``, ``/redoc`` and ``/static``.
 
@@ -78,7 +78,7 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
     def dashboard(request: Request) -> Response:
         session = request.cookies.get(SESSION_COOKIE) if getattr(request.state, "principal", "") == "session" else None
         try:
-            mode = store.trading_mode()["mode"] if store is not None else "active"
+            mode = store.controls.trading_mode()["mode"] if store is not None else "active"
         except DatabaseUnavailableError:
             return JSONResponse({"error": "database unavailable; the dashboard cannot show the book"}, 503)
         return page(request, "dashboard.html", {"csrf": access.csrf_token(session) if session else "",
@@ -114,19 +114,19 @@ def add_dashboard(app: FastAPI, engine: LiveTradingEngine, store: Optional[Datab
         start: Optional[datetime] = datetime.now(timezone.utc) - span if span else None
         day_ago = datetime.now(timezone.utc) - timedelta(hours=24)
         return {
-            "status": status, "mode": store.trading_mode(), "locks": store.active_locks(),
-            "signals": store.recent_signals(50), "refusals": store.refusals(day_ago, 50),
-            "anomalies": store.anomalies(day_ago, LATEST_ANOMALIES),
-            "anomaly_counts": store.anomaly_counts(day_ago), "instances": store.list_instances(),
-            "curve": store.equity_curve_sampled(start, None, max(1, points // 2)),
-            "stats": store.trade_stats(start, None),
-            "trades": list(reversed(store.trades(start, None)))[:50],
-            "pnl": {period: list(reversed(store.pnl_by_period(period, start, None)))
+            "status": status, "mode": store.controls.trading_mode(), "locks": store.controls.active_locks(),
+            "signals": store.signals.recent_signals(50), "refusals": store.audit.refusals(day_ago, 50),
+            "anomalies": store.controls.anomalies(day_ago, LATEST_ANOMALIES),
+            "anomaly_counts": store.controls.anomaly_counts(day_ago), "instances": store.instances.list_instances(),
+            "curve": store.history.equity_curve_sampled(start, None, max(1, points // 2)),
+            "stats": store.history.trade_stats(start, None),
+            "trades": list(reversed(store.history.trades(start, None)))[:50],
+            "pnl": {period: list(reversed(store.history.pnl_by_period(period, start, None)))
                     for period in ("day", "week", "month")},
-            "capital": store.capital_ledger(10),
+            "capital": store.capital.capital_ledger(10),
             # each group's contract, days to roll and roll state (issue 22)
             "rollover": roll_overview(store, engine.contracts, engine.instruments, engine.mcx_quantity)["groups"],
-            "orders": OrderStates(store).listing(None, None, ORDERS_SHOWN), "broker": broker,
+            "orders": store.orders.listing(None, None, ORDERS_SHOWN), "broker": broker,
         }
 
     @app.get("/docs", include_in_schema=False)

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.errors import PmError
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 
 MODES = ("active", "exits_only", "halted")
 ANOMALY_KINDS = ("exit_never_open", "pyramid_without_base", "pyramid_skips_layer", "entry_while_base_open")
@@ -31,7 +31,7 @@ BROKER_STATES = ("ok", "session_expired", "unreachable", "slow", "error", "unkno
 class Metrics:
     """The registry of one app: counters it updates, and a collector for what the database knows."""
 
-    def __init__(self, engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
+    def __init__(self, engine: TradingEngine, store: Optional[Store],
                  leader: Callable[[], bool] = lambda: False) -> None:
         self.registry = CollectorRegistry()
         self.signals = Counter("pm_signals", "Signals answered by this instance, by outcome", ["outcome"],
@@ -49,7 +49,7 @@ class Metrics:
 
 
 class _PortfolioCollector(Collector):
-    def __init__(self, engine: LiveTradingEngine, store: Optional[DatabaseStateManager],
+    def __init__(self, engine: TradingEngine, store: Optional[Store],
                  leader: Callable[[], bool]) -> None:
         self.engine, self.store, self.leader = engine, store, leader
 
@@ -67,7 +67,7 @@ class _PortfolioCollector(Collector):
                      float(self.store.pool_in_use()))
         try:
             started = time.perf_counter()
-            snapshot = self.store.metrics_snapshot()
+            snapshot = self.store.instances.metrics_snapshot()
             round_trip = time.perf_counter() - started
         except PmError:
             yield _gauge("pm_database_up", "1 if the database answered this scrape", 0.0)
@@ -90,7 +90,7 @@ class _PortfolioCollector(Collector):
                                           "retry), given_up, pending, sending, filtered (whole portfolio)",
                                           labels=["state"])
         try:
-            counts = self.store.notification_counts()
+            counts = self.store.notifications.notification_counts()
         except PmError:
             counts = {}
         for state in NOTIFICATION_STATES:

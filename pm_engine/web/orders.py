@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from pm_engine.core.errors import PmError
 from pm_engine.core.signals import SignalValidationError, parse_timestamp
 from pm_engine.core.statistics import as_json
-from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.orders import ORDER_STATES, OrderStates
+from pm_engine.store.gateway import Store
+from pm_engine.store.orders import ORDER_STATES
 
 
 def broker_health(broker: Any) -> Optional[dict[str, Any]]:
@@ -26,7 +26,7 @@ def broker_health(broker: Any) -> Optional[dict[str, Any]]:
     return health.view() if health is not None else None
 
 
-def orders_router(store: Optional[DatabaseStateManager], broker: Any) -> APIRouter:
+def orders_router(store: Optional[Store], broker: Any) -> APIRouter:
     router = APIRouter()
 
     def health() -> Optional[dict[str, Any]]:
@@ -46,7 +46,7 @@ def orders_router(store: Optional[DatabaseStateManager], broker: Any) -> APIRout
                 when = parse_timestamp(since)
             except (SignalValidationError, ValueError, TypeError):
                 return JSONResponse({"error": "since: not an ISO 8601 time", "field": "since"}, status_code=422)
-        rows = await run_in_threadpool(OrderStates(store).listing, state, when)
+        rows = await run_in_threadpool(store.orders.listing, state, when)
         return JSONResponse({"orders": as_json(rows), "broker": health()})
 
     @router.get("/orders/broker", summary="The broker's health as this instance's sender last saw it")

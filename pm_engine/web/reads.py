@@ -35,8 +35,8 @@ def reads_router(ctx: WebContext) -> APIRouter:
                 return JSONResponse(as_json(replica_status(engine, reader)))
             body = engine.current_status()
             if store is not None:
-                body["trading"] = store.trading_mode()
-                body["anomalies"] = store.anomaly_counts()
+                body["trading"] = store.controls.trading_mode()
+                body["anomalies"] = store.controls.anomaly_counts()
         except DatabaseUnavailableError:
             return error(503, "database unavailable; the book cannot be shown as committed")
         body["outcomes"] = dict(engine.outcomes)
@@ -67,16 +67,16 @@ def reads_router(ctx: WebContext) -> APIRouter:
 
     @router.get("/equity", summary="Equity curve: closed, open and blended equity at each commit (?from=&to=)")
     def equity(request: Request) -> JSONResponse:
-        return history(lambda db, start, end: {"points": db.equity_curve(start, end)}, request)
+        return history(lambda store, start, end: {"points": store.history.equity_curve(start, end)}, request)
 
     @router.get("/trades", summary="Closed positions with P&L, initial risk and R multiple (?from=&to=)")
     def trades(request: Request) -> JSONResponse:
-        return history(lambda db, start, end: {"trades": db.trades(start, end)}, request)
+        return history(lambda store, start, end: {"trades": store.history.trades(start, end)}, request)
 
     @router.get("/stats", summary="Trade statistics and P&L by day, week and month (?from=&to=)")
     def stats(request: Request) -> JSONResponse:
-        return history(lambda db, start, end: {**db.trade_stats(start, end), "pnl_by_period": {
-            period: db.pnl_by_period(period, start, end) for period in ("day", "week", "month")}}, request)
+        return history(lambda store, start, end: {**store.history.trade_stats(start, end), "pnl_by_period": {
+            period: store.history.pnl_by_period(period, start, end) for period in ("day", "week", "month")}}, request)
 
     @router.get("/health", summary="200 while the process serves")
     def health() -> dict[str, str]:
@@ -102,18 +102,17 @@ def reads_router(ctx: WebContext) -> APIRouter:
 
     @router.get("/db/status", summary="Connection, pool, schema version, round-trip latency")
     def db_status() -> JSONResponse:
-        db = store
-        if db is None:
+        if store is None:
             return JSONResponse({"connected": False, "database": "none (in memory)"})
         started = time.perf_counter()
         try:
-            latency = db.ping()
-            schema = db.schema_version()
+            latency = store.ping()
+            schema = store.schema_version()
         except DatabaseUnavailableError as exc:
             return JSONResponse({"connected": False, "error": str(exc)}, status_code=503)
         return JSONResponse({
-            "connected": True, "database": db.config.url(), "schema_version": schema,
-            "round_trip_ms": round(latency, 3), "pool": {"min": db.config.minconn, "max": db.config.maxconn},
+            "connected": True, "database": store.config.url(), "schema_version": schema,
+            "round_trip_ms": round(latency, 3), "pool": {"min": store.config.minconn, "max": store.config.maxconn},
             "checked_in_ms": round((time.perf_counter() - started) * 1000, 3),
         })
 

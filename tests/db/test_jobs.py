@@ -8,9 +8,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.ops.jobs import BackgroundJobs, JobSettings
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from tests.helpers import payload
 
 ENTRY = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350,
@@ -29,44 +29,44 @@ def die_at(point: str) -> Callable[[str], None]:
 
 
 @pytest.fixture
-def engines(db_config: DatabaseConfig) -> Iterator[list[LiveTradingEngine]]:
-    made: list[LiveTradingEngine] = []
+def engines(db_config: DatabaseConfig) -> Iterator[list[TradingEngine]]:
+    made: list[TradingEngine] = []
     yield made
     for engine in made:
-        assert engine.db_manager is not None
-        engine.db_manager.close()
+        assert engine.store is not None
+        engine.store.close()
 
 
-def engine(db_config: DatabaseConfig, made: list[LiveTradingEngine], name: str,
-           **kwargs: Any) -> LiveTradingEngine:
-    db = DatabaseStateManager(db_config)
-    db.register_instance(name, "host", None, "test")
-    e = LiveTradingEngine(db_manager=db, instance_id=name, **kwargs)
+def engine(db_config: DatabaseConfig, made: list[TradingEngine], name: str,
+           **kwargs: Any) -> TradingEngine:
+    db = Store(db_config)
+    db.instances.register_instance(name, "host", None, "test")
+    e = TradingEngine(store=db, instance_id=name, **kwargs)
     made.append(e)
     return e
 
 
 def test_orders_committed_then_interrupted_are_sent_once_by_recovery(db_config: DatabaseConfig,
-                                                                     engines: list[LiveTradingEngine]) -> None:
+                                                                     engines: list[TradingEngine]) -> None:
     doomed = engine(db_config, engines, "inst-a", fault=die_at("after_commit"))
     with pytest.raises(Died):
         doomed.process_payload(ENTRY, check_time=False)
     fp = doomed.parse(ENTRY, check_time=False).fingerprint
-    db = doomed.db_manager
+    db = doomed.store
     assert db is not None
-    assert [o["status"] for o in db.orders_for_signal(fp)] == ["queued"]  # durable, not yet sent
+    assert [o["status"] for o in db.orders.orders_for_signal(fp)] == ["queued"]  # durable, not yet sent
     survivor = engine(db_config, engines, "inst-b")
     assert survivor.portfolio.positions["BANK_NIFTY_Long_1"].lots == 4  # the committed state is recovered
-    assert survivor.send_pending() == 1
-    assert survivor.send_pending() == 0
-    orders = db.orders_for_signal(fp)
+    assert survivor.send_queued() == 1
+    assert survivor.send_queued() == 0
+    orders = db.orders.orders_for_signal(fp)
     assert [(o["status"], o["lots"]) for o in orders] == [("filled", 4)]
     # the TradingView retry of the same alert changes nothing and orders nothing
     assert survivor.process_payload(ENTRY, check_time=False).outcome.value == "duplicate"
-    assert len(db.orders_for_signal(fp)) == 1
+    assert len(db.orders.orders_for_signal(fp)) == 1
 
 
-def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines: list[TradingEngine]) -> None:
     settings = JobSettings(heartbeat_s=60)
     first = BackgroundJobs(engine(db_config, engines, "inst-a"), settings)
     second = BackgroundJobs(engine(db_config, engines, "inst-b"), settings)
@@ -80,7 +80,7 @@ def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines
     first._release()  # the leader's session ends (what a crash does to its connection)
     second.tick()
     assert second.is_leader and second.runs["cleanup"] == 1
-    with second.db.transaction() as cur:
+    with second.store.transaction() as cur:
         cur.execute("SELECT instance_id FROM pm.instance_metadata WHERE is_leader")
         assert [r["instance_id"] for r in cur.fetchall()] == ["inst-b"]
     second.stop()
@@ -88,10 +88,10 @@ def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines
 
 
 def test_jobs_thread_heartbeats_and_survives_errors(db_config: DatabaseConfig,
-                                                    engines: list[LiveTradingEngine]) -> None:
+                                                    engines: list[TradingEngine]) -> None:
     e = engine(db_config, engines, "inst-a")
-    assert e.db_manager is not None
-    with e.db_manager.transaction() as cur:
+    assert e.store is not None
+    with e.store.transaction() as cur:
         cur.execute("DELETE FROM pm.instance_metadata")  # e.g. a restored database: re-registered by the heartbeat
     jobs = BackgroundJobs(e, JobSettings(heartbeat_s=0.05)).start()
     try:
@@ -102,18 +102,18 @@ def test_jobs_thread_heartbeats_and_survives_errors(db_config: DatabaseConfig,
     finally:
         jobs.stop()
     assert jobs.runs["heartbeat"] >= 3 and jobs.runs["cleanup"] == 1
-    with e.db_manager.transaction() as cur:
+    with e.store.transaction() as cur:
         cur.execute("SELECT status FROM pm.instance_metadata WHERE instance_id = 'inst-a'")
         assert cur.fetchone()["status"] == "active"
 
 
 def test_background_sender_answers_after_one_round_trip_and_fills_in_batches(
-        db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+        db_config: DatabaseConfig, engines: list[TradingEngine]) -> None:
     from pm_engine.store.outbox import DatabasePaperBroker
 
-    orders_db = DatabaseStateManager(db_config)
-    db = DatabaseStateManager(db_config)
-    live = LiveTradingEngine(db_manager=db, broker=DatabasePaperBroker(orders_db), send_in_background=True)
+    orders_db = Store(db_config)
+    db = Store(db_config)
+    live = TradingEngine(store=db, broker=DatabasePaperBroker(orders_db.orders), send_in_background=True)
     engines.append(live)
     try:
         before = db.round_trips
@@ -121,7 +121,7 @@ def test_background_sender_answers_after_one_round_trip_and_fills_in_batches(
         assert db.round_trips - before == 1  # the signal path: one atomic call; the fill is the sender's
         assert live.flush_orders(5)
         fp = live.parse(ENTRY, check_time=False).fingerprint
-        assert [o["status"] for o in db.orders_for_signal(fp)] == ["filled"]
+        assert [o["status"] for o in db.orders.orders_for_signal(fp)] == ["filled"]
         assert live.sender is not None and live.sender.batches == 1 and orders_db.round_trips == 1
     finally:
         live.close()
@@ -129,7 +129,7 @@ def test_background_sender_answers_after_one_round_trip_and_fills_in_batches(
 
 
 def test_background_sender_failure_leaves_orders_pending(db_config: DatabaseConfig,
-                                                         engines: list[LiveTradingEngine]) -> None:
+                                                         engines: list[TradingEngine]) -> None:
     from pm_engine.core.orders import BackgroundSender, Order
 
     class Down:
@@ -144,11 +144,11 @@ def test_background_sender_failure_leaves_orders_pending(db_config: DatabaseConf
 
 
 def test_heartbeat_refreshes_a_copy_another_instance_moved(
-        db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+        db_config: DatabaseConfig, engines: list[TradingEngine]) -> None:
     a, b = engine(db_config, engines, "inst-a"), engine(db_config, engines, "inst-b")
     assert a.process_payload(ENTRY, check_time=False).outcome.value == "executed"
     assert b.portfolio.positions == {}  # b has not looked since it started
-    db = b.db_manager
+    db = b.store
     assert db is not None
     before = db.round_trips
     BackgroundJobs(b).tick()
@@ -160,13 +160,13 @@ def test_heartbeat_refreshes_a_copy_another_instance_moved(
 
 
 def test_duplicate_of_a_signal_another_instance_committed_refreshes_at_once(
-        db_config: DatabaseConfig, engines: list[LiveTradingEngine]) -> None:
+        db_config: DatabaseConfig, engines: list[TradingEngine]) -> None:
     a, b = engine(db_config, engines, "inst-a"), engine(db_config, engines, "inst-b")
     a.process_payload(ENTRY, check_time=False)
-    db = b.db_manager
+    db = b.store
     assert db is not None
     before = db.round_trips
     assert b.process_payload(ENTRY, check_time=False).outcome.value == "duplicate"
     assert db.round_trips - before == 1  # the duplicate answer carried the fresh state
     assert b.status()["positions"][0]["lots"] == 4 and b.portfolio.version == a.portfolio.version
-    assert db.state_if_moved(b.portfolio.version) is None  # proven current
+    assert db.book.state_if_moved(b.portfolio.version) is None  # proven current

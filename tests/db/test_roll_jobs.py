@@ -8,34 +8,34 @@ from typing import Iterator
 import pytest
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.market_hours import IST, MarketHours
 from pm_engine.ops.jobs import BackgroundJobs, JobSettings
 from pm_engine.ops.rollover import Roller
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from tests.helpers import payload, rows
 
 ENTRY = payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, "2026-12-01T11:00:00+05:30", stop=74300, atr=400, er=0.8)
 
 
 @pytest.fixture
-def engine(db_config: DatabaseConfig) -> Iterator[LiveTradingEngine]:
-    db = DatabaseStateManager(db_config)
-    db.register_instance("leader", "host", None, "test")
-    e = LiveTradingEngine(db_manager=db, instance_id="leader", max_signal_age=None)
+def engine(db_config: DatabaseConfig) -> Iterator[TradingEngine]:
+    db = Store(db_config)
+    db.instances.register_instance("leader", "host", None, "test")
+    e = TradingEngine(store=db, instance_id="leader", max_signal_age=None)
     yield e
     db.close()
 
 
-def jobs_at(engine: LiveTradingEngine, moment: datetime) -> BackgroundJobs:
-    assert isinstance(engine.db_manager, DatabaseStateManager)
-    roller = Roller(engine.db_manager, engine.contracts, engine.instruments, MarketHours(always=False),
+def jobs_at(engine: TradingEngine, moment: datetime) -> BackgroundJobs:
+    assert isinstance(engine.store, Store)
+    roller = Roller(engine.store, engine.contracts, engine.instruments, MarketHours(always=False),
                     clock=lambda: moment)
     return BackgroundJobs(engine, JobSettings(roll_check_every_s=0), roller=roller)
 
 
 def test_the_leader_rolls_a_due_group_in_market_hours_and_only_then(db_config: DatabaseConfig,
-                                                                    engine: LiveTradingEngine) -> None:
+                                                                    engine: TradingEngine) -> None:
     assert engine.process_payload(ENTRY, check_time=False).outcome.value == "executed"
     early = jobs_at(engine, datetime(2026, 12, 21, 11, 0, tzinfo=IST))  # before GOLDM05JAN27FUT's roll date
     early.tick()

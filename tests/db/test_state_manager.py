@@ -1,4 +1,4 @@
-"""DatabaseStateManager against a real PostgreSQL (a fresh deployed database per test)."""
+"""Store against a real PostgreSQL (a fresh deployed database per test)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import psycopg2
 import pytest
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.models import Duplicate, Position
 from pm_engine.core.signals import parse_signal
 from pm_engine.store.errors import (DatabaseUnavailableError, InvalidArgumentError, PositionAlreadyOpenError,
                                     StaleVersionError)
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from tests.helpers import payload
 
 T0 = datetime(2026, 10, 30, 5, 0, tzinfo=timezone.utc)
@@ -27,8 +27,8 @@ def fingerprint_of(body: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def db(db_config: DatabaseConfig) -> Iterator[DatabaseStateManager]:
-    manager = DatabaseStateManager(db_config)
+def db(db_config: DatabaseConfig) -> Iterator[Store]:
+    manager = Store(db_config)
     yield manager
     manager.close()
 
@@ -42,7 +42,7 @@ def position(pid: str = "BANK_NIFTY_Long_1", **extra: Any) -> Position:
     return Position(**values)
 
 
-def test_connection_pool_initialization(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+def test_connection_pool_initialization(db: Store, db_config: DatabaseConfig) -> None:
     assert db.pool.minconn == db_config.minconn and db.pool.maxconn == db_config.maxconn
     assert db.ping() > 0
 
@@ -50,166 +50,166 @@ def test_connection_pool_initialization(db: DatabaseStateManager, db_config: Dat
 def test_connection_retry_on_failure() -> None:
     delays: list[float] = []
     with pytest.raises(DatabaseUnavailableError, match=r"after 3 attempt\(s\)"):
-        DatabaseStateManager(DatabaseConfig(port=1, database="x", connect_timeout=1), sleep=delays.append)
+        Store(DatabaseConfig(port=1, database="x", connect_timeout=1), sleep=delays.append)
     assert delays == [1.0, 2.0]  # 1 s, 2 s between the three attempts
 
 
-def test_get_connection_context_manager(db: DatabaseStateManager) -> None:
+def test_get_connection_context_manager(db: Store) -> None:
     with db.get_connection() as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT 41 + 1")
             assert cur.fetchone()[0] == 42
 
 
-def test_transaction_commits(db: DatabaseStateManager) -> None:
+def test_transaction_commits(db: Store) -> None:
     with db.transaction() as cur:
         cur.execute("SELECT pm.save_pyramiding_state('COPPER', 800, NULL)")
-    assert db.get_pyramiding_state()["COPPER"]["last_pyramid_price"] == D("800.00")
+    assert db.book.get_pyramiding_state()["COPPER"]["last_pyramid_price"] == D("800.00")
 
 
-def test_transaction_rollback_on_error(db: DatabaseStateManager) -> None:
+def test_transaction_rollback_on_error(db: Store) -> None:
     with pytest.raises(psycopg2.Error):
         with db.transaction() as cur:
             cur.execute("SELECT pm.save_pyramiding_state('COPPER', 800, NULL)")
             cur.execute("SELECT pm.save_pyramiding_state('COPPER', -1, NULL)")
-    assert "COPPER" not in db.get_pyramiding_state()
+    assert "COPPER" not in db.book.get_pyramiding_state()
 
 
-def test_save_position_insert(db: DatabaseStateManager) -> None:
+def test_save_position_insert(db: Store) -> None:
     p = position()
-    assert db.save_position(p) is True and p.version == 1
+    assert db.book.save_position(p) is True and p.version == 1
 
 
-def test_save_position_update(db: DatabaseStateManager) -> None:
+def test_save_position_update(db: Store) -> None:
     p = position()
-    db.save_position(p)
+    db.book.save_position(p)
     p.current_stop = D("51900.00")
-    db.save_position(p)
+    db.book.save_position(p)
     assert p.version == 2
-    db.invalidate()
-    stored = db.get_position(p.position_id)
+    db.book.invalidate()
+    stored = db.book.get_position(p.position_id)
     assert stored is not None and stored.current_stop == D("51900.00") and stored.version == 2
 
 
-def test_save_position_optimistic_locking(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+def test_save_position_optimistic_locking(db: Store, db_config: DatabaseConfig) -> None:
     p = position()
-    db.save_position(p)
-    other = DatabaseStateManager(db_config)
+    db.book.save_position(p)
+    other = Store(db_config)
     try:
-        theirs = other.get_position(p.position_id)
+        theirs = other.book.get_position(p.position_id)
         assert theirs is not None
         theirs.current_stop = D("51800.00")
-        other.save_position(theirs)
+        other.book.save_position(theirs)
     finally:
         other.close()
     p.current_stop = D("51900.00")
     with pytest.raises(StaleVersionError, match="expected 1, found 2"):
-        db.save_position(p)
+        db.book.save_position(p)
 
 
-def test_save_position_twice_as_new_refused(db: DatabaseStateManager) -> None:
-    db.save_position(position())
+def test_save_position_twice_as_new_refused(db: Store) -> None:
+    db.book.save_position(position())
     with pytest.raises(PositionAlreadyOpenError):
-        db.save_position(position())
+        db.book.save_position(position())
 
 
-def test_save_position_bad_value_typed(db: DatabaseStateManager) -> None:
+def test_save_position_bad_value_typed(db: Store) -> None:
     with pytest.raises(InvalidArgumentError):
-        db.save_position(position(lots=-1))
+        db.book.save_position(position(lots=-1))
 
 
-def test_get_position_cache_hit(db: DatabaseStateManager) -> None:
-    db.save_position(position())
+def test_get_position_cache_hit(db: Store) -> None:
+    db.book.save_position(position())
     before = db.round_trips
-    cached = db.get_position("BANK_NIFTY_Long_1")
+    cached = db.book.get_position("BANK_NIFTY_Long_1")
     assert cached is not None and cached.version == 1 and db.round_trips == before
 
 
-def test_get_position_cache_miss(db: DatabaseStateManager) -> None:
-    db.save_position(position())
-    db.invalidate()
+def test_get_position_cache_miss(db: Store) -> None:
+    db.book.save_position(position())
+    db.book.invalidate()
     before = db.round_trips
-    assert db.get_position("BANK_NIFTY_Long_1") is not None and db.round_trips == before + 1
-    assert db.get_position("BANK_NIFTY_Long_1") is not None and db.round_trips == before + 1
+    assert db.book.get_position("BANK_NIFTY_Long_1") is not None and db.round_trips == before + 1
+    assert db.book.get_position("BANK_NIFTY_Long_1") is not None and db.round_trips == before + 1
 
 
-def test_get_position_not_found(db: DatabaseStateManager) -> None:
-    assert db.get_position("NOPE") is None
+def test_get_position_not_found(db: Store) -> None:
+    assert db.book.get_position("NOPE") is None
 
 
-def test_get_all_open_positions(db: DatabaseStateManager) -> None:
-    db.save_position(position())
-    db.save_position(position("GOLD_MINI_Long_1", instrument="GOLD_MINI"))
+def test_get_all_open_positions(db: Store) -> None:
+    db.book.save_position(position())
+    db.book.save_position(position("GOLD_MINI_Long_1", instrument="GOLD_MINI"))
     closed = position("COPPER_Long_1", instrument="COPPER")
-    db.save_position(closed)
+    db.book.save_position(closed)
     closed.status = "closed"
-    db.save_position(closed)
-    assert sorted(db.get_all_open_positions()) == ["BANK_NIFTY_Long_1", "GOLD_MINI_Long_1"]
+    db.book.save_position(closed)
+    assert sorted(db.book.get_all_open_positions()) == ["BANK_NIFTY_Long_1", "GOLD_MINI_Long_1"]
 
 
-def test_position_serialization_is_base_position(db: DatabaseStateManager) -> None:
+def test_position_serialization_is_base_position(db: Store) -> None:
     p = position(is_base_position=True, rollover_status="pending", expiry="2025-12-31", strike=52000,
                  pe_symbol="BANKNIFTY25DEC52000PE", pe_entry_price=D("310.50"), rollover_count=1)
-    db.save_position(p)
-    db.invalidate()
-    stored = db.get_position(p.position_id)
+    db.book.save_position(p)
+    db.book.invalidate()
+    stored = db.book.get_position(p.position_id)
     assert stored == p
     assert stored is not None and stored.entry_timestamp.tzinfo is not None
     assert isinstance(stored.entry_price, D) and stored.is_base_position is True and stored.original_expiry is None
 
 
-def test_save_portfolio_state(db: DatabaseStateManager) -> None:
-    assert db.save_portfolio_state({"closed_equity": D("5180000"), "margin_used": D("1080000")}) == 2
+def test_save_portfolio_state(db: Store) -> None:
+    assert db.book.save_portfolio_state({"closed_equity": D("5180000"), "margin_used": D("1080000")}) == 2
     with db.transaction() as cur:
         cur.execute("SELECT closed_equity, margin_used, equity_high FROM pm.portfolio_state")
         assert cur.fetchone() == {"closed_equity": D("5180000.00"), "margin_used": D("1080000.00"),
                                   "equity_high": D("5180000.00")}  # the high follows closed equity up
 
 
-def test_get_portfolio_state(db: DatabaseStateManager) -> None:
-    state = db.get_portfolio_state()
+def test_get_portfolio_state(db: Store) -> None:
+    state = db.book.get_portfolio_state()
     assert state is not None and state["closed_equity"] == D("5000000.00") and state["version"] == 1
     assert state["initial_capital"] == D("5000000.00")
     before = db.round_trips
-    assert db.get_portfolio_state() == state and db.round_trips == before  # cached
+    assert db.book.get_portfolio_state() == state and db.round_trips == before  # cached
 
 
-def test_portfolio_state_version_increment(db: DatabaseStateManager) -> None:
-    assert db.save_portfolio_state({"closed_equity": D("5180000")}) == 2
-    assert db.save_portfolio_state({"closed_equity": D("5190000")}) == 3
-    state = db.get_portfolio_state()
+def test_portfolio_state_version_increment(db: Store) -> None:
+    assert db.book.save_portfolio_state({"closed_equity": D("5180000")}) == 2
+    assert db.book.save_portfolio_state({"closed_equity": D("5190000")}) == 3
+    state = db.book.get_portfolio_state()
     assert state is not None and state["closed_equity"] == D("5190000.00") and state["version"] == 3
     with pytest.raises(StaleVersionError, match="expected 1, found 3"):
-        db.save_portfolio_state({"closed_equity": D("1")}, expected_version=1)
+        db.book.save_portfolio_state({"closed_equity": D("1")}, expected_version=1)
 
 
-def test_save_pyramiding_state(db: DatabaseStateManager) -> None:
-    db.save_position(position())
-    db.save_pyramiding_state("BANK_NIFTY", D("52800"), "BANK_NIFTY_Long_1")
-    db.save_pyramiding_state("BANK_NIFTY", D("53300"), "BANK_NIFTY_Long_1")  # an upsert, not a second row
-    assert db.get_pyramiding_state()["BANK_NIFTY"]["last_pyramid_price"] == D("53300.00")
+def test_save_pyramiding_state(db: Store) -> None:
+    db.book.save_position(position())
+    db.book.save_pyramiding_state("BANK_NIFTY", D("52800"), "BANK_NIFTY_Long_1")
+    db.book.save_pyramiding_state("BANK_NIFTY", D("53300"), "BANK_NIFTY_Long_1")  # an upsert, not a second row
+    assert db.book.get_pyramiding_state()["BANK_NIFTY"]["last_pyramid_price"] == D("53300.00")
     with pytest.raises(InvalidArgumentError):
-        db.save_pyramiding_state("GOLD_MINI", D("1"), "MISSING")  # the base must exist (FK)
+        db.book.save_pyramiding_state("GOLD_MINI", D("1"), "MISSING")  # the base must exist (FK)
 
 
-def test_get_pyramiding_state(db: DatabaseStateManager) -> None:
-    assert db.get_pyramiding_state() == {}
-    db.save_position(position())
-    db.save_pyramiding_state("BANK_NIFTY", D("52800"), "BANK_NIFTY_Long_1")
-    state = db.get_pyramiding_state()
+def test_get_pyramiding_state(db: Store) -> None:
+    assert db.book.get_pyramiding_state() == {}
+    db.book.save_position(position())
+    db.book.save_pyramiding_state("BANK_NIFTY", D("52800"), "BANK_NIFTY_Long_1")
+    state = db.book.get_pyramiding_state()
     assert state == {"BANK_NIFTY": {"instrument": "BANK_NIFTY", "last_pyramid_price": D("52800.00"),
                                     "base_position_id": "BANK_NIFTY_Long_1",
                                     "updated_at": state["BANK_NIFTY"]["updated_at"]}}
 
 
-def test_base_position_id_nullable(db: DatabaseStateManager) -> None:
-    db.save_pyramiding_state("COPPER", None, None)
-    assert db.get_pyramiding_state()["COPPER"]["base_position_id"] is None
-    db.save_position(position("COPPER_Long_1", instrument="COPPER"))
-    db.save_pyramiding_state("COPPER", D("800"), "COPPER_Long_1")
+def test_base_position_id_nullable(db: Store) -> None:
+    db.book.save_pyramiding_state("COPPER", None, None)
+    assert db.book.get_pyramiding_state()["COPPER"]["base_position_id"] is None
+    db.book.save_position(position("COPPER_Long_1", instrument="COPPER"))
+    db.book.save_pyramiding_state("COPPER", D("800"), "COPPER_Long_1")
     with db.transaction() as cur:  # deleting the base sets the reference to NULL (ON DELETE SET NULL)
         cur.execute("DELETE FROM pm.portfolio_positions WHERE position_id = 'COPPER_Long_1'")
-    assert db.get_pyramiding_state()["COPPER"]["base_position_id"] is None
+    assert db.book.get_pyramiding_state()["COPPER"]["base_position_id"] is None
 
 
 def signal(**extra: Any) -> Any:
@@ -218,20 +218,20 @@ def signal(**extra: Any) -> Any:
     return parse_signal(body, DEFAULT_INSTRUMENTS, now=None)
 
 
-def test_check_duplicate_signal_exists(db: DatabaseStateManager) -> None:
+def test_check_duplicate_signal_exists(db: Store) -> None:
     s = signal()
-    db.log_signal(s, "executed", "ok")
-    assert db.check_duplicate_signal(s.fingerprint) is True
+    db.signals.log_signal(s, "executed", "ok")
+    assert db.signals.check_duplicate_signal(s.fingerprint) is True
 
 
-def test_check_duplicate_signal_not_exists(db: DatabaseStateManager) -> None:
-    assert db.check_duplicate_signal(signal().fingerprint) is False
-    assert db.check_duplicate_signal("0" * 64) is False
+def test_check_duplicate_signal_not_exists(db: Store) -> None:
+    assert db.signals.check_duplicate_signal(signal().fingerprint) is False
+    assert db.signals.check_duplicate_signal("0" * 64) is False
 
 
-def test_log_signal_insert(db: DatabaseStateManager) -> None:
+def test_log_signal_insert(db: Store) -> None:
     s = signal()
-    assert db.log_signal(s, "executed", "entered 4 lots", "inst-1") is True
+    assert db.signals.log_signal(s, "executed", "entered 4 lots", "inst-1") is True
     with db.transaction() as cur:
         cur.execute("SELECT instrument, signal_type, position, processing_status, processed_by_instance, "
                     "payload ->> 'instrument' AS sent FROM pm.signal_log")
@@ -240,16 +240,16 @@ def test_log_signal_insert(db: DatabaseStateManager) -> None:
                                    "sent": "BANK_NIFTY"}]
 
 
-def test_log_signal_duplicate_detection(db: DatabaseStateManager) -> None:
+def test_log_signal_duplicate_detection(db: Store) -> None:
     s = signal()
-    assert db.log_signal(s, "executed", "entered", "inst-1") is True
-    assert db.log_signal(s, "blocked", "again", "inst-2") is False
-    assert db.signal_outcomes() == {"executed": 1}
+    assert db.signals.log_signal(s, "executed", "entered", "inst-1") is True
+    assert db.signals.log_signal(s, "blocked", "again", "inst-2") is False
+    assert db.signals.signal_outcomes() == {"executed": 1}
 
 
-def test_engine_signal_round_trips(db: DatabaseStateManager) -> None:
+def test_engine_signal_round_trips(db: Store) -> None:
     """Counted, not estimated: 1 atomic call per signal, plus 1 paper-broker fill when it orders."""
-    engine = LiveTradingEngine(db_manager=db)
+    engine = TradingEngine(store=db)
     entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350,
                     er=0.85)
     before = db.round_trips
@@ -258,9 +258,9 @@ def test_engine_signal_round_trips(db: DatabaseStateManager) -> None:
     before = db.round_trips
     assert engine.process_payload(entry, check_time=False).outcome.value == "duplicate"
     assert db.round_trips - before == 0  # this process saw it committed: answered from memory
-    other = DatabaseStateManager(db.config)
+    other = Store(db.config)
     try:
-        second = LiveTradingEngine(db_manager=other)
+        second = TradingEngine(store=other)
         before = other.round_trips
         assert second.process_payload(entry, check_time=False).outcome.value == "duplicate"
         assert other.round_trips - before == 1  # another instance: the claim fails, nothing written or ordered
@@ -274,51 +274,51 @@ def test_engine_signal_round_trips(db: DatabaseStateManager) -> None:
     engine.process_payload(payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2026-10-30T12:30:00+05:30",
                                    stop=52300, atr=360), check_time=False)
     assert db.round_trips - before == 2
-    assert [o["status"] for o in db.orders_for_signal(fingerprint_of(entry))] == ["filled"]
+    assert [o["status"] for o in db.orders.orders_for_signal(fingerprint_of(entry))] == ["filled"]
 
 
-def test_cache_never_serves_an_older_version(db: DatabaseStateManager) -> None:
+def test_cache_never_serves_an_older_version(db: Store) -> None:
     p = position()
-    db.save_position(p)
+    db.book.save_position(p)
     p.current_stop = D("51900.00")
-    db.save_position(p)  # version 2 seen committed
+    db.book.save_position(p)  # version 2 seen committed
     stale = position(version=1)
-    db._remember(stale)  # an older copy (e.g. a slow read) must lose
-    cached = db.get_position(p.position_id)
+    db.book._remember(stale)  # an older copy (e.g. a slow read) must lose
+    cached = db.book.get_position(p.position_id)
     assert cached is not None and cached.version == 2 and cached.current_stop == D("51900.00")
 
 
-def test_stop_update_persists(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
-    engine = LiveTradingEngine(db_manager=db)
+def test_stop_update_persists(db: Store, db_config: DatabaseConfig) -> None:
+    engine = TradingEngine(store=db)
     engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                    stop=51650, atr=350, er=0.85), check_time=False)
     assert engine.update_stops("BANK_NIFTY", D("53000"), D("350")) == ["BANK_NIFTY_Long_1"]
-    fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    fresh = TradingEngine(store=Store(db_config))
     assert fresh.portfolio.positions["BANK_NIFTY_Long_1"].current_stop == D("52125.00")  # 53,000 - 2.5 x 350
     assert fresh.portfolio.marks["BANK_NIFTY"] == D("53000")
 
 
-def test_portfolio_manager_loads_equity_and_saves_every_close(db: DatabaseStateManager,
+def test_portfolio_manager_loads_equity_and_saves_every_close(db: Store,
                                                               db_config: DatabaseConfig) -> None:
-    from pm_engine.core.portfolio import PortfolioStateManager
+    from pm_engine.core.portfolio import Book
 
-    engine = LiveTradingEngine(db_manager=db)
+    engine = TradingEngine(store=db)
     engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                    stop=51650, atr=350, er=0.85), check_time=False)
-    manager = PortfolioStateManager(db_manager=DatabaseStateManager(db_config))
+    manager = Book(store=Store(db_config).book)
     assert manager.positions["BANK_NIFTY_Long_1"].is_base_position is True
     realized = manager.close_position("BANK_NIFTY_Long_1", D("52500"), T0, "MANUAL")  # 500 x 4 x 30
     assert realized == D("60000")
-    reloaded = PortfolioStateManager(db_manager=DatabaseStateManager(db_config))
+    reloaded = Book(store=Store(db_config).book)
     assert reloaded.closed_equity == D("5060000.00") and reloaded.positions == {}
     assert reloaded.pyramiding == {}
 
 
-def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateManager,
+def test_stale_decision_is_redecided_from_the_returned_state(db: Store,
                                                              db_config: DatabaseConfig) -> None:
     """Another instance moved the portfolio: refused, nothing written, re-decided without a reload trip."""
-    behind = LiveTradingEngine(db_manager=db)  # loads version 1
-    ahead = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    behind = TradingEngine(store=db)  # loads version 1
+    ahead = TradingEngine(store=Store(db_config))
     ahead.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                   stop=51650, atr=350, er=0.85), check_time=False)
     before = db.round_trips
@@ -331,7 +331,7 @@ def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateMa
         cur.execute("SELECT processing_status, count(*) AS n FROM pm.signal_log GROUP BY 1 ORDER BY 1")
         assert [(r["processing_status"], r["n"]) for r in cur.fetchall()] == [("blocked", 1), ("executed", 1)]
     # a signal another instance has logged: duplicate even when decided from an old version
-    third = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    third = TradingEngine(store=Store(db_config))
     ahead.process_payload(payload("EXIT", "BANK_NIFTY", "ALL", 52500, "2026-10-30T11:00:00+05:30", reason="SIGNAL"),
                           check_time=False)  # third is now behind
     repeat = third.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52100, "2026-10-30T10:45:00+05:30",
@@ -339,9 +339,9 @@ def test_stale_decision_is_redecided_from_the_returned_state(db: DatabaseStateMa
     assert repeat.outcome.value == "duplicate"
 
 
-def test_stopped_out_and_reentered_in_one_signal(db: DatabaseStateManager, db_config: DatabaseConfig) -> None:
+def test_stopped_out_and_reentered_in_one_signal(db: Store, db_config: DatabaseConfig) -> None:
     """A base entry below the open base's stop closes it (STOP_LOSS) and re-opens the same id: both written."""
-    engine = LiveTradingEngine(db_manager=db)
+    engine = TradingEngine(store=db)
     engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30",
                                    stop=51650, atr=350, er=0.85), check_time=False)
     again = engine.process_payload(payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 51600, "2026-10-30T11:30:00+05:30",
@@ -354,19 +354,19 @@ def test_stopped_out_and_reentered_in_one_signal(db: DatabaseStateManager, db_co
     assert [(r["position_id"], r["status"], r["entry_price"]) for r in rows] == [
         ("BANK_NIFTY_Long_1", "open", D("51600.00")), ("BANK_NIFTY_Long_1@20261030T050000Z", "closed", D("52000.00"))]
     assert rows[1]["realized_pnl"] == D("-48000.00")  # (51,600 - 52,000) x 4 x 30
-    fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    fresh = TradingEngine(store=Store(db_config))
     assert fresh.portfolio.closed_equity == D("4952000.00") and list(fresh.portfolio.positions) == ["BANK_NIFTY_Long_1"]
 
 
-def test_dropped_connection_is_replaced_transparently(db: DatabaseStateManager, pg2: Any) -> None:
+def test_dropped_connection_is_replaced_transparently(db: Store, pg2: Any) -> None:
     assert db.ping() > 0
     with pg2.cursor() as cur:  # kill every backend of this manager, as a server restart would
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE application_name = 'pm-engine' AND pid <> pg_backend_pid()")
-    assert db.get_portfolio_state() is not None  # dead pooled connections dropped, a new one made
+    assert db.book.get_portfolio_state() is not None  # dead pooled connections dropped, a new one made
 
 
-def test_unreachable_database_answers_unavailable_within_the_budget(db: DatabaseStateManager) -> None:
+def test_unreachable_database_answers_unavailable_within_the_budget(db: Store) -> None:
     import psycopg2.pool
 
     slept: list[float] = []
@@ -377,12 +377,12 @@ def test_unreachable_database_answers_unavailable_within_the_budget(db: Database
     assert slept and sum(slept) <= 1.0  # backs off, but never past the 1 s budget
 
 
-def test_locked_commit_duplicate_and_errors_write_nothing(db: DatabaseStateManager) -> None:
-    engine = LiveTradingEngine(db_manager=db)
+def test_locked_commit_duplicate_and_errors_write_nothing(db: Store) -> None:
+    engine = TradingEngine(store=db)
     s = signal()
     engine.process_signal(s)
     decided: list[Any] = []
-    assert db.commit_signal_locked(s, engine.portfolio.version, decided.append, "inst") == Duplicate()  # current
+    assert db.book._commit_locked(s, engine.portfolio.version, decided.append, "inst") == Duplicate()  # current
     assert decided == []  # never asked to decide
 
     other = parse_signal(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2026-10-30T11:30:00+05:30", stop=77000,
@@ -394,13 +394,13 @@ def test_locked_commit_duplicate_and_errors_write_nothing(db: DatabaseStateManag
         work.positions["GOLD_MINI_Long_1"].lots = -1  # a value the table's CHECK refuses
         return result, work
     with pytest.raises(InvalidArgumentError):
-        db.commit_signal_locked(other, engine.portfolio.version, broken, "inst")
+        db.book._commit_locked(other, engine.portfolio.version, broken, "inst")
 
     def failing(state: Any) -> Any:
         raise RuntimeError("decision failed")
     with pytest.raises(RuntimeError):
-        db.commit_signal_locked(other, engine.portfolio.version, failing, "inst")
-    assert db.check_duplicate_signal(other.fingerprint) is False  # nothing of either attempt was written
+        db.book._commit_locked(other, engine.portfolio.version, failing, "inst")
+    assert db.signals.check_duplicate_signal(other.fingerprint) is False  # nothing of either attempt was written
     assert db.ping() > 0  # and the connection went back to the pool usable (no transaction left open)
     with db.transaction() as cur:
         cur.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'idle in transaction'")
@@ -408,7 +408,7 @@ def test_locked_commit_duplicate_and_errors_write_nothing(db: DatabaseStateManag
 
 
 def test_documents_round_trip_through_json() -> None:
-    from pm_engine.store.manager import dumps, position_from_row
+    from pm_engine.store.codec import dumps, position_from_row
 
     with pytest.raises(TypeError, match="cannot serialise object"):
         dumps(object())
@@ -419,21 +419,21 @@ def test_documents_round_trip_through_json() -> None:
     assert p.entry_price == D("800.5") and isinstance(p.initial_stop, D) and p.entry_timestamp.tzinfo is not None
 
 
-def test_two_instances_alternating_stay_within_two_round_trips(db: DatabaseStateManager,
+def test_two_instances_alternating_stay_within_two_round_trips(db: Store,
                                                                db_config: DatabaseConfig) -> None:
     """Once an instance has met a stale decision it commits in guarded transactions: ≤ 2 round trips each."""
     from pm_engine.store.outbox import DatabasePaperBroker
     from pm_engine.tools.samples import mixed_stream
 
-    other_db, fills = DatabaseStateManager(db_config), DatabaseStateManager(db_config)
+    other_db, fills = Store(db_config), Store(db_config)
     # fills through their own manager, so the count is the signal path's alone
-    engines = [LiveTradingEngine(db_manager=m, broker=DatabasePaperBroker(fills)) for m in (db, other_db)]
-    reference = LiveTradingEngine()
+    engines = [TradingEngine(store=m, broker=DatabasePaperBroker(fills.orders)) for m in (db, other_db)]
+    reference = TradingEngine()
     trips: list[int] = []
     try:
         for i, body in enumerate(mixed_stream(40, seed=5, duplicate_ratio=0.0)):
             engine = engines[i % 2]
-            manager = engine.db_manager
+            manager = engine.store
             assert manager is not None
             before = manager.round_trips
             got = engine.process_payload(body, check_time=False)
@@ -442,7 +442,7 @@ def test_two_instances_alternating_stay_within_two_round_trips(db: DatabaseState
             assert (got.outcome, got.reason) == (want.outcome, want.reason), i
         assert max(trips[:3]) == 3  # the first stale decision of each instance: refused + lock + apply
         assert max(trips[3:]) <= 2  # from then on, guarded: never more than two
-        fresh = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+        fresh = TradingEngine(store=Store(db_config))
         assert fresh.portfolio.closed_equity == reference.portfolio.closed_equity
         assert sorted(fresh.portfolio.positions) == sorted(reference.portfolio.positions)
     finally:

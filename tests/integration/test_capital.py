@@ -25,9 +25,9 @@ import pytest
 
 from pm_engine.config import DatabaseConfig
 from pm_engine.core.backtest import run_backtest
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.statistics import as_json
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from pm_engine.tools.children import EngineProcess
 from tests.helpers import payload, rows
 
@@ -262,11 +262,11 @@ def test_a_backtest_with_flows_and_the_same_stream_live_agree(db_config: Databas
                   + [{"type": "WITHDRAWAL", "amount": "1000000"}] + original[60:])
         path = write_stream(tmp_path / "sample.csv", stream)
     memory = run_backtest(path, progress=False)
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
-        live = run_backtest(path, LiveTradingEngine(db_manager=db, max_signal_age=None), progress=False)
+        live = run_backtest(path, TradingEngine(store=db, max_signal_age=None), progress=False)
         assert live.outcomes == memory.outcomes and live.malformed == memory.malformed
-        assert as_json(db.trade_stats()) == as_json(memory.stats)  # every key, flows and returns included
+        assert as_json(db.history.trade_stats()) == as_json(memory.stats)  # every key, flows and returns included
     finally:
         db.close()
     stats = memory.stats

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pm_engine.config import DatabaseConfig
 from pm_engine.core.backtest import run_backtest
-from pm_engine.core.engine import LiveTradingEngine
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.core.engine import TradingEngine
+from pm_engine.store.gateway import Store
 from pm_engine.tools.samples import generate_signals
 
 BREAKERS = {"daily_loss_pct": 1.5, "max_entries_per_day": 3, "cooling_off_losses": 2, "cooling_off_hours": 3}
@@ -37,12 +37,12 @@ def test_breakers_block_the_same_signals_live_and_in_a_replay(db_config: Databas
     assert replay.returncode == 0, replay.stderr
     in_memory = [(s["fingerprint"], s["outcome"], s["reason"]) for s in json.loads(out.read_text())["signals"]]
 
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
-        db.set_breakers(BREAKERS, "test")
-        live = run_backtest(stream, LiveTradingEngine(db_manager=db, max_signal_age=None), progress=False)
+        db.controls.set_breakers(BREAKERS, "test")
+        live = run_backtest(stream, TradingEngine(store=db, max_signal_age=None), progress=False)
         on_postgres = [(s["fingerprint"], s["outcome"], s["reason"]) for s in live.signals]
-        mode = db.trading_mode()
+        mode = db.controls.trading_mode()
     finally:
         db.close()
     reasons = " | ".join(r for _, _, r in on_postgres)

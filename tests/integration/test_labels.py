@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.core.engine import LiveTradingEngine
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.core.engine import TradingEngine
+from pm_engine.store.gateway import Store
 from pm_engine.tools.children import EngineProcess
 from tests.helpers import payload, rows
 
@@ -50,9 +50,9 @@ def test_a_lock_with_no_end_and_the_default_mode_read_as_a_user_would(db_config:
 
 
 def test_rollover_dry_run_prints_each_layer_s_lots_and_quantities(db_config: DatabaseConfig) -> None:
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
-        engine = LiveTradingEngine(db_manager=db, max_signal_age=None)
+        engine = TradingEngine(store=db, max_signal_age=None)
         now = datetime.now(timezone.utc).isoformat()  # the contract held today, not one already expired
         result = engine.process_payload(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, now,
                                                 stop=74300, atr=400, er=0.8), check_time=False)

@@ -83,12 +83,12 @@ def test_cli_exit_of_a_broker_layer_is_sent_once_by_the_engine_never_paper_fille
 
 
 def test_cli_exit_of_a_paper_layer_is_filled_on_paper(db_config: DatabaseConfig) -> None:
-    from pm_engine.core.engine import LiveTradingEngine
-    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.core.engine import TradingEngine
+    from pm_engine.store.gateway import Store
 
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
-        engine = LiveTradingEngine(db_manager=db, max_signal_age=None)  # the paper broker: fills in the database
+        engine = TradingEngine(store=db, max_signal_age=None)  # the paper broker: fills in the database
         assert engine.process_payload(entry(), check_time=False).outcome.value == "executed"
     finally:
         db.close()

@@ -36,23 +36,23 @@ def bank_entry() -> dict[str, Any]:
 
 def engine_and_sender(db: Any, broker: Sim, clock: Callable[[], datetime], max_age_s: float) -> tuple[Any, Any]:
     from pm_engine.adapters.openalgo import OpenAlgoClient
-    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.engine import TradingEngine
     from pm_engine.ops.sender import OrderSender, SenderSettings
 
     hours = MarketHours(always=False, trading_day=lambda exchange, day: True)
     sender = OrderSender(db, OpenAlgoClient(broker.url, broker.api_key), hours,
                          SenderSettings(max_order_age_s=max_age_s), clock=clock)
-    engine = LiveTradingEngine(db_manager=db, broker=sender, max_signal_age=None, clock=clock,
-                               window=sender.window())
+    engine = TradingEngine(store=db, broker=sender, max_signal_age=None, clock=clock,
+                           window=sender.window())
     return engine, sender
 
 
 def test_an_entry_that_would_expire_before_the_open_is_blocked(
         db_config: DatabaseConfig, sim: Sim) -> None:  # noqa: F811
-    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.gateway import Store
 
     broker = sim
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
         engine, _ = engine_and_sender(db, broker, lambda: weekday_at(6, 12), 120)
         result = engine.process_payload(bank_entry(), check_time=False)
@@ -68,11 +68,11 @@ def test_an_entry_that_would_expire_before_the_open_is_blocked(
 
 def test_an_entry_queued_while_closed_expires_as_market_closed_told_once(
         db_config: DatabaseConfig, sim: Sim, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
-    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.gateway import Store
 
     broker = sim
     caplog.set_level(logging.INFO)
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
         engine, sender = engine_and_sender(db, broker, lambda: weekday_at(9, 14, 59), 2)
         result = engine.process_payload(bank_entry(), check_time=False)
@@ -81,11 +81,11 @@ def test_an_entry_queued_while_closed_expires_as_market_closed_told_once(
         assert result.reason.startswith(result.details["queued"] + "; entered ")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and rows(db_config, "SELECT status FROM pm.broker_orders") != [("expired",)]:
-            engine.send_pending(0)  # the leader's round: the order is still queued at every one
+            engine.send_queued(0)  # the leader's round: the order is still queued at every one
             sender.tick()
             time.sleep(0.2)
         for _ in range(3):
-            engine.send_pending(0)
+            engine.send_queued(0)
             sender.tick()
     finally:
         db.close()

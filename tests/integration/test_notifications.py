@@ -293,9 +293,9 @@ def test_the_broker_session_is_one_event_per_episode_whichever_instance_sees_it(
     from pm_engine.core.errors import PmError
     from pm_engine.core.market_hours import MarketHours
     from pm_engine.ops.sender import OrderSender, SenderSettings
-    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.gateway import Store
 
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     quick = Timeouts(connect_s=1, order_read_s=2, query_read_s=2)
     hours = MarketHours(True)
 

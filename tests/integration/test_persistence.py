@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.store.deploy import migration_files
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from pm_engine.tools import children
 from tests.helpers import payload, rows
 
@@ -146,13 +146,13 @@ def test_same_webhook_to_two_processes_executes_once(db_config: DatabaseConfig, 
 def test_two_threads_one_stop_one_wins(db_config: DatabaseConfig) -> None:
     from pm_engine.core.errors import StaleVersionError
 
-    seed = LiveTradingEngine(db_manager=DatabaseStateManager(db_config))
+    seed = TradingEngine(store=Store(db_config))
     seed.process_payload(sequence()[0], check_time=False)
-    first, second = (LiveTradingEngine(db_manager=DatabaseStateManager(db_config)) for _ in range(2))
+    first, second = (TradingEngine(store=Store(db_config)) for _ in range(2))
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
-    def trail(engine: LiveTradingEngine, price: str) -> None:
+    def trail(engine: TradingEngine, price: str) -> None:
         barrier.wait(5)
         try:
             engine.update_stops("BANK_NIFTY", D(price), D("350"))
@@ -173,17 +173,17 @@ def test_two_threads_one_stop_one_wins(db_config: DatabaseConfig) -> None:
 
 def test_ten_concurrent_saves_no_deadlock(db_config: DatabaseConfig) -> None:
     from pm_engine.core.models import Position
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     errors: list[Exception] = []
 
     def save(n: int) -> None:
         try:
             p = Position(f"COPPER_Long_{n}", "COPPER", datetime.now(timezone.utc), D(800), 1, 2500, D(790), D(790),
                          D(800))
-            db.save_position(p)
+            db.book.save_position(p)
             for stop in range(791, 796):
                 p.current_stop = D(stop)
-                db.save_position(p)
+                db.book.save_position(p)
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 

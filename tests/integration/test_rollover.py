@@ -247,22 +247,22 @@ def test_a_synthetic_bank_nifty_rolls_its_four_legs(db_config: DatabaseConfig, b
     from dataclasses import replace
 
     from pm_engine.adapters.openalgo import OpenAlgoClient
-    from pm_engine.core.engine import LiveTradingEngine
+    from pm_engine.core.engine import TradingEngine
     from pm_engine.core.instruments import BANK_NIFTY_CONTRACT
     from pm_engine.core.market_hours import MarketHours
     from pm_engine.ops.rollover import Roller
     from pm_engine.ops.sender import OrderSender
-    from pm_engine.store.manager import DatabaseStateManager
+    from pm_engine.store.gateway import Store
 
     instruments = dict(DEFAULT_INSTRUMENTS)
     instruments["BANK_NIFTY"] = replace(instruments["BANK_NIFTY"],
                                         contract=replace(BANK_NIFTY_CONTRACT, execution="synthetic"))
     calendar = ContractCalendar(instruments)
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     sender = OrderSender(db, OpenAlgoClient(broker.url, broker.api_key), MarketHours(always=True))
     try:
-        engine = LiveTradingEngine(db_manager=db, instruments=instruments, contracts=calendar, broker=sender,
-                                   max_signal_age=None)
+        engine = TradingEngine(store=db, instruments=instruments, contracts=calendar, broker=sender,
+                               max_signal_age=None)
         old = calendar.synthetic_legs("BANK_NIFTY", BANK.expiry, D(52000))
         price(broker, old.ce_symbol, "600")
         price(broker, old.pe_symbol, "550")

@@ -12,11 +12,11 @@ from typing import Any
 
 from pm_engine.config import DatabaseConfig
 from pm_engine.core.backtest import run_backtest
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.signals import IST
 from pm_engine.core.statistics import Trade, as_json, in_exit_order
 from pm_engine.ops.rollover import Roller
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from tests.helpers import payload, rows
 
 START = date(2026, 8, 3)
@@ -61,9 +61,9 @@ def test_backtest_rolls_at_roll_dates_and_the_live_replay_agrees(db_config: Data
         assert all(layer["basis"] == 0 for layer in roll["layers"])
     assert memory.stats["trades"] >= 4 and any(t.pnl != 0 for t in memory.trades)
 
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
-        engine = LiveTradingEngine(db_manager=db, max_signal_age=None)
+        engine = TradingEngine(store=db, max_signal_age=None)
         roller = Roller(db, engine.contracts, engine.instruments)
 
         def clock(now: datetime) -> None:  # the leader's check, at the signal's time
@@ -75,9 +75,9 @@ def test_backtest_rolls_at_roll_dates_and_the_live_replay_agrees(db_config: Data
         assert replay.outcomes == memory.outcomes
         live_rolls = rows(db_config, "SELECT instrument, from_symbol, to_symbol, state FROM pm.rolls ORDER BY roll_id")
         assert [r[:3] for r in live_rolls] == rolled and {r[3] for r in live_rolls} == {"rolled"}
-        assert as_json(db.trade_stats()) == as_json(memory.stats)
+        assert as_json(db.history.trade_stats()) == as_json(memory.stats)
         timeless = ("entry_time", "exit_time", "holding_time")
-        stored = [Trade.from_row(r) for r in db.trades()]
+        stored = [Trade.from_row(r) for r in db.history.trades()]
         assert [{k: v for k, v in as_json(t).items() if k not in timeless} for t in stored] == [
             {k: v for k, v in as_json(t).items() if k not in timeless} for t in in_exit_order(memory.trades)]
         [(closed,)] = rows(db_config, "SELECT closed_equity FROM pm.portfolio_state")

@@ -23,7 +23,7 @@ import pytest
 
 from pm_engine.config import DatabaseConfig
 from pm_engine.store.errors import RetentionFloorError
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from pm_engine.tools.children import EngineProcess, KeepAliveClient
 from pm_engine.web.access import SESSION_COOKIE
 from tests.helpers import rows
@@ -347,18 +347,17 @@ def test_the_app_role_cannot_erase_its_traces(db_config: DatabaseConfig, pg2: An
     with pg2.cursor() as cur:
         cur.execute(f"CREATE ROLE {role} LOGIN")
         cur.execute("SELECT pm.grant_app_role(%s)", (role,))
-    app = DatabaseStateManager(DatabaseConfig(host=db_config.host, port=db_config.port, database=db_config.database,
-                                              user=role))
+    app = Store(DatabaseConfig(host=db_config.host, port=db_config.port, database=db_config.database, user=role))
     try:
-        app.log_refusals([{"source": "x", "status": 401, "reason": "r", "body_sha256": "", "body_excerpt": "",
-                           "received_at": "2999-01-01T00:00:00Z"},
-                          {"source": "y", "status": 401, "reason": "r", "body_sha256": "", "body_excerpt": "",
-                           "received_at": "2000-01-01T00:00:00Z"}])
+        app.audit.log_refusals([{"source": "x", "status": 401, "reason": "r", "body_sha256": "", "body_excerpt": "",
+                                 "received_at": "2999-01-01T00:00:00Z"},
+                                {"source": "y", "status": 401, "reason": "r", "body_sha256": "", "body_excerpt": "",
+                                 "received_at": "2000-01-01T00:00:00Z"}])
         with pytest.raises(RetentionFloorError):
-            app.cleanup_request_log("0 seconds")
+            app.audit.cleanup_request_log("0 seconds")
         with pytest.raises(RetentionFloorError):
-            app.cleanup_signal_log("1 hour")
-        assert app.cleanup_request_log("1 day") == 0
+            app.signals.cleanup_signal_log("1 hour")
+        assert app.audit.cleanup_request_log("1 day") == 0
     finally:
         app.close()
     assert rows(db_config, "SELECT count(*) FROM pm.request_log WHERE received_at <= now() "

@@ -62,10 +62,10 @@ def test_only_the_entry_points_live_at_the_top() -> None:
 
 
 def test_the_public_api() -> None:
-    from pm_engine import DatabaseStateManager, LiveTradingEngine, PortfolioStateManager, Position, Signal, SignalResult
-    assert {c.__module__.split(".")[1] for c in (LiveTradingEngine, PortfolioStateManager, Position, Signal,
+    from pm_engine import Store, TradingEngine, Book, Position, Signal, SignalResult
+    assert {c.__module__.split(".")[1] for c in (TradingEngine, Book, Position, Signal,
                                                  SignalResult)} == {"core"}
-    assert DatabaseStateManager.__module__ == "pm_engine.store.manager"
+    assert Store.__module__ == "pm_engine.store.manager"
 
 
 def test_the_readme_python_api_example_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from pm_engine.core.capital import (InvalidAmountError, InvalidNoteError, WithdrawalRefusedError, check_amount,
                                     parse_amount)
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.statistics import time_weighted_return, trade_stats
 from tests.helpers import payload
 
@@ -43,7 +43,7 @@ def test_check_amount_accepts(amount: str) -> None:
 
 
 def test_a_deposit_in_memory_sizes_the_next_entry_and_moves_equity_high() -> None:
-    engine = LiveTradingEngine(max_signal_age=None)
+    engine = TradingEngine(max_signal_age=None)
     assert engine.process_payload(BANK, check_time=False).details["lots"] == 4
     version = engine.portfolio.version
     flow = engine.capital_flow("deposit", D("1000000"), "  savings ")
@@ -53,7 +53,7 @@ def test_a_deposit_in_memory_sizes_the_next_entry_and_moves_equity_high() -> Non
 
 
 def test_withdrawals_in_memory_at_the_margin_in_use_and_at_zero() -> None:
-    engine = LiveTradingEngine(max_signal_age=None)
+    engine = TradingEngine(max_signal_age=None)
     engine.process_payload(BANK, check_time=False)  # margin in use 4 x 270,000 = 1,080,000
     with pytest.raises(WithdrawalRefusedError, match="would leave closed equity 1079999.99 below the margin in use "
                                                      "1080000.00") as caught:
@@ -62,7 +62,7 @@ def test_withdrawals_in_memory_at_the_margin_in_use_and_at_zero() -> None:
     assert engine.capital_flow("withdrawal", D("3920000.00")).closed_equity == D("1080000.00")
     assert engine.portfolio.equity_high == D("1080000")
 
-    empty = LiveTradingEngine(max_signal_age=None)
+    empty = TradingEngine(max_signal_age=None)
     with pytest.raises(WithdrawalRefusedError, match="below zero") as zero:
         empty.capital_flow("withdrawal", D("5000000.01"))
     assert zero.value.pgcode == "PM062"

@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.models import Outcome
 from pm_engine.core.orders import PaperBroker, client_order_id
 from tests.helpers import payload
 
 
-def run(engine: LiveTradingEngine, body: dict[str, Any]) -> Any:
+def run(engine: TradingEngine, body: dict[str, Any]) -> Any:
     return engine.process_payload(body, check_time=False)
 
 
 def test_bank_nifty_sequence() -> None:
-    engine = LiveTradingEngine()
+    engine = TradingEngine()
     r = run(engine, payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650,
                             atr=350, er=0.85))
     assert r.outcome is Outcome.EXECUTED and r.details["lots"] == 4 and r.details["limiter"] == "risk"
@@ -40,7 +40,7 @@ def test_bank_nifty_sequence() -> None:
 
 
 def test_gold_mini_sequence() -> None:
-    engine = LiveTradingEngine()
+    engine = TradingEngine()
     run(engine, payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2026-10-30T10:30:00Z", stop=77880, atr=600,
                         er=0.12))
     assert engine.portfolio.positions["GOLD_MINI_Long_1"].lots == 5  # exactly 5, not 4
@@ -57,7 +57,7 @@ def test_gold_mini_sequence() -> None:
 
 
 def test_silver_mini_sequence_with_blocked_pyramid_and_layer_exits() -> None:
-    engine = LiveTradingEngine()
+    engine = TradingEngine()
     run(engine, payload("BASE_ENTRY", "SILVER_MINI", "Long_1", 90000, "2026-10-30T10:30:00Z", stop=88000, atr=1000,
                         er=0.5))
     assert engine.portfolio.positions["SILVER_MINI_Long_1"].lots == 2  # floor(2.5)
@@ -81,7 +81,7 @@ def test_silver_mini_sequence_with_blocked_pyramid_and_layer_exits() -> None:
 
 
 def test_copper_sequence_with_a_loss() -> None:
-    engine = LiveTradingEngine()
+    engine = TradingEngine()
     run(engine, payload("BASE_ENTRY", "COPPER", "Long_1", 800, "2026-10-30T10:30:00Z", stop=795, atr=2, er=0.9))
     assert engine.portfolio.positions["COPPER_Long_1"].quantity == 7500  # 3 lots x 2,500
     # at 812: trail 812 - 5 x 2 = 802; equity 5,000,000 + 0.5 x 90,000; A = floor((3,027,000 - 900,000)/300,000) = 7
@@ -97,7 +97,7 @@ def test_copper_sequence_with_a_loss() -> None:
 
 def test_duplicates_and_blocks() -> None:
     broker = PaperBroker()
-    engine = LiveTradingEngine(broker=broker)
+    engine = TradingEngine(broker=broker)
     entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350,
                     er=0.85)
     first = run(engine, entry)
@@ -119,7 +119,7 @@ def test_duplicates_and_blocks() -> None:
 
 
 def test_stop_hit_closes_on_a_later_signal() -> None:
-    engine = LiveTradingEngine()
+    engine = TradingEngine()
     run(engine, payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650,
                         atr=350, er=0.85))
     r = run(engine, payload("PYRAMID", "BANK_NIFTY", "Long_2", 51600, "2026-10-30T11:30:00+05:30", stop=51000,
@@ -132,7 +132,7 @@ def test_stop_hit_closes_on_a_later_signal() -> None:
 
 @pytest.mark.parametrize("instrument", ["BANK_NIFTY", "GOLD_MINI", "SILVER_MINI", "COPPER"])
 def test_status_lists_positions(instrument: str) -> None:
-    engine = LiveTradingEngine()
+    engine = TradingEngine()
     price = {"BANK_NIFTY": 52000, "GOLD_MINI": 78000, "SILVER_MINI": 90000, "COPPER": 800}[instrument]
     run(engine, payload("BASE_ENTRY", instrument, "Long_1", price, "2026-10-30T10:30:00Z", stop=price * 0.99,
                         atr=price * 0.005, er=0.9))

@@ -7,7 +7,8 @@ from datetime import date
 from decimal import Decimal as D
 from typing import Any
 
-from pm_engine.core.engine import LiveTradingEngine, render_status
+from pm_engine.core.engine import TradingEngine
+from pm_engine.core.status import render_status
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, BANK_NIFTY_CONTRACT, PortfolioConfig, with_lot_size
 from pm_engine.core.models import Outcome
 from pm_engine.core.orders import PaperBroker
@@ -18,18 +19,18 @@ BASE = {"stop": 51650, "atr": 350, "er": 0.85}
 PYRAMID = {"stop": 52700, "atr": 350, "er": 0.85}
 
 
-def engine(**kwargs: Any) -> LiveTradingEngine:
-    return LiveTradingEngine(max_signal_age=None, **kwargs)
+def engine(**kwargs: Any) -> TradingEngine:
+    return TradingEngine(max_signal_age=None, **kwargs)
 
 
-def send(e: LiveTradingEngine, kind: str, position: str, price: float, when: str, instrument: str = "BANK_NIFTY",
+def send(e: TradingEngine, kind: str, position: str, price: float, when: str, instrument: str = "BANK_NIFTY",
          **extra: Any) -> Any:
     reason = "SIGNAL" if kind == "EXIT" else None
     return e.process_payload(payload(kind, instrument, position, price, when, reason=reason, **extra),
                              check_time=False)
 
 
-def orders(e: LiveTradingEngine) -> list[Any]:
+def orders(e: TradingEngine) -> list[Any]:
     assert isinstance(e.broker, PaperBroker)
     return list(e.broker.orders.values())
 

@@ -16,7 +16,7 @@ import pytest
 
 from pm_engine import cli
 from pm_engine.config import DatabaseConfig, load_settings
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.errors import ConfigError, DatabaseUnavailableError
 from pm_engine.notify.kinds import DEFAULT_EVENTS, KINDS
 from pm_engine.notify.messages import Event, digest, render
@@ -25,7 +25,7 @@ from pm_engine.notify.settings import NotifySettings, notify_settings, parse_eve
 from pm_engine.notify.report import DailyReport
 from pm_engine.ops.notifications import (IST, DatabaseWatch, NotificationSender, build_daily_report, next_rolls,
                                          report_due)
-from pm_engine.store.manager import DatabaseStateManager
+from pm_engine.store.gateway import Store
 from tests.helpers import payload, rows
 from tests.receivers import JsonReceiver
 
@@ -174,9 +174,9 @@ def test_next_rolls_group_the_layers_of_a_contract_soonest_first() -> None:
     assert "next rolls: none" in DailyReport(day=date(2026, 12, 2), as_of=datetime(2026, 12, 2, tzinfo=IST)).text()
 
 
-def _trade_today(db_config: DatabaseConfig) -> DatabaseStateManager:
-    db = DatabaseStateManager(db_config)
-    engine = LiveTradingEngine(db_manager=db, instance_id="test")
+def _trade_today(db_config: DatabaseConfig) -> Store:
+    db = Store(db_config)
+    engine = TradingEngine(store=db, instance_id="test")
     now = datetime.now(timezone.utc)
     for body in (payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, (now - timedelta(minutes=3)).isoformat(),
                          stop=51650, atr=350, er=0.85),
@@ -232,12 +232,11 @@ def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) ->
 
 
 def test_the_daily_report_names_what_needs_attention(db_config: DatabaseConfig) -> None:
-    from pm_engine.store.orders import OrderStates, record_reconcile_differences
 
     db = _trade_today(db_config)
     try:
         [(symbol,)] = rows(db_config, "SELECT symbol FROM pm.broker_orders WHERE instrument = 'GOLD_MINI'")
-        states = OrderStates(db)
+        states = db.orders
         order = {"client_order_id": "pm-review-1", "fingerprint": "f" * 64, "position_id": "GOLD_MINI_Long_1",
                  "instrument": "GOLD_MINI", "side": "SELL", "lots": 1, "price": 78000, "exchange": "MCX",
                  "symbol": symbol, "quantity": 1, "product": "NRML", "leg": "FUT"}
@@ -250,8 +249,8 @@ def test_the_daily_report_names_what_needs_attention(db_config: DatabaseConfig) 
         states.unknown("pm-review-1", "timeout")
         assert states.resolve_unknown("pm-review-1", [], 0) == "needs_review"
         difference = {"symbol": symbol, "exchange": "MCX", "product": "NRML", "book_quantity": 2, "broker_quantity": 3}
-        db.unlock_instrument("GOLD_MINI", "test")  # the review's lock; reconciliation locks it again
-        assert record_reconcile_differences(db, [difference]) == 1
+        db.controls.unlock_instrument("GOLD_MINI", "test")  # the review's lock; reconciliation locks it again
+        assert db.orders.record_reconcile_differences([difference]) == 1
         report = build_daily_report(db, datetime.now(IST).date())
     finally:
         db.close()
@@ -275,7 +274,7 @@ def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook:
         assert sum("daily report" in t for t in titles) == 1 and len(titles) == 4
         report = [m for m in hook.messages if "daily report" in m.title][0]
         assert "realized P&L" in report.body and "GOLD_MINI_Long_1" in report.body
-        assert db.notification_counts()["sent"] == 4
+        assert db.notifications.notification_counts()["sent"] == 4
         listing = io.StringIO()
         environ = {"DATABASE_URL": db_config.url(hide_password=False)}
         with mock.patch.dict(os.environ, environ), redirect_stdout(listing):
@@ -288,7 +287,7 @@ def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook:
 def test_a_database_outage_is_told_once_per_episode(db_config: DatabaseConfig, hook: JsonReceiver) -> None:
     notifier = Notifier(NotifySettings(urls=(url(hook),)))
     watch = DatabaseWatch(notifier, "inst-1")
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     try:
         watch.ok(db)  # the first look: nothing to tell
         for _ in range(3):
@@ -326,13 +325,13 @@ def test_a_failing_url_is_logged_once_per_episode_then_hourly(db_config: Databas
 
     hook = JsonReceiver()  # not started: nothing listens on its port
     notifier = Notifier(NotifySettings(urls=(url(hook),), retry_s=0.1, retry_max_s=0.1))
-    db = DatabaseStateManager(db_config)
+    db = Store(db_config)
     logger = logging.getLogger("pm_engine.ops.notifications")
     try:
         sender = NotificationSender(db, notifier, "leader-x", lambda: True)
         now = [1000.0]
         sender.episodes = FailureEpisodes(logger, clock=lambda: now[0])
-        LiveTradingEngine(db_manager=db, max_signal_age=None).process_payload(
+        TradingEngine(store=db, max_signal_age=None).process_payload(
             payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, "2026-10-30T12:30:00+05:30", stop=74300, atr=400,
                     er=0.8), check_time=False)
         with caplog.at_level(logging.WARNING, logger="pm_engine.ops.notifications"):

@@ -1,4 +1,4 @@
-"""PortfolioStateManager: equity definitions and close_position (DOMAIN.md sections 3 and 5)."""
+"""Book: equity definitions and close_position (DOMAIN.md sections 3 and 5)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from decimal import Decimal as D
 
 from pm_engine.core.instruments import PortfolioConfig
 from pm_engine.core.models import Position
-from pm_engine.core.portfolio import PortfolioStateManager
+from pm_engine.core.portfolio import Book
 
 T0 = datetime(2026, 10, 30, 5, 0, tzinfo=timezone.utc)
 
 
-def with_base() -> PortfolioStateManager:
-    pm = PortfolioStateManager()
+def with_base() -> Book:
+    pm = Book()
     pm.open_position(Position("BANK_NIFTY_Long_1", "BANK_NIFTY", T0, D(52000), 4, 120, D(51650), D(51650), D(52000),
                               atr=D(350), is_base_position=True))
     pm.set_pyramiding("BANK_NIFTY", D(52000), "BANK_NIFTY_Long_1")
@@ -27,7 +27,7 @@ def test_equities() -> None:
     assert pm.open_equity() == D(5_096_000)
     assert pm.blended_equity() == D(5_048_000)
     assert pm.sizing_equity() == D(5_048_000)
-    assert PortfolioStateManager(PortfolioConfig(sizing_equity="closed")).sizing_equity() == D(5_000_000)
+    assert Book(PortfolioConfig(sizing_equity="closed")).sizing_equity() == D(5_000_000)
 
 
 def test_metrics() -> None:
@@ -60,7 +60,7 @@ def test_loss_keeps_equity_high() -> None:
     pm = with_base()
     pm.close_position("BANK_NIFTY_Long_1", D(51000), T0, "STOP_LOSS")
     assert pm.closed_equity == D(4_880_000) and pm.equity_high == D(5_000_000)
-    assert PortfolioStateManager(PortfolioConfig(size_on_equity_high=True)).sizing_equity() == D(5_000_000)
+    assert Book(PortfolioConfig(size_on_equity_high=True)).sizing_equity() == D(5_000_000)
 
 
 def test_clone_is_detached() -> None:

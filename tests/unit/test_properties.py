@@ -9,7 +9,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, PortfolioConfig
 from pm_engine.core.orders import PaperBroker
 from pm_engine.core.sizing import size_base_entry
@@ -52,7 +52,7 @@ def test_equity_is_capital_plus_realized_and_nothing_opens_twice(seed: int, coun
         if index < len(signals):
             signals.append(dict(signals[index]))
     broker = PaperBroker()
-    engine = LiveTradingEngine(broker=broker, max_signal_age=None)
+    engine = TradingEngine(broker=broker, max_signal_age=None)
     executed_fingerprints: set[str] = set()
     for body in signals:
         result = engine.process_payload(body, check_time=False)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pm_engine.core.contracts import ContractCalendar
-from pm_engine.core.engine import LiveTradingEngine
+from pm_engine.core.engine import TradingEngine
 from pm_engine.core.rollover import RollPlanError, plan_roll, resized_lots, roll_in_memory
 from tests.helpers import payload
 from tests.unit.test_contracts import load_instruments_from
@@ -19,11 +19,11 @@ from tests.unit.test_contracts import load_instruments_from
 WHEN = "2026-12-01T11:00:00+05:30"
 
 
-def engine(**kwargs: Any) -> LiveTradingEngine:
-    return LiveTradingEngine(max_signal_age=None, **kwargs)
+def engine(**kwargs: Any) -> TradingEngine:
+    return TradingEngine(max_signal_age=None, **kwargs)
 
 
-def enter(e: LiveTradingEngine, instrument: str, price: float, stop: float, atr: float) -> None:
+def enter(e: TradingEngine, instrument: str, price: float, stop: float, atr: float) -> None:
     result = e.process_payload(payload("BASE_ENTRY", instrument, "Long_1", price, WHEN, stop=stop, atr=atr, er=0.85),
                                check_time=False)
     assert result.outcome.value == "executed", result
