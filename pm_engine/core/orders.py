@@ -7,7 +7,7 @@ client ids (as both paper brokers do) can never fill it twice.
 With a database, orders are not sent while a signal is decided: pm.apply_signal writes them to
 the ``pm.broker_orders`` outbox in the transaction that claims the fingerprint, and they are sent
 only after that commit. So a duplicate or a lost race never reaches the broker, and an instance
-that dies between commit and send leaves 'pending' rows that recovery sends (``send_pending``).
+that dies between commit and send leaves ``queued`` rows that recovery sends (``send_queued``).
 The broker that fills that outbox lives with the store (``pm_engine.store.outbox``).
 """
 
@@ -99,7 +99,7 @@ class BackgroundSender:
 
     The webhook then answers as soon as the signal is durable — one database round trip in the
     common case — and the paper broker's fills cost one round trip per batch, not per signal.
-    Nothing is lost if the process dies with orders still queued: they are 'pending' in the
+    Nothing is lost if the process dies with orders still to send: they are ``queued`` in the
     outbox, and recovery or the background-job leader sends them.
     """
 
@@ -155,7 +155,7 @@ class BackgroundSender:
             try:
                 self.broker.place_orders(batch)
                 self.batches += 1
-            except Exception as exc:  # noqa: BLE001 - reported; the orders stay pending in the outbox
+            except Exception as exc:  # noqa: BLE001 - reported; the orders stay queued in the outbox
                 self.on_error(batch, exc)
             with self._done:
                 self._outstanding -= taken

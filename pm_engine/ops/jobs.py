@@ -3,7 +3,7 @@
 Every instance heartbeats (``pm.heartbeat_instance``) and proves its copy of the portfolio
 current (``pm.state_if_moved``: reloaded if another instance moved it). One instance at a time is
 the *leader*: the one holding a session-level PostgreSQL advisory lock on a dedicated connection.
-The leader sweeps stale instances, sends outbox orders an interrupted instance left pending, and
+The leader sweeps stale instances, sends outbox orders an interrupted instance left queued, and
 once a day cleans the signal log (7 days) and the refused-request audit (30 days by default).
 When the leader dies its connection closes, PostgreSQL releases the lock, and the next instance
 to try takes over — no election protocol of our own to get wrong.
@@ -42,7 +42,7 @@ class JobSettings:
 
     heartbeat_s: float = 5.0
     stale_timeout: str = "30 seconds"
-    pending_order_age_s: float = 10.0
+    queued_order_age_s: float = 10.0
     cleanup_every_s: float = 86400.0
     retention: str = "7 days"
     request_log_retention: str = "30 days"  # refused requests (the audit) are kept this long
@@ -64,7 +64,7 @@ class BackgroundJobs:
         self.settings = settings
         self.version = version
         self.is_leader = False
-        self.runs: dict[str, int] = {"heartbeat": 0, "sweep": 0, "pending": 0, "cleanup": 0}
+        self.runs: dict[str, int] = {"heartbeat": 0, "sweep": 0, "queued": 0, "cleanup": 0}
         self._lock_conn: Optional[Any] = None
         self._last_cleanup = 0.0
         self._last_reconcile = -1e18  # a new leader reconciles at once
@@ -183,8 +183,8 @@ class BackgroundJobs:
         self.runs["sweep"] += 1
         if swept:
             log.warning("marked %d silent instance(s) as crashed", swept)
-        self.engine.send_queued(self.settings.pending_order_age_s)
-        self.runs["pending"] += 1
+        self.engine.send_queued(self.settings.queued_order_age_s)
+        self.runs["queued"] += 1
         self._reconcile()
         self._roll()
         now = time.monotonic()

@@ -97,9 +97,9 @@ def build_daily_report(store: Store, day: date, now: Optional[datetime] = None) 
     for lock in store.controls.active_locks():
         if lock["source"] == "reconcile":
             report.attention.append(f"{lock['instrument']} locked: {lock['reason']} (pm-engine reconcile)")
-    pending = store.orders.queued(60)
-    if pending:
-        report.attention.append(f"{len(pending)} order(s) committed more than a minute ago and not yet sent")
+    queued = store.orders.queued(60)
+    if queued:
+        report.attention.append(f"{len(queued)} order(s) committed more than a minute ago and not yet sent")
     counts = store.notifications.notification_counts()
     if counts.get("given_up"):
         report.attention.append(f"{counts['given_up']} notification(s) given up (pm-engine notify)")

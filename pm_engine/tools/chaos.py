@@ -490,13 +490,13 @@ def verify(config: DatabaseConfig, stream: list[dict[str, Any]], answers: dict[s
     for count, what in ((positions, "position"), (portfolio, "portfolio"), (pyramiding, "pyramiding")):
         if count:
             verdict.mismatch(f"{count} {what} row(s) differ from their last history version")
-    capital, equity, realized, open_twice, pending = fetch_all(config, "chaos_equity_check")[0]
+    capital, equity, realized, open_twice, queued = fetch_all(config, "chaos_equity_check")[0]
     if Decimal(equity) != Decimal(capital) + Decimal(realized):
         verdict.mismatch(f"closed_equity {equity} != initial capital {capital} + realized {realized} (SQL)")
     if open_twice:
         verdict.duplicated += int(open_twice)
-    if pending:
-        verdict.mismatch(f"{pending} order(s) still pending after recovery")
+    if queued:
+        verdict.mismatch(f"{queued} order(s) still queued after recovery")
     ref_orders = {(o.client_order_id, o.side, o.lots, o.price, o.exchange, o.symbol, o.quantity, o.leg)
                   for o in ref.broker.orders.values()}  # type: ignore
     db_orders = {tuple(row) for row in fetch_all(config, "chaos_orders")}

@@ -39,9 +39,9 @@ def engines(db_config: DatabaseConfig) -> Iterator[list[TradingEngine]]:
 
 def engine(db_config: DatabaseConfig, made: list[TradingEngine], name: str,
            **kwargs: Any) -> TradingEngine:
-    db = Store(db_config)
-    db.instances.register_instance(name, "host", None, "test")
-    e = TradingEngine(store=db, instance_id=name, **kwargs)
+    store = Store(db_config)
+    store.instances.register_instance(name, "host", None, "test")
+    e = TradingEngine(store=store, instance_id=name, **kwargs)
     made.append(e)
     return e
 
@@ -52,18 +52,18 @@ def test_orders_committed_then_interrupted_are_sent_once_by_recovery(db_config: 
     with pytest.raises(Died):
         doomed.process_payload(ENTRY, check_time=False)
     fp = doomed.parse(ENTRY, check_time=False).fingerprint
-    db = doomed.store
-    assert db is not None
-    assert [o["status"] for o in db.orders.orders_for_signal(fp)] == ["queued"]  # durable, not yet sent
+    store = doomed.store
+    assert store is not None
+    assert [o["status"] for o in store.orders.orders_for_signal(fp)] == ["queued"]  # durable, not yet sent
     survivor = engine(db_config, engines, "inst-b")
     assert survivor.portfolio.positions["BANK_NIFTY_Long_1"].lots == 4  # the committed state is recovered
     assert survivor.send_queued() == 1
     assert survivor.send_queued() == 0
-    orders = db.orders.orders_for_signal(fp)
+    orders = store.orders.orders_for_signal(fp)
     assert [(o["status"], o["lots"]) for o in orders] == [("filled", 4)]
     # the TradingView retry of the same alert changes nothing and orders nothing
     assert survivor.process_payload(ENTRY, check_time=False).outcome.value == "duplicate"
-    assert len(db.orders.orders_for_signal(fp)) == 1
+    assert len(store.orders.orders_for_signal(fp)) == 1
 
 
 def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines: list[TradingEngine]) -> None:
@@ -73,8 +73,8 @@ def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines
     first.tick()
     second.tick()
     assert first.is_leader and not second.is_leader
-    assert first.runs == {"heartbeat": 1, "sweep": 1, "pending": 1, "cleanup": 1}
-    assert second.runs == {"heartbeat": 1, "sweep": 0, "pending": 0, "cleanup": 0}
+    assert first.runs == {"heartbeat": 1, "sweep": 1, "queued": 1, "cleanup": 1}
+    assert second.runs == {"heartbeat": 1, "sweep": 0, "queued": 0, "cleanup": 0}
     first.tick()
     assert first.runs["cleanup"] == 1  # daily, not every tick
     first._release()  # the leader's session ends (what a crash does to its connection)
@@ -112,24 +112,24 @@ def test_background_sender_answers_after_one_round_trip_and_fills_in_batches(
     from pm_engine.store.outbox import DatabasePaperBroker
 
     orders_db = Store(db_config)
-    db = Store(db_config)
-    live = TradingEngine(store=db, broker=DatabasePaperBroker(orders_db.orders), send_in_background=True)
+    store = Store(db_config)
+    live = TradingEngine(store=store, broker=DatabasePaperBroker(orders_db.orders), send_in_background=True)
     engines.append(live)
     try:
-        before = db.round_trips
+        before = store.round_trips
         assert live.process_payload(ENTRY, check_time=False).outcome.value == "executed"
-        assert db.round_trips - before == 1  # the signal path: one atomic call; the fill is the sender's
+        assert store.round_trips - before == 1  # the signal path: one atomic call; the fill is the sender's
         assert live.flush_orders(5)
         fp = live.parse(ENTRY, check_time=False).fingerprint
-        assert [o["status"] for o in db.orders.orders_for_signal(fp)] == ["filled"]
+        assert [o["status"] for o in store.orders.orders_for_signal(fp)] == ["filled"]
         assert live.sender is not None and live.sender.batches == 1 and orders_db.round_trips == 1
     finally:
         live.close()
         orders_db.close()
 
 
-def test_background_sender_failure_leaves_orders_pending(db_config: DatabaseConfig,
-                                                         engines: list[TradingEngine]) -> None:
+def test_background_sender_failure_leaves_orders_queued(db_config: DatabaseConfig,
+                                                        engines: list[TradingEngine]) -> None:
     from pm_engine.core.orders import BackgroundSender, Order
 
     class Down:
@@ -148,25 +148,25 @@ def test_heartbeat_refreshes_a_copy_another_instance_moved(
     a, b = engine(db_config, engines, "inst-a"), engine(db_config, engines, "inst-b")
     assert a.process_payload(ENTRY, check_time=False).outcome.value == "executed"
     assert b.portfolio.positions == {}  # b has not looked since it started
-    db = b.store
-    assert db is not None
-    before = db.round_trips
+    store = b.store
+    assert store is not None
+    before = store.round_trips
     BackgroundJobs(b).tick()
     assert b.portfolio.version == a.portfolio.version
     assert b.portfolio.positions["BANK_NIFTY_Long_1"].lots == 4
-    trips = db.round_trips - before
+    trips = store.round_trips - before
     BackgroundJobs(b).tick()
-    assert db.round_trips - before - trips <= trips  # a current copy costs no more than a moved one
+    assert store.round_trips - before - trips <= trips  # a current copy costs no more than a moved one
 
 
 def test_duplicate_of_a_signal_another_instance_committed_refreshes_at_once(
         db_config: DatabaseConfig, engines: list[TradingEngine]) -> None:
     a, b = engine(db_config, engines, "inst-a"), engine(db_config, engines, "inst-b")
     a.process_payload(ENTRY, check_time=False)
-    db = b.store
-    assert db is not None
-    before = db.round_trips
+    store = b.store
+    assert store is not None
+    before = store.round_trips
     assert b.process_payload(ENTRY, check_time=False).outcome.value == "duplicate"
-    assert db.round_trips - before == 1  # the duplicate answer carried the fresh state
+    assert store.round_trips - before == 1  # the duplicate answer carried the fresh state
     assert b.status()["positions"][0]["lots"] == 4 and b.portfolio.version == a.portfolio.version
-    assert db.book.state_if_moved(b.portfolio.version) is None  # proven current
+    assert store.book.state_if_moved(b.portfolio.version) is None  # proven current

@@ -21,10 +21,10 @@ def test_app_role_runs_the_engine_and_cannot_drop_tables(db_config: DatabaseConf
         cur.execute(f"CREATE ROLE {role} LOGIN")
         cur.execute("SELECT pm.grant_app_role(%s)", (role,))
     app = DatabaseConfig(host=db_config.host, port=db_config.port, database=db_config.database, user=role)
-    db = Store(app)
+    store = Store(app)
     try:
-        db.instances.register_instance("inst-app", "host", 8080, "test")
-        engine = TradingEngine(store=db, instance_id="inst-app")
+        store.instances.register_instance("inst-app", "host", 8080, "test")
+        engine = TradingEngine(store=store, instance_id="inst-app")
         entry = payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650,
                         atr=350, er=0.85)
         assert engine.process_payload(entry, check_time=False).outcome.value == "executed"
@@ -35,9 +35,9 @@ def test_app_role_runs_the_engine_and_cannot_drop_tables(db_config: DatabaseConf
         jobs.tick()
         assert jobs.is_leader and jobs.runs["cleanup"] == 1 and jobs.runs["sweep"] == 1
         jobs.stop()
-        assert db.schema_version() is not None and db.signals.signal_outcomes() == {"executed": 2}
-        assert db.history.trade_stats()["trades"] == 1  # history reads work for the role
-        assert len(db.history.equity_curve()) == 4
+        assert store.schema_version() is not None and store.signals.signal_outcomes() == {"executed": 2}
+        assert store.history.trade_stats()["trades"] == 1  # history reads work for the role
+        assert len(store.history.equity_curve()) == 4
         conn = psycopg2.connect(**app.dsn_kwargs())
         try:
             for statement in ("DROP TABLE pm.signal_log", "TRUNCATE pm.portfolio_positions",
@@ -55,4 +55,4 @@ def test_app_role_runs_the_engine_and_cannot_drop_tables(db_config: DatabaseConf
         finally:
             conn.close()
     finally:
-        db.close()
+        store.close()

@@ -20,11 +20,11 @@ ENTRY = payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, "2026-12-01T11:00:00
 
 @pytest.fixture
 def engine(db_config: DatabaseConfig) -> Iterator[TradingEngine]:
-    db = Store(db_config)
-    db.instances.register_instance("leader", "host", None, "test")
-    e = TradingEngine(store=db, instance_id="leader", max_signal_age=None)
+    store = Store(db_config)
+    store.instances.register_instance("leader", "host", None, "test")
+    e = TradingEngine(store=store, instance_id="leader", max_signal_age=None)
     yield e
-    db.close()
+    store.close()
 
 
 def jobs_at(engine: TradingEngine, moment: datetime) -> BackgroundJobs:

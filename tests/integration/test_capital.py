@@ -262,13 +262,13 @@ def test_a_backtest_with_flows_and_the_same_stream_live_agree(db_config: Databas
                   + [{"type": "WITHDRAWAL", "amount": "1000000"}] + original[60:])
         path = write_stream(tmp_path / "sample.csv", stream)
     memory = run_backtest(path, progress=False)
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        live = run_backtest(path, TradingEngine(store=db, max_signal_age=None), progress=False)
+        live = run_backtest(path, TradingEngine(store=store, max_signal_age=None), progress=False)
         assert live.outcomes == memory.outcomes and live.malformed == memory.malformed
-        assert as_json(db.history.trade_stats()) == as_json(memory.stats)  # every key, flows and returns included
+        assert as_json(store.history.trade_stats()) == as_json(memory.stats)  # every key, flows and returns included
     finally:
-        db.close()
+        store.close()
     stats = memory.stats
     assert stats["deposits"] > 0 and stats["withdrawals"] > 0
     if sample == "flows":

@@ -37,14 +37,14 @@ def test_breakers_block_the_same_signals_live_and_in_a_replay(db_config: Databas
     assert replay.returncode == 0, replay.stderr
     in_memory = [(s["fingerprint"], s["outcome"], s["reason"]) for s in json.loads(out.read_text())["signals"]]
 
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        db.controls.set_breakers(BREAKERS, "test")
-        live = run_backtest(stream, TradingEngine(store=db, max_signal_age=None), progress=False)
+        store.controls.set_breakers(BREAKERS, "test")
+        live = run_backtest(stream, TradingEngine(store=store, max_signal_age=None), progress=False)
         on_postgres = [(s["fingerprint"], s["outcome"], s["reason"]) for s in live.signals]
-        mode = db.controls.trading_mode()
+        mode = store.controls.trading_mode()
     finally:
-        db.close()
+        store.close()
     reasons = " | ".join(r for _, _, r in on_postgres)
     for tripped in ("max 3 entries per day reached", "cooling off after 2 losing trades in a row",
                     "trading paused (exits only): daily loss limit"):

@@ -75,36 +75,36 @@ def test_state_as_of_each_commit_equals_the_in_memory_engine(pg_cluster: LocalCl
     stream = mixed_stream(count, seed=seed, duplicate_ratio=0.2)
     memory = TradingEngine(max_signal_age=None)
     with fresh_database(pg_cluster) as config:
-        db = Store(config)
+        store = Store(config)
         try:
-            live = TradingEngine(store=db, max_signal_age=None)
+            live = TradingEngine(store=store, max_signal_age=None)
             expected: dict[str, dict[str, Any]] = {}
             for body in stream:
                 result = live.process_payload(body, check_time=False)
                 assert memory.process_payload(body, check_time=False).outcome == result.outcome
                 if result.outcome.value != "duplicate":
                     expected[result.fingerprint] = book(memory.portfolio)
-            commits = {p["fingerprint"]: p["recorded_at"] for p in db.history.equity_curve() if p["fingerprint"]}
+            commits = {p["fingerprint"]: p["recorded_at"] for p in store.history.equity_curve() if p["fingerprint"]}
             assert set(commits) == set(expected)  # one equity point per committed signal, no other
             for fingerprint, then in expected.items():
                 past = Book()
-                past.load(db.history.state_as_of(commits[fingerprint]))
+                past.load(store.history.state_as_of(commits[fingerprint]))
                 assert book(past) == then, f"state_as_of after {fingerprint[:12]}"
             with pytest.raises(HistoryUnavailableError):
-                db.history.state_as_of(min(commits.values()).replace(year=2000))
+                store.history.state_as_of(min(commits.values()).replace(year=2000))
         finally:
-            db.close()
+            store.close()
 
 
 def test_worked_example_from_pm_engine_report(db_config: DatabaseConfig, tmp_path: Path) -> None:
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        engine = TradingEngine(store=db, max_signal_age=None)
+        engine = TradingEngine(store=store, max_signal_age=None)
         assert [engine.process_payload(p, check_time=False).outcome.value for p in WORKED] == ["executed"] * 3
         # a replay's trades are dated by when the book changed (now), not by the 2025 alerts
-        exit_day = db.history.trades()[-1]["exit_time"].astimezone(IST).date().isoformat()
+        exit_day = store.history.trades()[-1]["exit_time"].astimezone(IST).date().isoformat()
     finally:
-        db.close()
+        store.close()
     out, trades, png = tmp_path / "stats.json", tmp_path / "trades.csv", tmp_path / "equity.png"
     env = {**os.environ, "DATABASE_URL": db_config.url(hide_password=False)}
     done = subprocess.run([sys.executable, "-m", "pm_engine", "report", "--json", str(out), "--trades", str(trades),
@@ -130,36 +130,36 @@ def test_worked_example_from_pm_engine_report(db_config: DatabaseConfig, tmp_pat
 
 def test_backtest_and_database_statistics_agree_to_the_paisa(db_config: DatabaseConfig) -> None:
     memory = run_backtest(SAMPLE, progress=False)
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        replay = run_backtest(SAMPLE, TradingEngine(store=db, max_signal_age=None), progress=False)
+        replay = run_backtest(SAMPLE, TradingEngine(store=store, max_signal_age=None), progress=False)
         assert replay.outcomes == memory.outcomes
         assert memory.stats["trades"] > 20 and memory.stats["losses"] > 0 and memory.stats["wins"] > 0
-        assert as_json(db.history.trade_stats()) == as_json(memory.stats)
+        assert as_json(store.history.trade_stats()) == as_json(memory.stats)
         # the database times a trade by the instants its signals were processed (now, in a replay), the
         # backtest by the alerts' times (it has no commit): everything else is equal to the paisa
         timeless = ("entry_time", "exit_time", "holding_time")
-        stored = [Trade.from_row(r) for r in db.history.trades()]
+        stored = [Trade.from_row(r) for r in store.history.trades()]
         assert [{k: v for k, v in as_json(t).items() if k not in timeless} for t in stored] == [
             {k: v for k, v in as_json(t).items() if k not in timeless} for t in in_exit_order(memory.trades)]
         for period in ("day", "week", "month"):  # and SQL groups the stored trades by period as Python does
-            assert (as_json(db.history.pnl_by_period(period))
+            assert (as_json(store.history.pnl_by_period(period))
                     == as_json(pnl_by_period(stored, period, memory.initial_capital)))
     finally:
-        db.close()
+        store.close()
 
 
 def test_status_as_of_and_the_http_history_routes(db_config: DatabaseConfig) -> None:
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        engine = TradingEngine(store=db, max_signal_age=None)
+        engine = TradingEngine(store=store, max_signal_age=None)
         engine.process_payload(WORKED[0], check_time=False)
-        between = db.history.equity_curve()[-1]["recorded_at"]
+        between = store.history.equity_curve()[-1]["recorded_at"]
         for body in WORKED[1:]:
             engine.process_payload(body, check_time=False)
         live_keys = set(engine.status())
     finally:
-        db.close()
+        store.close()
     env = {**os.environ, "DATABASE_URL": db_config.url(hide_password=False)}
     done = subprocess.run([sys.executable, "-m", "pm_engine", "status", "--as-of", between.isoformat(), "--json"],
                           env=env, capture_output=True, text=True, timeout=60)

@@ -50,16 +50,16 @@ def test_a_lock_with_no_end_and_the_default_mode_read_as_a_user_would(db_config:
 
 
 def test_rollover_dry_run_prints_each_layer_s_lots_and_quantities(db_config: DatabaseConfig) -> None:
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        engine = TradingEngine(store=db, max_signal_age=None)
+        engine = TradingEngine(store=store, max_signal_age=None)
         now = datetime.now(timezone.utc).isoformat()  # the contract held today, not one already expired
         result = engine.process_payload(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, now,
                                                 stop=74300, atr=400, er=0.8), check_time=False)
         assert result.outcome.value == "executed"
         lots = result.details["lots"]
     finally:
-        db.close()
+        store.close()
     done = cli(db_config, "rollover", "--all", "--force", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "would roll GOLD_MINI" in done.stdout

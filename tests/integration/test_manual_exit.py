@@ -86,12 +86,12 @@ def test_cli_exit_of_a_paper_layer_is_filled_on_paper(db_config: DatabaseConfig)
     from pm_engine.core.engine import TradingEngine
     from pm_engine.store.gateway import Store
 
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        engine = TradingEngine(store=db, max_signal_age=None)  # the paper broker: fills in the database
+        engine = TradingEngine(store=store, max_signal_age=None)  # the paper broker: fills in the database
         assert engine.process_payload(entry(), check_time=False).outcome.value == "executed"
     finally:
-        db.close()
+        store.close()
     done = exit_cli(db_config, "GOLD_MINI", "--reason", "by hand on paper")
     assert done.returncode == 0 and "queued for the broker" not in done.stdout, done.stdout
     assert rows(db_config, "SELECT side, status, broker_order_id LIKE 'paper-%' FROM pm.broker_orders ORDER BY side") \

@@ -34,15 +34,15 @@ def bank_entry() -> dict[str, Any]:
                    atr=350, er=0.85)
 
 
-def engine_and_sender(db: Any, broker: Sim, clock: Callable[[], datetime], max_age_s: float) -> tuple[Any, Any]:
+def engine_and_sender(store: Any, broker: Sim, clock: Callable[[], datetime], max_age_s: float) -> tuple[Any, Any]:
     from pm_engine.adapters.openalgo import OpenAlgoClient
     from pm_engine.core.engine import TradingEngine
     from pm_engine.ops.sender import OrderSender, SenderSettings
 
     hours = MarketHours(always=False, trading_day=lambda exchange, day: True)
-    sender = OrderSender(db, OpenAlgoClient(broker.url, broker.api_key), hours,
+    sender = OrderSender(store, OpenAlgoClient(broker.url, broker.api_key), hours,
                          SenderSettings(max_order_age_s=max_age_s), clock=clock)
-    engine = TradingEngine(store=db, broker=sender, max_signal_age=None, clock=clock,
+    engine = TradingEngine(store=store, broker=sender, max_signal_age=None, clock=clock,
                            window=sender.window())
     return engine, sender
 
@@ -52,12 +52,12 @@ def test_an_entry_that_would_expire_before_the_open_is_blocked(
     from pm_engine.store.gateway import Store
 
     broker = sim
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        engine, _ = engine_and_sender(db, broker, lambda: weekday_at(6, 12), 120)
+        engine, _ = engine_and_sender(store, broker, lambda: weekday_at(6, 12), 120)
         result = engine.process_payload(bank_entry(), check_time=False)
     finally:
-        db.close()
+        store.close()
     assert result.outcome.value == "blocked", result
     assert result.reason == ("market closed: NFO opens 09:15 IST; an entry not sent within max_order_age (120 s) "
                              "expires at 06:14 IST, so it is not taken"), result.reason
@@ -72,9 +72,9 @@ def test_an_entry_queued_while_closed_expires_as_market_closed_told_once(
 
     broker = sim
     caplog.set_level(logging.INFO)
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        engine, sender = engine_and_sender(db, broker, lambda: weekday_at(9, 14, 59), 2)
+        engine, sender = engine_and_sender(store, broker, lambda: weekday_at(9, 14, 59), 2)
         result = engine.process_payload(bank_entry(), check_time=False)
         assert result.outcome.value == "executed", result
         assert result.details["queued"] == "queued: NFO opens 09:15 IST; an entry expires at 09:15:01 IST unless sent"
@@ -88,7 +88,7 @@ def test_an_entry_queued_while_closed_expires_as_market_closed_told_once(
             engine.send_queued(0)
             sender.tick()
     finally:
-        db.close()
+        store.close()
     [(status, reason)] = rows(db_config, "SELECT status, reason FROM pm.broker_orders")
     assert status == "expired" and reason == "market closed: NFO did not open within max_order_age (00:00:02)", reason
     assert broker.state()["orders"] == []  # never sent while NFO was closed

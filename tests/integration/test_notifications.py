@@ -295,12 +295,12 @@ def test_the_broker_session_is_one_event_per_episode_whichever_instance_sees_it(
     from pm_engine.ops.sender import OrderSender, SenderSettings
     from pm_engine.store.gateway import Store
 
-    db = Store(db_config)
+    store = Store(db_config)
     quick = Timeouts(connect_s=1, order_read_s=2, query_read_s=2)
     hours = MarketHours(True)
 
     def sender(url: str, instance: str, unreachable_after_s: float = 0.0) -> OrderSender:
-        return OrderSender(db, OpenAlgoClient(url, sim.api_key, "test", quick), hours,
+        return OrderSender(store, OpenAlgoClient(url, sim.api_key, "test", quick), hours,
                            SenderSettings(unreachable_after_s=unreachable_after_s, reassert_s=3.0),
                            instance_id=instance)
 
@@ -338,7 +338,7 @@ def test_the_broker_session_is_one_event_per_episode_whichever_instance_sees_it(
         check(a)  # a fresh answer, reported again: the broker is back (the instance that saw it down may be gone)
         assert told()[2:] == [("unreachable", "ok", "inst-d"), ("ok", "unreachable", "inst-a")]
     finally:
-        db.close()
+        store.close()
     sim.control("reset")
 
 

@@ -173,17 +173,17 @@ def test_two_threads_one_stop_one_wins(db_config: DatabaseConfig) -> None:
 
 def test_ten_concurrent_saves_no_deadlock(db_config: DatabaseConfig) -> None:
     from pm_engine.core.models import Position
-    db = Store(db_config)
+    store = Store(db_config)
     errors: list[Exception] = []
 
     def save(n: int) -> None:
         try:
             p = Position(f"COPPER_Long_{n}", "COPPER", datetime.now(timezone.utc), D(800), 1, 2500, D(790), D(790),
                          D(800))
-            db.book.save_position(p)
+            store.book.save_position(p)
             for stop in range(791, 796):
                 p.current_stop = D(stop)
-                db.book.save_position(p)
+                store.book.save_position(p)
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 

@@ -33,10 +33,10 @@ def cli(db_config: DatabaseConfig, *args: str) -> subprocess.CompletedProcess[st
 
 
 def test_report_with_flows_and_a_review_equals_the_ledger_and_the_book(db_config: DatabaseConfig, pg2: Any) -> None:
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        broker = TradingEngine(store=db, max_signal_age=None, broker=AtTheBroker())  # type: ignore[arg-type]
-        paper = TradingEngine(store=db, max_signal_age=None)
+        broker = TradingEngine(store=store, max_signal_age=None, broker=AtTheBroker())  # type: ignore[arg-type]
+        paper = TradingEngine(store=store, max_signal_age=None)
         # a paper trade: +1,000 points on 4 lots of Bank Nifty (₹30 a point) = +120,000
         for body in (payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650,
                              atr=350, er=0.85),
@@ -70,10 +70,10 @@ def test_report_with_flows_and_a_review_equals_the_ledger_and_the_book(db_config
 
         [(book,)] = rows(db_config, "SELECT closed_equity FROM pm.portfolio_state")
         assert book == D("5000000") + D("120000") - D("3000000") + D("500000")  # the gold trade never happened
-        ledger = db.capital.capital_ledger()
+        ledger = store.capital.capital_ledger()
         assert sorted((f["kind"], f["amount"]) for f in ledger) == [
             ("deposit", D("500000.00")), ("withdrawal", D("3000000.00"))]
-        stats = db.history.trade_stats()
+        stats = store.history.trade_stats()
         assert (stats["withdrawals"], stats["deposits"], stats["net_flows"]) == (
             D("3000000.00"), D("500000.00"), D("-2500000.00"))
         assert stats["final_closed_equity"] == book and stats["trades"] == 1 and stats["net_pnl"] == D("120000.00")
@@ -87,10 +87,10 @@ def test_report_with_flows_and_a_review_equals_the_ledger_and_the_book(db_config
         assert stats["time_weighted_return"] == time_weighted_return(curve)
         assert D("0") < stats["time_weighted_return"] < D("3")  # about +2.4 %: not the 20 % of counting twice
 
-        stored = [Trade.from_row(r) for r in db.history.trades()]
+        stored = [Trade.from_row(r) for r in store.history.trades()]
         flows = [(f["recorded_at"], f["signed_amount"]) for f in ledger]
         for period in ("day", "week", "month"):
-            sql = db.history.pnl_by_period(period)
+            sql = store.history.pnl_by_period(period)
             assert as_json(sql) == as_json(pnl_by_period(stored, period, D("5000000"), flows))
             assert sql[-1]["closing_equity"] == book  # the book's closed equity, not initial capital + P&L
             assert sum(r["net_flows"] for r in sql) == D("-2500000.00")
@@ -98,7 +98,7 @@ def test_report_with_flows_and_a_review_equals_the_ledger_and_the_book(db_config
         assert report.returncode == 0, report.stderr
         assert f"closing equity {book:>14}" in report.stdout and "flows    -2500000.00" in report.stdout
     finally:
-        db.close()
+        store.close()
 
 
 def db_rows(conn: Any, query: str) -> list[dict[str, Any]]:

@@ -258,10 +258,10 @@ def test_a_synthetic_bank_nifty_rolls_its_four_legs(db_config: DatabaseConfig, b
     instruments["BANK_NIFTY"] = replace(instruments["BANK_NIFTY"],
                                         contract=replace(BANK_NIFTY_CONTRACT, execution="synthetic"))
     calendar = ContractCalendar(instruments)
-    db = Store(db_config)
-    sender = OrderSender(db, OpenAlgoClient(broker.url, broker.api_key), MarketHours(always=True))
+    store = Store(db_config)
+    sender = OrderSender(store, OpenAlgoClient(broker.url, broker.api_key), MarketHours(always=True))
     try:
-        engine = TradingEngine(store=db, instruments=instruments, contracts=calendar, broker=sender,
+        engine = TradingEngine(store=store, instruments=instruments, contracts=calendar, broker=sender,
                                max_signal_age=None)
         old = calendar.synthetic_legs("BANK_NIFTY", BANK.expiry, D(52000))
         price(broker, old.ce_symbol, "600")
@@ -283,7 +283,7 @@ def test_a_synthetic_bank_nifty_rolls_its_four_legs(db_config: DatabaseConfig, b
         price(broker, old.pe_symbol, "500")
         price(broker, new.ce_symbol, "640")
         price(broker, new.pe_symbol, "560")
-        result = Roller(db, calendar, instruments).check(force=True, instruments=["BANK_NIFTY"], respect_hours=False)
+        result = Roller(store, calendar, instruments).check(force=True, instruments=["BANK_NIFTY"], respect_hours=False)
         assert [s["state"] for s in result.started] == ["closing"]
         wait_for(lambda: settled("SELECT state FROM pm.rolls", [("rolled",)]), 40, lambda: roll_states(db_config))
         legs = [(o["symbol"], o["action"]) for o in broker.state()["orders"][2:]]
@@ -296,4 +296,4 @@ def test_a_synthetic_bank_nifty_rolls_its_four_legs(db_config: DatabaseConfig, b
               ((closed_at - entry) * lots * point_value).quantize(D("0.01")))]
     finally:
         sender.stop()
-        db.close()
+        store.close()

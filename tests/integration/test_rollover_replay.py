@@ -61,10 +61,10 @@ def test_backtest_rolls_at_roll_dates_and_the_live_replay_agrees(db_config: Data
         assert all(layer["basis"] == 0 for layer in roll["layers"])
     assert memory.stats["trades"] >= 4 and any(t.pnl != 0 for t in memory.trades)
 
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        engine = TradingEngine(store=db, max_signal_age=None)
-        roller = Roller(db, engine.contracts, engine.instruments)
+        engine = TradingEngine(store=store, max_signal_age=None)
+        roller = Roller(store, engine.contracts, engine.instruments)
 
         def clock(now: datetime) -> None:  # the leader's check, at the signal's time
             roller.check(now=now, respect_hours=False)
@@ -75,9 +75,9 @@ def test_backtest_rolls_at_roll_dates_and_the_live_replay_agrees(db_config: Data
         assert replay.outcomes == memory.outcomes
         live_rolls = rows(db_config, "SELECT instrument, from_symbol, to_symbol, state FROM pm.rolls ORDER BY roll_id")
         assert [r[:3] for r in live_rolls] == rolled and {r[3] for r in live_rolls} == {"rolled"}
-        assert as_json(db.history.trade_stats()) == as_json(memory.stats)
+        assert as_json(store.history.trade_stats()) == as_json(memory.stats)
         timeless = ("entry_time", "exit_time", "holding_time")
-        stored = [Trade.from_row(r) for r in db.history.trades()]
+        stored = [Trade.from_row(r) for r in store.history.trades()]
         assert [{k: v for k, v in as_json(t).items() if k not in timeless} for t in stored] == [
             {k: v for k, v in as_json(t).items() if k not in timeless} for t in in_exit_order(memory.trades)]
         [(closed,)] = rows(db_config, "SELECT closed_equity FROM pm.portfolio_state")
@@ -85,4 +85,4 @@ def test_backtest_rolls_at_roll_dates_and_the_live_replay_agrees(db_config: Data
         assert rows(db_config, "SELECT sum(rollover_count) FROM pm.portfolio_positions")[0][0] >= len(rolled)
         assert D(0) not in {t.pnl for t in stored}
     finally:
-        db.close()
+        store.close()

@@ -36,18 +36,18 @@ def test_the_package_keeps_its_contracts() -> None:
 
 @pytest.mark.parametrize("module, line, contract", [
     ("core/sizing.py", "import psycopg2  # noqa", "core is pure trading"),
-    ("core/engine.py", "from pm_engine.store import manager  # noqa", "core is pure trading"),
-    ("store/manager.py", "from pm_engine.web import app  # noqa", "store imports only core"),
+    ("core/engine.py", "from pm_engine.store import gateway  # noqa", "core is pure trading"),
+    ("store/gateway.py", "from pm_engine.web import app  # noqa", "store imports only core"),
     ("web/app.py", "from pm_engine.tools import bench  # noqa", "product code never imports tools"),
     ("ops/jobs.py", "from pm_engine.web import app  # noqa", "layers"),
-    ("adapters/openalgo/client.py", "from pm_engine.store import manager  # noqa", "adapters import only core"),
+    ("adapters/openalgo/client.py", "from pm_engine.store import gateway  # noqa", "adapters import only core"),
     ("adapters/openalgo/client.py", "import psycopg2  # noqa", "adapters import only core"),
     ("sim/server.py", "from pm_engine.adapters.openalgo import client  # noqa", "the broker simulator imports only"),
     ("core/orders.py", "from pm_engine.adapters.openalgo import client  # noqa", "core and store never import"),
     ("store/outbox.py", "from pm_engine.sim import book  # noqa", "core and store never import"),
     ("notify/sender.py", "import psycopg2  # noqa", "notify is an adapter"),
-    ("notify/messages.py", "from pm_engine.store import manager  # noqa", "notify is an adapter"),
-    ("store/manager.py", "import apprise  # noqa", "store imports only core"),
+    ("notify/messages.py", "from pm_engine.store import gateway  # noqa", "notify is an adapter"),
+    ("store/gateway.py", "import apprise  # noqa", "store imports only core"),
 ])
 def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
     done = lint_copy(tmp_path, module, line)
@@ -62,10 +62,10 @@ def test_only_the_entry_points_live_at_the_top() -> None:
 
 
 def test_the_public_api() -> None:
-    from pm_engine import Store, TradingEngine, Book, Position, Signal, SignalResult
+    from pm_engine import Book, Position, Signal, SignalResult, Store, TradingEngine
     assert {c.__module__.split(".")[1] for c in (TradingEngine, Book, Position, Signal,
                                                  SignalResult)} == {"core"}
-    assert Store.__module__ == "pm_engine.store.manager"
+    assert Store.__module__ == "pm_engine.store.gateway"
 
 
 def test_the_readme_python_api_example_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -175,8 +175,8 @@ def test_next_rolls_group_the_layers_of_a_contract_soonest_first() -> None:
 
 
 def _trade_today(db_config: DatabaseConfig) -> Store:
-    db = Store(db_config)
-    engine = TradingEngine(store=db, instance_id="test")
+    store = Store(db_config)
+    engine = TradingEngine(store=store, instance_id="test")
     now = datetime.now(timezone.utc)
     for body in (payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, (now - timedelta(minutes=3)).isoformat(),
                          stop=51650, atr=350, er=0.85),
@@ -186,16 +186,16 @@ def _trade_today(db_config: DatabaseConfig) -> Store:
                          reason="SIGNAL")):
         assert engine.process_payload(body).outcome.value == "executed"
     engine.flush_orders(5)
-    return db
+    return store
 
 
 def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) -> None:
-    db = _trade_today(db_config)
+    store = _trade_today(db_config)
     try:
         today = datetime.now(IST).date()
-        report = build_daily_report(db, today)
+        report = build_daily_report(store, today)
     finally:
-        db.close()
+        store.close()
     env = {"DATABASE_URL": db_config.url(hide_password=False)}
 
     def run(*argv: str) -> str:
@@ -233,10 +233,10 @@ def test_the_daily_report_equals_status_and_report(db_config: DatabaseConfig) ->
 
 def test_the_daily_report_names_what_needs_attention(db_config: DatabaseConfig) -> None:
 
-    db = _trade_today(db_config)
+    store = _trade_today(db_config)
     try:
         [(symbol,)] = rows(db_config, "SELECT symbol FROM pm.broker_orders WHERE instrument = 'GOLD_MINI'")
-        states = db.orders
+        states = store.orders
         order = {"client_order_id": "pm-review-1", "fingerprint": "f" * 64, "position_id": "GOLD_MINI_Long_1",
                  "instrument": "GOLD_MINI", "side": "SELL", "lots": 1, "price": 78000, "exchange": "MCX",
                  "symbol": symbol, "quantity": 1, "product": "NRML", "leg": "FUT"}
@@ -249,11 +249,11 @@ def test_the_daily_report_names_what_needs_attention(db_config: DatabaseConfig) 
         states.unknown("pm-review-1", "timeout")
         assert states.resolve_unknown("pm-review-1", [], 0) == "needs_review"
         difference = {"symbol": symbol, "exchange": "MCX", "product": "NRML", "book_quantity": 2, "broker_quantity": 3}
-        db.controls.unlock_instrument("GOLD_MINI", "test")  # the review's lock; reconciliation locks it again
-        assert db.orders.record_reconcile_differences([difference]) == 1
-        report = build_daily_report(db, datetime.now(IST).date())
+        store.controls.unlock_instrument("GOLD_MINI", "test")  # the review's lock; reconciliation locks it again
+        assert store.orders.record_reconcile_differences([difference]) == 1
+        report = build_daily_report(store, datetime.now(IST).date())
     finally:
-        db.close()
+        store.close()
     attention = "\n".join(report.attention)
     assert f"order pm-review-1 (SELL {symbol} x1) needs review (pm-engine orders)" in attention
     assert f"GOLD_MINI locked: reconciliation: book holds 2 of MCX:{symbol}, the broker 3 (pm-engine reconcile)" \
@@ -261,41 +261,41 @@ def test_the_daily_report_names_what_needs_attention(db_config: DatabaseConfig) 
 
 
 def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook: JsonReceiver) -> None:
-    db = _trade_today(db_config)
+    store = _trade_today(db_config)
     try:
         notifier = Notifier(NotifySettings(urls=(url(hook),)))
         tomorrow = datetime.now(IST).date() + timedelta(days=1)
         clock = datetime.combine(tomorrow, time(0, 6), tzinfo=IST)
-        sender = NotificationSender(db, notifier, "leader-x", lambda: True, clock=lambda: clock)
+        sender = NotificationSender(store, notifier, "leader-x", lambda: True, clock=lambda: clock)
         assert sender.run_once() == 4  # three executed signals, then the report
-        again = NotificationSender(db, notifier, "leader-y", lambda: True, clock=lambda: clock)
+        again = NotificationSender(store, notifier, "leader-y", lambda: True, clock=lambda: clock)
         assert again.run_once() == 0  # the report of that day exists: a second leader adds nothing
         titles = [m.title for m in hook.messages]
         assert sum("daily report" in t for t in titles) == 1 and len(titles) == 4
         report = [m for m in hook.messages if "daily report" in m.title][0]
         assert "realized P&L" in report.body and "GOLD_MINI_Long_1" in report.body
-        assert db.notifications.notification_counts()["sent"] == 4
+        assert store.notifications.notification_counts()["sent"] == 4
         listing = io.StringIO()
         environ = {"DATABASE_URL": db_config.url(hide_password=False)}
         with mock.patch.dict(os.environ, environ), redirect_stdout(listing):
             assert cli.main(["notify"]) == 0
         assert "json#" in listing.getvalue() and " sent" in listing.getvalue() and TOKEN not in listing.getvalue()
     finally:
-        db.close()
+        store.close()
 
 
 def test_a_database_outage_is_told_once_per_episode(db_config: DatabaseConfig, hook: JsonReceiver) -> None:
     notifier = Notifier(NotifySettings(urls=(url(hook),)))
     watch = DatabaseWatch(notifier, "inst-1")
-    db = Store(db_config)
+    store = Store(db_config)
     try:
-        watch.ok(db)  # the first look: nothing to tell
+        watch.ok(store)  # the first look: nothing to tell
         for _ in range(3):
             watch.failed(DatabaseUnavailableError("database connection lost: server closed the connection"))
-        watch.ok(db)
-        watch.ok(db)
+        watch.ok(store)
+        watch.ok(store)
     finally:
-        db.close()
+        store.close()
     assert hook.wait_for(2, 10)
     titles = [m.title for m in hook.messages]
     assert titles == ["pm-engine: database unreachable from inst-1", "pm-engine: database reachable again"]
@@ -325,13 +325,13 @@ def test_a_failing_url_is_logged_once_per_episode_then_hourly(db_config: Databas
 
     hook = JsonReceiver()  # not started: nothing listens on its port
     notifier = Notifier(NotifySettings(urls=(url(hook),), retry_s=0.1, retry_max_s=0.1))
-    db = Store(db_config)
+    store = Store(db_config)
     logger = logging.getLogger("pm_engine.ops.notifications")
     try:
-        sender = NotificationSender(db, notifier, "leader-x", lambda: True)
+        sender = NotificationSender(store, notifier, "leader-x", lambda: True)
         now = [1000.0]
         sender.episodes = FailureEpisodes(logger, clock=lambda: now[0])
-        TradingEngine(store=db, max_signal_age=None).process_payload(
+        TradingEngine(store=store, max_signal_age=None).process_payload(
             payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, "2026-10-30T12:30:00+05:30", stop=74300, atr=400,
                     er=0.8), check_time=False)
         with caplog.at_level(logging.WARNING, logger="pm_engine.ops.notifications"):
@@ -355,4 +355,4 @@ def test_a_failing_url_is_logged_once_per_episode_then_hourly(db_config: Databas
             assert all(TOKEN not in line and str(hook.port) not in line for line in lines)
     finally:
         hook.stop()
-        db.close()
+        store.close()
