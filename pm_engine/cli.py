@@ -270,8 +270,6 @@ def serve(settings: Any, host: str, port: int, proxy_headers: bool = False,
     jobs.start()
     sender = engine.broker if hasattr(engine.broker, "health") else None  # the OpenAlgo sender (None: paper)
     if sender is not None:
-        from pm_engine.core.errors import PmError
-
         try:  # before serving: the book against the broker's positions (a difference locks its instrument)
             check = sender.reconcile_and_record()
             print(f"reconciliation: {'book matches the broker' if check['matched'] else check['differences']}",
