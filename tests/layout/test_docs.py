@@ -89,6 +89,7 @@ def sql_functions() -> frozenset[str]:
 @lru_cache(maxsize=None)
 def sql_relations() -> frozenset[str]:
     text = "\n".join(f.read_text() for d in ("migrations", "functions") for f in (ROOT / "db" / d).glob("*.sql"))
+    text += (PACKAGE / "store" / "queries.sql").read_text()  # pm.schema_migrations: made by the deploy itself
     found = re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?(?:TABLE|VIEW|SEQUENCE|TYPE|INDEX)\s+"
                        r"(?:IF\s+NOT\s+EXISTS\s+)?pm\.(\w+)", text, re.I)
     renamed = re.findall(r"RENAME\s+TO\s+(\w+)", text, re.I)
@@ -115,7 +116,7 @@ def transitions(table: str) -> set[tuple[str, str]]:
     """(from, to) pairs inserted into ``pm.<table>`` by the migrations."""
     text = "\n".join(f.read_text() for f in sorted((ROOT / "db" / "migrations").glob("*.sql")))
     pairs: set[tuple[str, str]] = set()
-    for block in re.findall(rf"INSERT INTO pm\.{table}\s*\([^)]*\)\s*VALUES(.*?);", text, re.S | re.I):
+    for block in re.findall(rf"INSERT INTO pm\.{table}\s*\([^)]*\)\s*VALUES(.*?)\);\s*$", text, re.S | re.I | re.M):
         pairs.update(re.findall(r"\(\s*'(\w+)'\s*,\s*'(\w+)'", block))
     return pairs
 
@@ -137,6 +138,8 @@ def make_targets() -> frozenset[str]:
 # -- paths -----------------------------------------------------------------------------------------------------
 
 def looks_like_path(span: str) -> bool:
+    if "NNN" in span or span.startswith(("application/", "text/")):
+        return False  # a pattern (``migrations/NNN_name.sql``) or a media type
     if " " in span or span.startswith(("/", "http", "~", "-", ".")) or any(c in span for c in "{}<>*?=$|,()[]"):
         return False
     if span.count("/") == 0:
@@ -184,7 +187,7 @@ def test_every_link_into_the_repository_exists():
 
 # -- SQL -------------------------------------------------------------------------------------------------------
 
-PM_NAME = re.compile(r"\bpm\.(\w+)(\s*\()?")
+PM_NAME = re.compile(r"(?<![\w.,/@:-])pm\.(?!example\b)(\w+)(\s*\()?")  # not a host name (pm.example.com)
 
 
 def test_every_sql_name_exists():
@@ -199,11 +202,17 @@ def test_every_sql_name_exists():
     assert not wrong, f"pm.* names the documents use that db/ does not create: {wrong}"
 
 
+# PostgreSQL's and the libraries' own functions the documents name beside ours
+BUILTINS = frozenset({"clock_timestamp", "statement_timestamp", "transaction_timestamp", "now", "numeric", "connect",
+                      "pg_advisory_xact_lock", "pg_try_advisory_lock", "pg_advisory_lock", "txid_current",
+                      "pg_current_wal_lsn", "gen_random_uuid", "date_trunc", "coalesce", "greatest", "least"})
+
+
 def test_db_readme_functions_exist():
     """db/README.md's tables list functions by bare name: each ``name(`` is a function of db/functions."""
     text = prose(ROOT / "db" / "README.md")
     wrong = sorted({m for s in SPAN.findall(text) for m in re.findall(r"(?<![\w.])([a-z_][a-z0-9_]*)\(", s)
-                    if m not in sql_functions()})
+                    if m not in sql_functions() and m not in BUILTINS})
     assert not wrong, f"db/README.md names functions db/functions does not create: {wrong}"
 
 
@@ -212,7 +221,7 @@ def test_called_names_exist_somewhere():
     wrong = []
     for doc, s in all_spans():
         m = re.fullmatch(r"([a-z_][a-z0-9_]*)\(.*\)(\s*→.*)?", s)
-        if m and m.group(1) not in sql_functions() and m.group(1) not in python_defs():
+        if m and m.group(1) not in sql_functions() | python_defs() | BUILTINS:
             wrong.append((doc, s))
     assert not wrong, f"functions the documents name that neither db/ nor pm_engine/ define: {wrong}"
 
@@ -265,6 +274,8 @@ def flags(p: argparse.ArgumentParser) -> set[str]:
 def command_problem(line: str) -> str | None:
     """Why a ``pm-engine ...`` span is not a command of the parser (None: it is)."""
     words = re.sub(r"[\[\]]", " ", line).split()[1:]
+    if words and words[0].endswith(":"):
+        return None  # a line the CLI prints (``pm-engine status: database ...``), not a command
     if not words or words[0].startswith("-"):
         return None if not words or words[0] in flags(parser()) else f"no option {words[0]}"
     commands = subparsers(parser())
@@ -306,8 +317,11 @@ def test_every_make_target_named_exists():
 
 def test_no_citation_outside_the_repository():
     outside = re.compile(r"\.\./shared|shared/spec|\bDOMAIN\.md|EXECUTION-NOTES\.md")
+    # the applied migrations are never edited (the deploy checks their checksums): they cite docs/domain.md's
+    # sections by number, "DOMAIN.md section N", which docs/domain.md keeps
     files = [*DOCS, *(f for d in ("pm_engine", "db", "tests", "docker", "examples") for f in (ROOT / d).rglob("*")
-                      if f.is_file() and f.suffix in (".py", ".sql", ".md", ".toml", ".txt", ".html", ".yml"))]
+                      if f.is_file() and f.suffix in (".py", ".sql", ".md", ".toml", ".txt", ".html", ".yml", ".json")
+                      and "migrations" not in f.parts)]
     files += [ROOT / "Makefile", ROOT / "pyproject.toml"]
     cited = sorted({f.relative_to(ROOT).as_posix() for f in files
                     if f != Path(__file__) and outside.search(f.read_text(errors="replace"))})
