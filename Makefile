@@ -76,7 +76,7 @@ chaos: install
 	$(VENV)/bin/pm-engine chaos
 	$(VENV)/bin/pm-engine chaos --broker sim
 
-# a pg_auto_failover formation on loopback, two engines, the primary killed mid-stream (DATABASE_SETUP.md)
+# a pg_auto_failover formation on loopback, two engines, the primary killed mid-stream (docs/ha.md)
 ha: install
 	$(VENV)/bin/pm-engine chaos --failover
 
