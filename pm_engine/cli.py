@@ -998,7 +998,7 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
 
 
 def cmd_capital(args: argparse.Namespace) -> int:
-    """``capital deposit|withdraw AMOUNT [--note]`` records a flow (DOMAIN.md section 17); ``capital``: the ledger."""
+    """``capital deposit|withdraw AMOUNT [--note]`` records a flow (docs/domain.md#capital-flows); else the ledger."""
     from pm_engine.core.capital import CapitalRefusedError, parse_amount
 
     action = getattr(args, "action", None)

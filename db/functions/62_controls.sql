@@ -1,4 +1,4 @@
--- Trading controls (DOMAIN.md section 12, migration 004): the trading mode, breakers and instrument
+-- Trading controls (docs/domain.md#trading-controls, migration 004): the trading mode, breakers and instrument
 -- locks, all evaluated by pm.apply_signal under the portfolio row lock, so every instance obeys a
 -- change at the same commit. Each breaker is one function answering "lock until T, because R"
 -- (jsonb {"until", "reason", "instrument"}; instrument NULL: everything), or NULL.

@@ -1,4 +1,4 @@
--- Capital in and out (DOMAIN.md section 17, migration 009): deposits and withdrawals move closed
+-- Capital in and out (docs/domain.md#capital-flows, migration 009): deposits and withdrawals move closed
 -- equity and equity_high by the amount under the portfolio row lock, with their ledger row, in one
 -- transaction; the portfolio version moves, so every instance decides its next signal on the new
 -- equity. Flows are not trading P&L: pm.trade_stats (95_statistics.sql) keeps them out of the trade

@@ -1,4 +1,4 @@
--- Contract functions: the one-contract-per-instrument rule on pm.portfolio_positions (DOMAIN.md section 15).
+-- Contract functions: the one-contract-per-instrument rule on pm.portfolio_positions (docs/domain.md#contracts-and-expiry).
 -- Error codes are listed in db/README.md ("Error contract").
 
 -- pm.check_one_contract

@@ -1,5 +1,5 @@
--- Rollover: the roll of an instrument group to its next contract as a state machine (migration 012, DOMAIN.md
--- section 16). The allowed (from, to) pairs are the rows of pm.roll_transitions; each transition below is one
+-- Rollover: the roll of an instrument group to its next contract as a state machine (migration 012,
+-- docs/domain.md#rollover). The allowed (from, to) pairs are the rows of pm.roll_transitions; each transition below is one
 -- small function that refuses every other with PM080 and appends its pm.roll_events row. Python plans a roll
 -- (the next contract, its lot size, the new strike: the calendar is in the core) and starts it; from then on
 -- the legs' ends drive it, inside the transaction that records each end (trigger broker_orders_roll_leg_end).

@@ -1,4 +1,4 @@
--- Statistics (DOMAIN.md section 11): trades, P&L by period and trade statistics, from the closed
+-- Statistics (docs/domain.md#history-and-statistics): trades, P&L by period and trade statistics, from the closed
 -- positions and the equity history. pm_engine/core/statistics.py computes the same figures for a
 -- backtest; tests/integration/test_history.py proves both agree to the paisa on one stream.
 -- Roundings (half away from zero, as Python's ROUND_HALF_UP): money 2 decimals, R multiples,
@@ -41,7 +41,7 @@ END;
 $$;
 
 -- pm.pnl_by_period
--- Realized P&L, trades, net capital flows (+ deposits, - withdrawals; DOMAIN.md section 17) and closing equity per
+-- Realized P&L, trades, net capital flows (+ deposits, - withdrawals; docs/domain.md#capital-flows) and closing equity per
 -- IST calendar 'day', 'week' (Monday first) or 'month' with a trade exiting or a flow recorded in [p_from, p_to].
 -- Closing equity = initial capital + the P&L of every trade closed by the end of that period + every flow
 -- recorded by then (earlier ones included): each period starts from the equity after the flows before it, as
@@ -159,7 +159,7 @@ $$;
 -- force at p_from, final_closed_equity, and by_instrument: the same keys per instrument, its
 -- drawdown taken on its cumulative realized P&L (as % of initial capital + that P&L's peak), and
 -- NULL for the keys that only the whole book has (open drawdown, final closed equity, flows).
--- Capital flows (DOMAIN.md section 17, migration 009) are not trading: each is its own history row's
+-- Capital flows (docs/domain.md#capital-flows, migration 009) are not trading: each is its own history row's
 -- (capital_flows.history_id, migration 017; never a version, which two rows can share); the trade figures never see
 -- them, both drawdowns are taken on the trading curve (equity minus the net flows up to that point),
 -- deposits / withdrawals / net_flows are the flows of the curve's points after its first, and

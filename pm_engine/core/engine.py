@@ -64,7 +64,8 @@ class LiveTradingEngine:
         self.contracts = contracts or ContractCalendar(self.instruments)
         if mcx_quantity not in ("lots", "units"):
             raise ConfigError(f"mcx_quantity_unit must be lots or units, got {mcx_quantity!r}")
-        self.mcx_quantity = mcx_quantity  # MCX order quantities: lots (OpenAlgo's Zerodha) or units (DOMAIN §14)
+        # MCX order quantities: lots (OpenAlgo's Zerodha) or units (docs/domain.md#orders-through-openalgo)
+        self.mcx_quantity = mcx_quantity
         self.config = config or PortfolioConfig()
         self.broker: Broker = broker or (db_manager.paper_broker() if db_manager else PaperBroker())
         self.db_manager = db_manager
@@ -514,7 +515,7 @@ class LiveTradingEngine:
 
     def capital_flow(self, kind: str, amount: Decimal, note: Optional[str] = None,
                      recorded_by: str = "backtest") -> CapitalFlow:
-        """A deposit or withdrawal (DOMAIN.md section 17): closed equity, and so the next signal's sizing, moves now.
+        """A deposit or withdrawal (docs/domain.md#capital-flows): closed equity, and sizing, move now.
 
         With a database pm.record_capital_flow decides and records it (every instance sees the
         portfolio version move), and this copy follows at once; in memory ``apply_flow`` does the
@@ -571,7 +572,7 @@ class LiveTradingEngine:
 def contract_view(p: PortfolioStateManager, x: Position, on: date) -> dict[str, Any]:
     """The contract a position holds, for people: symbol, expiry, days to expiry, roll date and whether it is due.
 
-    The roll date is the expiry minus the instrument's roll offset (DOMAIN.md section 15); on or after
+    The roll date is the expiry minus the instrument's roll offset (docs/domain.md#contracts-and-expiry); on or after
     it the position should have been rolled, so ``roll_due`` flags it. Nones for a position entered
     before contracts were recorded.
     """

@@ -1,4 +1,4 @@
-"""Portfolio state: open positions, pyramiding state, marks and equity (DOMAIN.md section 3).
+"""Portfolio state: open positions, pyramiding state, marks and equity (docs/domain.md#equity).
 
 The engine decides each signal on a ``clone()`` and adopts the clone only after the signal's
 effects are durable, so a failed write can never leave memory ahead of the database.
@@ -133,7 +133,7 @@ class PortfolioStateManager:
 
     def position_instrument(self, p: Position) -> InstrumentConfig:
         """The instrument as the position's contract trades it: point value and margin per lot follow the
-        contract's lot size, which the position records as ``quantity / lots`` (DOMAIN.md sections 2, 15)."""
+        contract's lot size, which the position records as ``quantity / lots`` (docs/domain.md#instruments)."""
         config = self.instruments[p.instrument]
         if p.lots <= 0 or p.quantity == p.lots * config.lot_size:
             return config

@@ -1,4 +1,4 @@
-"""Rollover planning (DOMAIN.md section 16): what a group's roll to the next contract is, in pure Python.
+"""Rollover planning (docs/domain.md#rollover): what a group's roll to the next contract is, in pure Python.
 
 A group is every open layer of one instrument: they hold one contract (the one-contract rule) and roll
 together. The plan names, per layer, the contract it moves into (the calendar's next one), the new lot

@@ -1,4 +1,4 @@
-"""The HTTP interface (DOMAIN.md sections 9, 12, 13): the app around one engine, assembled from routers.
+"""The HTTP interface (docs/domain.md#engine-flows): the app around one engine, assembled from routers.
 
 Each concern is a router module: the webhook (``web/webhook.py``), the reads and probes
 (``web/reads.py``), login sessions (``web/sessions.py``), the operator's controls

@@ -1,5 +1,5 @@
 """The read routes: ``/status``, the history (``/equity``, ``/trades``, ``/stats``), ``/db/status``,
-``/metrics``, and the two public probes ``/health`` and ``/ready`` (DOMAIN.md section 13).
+``/metrics``, and the two public probes ``/health`` and ``/ready`` (docs/domain.md#in-front-of-tradingview).
 
 Every read but the probes needs the read token (the read-access middleware). The book is shown as
 committed in the database; ``reader`` (a standby) serves the history and ``/status?replica=1``.

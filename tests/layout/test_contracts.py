@@ -68,11 +68,11 @@ def test_the_public_api() -> None:
     assert DatabaseStateManager.__module__ == "pm_engine.store.manager"
 
 
-def test_the_readme_python_api_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Python API"):]
+def test_the_documented_python_api_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    document = (ROOT / "ARCHITECTURE.md").read_text()
+    section = document[document.index("## Python API"):]
     code = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python"))]
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the documented example, run as written
+    exec(compile(code, "ARCHITECTURE.md", "exec"), {})  # noqa: S102 - the documented example, run as written
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("executed entered 4 lots of BANK_NIFTY")
     assert printed[-1] == "5180000.00"
