@@ -40,7 +40,7 @@ $$;
 -- Queued orders that name a contract and whose backoff has passed, oldest first (at most p_limit). An order
 -- that closes a position waits while an earlier opening order of it is not settled (queued, sending, open,
 -- partially filled, unknown, needs_review): an exit sent before its entry is known to be at the broker could
--- sell what was never bought.
+-- sell what was never bought. Orders queued before a restore was found wait for the trader's release.
 CREATE OR REPLACE FUNCTION pm.sendable_orders(p_limit integer DEFAULT 50)
 RETURNS SETOF pm.broker_orders
 LANGUAGE sql
@@ -54,6 +54,8 @@ AS $$
                SELECT 1 FROM pm.broker_orders e
                 WHERE e.position_id = o.position_id AND e.created_at < o.created_at AND pm.order_opens(e)
                   AND pm.order_unsettled(e.status)))
+       AND NOT EXISTS (SELECT 1 FROM pm.database_identity d  -- held since a restore (73_restore_guard.sql)
+                        WHERE d.held_since IS NOT NULL AND o.created_at <= d.held_since)
      ORDER BY o.created_at, o.client_order_id
      LIMIT coalesce(p_limit, 50);
 $$;

@@ -18,6 +18,7 @@ AS $$
         'get_portfolio_state', 'get_open_positions', 'get_position', 'get_pyramiding_state',
         -- instances, leadership, cleanup, audit, sessions
         'register_instance', 'heartbeat_instance', 'sweep_stale_instances', 'claim_leadership', 'list_instances',
+        'stop_instance',
         'cleanup_signal_log', 'cleanup_request_log', 'log_refusals', 'refusals', 'audit_usage',
         'create_session', 'session_active', 'revoke_session',
         -- reads: history, statistics, dashboard, observability
@@ -34,7 +35,7 @@ AS $$
         'record_order_fill', 'expire_stale_entries', 'abandon_sending', 'orders_at_broker',
         'resolve_unknown_order', 'orders_seen_at_broker', 'review_order', 'list_orders', 'book_net_positions',
         'traded_symbols', 'symbols_in_flight', 'sending_signal_price', 'record_reconcile_differences',
-        'record_broker_session',
+        'record_broker_session', 'check_database_identity', 'release_restored_orders',
         -- notifications
         'notify_take', 'notify_done', 'record_notification', 'notification_log', 'notification_counts',
         'cleanup_notifications',
