@@ -17,7 +17,7 @@ import psycopg2
 from pm_engine.core.contracts import ContractCalendar
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.store.connection import DatabaseConfig
-from pm_engine.store.queries import QUERIES
+from pm_engine.tools.queries import QUERIES
 from pm_engine.tools.bench.measure import SECRET, Sizes, Stats
 from pm_engine.tools.bench.store import Client
 from pm_engine.tools.children import EngineProcess

@@ -13,7 +13,7 @@ import psycopg2
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.manager import DatabaseStateManager
-from pm_engine.store.queries import QUERIES
+from pm_engine.tools.queries import QUERIES
 from pm_engine.tools.bench.measure import SECRET, Sizes, Stats, bench_position, timed
 from pm_engine.tools.children import EngineProcess, KeepAliveClient
 from pm_engine.tools.samples import mixed_stream
