@@ -13,10 +13,9 @@ import psycopg2
 import psycopg2.sql
 
 from pm_engine.core.models import Position
-from pm_engine.ops.cluster import LocalCluster
+from pm_engine.ops.cluster import LocalCluster, temporary_cluster
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.deploy import deploy
-from pm_engine.tools.clusters import temporary_cluster
 from pm_engine.tools.queries import QUERIES
 
 

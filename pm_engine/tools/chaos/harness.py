@@ -19,7 +19,7 @@ from typing import Any, Optional
 from pm_engine.core.errors import PmError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
 from pm_engine.core.signals import parse_signal
-from pm_engine.ops.cluster import LocalCluster
+from pm_engine.ops.cluster import LocalCluster, temporary_cluster
 from pm_engine.sim.book import Faults
 from pm_engine.sim.server import SimServer, make_server
 from pm_engine.store.deploy import deploy
@@ -27,7 +27,6 @@ from pm_engine.store.manager import DatabaseStateManager
 from pm_engine.store.orders import OrderStates
 from pm_engine.tools.chaos.settings import BROKER_FAULTS, ChaosSettings, Counts, SETTLE_S
 from pm_engine.tools.children import EngineProcess, fetch_all, fetch_one, http_request
-from pm_engine.tools.clusters import temporary_cluster
 
 
 class Harness:
