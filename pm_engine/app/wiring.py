@@ -179,11 +179,12 @@ def serve(settings: "Settings", host: str, port: int, proxy_headers: bool = Fals
     jobs = BackgroundJobs(engine, JobSettings(request_log_retention=f"{settings.request_log_retention_days} days",
                                               reconcile_every_s=float(os.environ.get("PM_RECONCILE_EVERY_S") or 60),
                                               roll_check_every_s=float(os.environ.get("PM_ROLL_CHECK_S") or 60)),
-                          version=__version__, notifier=notifier, roller=roller_for(settings, db))
+                          version=__version__, notifier=notifier, roller=roller_for(settings, db),
+                          sender=sender)
     reader = DatabaseStateManager(settings.read_database) if settings.read_database else None
     app = create_app(engine, WebSettings(settings.webhook_secret, settings.allowed_ips, settings.read_token,
                                          settings.session_hours, settings.allowed_hosts), audit,
-                     leader=lambda: jobs.is_leader, reader=reader)
+                     leader=lambda: jobs.is_leader, reader=reader, sender=sender)
     jobs.start()
     if sender is not None:
         try:  # before serving: the book against the broker's positions (a difference locks its instrument)
