@@ -38,9 +38,9 @@ BEGIN
         PERFORM pm.raise_error('PM004', format('unknown portfolio state field(s): %s', unknown));
     END IF;
 
-    SELECT * INTO cur FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    cur := pm.lock_book();
     PERFORM pm.instant();  -- the writer's instant, under the lock (05_instants.sql)
-    IF NOT FOUND THEN
+    IF cur.id IS NULL THEN
         PERFORM pm.raise_error('PM003', 'portfolio state row is missing; run make db-deploy');
     END IF;
     IF cur.version <> expected_version THEN

@@ -41,7 +41,7 @@ BEGIN
     IF pm.is_duplicate_signal(sig ->> 'fingerprint') THEN
         RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
     END IF;
-    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    current := (pm.lock_book()).version;
     -- the signal's one instant (05_instants.sql), taken under the lock: its log row, history rows,
     -- equity point and trade times all carry it, and instants are ordered as commits are
     PERFORM pm.instant();
@@ -114,7 +114,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(expected_portfolio_version, 'expected_portfolio_version');
     SELECT version, closed_equity, initial_capital, equity_high INTO current, closed, initial, high
-      FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+      FROM pm.lock_book();
     PERFORM pm.instant();  -- taken under the lock (a no-op inside pm.apply_signal, which took it already)
     IF current IS DISTINCT FROM expected_portfolio_version THEN
         PERFORM pm.raise_error('PM001',
@@ -207,7 +207,7 @@ AS $$
 BEGIN
     PERFORM pm.require(p_fingerprint, 'fingerprint');
     PERFORM set_config('idle_in_transaction_session_timeout', '2000', true);
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.lock_book();
     IF pm.is_duplicate_signal(p_fingerprint) THEN
         RETURN jsonb_build_object('duplicate', true) || pm.state_if_moved(known_version);
     END IF;

@@ -39,7 +39,7 @@ BEGIN
     IF p_mode <> 'active' AND coalesce(btrim(p_reason), '') = '' THEN
         PERFORM pm.raise_error('PM004', 'reason is required to pause trading');
     END IF;
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.lock_book();
     UPDATE pm.trading_control
        SET mode = p_mode, reason = nullif(btrim(p_reason), ''), changed_by = p_changed_by,
            changed_at = pm.instant(), version = version + 1
@@ -98,7 +98,7 @@ BEGIN
     IF unknown IS NOT NULL THEN
         PERFORM pm.raise_error('PM004', format('unknown breaker setting(s): %s', unknown));
     END IF;
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.lock_book();
     SELECT * INTO merged FROM pm.breaker_settings WHERE id = 1;
     merged := jsonb_populate_record(merged, p_settings);
     UPDATE pm.breaker_settings
@@ -127,7 +127,7 @@ BEGIN
     IF coalesce(btrim(p_reason), '') = '' THEN
         PERFORM pm.raise_error('PM004', 'reason is required to lock an instrument');
     END IF;
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- between two signals, never inside one
+    PERFORM pm.lock_book();  -- between two signals, never inside one
     INSERT INTO pm.instrument_locks (instrument, locked_until, reason, source, created_at)
     VALUES (upper(p_instrument), p_until, btrim(p_reason), p_source, pm.instant())
     RETURNING id INTO lock_id;
@@ -148,7 +148,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     PERFORM pm.require(p_by, 'released_by');
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- between two signals, never inside one
+    PERFORM pm.lock_book();  -- between two signals, never inside one
     UPDATE pm.instrument_locks SET released_at = pm.instant(), released_by = p_by
      WHERE instrument = upper(p_instrument) AND released_at IS NULL;
     GET DIAGNOSTICS released = ROW_COUNT;

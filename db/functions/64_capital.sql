@@ -53,8 +53,8 @@ BEGIN
         PERFORM pm.raise_error('PM063', format('note is longer than 500 characters (%s)', length(p_note)));
     END IF;
 
-    SELECT * INTO cur FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
-    IF NOT FOUND THEN
+    cur := pm.lock_book();
+    IF cur.id IS NULL THEN
         PERFORM pm.raise_error('PM003', 'portfolio state row is missing; run make db-deploy');
     END IF;
     at := pm.instant();  -- the flow's instant, right after the lock: ledger row, history and equity point share it
@@ -154,18 +154,8 @@ BEGIN
 END;
 $$;
 
--- pm.refuse_ledger_change
--- Trigger: the capital ledger is append-only; an UPDATE, DELETE or TRUNCATE raises PM007.
-CREATE OR REPLACE FUNCTION pm.refuse_ledger_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pm.raise_error('PM007', format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
-    RETURN NULL;
-END;
-$$;
-
+-- the ledger is append-only (pm.refuse_change, 06_book_and_machines.sql)
 CREATE OR REPLACE TRIGGER capital_flows_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.capital_flows
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_ledger_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
+DROP FUNCTION IF EXISTS pm.refuse_ledger_change();  -- pm.refuse_change (issue 30)

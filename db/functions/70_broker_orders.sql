@@ -63,9 +63,10 @@ BEGIN
 END;
 $$;
 
--- pm.pending_orders
+-- pm.queued_orders
 -- Orders committed but not yet sent ('queued'), older than min_age (recovery and the background sweep).
-CREATE OR REPLACE FUNCTION pm.pending_orders(min_age interval DEFAULT interval '0')
+DROP FUNCTION IF EXISTS pm.pending_orders(interval);  -- named for the state it lists (issue 30)
+CREATE OR REPLACE FUNCTION pm.queued_orders(min_age interval DEFAULT interval '0')
 RETURNS SETOF pm.broker_orders
 LANGUAGE sql
 STABLE

@@ -1,17 +1,7 @@
 -- Order states: the order's life as a state machine (migration 008). The allowed (from, to) pairs are
--- the rows of pm.order_transitions; each transition below is one small function that refuses every
--- other with PM041 and appends its pm.order_events row. Python never sets a state itself.
-
--- pm.order_unsettled
--- Whether an order in this state may still change what the broker holds (queued, sending, open, partially
--- filled, unknown, needs_review): an exit waits for its entry while it is, and a roll waits for its group.
-CREATE OR REPLACE FUNCTION pm.order_unsettled(p_status text)
-RETURNS boolean
-LANGUAGE sql
-IMMUTABLE
-AS $$
-    SELECT p_status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown', 'needs_review');
-$$;
+-- the rows of pm.transitions for machine 'order' (its partition pm.order_transitions, migration 020); each
+-- transition below is one small function that refuses every other with PM041 (pm.check_transition, in
+-- pm.move_order) and appends its pm.order_events row. Python never sets a state itself.
 
 -- pm.lock_order
 -- The order's row, locked for this transaction (PM003 when there is none).
@@ -32,19 +22,7 @@ BEGIN
 END;
 $$;
 
--- pm.check_order_transition
--- Raises PM041 unless (from, to) is a row of pm.order_transitions.
-CREATE OR REPLACE FUNCTION pm.check_order_transition(r pm.broker_orders, p_to text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pm.order_transitions WHERE from_state = r.status AND to_state = p_to) THEN
-        PERFORM pm.raise_error('PM041', format('order %s cannot go from %s to %s', r.client_order_id, r.status, p_to));
-    END IF;
-END;
-$$;
+DROP FUNCTION IF EXISTS pm.check_order_transition(pm.broker_orders, text);  -- pm.check_transition (issue 30)
 
 -- pm.move_order
 -- The one place a state changes: checks the pair, sets status (and reason, broker order id when given; open,
@@ -61,7 +39,7 @@ DECLARE
     moved pm.broker_orders;
     violated text;
 BEGIN
-    PERFORM pm.check_order_transition(r, p_to);
+    PERFORM pm.check_transition('order', r.status, p_to, 'order ' || r.client_order_id);
     BEGIN
         UPDATE pm.broker_orders
            SET status = p_to, state_changed_at = now(),
@@ -317,24 +295,13 @@ AS $$
     SELECT * FROM pm.order_events WHERE client_order_id = p_id ORDER BY id;
 $$;
 
--- pm.refuse_order_record_change
--- Trigger: order events and fills are append-only; an UPDATE, DELETE or TRUNCATE raises PM047.
-CREATE OR REPLACE FUNCTION pm.refuse_order_record_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pm.raise_error('PM047', format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
-    RETURN NULL;
-END;
-$$;
-
 CREATE OR REPLACE TRIGGER order_events_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.order_events
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_order_record_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM047');
 CREATE OR REPLACE TRIGGER order_fills_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.order_fills
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_order_record_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM047');
+DROP FUNCTION IF EXISTS pm.refuse_order_record_change();  -- pm.refuse_change (issue 30)
 
 -- pm.review_order
 -- The trader's answer to a needs_review order (PM048 for any other state): at the broker as p_broker_order_id →
@@ -356,7 +323,7 @@ DECLARE
     r pm.broker_orders;
     why text;
 BEGIN
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- the booking it may trigger writes the book
+    PERFORM pm.lock_book();  -- the booking it may trigger writes the book
     r := pm.lock_order(p_id);
     PERFORM pm.require(p_at_broker, 'at_broker');
     PERFORM pm.require(p_by, 'by');
@@ -417,7 +384,7 @@ BEGIN
                 AND state_changed_at < now() - p_review_after
                 AND NOT (broker_order_id = ANY (coalesce(p_ids, '{}')))
               ORDER BY client_order_id LOOP
-        PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- the lock and anomaly write beside the book
+        PERFORM pm.lock_book();  -- the lock and anomaly write beside the book
         why := format('linked by a review to broker order %s, not in the broker''s books within %s',
                       r.broker_order_id, p_review_after);
         PERFORM pm.order_needs_review(r.client_order_id, why);

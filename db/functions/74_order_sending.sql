@@ -315,8 +315,9 @@ END;
 $$;
 
 -- pm.symbols_in_flight
--- Contract symbols with an order not yet settled (queued, sending, open, partially filled, unknown): the book already
--- holds what the broker may not show yet, so reconciliation does not call their difference one.
+-- Contract symbols with an order not yet settled (pm.order_unsettled) other than needs_review (the trader's: its
+-- instrument is locked): the book already holds what the broker may not show yet, so reconciliation does not
+-- call their difference one.
 CREATE OR REPLACE FUNCTION pm.symbols_in_flight()
 RETURNS SETOF text
 LANGUAGE sql
@@ -325,7 +326,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT DISTINCT symbol::text FROM pm.broker_orders
-     WHERE symbol IS NOT NULL AND status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown')
+     WHERE symbol IS NOT NULL AND pm.order_unsettled(status) AND status <> 'needs_review'
        -- an order a review linked with --force that the broker's books never showed is no longer in
        -- flight (yesterday's orders leave the books): reconciliation judges its contract (issue 29)
        AND NOT (status = 'open' AND review_link IS NOT DISTINCT FROM 'forced' AND seen_at_broker IS NULL)

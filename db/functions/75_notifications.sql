@@ -179,18 +179,15 @@ CREATE OR REPLACE TRIGGER instrument_locks_notify
     FOR EACH ROW EXECUTE FUNCTION pm.notify_lock();
 
 -- pm.check_delivery_transition
--- Trigger on pm.notification_deliveries: a change of state must be a row of
--- pm.notification_transitions (PM070 otherwise), whoever makes it.
+-- Trigger on pm.notification_deliveries: a change of state must be a row of pm.transitions for machine
+-- 'notification' (its partition pm.notification_transitions; PM070 otherwise), whoever makes it.
 CREATE OR REPLACE FUNCTION pm.check_delivery_transition()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pm.notification_transitions WHERE from_state = OLD.state AND to_state = NEW.state)
-    THEN
-        PERFORM pm.raise_error('PM070', format('notification delivery %s/%s: %s -> %s is not allowed', OLD.event_id,
-                                               left(OLD.target_key, 8), OLD.state, NEW.state));
-    END IF;
+    PERFORM pm.check_transition('notification', OLD.state, NEW.state,
+                                format('notification delivery %s/%s', OLD.event_id, left(OLD.target_key, 8)));
     RETURN NEW;
 END;
 $$;

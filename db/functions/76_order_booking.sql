@@ -180,7 +180,7 @@ DECLARE
     lots_filled integer;
     points numeric;
 BEGIN
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- one writer of the book at a time
+    PERFORM pm.lock_book();  -- one writer of the book at a time
     r := pm.lock_order(p_id);
     IF r.point_value IS NULL OR r.symbol IS NULL THEN
         RETURN;  -- an order without a contract (a custom instrument) is not at a broker
@@ -222,9 +222,7 @@ BEGIN
                                                                 'still held at the broker', p_id, lots_filled, p.lots));
         END IF;
     END IF;
-    UPDATE pm.portfolio_state SET version = version + 1, equity_high = greatest(equity_high, closed_equity),
-                                  updated_at = pm.instant()
-     WHERE id = 1;
+    PERFORM pm.bump_book(true);
 END;
 $$;
 
@@ -259,8 +257,7 @@ BEGIN
     SELECT * INTO pe FROM pm.broker_orders o WHERE o.fingerprint = r.fingerprint AND o.position_id = r.position_id
        AND o.leg = 'PE' AND pm.order_opens(o) = opens AND o.client_order_id NOT LIKE '%-UW';
     IF ce.client_order_id IS NULL OR pe.client_order_id IS NULL
-       OR ce.status NOT IN ('filled', 'cancelled', 'rejected', 'expired')
-       OR pe.status NOT IN ('filled', 'cancelled', 'rejected', 'expired') THEN
+       OR NOT pm.order_ended(ce.status) OR NOT pm.order_ended(pe.status) THEN
         RETURN;  -- the other leg is still on its way: booked when it ends
     END IF;
     p := pm.order_position(r);
@@ -303,9 +300,7 @@ BEGIN
                                                             'close the rest by hand', p.position_id, ce_lots, pe_lots,
                                                             p.lots));
     END IF;
-    UPDATE pm.portfolio_state SET version = version + 1, equity_high = greatest(equity_high, closed_equity),
-                                  updated_at = pm.instant()
-     WHERE id = 1;
+    PERFORM pm.bump_book(true);
 END;
 $$;
 
@@ -325,6 +320,6 @@ $$;
 CREATE OR REPLACE TRIGGER broker_orders_book_end
     AFTER UPDATE OF status ON pm.broker_orders
     FOR EACH ROW
-    WHEN (NEW.status IS DISTINCT FROM OLD.status AND NEW.status IN ('filled', 'cancelled', 'rejected', 'expired')
+    WHEN (NEW.status IS DISTINCT FROM OLD.status AND pm.order_ended(NEW.status)
           AND OLD.status <> 'queued' OR (NEW.status = 'expired' AND OLD.status = 'queued'))
     EXECUTE FUNCTION pm.book_order_end();

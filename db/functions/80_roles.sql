@@ -29,7 +29,7 @@ AS $$
         -- capital
         'record_capital_flow', 'capital_ledger', 'capital_totals',
         -- orders: the outbox, the sender, the fill path, the trader's review, reconciliation
-        'fill_paper_orders', 'pending_orders', 'orders_for_signal', 'sendable_orders', 'order_sending',
+        'fill_paper_orders', 'queued_orders', 'orders_for_signal', 'sendable_orders', 'order_sending',
         'order_accepted', 'order_rejected', 'order_unknown', 'order_cancelled', 'order_send_later',
         'record_order_fill', 'expire_stale_entries', 'abandon_sending', 'orders_at_broker',
         'resolve_unknown_order', 'orders_seen_at_broker', 'review_order', 'list_orders', 'book_net_positions',

@@ -77,18 +77,6 @@ BEGIN
 END;
 $$;
 
--- pm.refuse_history_change
--- Trigger: history is append-only; an UPDATE, DELETE or TRUNCATE of a history table raises PM007.
-CREATE OR REPLACE FUNCTION pm.refuse_history_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pm.raise_error('PM007', format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
-    RETURN NULL;
-END;
-$$;
-
 CREATE OR REPLACE TRIGGER portfolio_positions_history
     AFTER INSERT OR UPDATE OR DELETE ON pm.portfolio_positions
     FOR EACH ROW EXECUTE FUNCTION pm.record_position_history();
@@ -101,13 +89,14 @@ CREATE OR REPLACE TRIGGER pyramiding_state_history
 -- statement-level, so even an UPDATE or DELETE matching no row is refused, as is TRUNCATE
 CREATE OR REPLACE TRIGGER position_history_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.position_history
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_history_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
 CREATE OR REPLACE TRIGGER portfolio_history_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.portfolio_history
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_history_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
 CREATE OR REPLACE TRIGGER pyramiding_history_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.pyramiding_history
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_history_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
+DROP FUNCTION IF EXISTS pm.refuse_history_change();  -- pm.refuse_change (issue 30)
 
 -- pm.check_time_range
 -- Raises PM004 when both bounds are given and the range is empty (from after to).

@@ -1,13 +1,17 @@
--- Rollover: the roll of an instrument group to its next contract as a state machine (migration 012, DOMAIN.md
--- section 16). The allowed (from, to) pairs are the rows of pm.roll_transitions; each transition below is one
--- small function that refuses every other with PM080 and appends its pm.roll_events row. Python plans a roll
--- (the next contract, its lot size, the new strike: the calendar is in the core) and starts it; from then on
--- the legs' ends drive it, inside the transaction that records each end (trigger broker_orders_roll_leg_end).
+-- Rollover, the roll machine: the roll of an instrument group to its next contract as a state machine (migration
+-- 012, DOMAIN.md section 16). The allowed (from, to) pairs are the rows of pm.transitions for machine 'roll' (its
+-- partition pm.roll_transitions, migration 020); each transition below is one small function that locks the roll
+-- and checks its move once (pm.lock_roll: PM080 for any other) and appends its pm.roll_events row (pm.move_roll).
+-- Python plans a roll (the next contract, its lot size, the new strike: the calendar is in the core) and starts
+-- it; from then on the legs' ends drive it, inside the transaction that records each end (trigger
+-- broker_orders_roll_leg_end). Its legs: 77_roll_legs.sql; its accounting: 78_roll_accounting.sql.
 
 -- pm.lock_roll
--- The roll's row, locked for this transaction (PM003 when there is none), after the portfolio row: every
--- transition writes the book, and taking the book's lock first keeps one lock order with the signal path.
-CREATE OR REPLACE FUNCTION pm.lock_roll(p_roll_id bigint)
+-- The roll's row, locked for this transaction (PM003 when there is none), after the book (pm.lock_book: every
+-- transition writes the book, and taking its lock first keeps one lock order with the signal path), and its
+-- move to p_to checked (PM080), once, before anything is written; pm.move_roll then makes it.
+DROP FUNCTION IF EXISTS pm.lock_roll(bigint);  -- before p_to (issue 30)
+CREATE OR REPLACE FUNCTION pm.lock_roll(p_roll_id bigint, p_to text)
 RETURNS pm.rolls
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -16,27 +20,13 @@ DECLARE
     r pm.rolls;
 BEGIN
     PERFORM pm.require(p_roll_id, 'roll_id');
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- one writer of the book at a time
+    PERFORM pm.lock_book();
     SELECT * INTO r FROM pm.rolls WHERE roll_id = p_roll_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM pm.raise_error('PM003', format('no roll %s', p_roll_id));
     END IF;
+    PERFORM pm.check_transition('roll', r.state, p_to, 'roll ' || r.roll_id);
     RETURN r;
-END;
-$$;
-
--- pm.check_roll_transition
--- Raises PM080 unless (from, to) is a row of pm.roll_transitions.
-CREATE OR REPLACE FUNCTION pm.check_roll_transition(p_from text, p_to text, p_roll_id bigint)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pm.roll_transitions WHERE from_state = p_from AND to_state = p_to) THEN
-        PERFORM pm.raise_error('PM080', format('roll %s cannot go from %s to %s', coalesce(p_roll_id::text, '(new)'),
-                                                p_from, p_to));
-    END IF;
 END;
 $$;
 
@@ -60,7 +50,8 @@ AS $$
 $$;
 
 -- pm.move_roll
--- The one place a roll's state changes: checks the pair, sets state (and reason), appends the event, keeps the
+-- The one place a roll's state changes (the move checked by pm.lock_roll, and by the events' foreign key to
+-- pm.roll_transitions): sets state (and reason), appends the event, keeps the
 -- open layers' rollover_status in step (pending; in_progress while closing or opening; failed) and tells the
 -- trader of a roll done or failed through the notification outbox, in this transaction.
 CREATE OR REPLACE FUNCTION pm.move_roll(r pm.rolls, p_to text, p_reason text)
@@ -71,7 +62,6 @@ AS $$
 DECLARE
     moved pm.rolls;
 BEGIN
-    PERFORM pm.check_roll_transition(r.state, p_to, r.roll_id);
     UPDATE pm.rolls SET state = p_to, state_changed_at = pm.instant(), reason = coalesce(p_reason, reason)
      WHERE roll_id = r.roll_id
     RETURNING * INTO moved;
@@ -90,101 +80,6 @@ BEGIN
         PERFORM pm.notify_roll(moved, r.state);
     END IF;
     RETURN moved;
-END;
-$$;
-
--- pm.roll_leg_price
--- A leg's reference price (the order's price: what slippage is measured against and what the paper broker
--- fills at) from the mark: the future's price; for a synthetic leg premiums whose strike + call − put is the
--- mark (the intrinsic value plus 100), so a paper roll moves at the mark with no basis.
-CREATE OR REPLACE FUNCTION pm.roll_leg_price(p_mark numeric, p_strike integer, p_leg text)
-RETURNS numeric
-LANGUAGE sql
-IMMUTABLE
-AS $$
-    SELECT CASE p_leg WHEN 'CE' THEN greatest(p_mark - p_strike, 0) + 100
-                      WHEN 'PE' THEN greatest(p_strike - p_mark, 0) + 100
-                      ELSE p_mark END;
-$$;
-
--- pm.queue_roll_legs
--- Writes one layer's close or open orders, tagged with the roll: a future is one order, a synthetic position
--- two (call and put; opening buys the call and sells the put, closing the reverse). Client order ids are
--- 'r<roll>-<position>-C|O[-CE|-PE]', so a leg is written once whatever resumes the roll.
-CREATE OR REPLACE FUNCTION pm.queue_roll_legs(l pm.roll_layers, p_instrument text, p_leg text, p_mark numeric)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    opening boolean := p_leg = 'open';
-    synthetic boolean := CASE WHEN opening THEN l.to_ce_symbol IS NOT NULL ELSE l.from_ce_symbol IS NOT NULL END;
-    strike integer := CASE WHEN opening THEN l.to_strike ELSE l.from_strike END;
-BEGIN
-    INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price, exchange,
-                                  symbol, quantity, product, leg, point_value, roll_id, roll_leg, created_at)
-    SELECT format('r%s-%s-%s%s', l.roll_id, right(l.position_id, 44), CASE WHEN opening THEN 'O' ELSE 'C' END,
-                  CASE WHEN x.leg = 'FUT' THEN '' ELSE '-' || x.leg END),
-           'roll-' || l.roll_id, l.position_id, p_instrument,
-           CASE WHEN (x.leg = 'PE') = opening THEN 'SELL' ELSE 'BUY' END,
-           CASE WHEN opening THEN l.new_lots ELSE l.lots END,
-           round(pm.roll_leg_price(p_mark, strike, x.leg), 2), l.exchange, x.symbol,
-           CASE WHEN opening THEN l.open_quantity ELSE l.close_quantity END, 'NRML', x.leg,
-           CASE WHEN opening THEN l.new_point_value ELSE l.point_value END, l.roll_id, p_leg,
-           pm.instant() + (x.n || ' microseconds')::interval
-      FROM (SELECT 1, 'FUT', CASE WHEN opening THEN l.to_symbol ELSE l.from_symbol END WHERE NOT synthetic
-            UNION ALL
-            SELECT 1, 'CE', CASE WHEN opening THEN l.to_ce_symbol ELSE l.from_ce_symbol END WHERE synthetic
-            UNION ALL
-            SELECT 2, 'PE', CASE WHEN opening THEN l.to_pe_symbol ELSE l.from_pe_symbol END WHERE synthetic) x(n, leg, symbol)
-    ON CONFLICT (client_order_id) DO NOTHING;
-END;
-$$;
-
--- pm.roll_order_lots
--- Whole lots an order filled and their volume-weighted price (recorded fills; a paper fill has none: the order's).
-CREATE OR REPLACE FUNCTION pm.roll_order_lots(o pm.broker_orders, OUT lots integer, OUT price numeric)
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    t record;
-BEGIN
-    SELECT * INTO t FROM pm.order_fill_totals(o.client_order_id);
-    IF t.filled = 0 AND o.status = 'filled' THEN
-        t.filled := o.quantity;
-        t.vwap := o.fill_price;
-    END IF;
-    lots := t.filled / greatest(o.quantity / o.lots, 1);
-    price := t.vwap;
-END;
-$$;
-
--- pm.roll_layer_fill
--- What a layer's close or open legs filled: whole lots filled on every leg (the least, for a synthetic) and the
--- price per unit (the future's fill, or strike + call − put), from the recorded fills (a paper fill: the order's).
-CREATE OR REPLACE FUNCTION pm.roll_layer_fill(l pm.roll_layers, p_leg text, OUT lots integer, OUT price numeric,
-                                              OUT call_price numeric, OUT put_price numeric)
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    o pm.broker_orders;
-    t record;
-BEGIN
-    FOR o IN SELECT * FROM pm.broker_orders WHERE roll_id = l.roll_id AND position_id = l.position_id AND roll_leg = p_leg
-    LOOP
-        SELECT * INTO t FROM pm.roll_order_lots(o);
-        lots := least(coalesce(lots, t.lots), t.lots);
-        CASE o.leg WHEN 'CE' THEN call_price := t.price; WHEN 'PE' THEN put_price := t.price; ELSE price := t.price; END CASE;
-    END LOOP;
-    IF call_price IS NOT NULL AND put_price IS NOT NULL THEN
-        price := CASE WHEN p_leg = 'open' THEN l.to_strike ELSE l.from_strike END + call_price - put_price;
-    END IF;
-    lots := coalesce(lots, 0);
-    price := round(price, 2);
 END;
 $$;
 
@@ -212,8 +107,8 @@ DECLARE
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     PERFORM pm.require(p_layers, 'layers');
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- one writer of the book at a time
-    PERFORM pm.check_roll_transition('none', 'pending', NULL);
+    PERFORM pm.lock_book();
+    PERFORM pm.check_transition('roll', 'none', 'pending', 'roll (new)');
     IF EXISTS (SELECT 1 FROM pm.rolls WHERE instrument = p_instrument AND state IN ('pending', 'closing', 'opening')) THEN
         PERFORM pm.raise_error('PM081', format('%s is already rolling', p_instrument));
     END IF;
@@ -258,7 +153,7 @@ BEGIN
     VALUES (r.roll_id, 'none', 'pending', p_reason, pm.instant());
     UPDATE pm.portfolio_positions SET rollover_status = 'pending', version = version + 1, updated_at = pm.instant()
      WHERE instrument = p_instrument AND status = 'open';
-    UPDATE pm.portfolio_state SET version = version + 1, updated_at = pm.instant() WHERE id = 1;
+    PERFORM pm.bump_book();
     RETURN r;
 END;
 $$;
@@ -276,14 +171,13 @@ DECLARE
     r pm.rolls;
     l pm.roll_layers;
 BEGIN
-    r := pm.lock_roll(p_roll_id);
-    PERFORM pm.check_roll_transition(r.state, 'closing', r.roll_id);
+    r := pm.lock_roll(p_roll_id, 'closing');
     PERFORM set_config('pm.fingerprint', 'roll-' || r.roll_id, true);
     FOR l IN SELECT * FROM pm.roll_layers WHERE roll_id = r.roll_id ORDER BY position_id LOOP
         PERFORM pm.queue_roll_legs(l, r.instrument, 'close', l.price);
     END LOOP;
     r := pm.move_roll(r, 'closing', NULL);
-    UPDATE pm.portfolio_state SET version = version + 1, updated_at = pm.instant() WHERE id = 1;
+    PERFORM pm.bump_book();
     RETURN r;
 END;
 $$;
@@ -300,14 +194,13 @@ DECLARE
     r pm.rolls;
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
-    r := pm.lock_roll(p_roll_id);
-    PERFORM pm.check_roll_transition(r.state, 'failed', r.roll_id);
+    r := pm.lock_roll(p_roll_id, 'failed');
     IF r.state <> 'pending' THEN
         PERFORM pm.raise_error('PM080', format('roll %s cannot be abandoned once %s: its legs decide', r.roll_id, r.state));
     END IF;
     UPDATE pm.roll_layers SET outcome = 'kept' WHERE roll_id = r.roll_id;
     r := pm.move_roll(r, 'failed', p_reason);
-    UPDATE pm.portfolio_state SET version = version + 1, updated_at = pm.instant() WHERE id = 1;
+    PERFORM pm.bump_book();
     RETURN r;
 END;
 $$;
@@ -327,14 +220,14 @@ BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     PERFORM pm.require(p_symbol, 'symbol');
     PERFORM pm.require(p_reason, 'reason');
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.lock_book();
     SELECT * INTO r FROM pm.rolls WHERE instrument = p_instrument AND from_symbol = p_symbol AND state = 'failed'
        AND EXISTS (SELECT 1 FROM pm.roll_events e WHERE e.roll_id = rolls.roll_id AND e.from_state = 'none'
                                                    AND e.to_state = 'failed');
     IF FOUND THEN
         RETURN r;  -- told once
     END IF;
-    PERFORM pm.check_roll_transition('none', 'failed', NULL);
+    PERFORM pm.check_transition('roll', 'none', 'failed', 'roll (new)');
     IF EXISTS (SELECT 1 FROM pm.rolls WHERE instrument = p_instrument AND state IN ('pending', 'closing', 'opening')) THEN
         PERFORM pm.raise_error('PM081', format('%s is already rolling', p_instrument));
     END IF;
@@ -346,31 +239,8 @@ BEGIN
     PERFORM pm.notify_roll(r, 'none');
     UPDATE pm.portfolio_positions SET rollover_status = 'failed', version = version + 1, updated_at = pm.instant()
      WHERE instrument = p_instrument AND status = 'open' AND futures_symbol = p_symbol;
-    UPDATE pm.portfolio_state SET version = version + 1, updated_at = pm.instant() WHERE id = 1;
+    PERFORM pm.bump_book();
     RETURN r;
-END;
-$$;
-
--- pm.roll_close_layer_realized
--- One layer's close filled (p_lots of its lots at p_price): that P&L, (close − entry) × lots × point value rounded
--- to 0.01, is real cash at the broker, so it goes into closed equity and rollover_pnl now. Returns it.
-CREATE OR REPLACE FUNCTION pm.roll_close_layer_realized(l pm.roll_layers, p_lots integer, p_price numeric)
-RETURNS numeric
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    pnl numeric := round((p_price - l.entry_price) * p_lots * l.point_value, 2);
-BEGIN
-    -- the position first: the portfolio row's history point sums the positions' unrealized P&L as it is written
-    UPDATE pm.portfolio_positions
-       SET rollover_pnl = rollover_pnl + pnl, original_entry_price = coalesce(original_entry_price, entry_price),
-           original_expiry = coalesce(original_expiry, expiry), original_strike = coalesce(original_strike, strike),
-           unrealized_pnl = 0, version = version + 1, updated_at = pm.instant()
-     WHERE position_id = l.position_id;
-    UPDATE pm.portfolio_state SET closed_equity = closed_equity + pnl WHERE id = 1;
-    UPDATE pm.roll_layers SET close_price = p_price, close_pnl = pnl WHERE roll_id = l.roll_id AND position_id = l.position_id;
-    RETURN pnl;
 END;
 $$;
 
@@ -389,8 +259,7 @@ DECLARE
     l pm.roll_layers;
     f record;
 BEGIN
-    r := pm.lock_roll(p_roll_id);
-    PERFORM pm.check_roll_transition(r.state, 'opening', r.roll_id);
+    r := pm.lock_roll(p_roll_id, 'opening');
     IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = 'close' AND status <> 'filled') THEN
         PERFORM pm.raise_error('PM083', format('roll %s: its close legs have not all filled', r.roll_id));
     END IF;
@@ -402,71 +271,8 @@ BEGIN
         PERFORM pm.queue_roll_legs(l, r.instrument, 'open', f.price);
     END LOOP;
     r := pm.move_roll(r, 'opening', NULL);
-    UPDATE pm.portfolio_state SET version = version + 1, equity_high = greatest(equity_high, closed_equity),
-                                  updated_at = pm.instant()
-     WHERE id = 1;
+    PERFORM pm.bump_book(true);
     RETURN r;
-END;
-$$;
-
--- pm.roll_move_layer
--- A layer whose open filled p_lots whole lots at p_price: the position now holds the new contract at that fill;
--- initial_stop, current_stop and highest_close shift by the basis (open − close), recorded on the layer with
--- the lots (fewer than planned: 'resized'); rollover_count + 1, rollover_timestamp the writer's instant.
-CREATE OR REPLACE FUNCTION pm.roll_move_layer(l pm.roll_layers, p_lots integer, p_price numeric, p_call numeric,
-                                              p_put numeric)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    closed numeric;
-    shift numeric;
-BEGIN
-    SELECT close_price INTO closed FROM pm.roll_layers WHERE roll_id = l.roll_id AND position_id = l.position_id;
-    shift := p_price - closed;
-    UPDATE pm.portfolio_positions
-       SET entry_price = p_price, lots = p_lots, quantity = p_lots * l.new_lot_size, futures_symbol = l.to_symbol,
-           expiry = l.to_expiry, contract_month = coalesce(l.to_contract_month, contract_month), strike = l.to_strike,
-           ce_symbol = l.to_ce_symbol, pe_symbol = l.to_pe_symbol, ce_entry_price = round(p_call, 2),
-           pe_entry_price = round(p_put, 2), initial_stop = initial_stop + shift, current_stop = current_stop + shift,
-           highest_close = highest_close + shift, unrealized_pnl = 0, rollover_status = 'none',
-           rollover_count = rollover_count + 1, rollover_timestamp = pm.instant(), version = version + 1,
-           updated_at = pm.instant(),
-           signal_price = NULL  -- the old contract's alert price: beside the new fill it would read as slippage
-     WHERE position_id = l.position_id;
-    UPDATE pm.roll_layers
-       SET open_price = p_price, opened_lots = p_lots, basis = shift,
-           outcome = CASE WHEN p_lots = l.new_lots AND l.new_lots = l.lots THEN 'rolled' ELSE 'resized' END
-     WHERE roll_id = l.roll_id AND position_id = l.position_id;
-END;
-$$;
-
--- pm.roll_flatten_layer
--- A layer flat at the broker after a roll leg failed: closed in the book at its close price with the realized P&L
--- of the last contract (p_realized: 0 when the old P&L went to rollover_pnl already), exit reason ROLL_FAILED,
--- never re-entered; a 'roll_failed' anomaly records it. The instrument's pyramiding state goes with its last layer.
-CREATE OR REPLACE FUNCTION pm.roll_flatten_layer(l pm.roll_layers, p_instrument text, p_price numeric,
-                                                 p_realized numeric, p_why text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    UPDATE pm.portfolio_positions
-       SET status = 'closed', exit_price = p_price, exit_timestamp = pm.instant(), exited_at = pm.instant(),
-           exit_reason = 'ROLL_FAILED', realized_pnl = p_realized, unrealized_pnl = 0, rollover_status = 'failed',
-           version = version + 1, updated_at = pm.instant()
-     WHERE position_id = l.position_id;
-    UPDATE pm.portfolio_state SET closed_equity = closed_equity + p_realized WHERE id = 1;
-    UPDATE pm.roll_layers SET outcome = 'flat' WHERE roll_id = l.roll_id AND position_id = l.position_id;
-    IF NOT EXISTS (SELECT 1 FROM pm.portfolio_positions WHERE instrument = p_instrument AND status = 'open') THEN
-        DELETE FROM pm.pyramiding_state WHERE instrument = p_instrument;
-    END IF;
-    INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
-    VALUES ('roll_failed', 'roll-' || l.roll_id, p_instrument, 'ROLL', right(l.position_id, 20),
-            format('roll %s of %s: %s; position %s is flat, closed in the book at %s (re-entry is the trader''s call)',
-                   l.roll_id, l.position_id, p_why, l.position_id, p_price));
 END;
 $$;
 
@@ -483,8 +289,7 @@ DECLARE
     l pm.roll_layers;
     f record;
 BEGIN
-    r := pm.lock_roll(p_roll_id);
-    PERFORM pm.check_roll_transition(r.state, 'rolled', r.roll_id);
+    r := pm.lock_roll(p_roll_id, 'rolled');
     IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = 'open' AND status <> 'filled') THEN
         PERFORM pm.raise_error('PM083', format('roll %s: its open legs have not all filled', r.roll_id));
     END IF;
@@ -494,7 +299,7 @@ BEGIN
         PERFORM pm.roll_move_layer(l, f.lots, f.price, f.call_price, f.put_price);
     END LOOP;
     r := pm.move_roll(r, 'rolled', NULL);
-    UPDATE pm.portfolio_state SET version = version + 1, updated_at = pm.instant() WHERE id = 1;
+    PERFORM pm.bump_book();
     RETURN r;
 END;
 $$;
@@ -522,11 +327,10 @@ DECLARE
     pnl numeric;
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
-    r := pm.lock_roll(p_roll_id);
-    PERFORM pm.check_roll_transition(r.state, 'failed', r.roll_id);
+    r := pm.lock_roll(p_roll_id, 'failed');
     stage := CASE r.state WHEN 'closing' THEN 'close' ELSE 'open' END;
     IF r.state = 'pending' OR EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = stage
-                                         AND status NOT IN ('filled', 'cancelled', 'rejected', 'expired')) THEN
+                                         AND NOT pm.order_ended(status)) THEN
         PERFORM pm.raise_error('PM083', format('roll %s: its %s legs have not all ended', r.roll_id, stage));
     END IF;
     PERFORM set_config('pm.fingerprint', 'roll-' || r.roll_id, true);
@@ -579,9 +383,7 @@ BEGIN
         END IF;
     END LOOP;
     r := pm.move_roll(r, 'failed', p_reason);
-    UPDATE pm.portfolio_state SET version = version + 1, equity_high = greatest(equity_high, closed_equity),
-                                  updated_at = pm.instant()
-     WHERE id = 1;
+    PERFORM pm.bump_book(true);
     RETURN r;
 END;
 $$;
@@ -607,7 +409,7 @@ BEGIN
     SELECT * INTO r FROM pm.rolls WHERE roll_id = NEW.roll_id;
     IF r.state <> (CASE NEW.roll_leg WHEN 'close' THEN 'closing' ELSE 'opening' END)
        OR EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = NEW.roll_id AND roll_leg = NEW.roll_leg
-                     AND status NOT IN ('filled', 'cancelled', 'rejected', 'expired')) THEN
+                     AND NOT pm.order_ended(status)) THEN
         RETURN NULL;
     END IF;
     SELECT string_agg(format('%s %s %s', client_order_id, status, coalesce(reason, '')), '; ' ORDER BY client_order_id)
@@ -630,105 +432,10 @@ CREATE OR REPLACE TRIGGER broker_orders_roll_leg_end
     AFTER UPDATE OF status ON pm.broker_orders
     FOR EACH ROW
     WHEN (NEW.roll_id IS NOT NULL AND NEW.status IS DISTINCT FROM OLD.status
-          AND NEW.status IN ('filled', 'cancelled', 'rejected', 'expired'))
+          AND pm.order_ended(NEW.status))
     EXECUTE FUNCTION pm.roll_leg_ended();
-
--- pm.roll_blocks
--- Why a signal on an instrument must wait: 'rolling: …' while its group's roll is in flight (NULL: free).
--- Exits wait too: an exit decided mid-roll would sell a contract the roll is closing or has closed.
--- PL/pgSQL: every signal asks (pm.control_blocks), and its lookup is planned once per session.
-CREATE OR REPLACE FUNCTION pm.roll_blocks(p_instrument text)
-RETURNS text
-LANGUAGE plpgsql
-STABLE
-AS $$
-DECLARE
-    why text;
-BEGIN
-    SELECT format('rolling: %s is moving from %s to %s (roll %s, %s)', instrument, from_symbol,
-                  coalesce(to_symbol, '?'), roll_id, state)
-      INTO why
-      FROM pm.rolls WHERE instrument = p_instrument AND state IN ('pending', 'closing', 'opening');
-    RETURN why;
-END;
-$$;
-
--- pm.active_rolls
--- Rolls in flight (pending, closing, opening), oldest first: what the leader resumes.
-CREATE OR REPLACE FUNCTION pm.active_rolls()
-RETURNS SETOF pm.rolls
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT * FROM pm.rolls WHERE state IN ('pending', 'closing', 'opening') ORDER BY roll_id;
-$$;
-
--- pm.list_rolls
--- Rolls newest first (optionally one instrument's) with their layers and legs as JSON: `pm-engine rollover`,
--- GET /rollover and the dashboard.
-CREATE OR REPLACE FUNCTION pm.list_rolls(p_instrument text DEFAULT NULL, p_limit integer DEFAULT 50)
-RETURNS TABLE (roll_id bigint, instrument text, state text, from_symbol text, to_symbol text, to_expiry text,
-               forced boolean, reason text, created_at timestamptz, state_changed_at timestamptz, layers jsonb,
-               legs jsonb, events jsonb)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT r.roll_id, r.instrument, r.state, r.from_symbol, r.to_symbol, r.to_expiry, r.forced, r.reason, r.created_at,
-           r.state_changed_at,
-           (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'roll_id' ORDER BY l.position_id), '[]')
-              FROM pm.roll_layers l WHERE l.roll_id = r.roll_id),
-           (SELECT coalesce(jsonb_agg(jsonb_build_object('client_order_id', o.client_order_id, 'roll_leg', o.roll_leg,
-                                                         'symbol', o.symbol, 'side', o.side, 'quantity', o.quantity,
-                                                         'state', o.status, 'fill_price', o.fill_price,
-                                                         'reason', o.reason) ORDER BY o.created_at, o.client_order_id),
-                            '[]')
-              FROM pm.broker_orders o WHERE o.roll_id = r.roll_id),
-           (SELECT coalesce(jsonb_agg(jsonb_build_object('from', e.from_state, 'to', e.to_state, 'reason', e.reason,
-                                                         'at', e.at) ORDER BY e.id), '[]')
-              FROM pm.roll_events e WHERE e.roll_id = r.roll_id)
-      FROM pm.rolls r
-     WHERE p_instrument IS NULL OR r.instrument = p_instrument
-     ORDER BY r.roll_id DESC
-     LIMIT coalesce(p_limit, 50);
-$$;
-
--- pm.refuse_roll_record_change
--- Trigger: roll events are append-only; an UPDATE, DELETE or TRUNCATE raises PM084.
-CREATE OR REPLACE FUNCTION pm.refuse_roll_record_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pm.raise_error('PM084', format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
-    RETURN NULL;
-END;
-$$;
 
 CREATE OR REPLACE TRIGGER roll_events_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.roll_events
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_roll_record_change();
-
--- pm.paper_roll_legs
--- The queued legs of rolls in flight that a paper fill may fill: only those of groups whose every layer is on
--- paper (pm.layer_on_paper, 74_order_sending.sql: its entry paper-filled, and nothing of it since linked to a
--- broker's id). Whoever asks — the paper leader or `pm-engine rollover` from another shell, whatever its own
--- settings say — a group that trades at a broker is never filled inside the database: its sender sends its legs.
-CREATE OR REPLACE FUNCTION pm.paper_roll_legs()
-RETURNS SETOF text
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT o.client_order_id::text
-      FROM pm.rolls r
-      JOIN pm.broker_orders o ON o.roll_id = r.roll_id AND o.status = 'queued'
-     WHERE r.state IN ('closing', 'opening')
-       AND NOT EXISTS (SELECT 1 FROM pm.roll_layers l
-                        WHERE l.roll_id = r.roll_id AND NOT pm.layer_on_paper(l.position_id))
-     ORDER BY o.client_order_id;
-$$;
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM084');
+DROP FUNCTION IF EXISTS pm.refuse_roll_record_change();  -- pm.refuse_change (issue 30)
