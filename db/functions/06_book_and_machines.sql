@@ -5,9 +5,7 @@
 -- pm.lock_book
 -- The portfolio row, locked for this transaction: one writer of the book at a time, always taken first.
 CREATE OR REPLACE FUNCTION pm.lock_book()
-RETURNS pm.portfolio_state
-LANGUAGE sql
-AS $$
+RETURNS pm.portfolio_state LANGUAGE sql AS $$
     SELECT * FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
 $$;
 
@@ -15,9 +13,7 @@ $$;
 -- A new version of the book (the portfolio row), stamped at the writer's instant; p_raise_high also
 -- raises equity_high to closed equity (after a write that moved closed equity).
 CREATE OR REPLACE FUNCTION pm.bump_book(p_raise_high boolean DEFAULT false)
-RETURNS void
-LANGUAGE sql
-AS $$
+RETURNS void LANGUAGE sql AS $$
     UPDATE pm.portfolio_state
        SET version = version + 1, updated_at = pm.instant(),
            equity_high = CASE WHEN p_raise_high THEN greatest(equity_high, closed_equity) ELSE equity_high END
@@ -27,10 +23,7 @@ $$;
 -- pm.order_ended
 -- Whether an order in this state has ended (filled, cancelled, rejected, expired): nothing of it moves again.
 CREATE OR REPLACE FUNCTION pm.order_ended(p_status text)
-RETURNS boolean
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT p_status IN ('filled', 'cancelled', 'rejected', 'expired');
 $$;
 
@@ -39,10 +32,7 @@ $$;
 -- queued, sending, open, partially filled, unknown, needs_review): an exit waits for its entry while it is,
 -- and a roll waits for its group.
 CREATE OR REPLACE FUNCTION pm.order_unsettled(p_status text)
-RETURNS boolean
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT NOT pm.order_ended(p_status);
 $$;
 
@@ -50,9 +40,7 @@ $$;
 -- Raises the machine's SQLSTATE (pm.state_machines: PM041 order, PM080 roll, PM070 notification) unless
 -- (from, to) is a row of pm.transitions for it; p_what names the thing moving in the message.
 CREATE OR REPLACE FUNCTION pm.check_transition(p_machine text, p_from text, p_to text, p_what text)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pm.transitions
                     WHERE machine = p_machine AND from_state = p_from AND to_state = p_to) THEN
@@ -66,9 +54,7 @@ $$;
 -- Trigger (FOR EACH STATEMENT, its one argument the SQLSTATE): the table is append-only; an UPDATE,
 -- DELETE or TRUNCATE raises that code (PM007 history and ledger, PM047 order records, PM084 roll events).
 CREATE OR REPLACE FUNCTION pm.refuse_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pm.raise_error(TG_ARGV[0], format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
     RETURN NULL;

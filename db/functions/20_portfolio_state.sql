@@ -3,12 +3,7 @@
 -- pm.get_portfolio_state
 -- The portfolio's one row (id = 1).
 CREATE OR REPLACE FUNCTION pm.get_portfolio_state()
-RETURNS SETOF pm.portfolio_state
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.portfolio_state LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.portfolio_state WHERE id = 1;
 $$;
 
@@ -16,11 +11,7 @@ $$;
 -- Updates the row if its version is still expected_version; returns the new version (PM001 if stale).
 -- Keys id/version/updated_at in the document are ignored; unknown keys are refused (PM004).
 CREATE OR REPLACE FUNCTION pm.save_portfolio_state(s jsonb, expected_version integer)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cur     pm.portfolio_state;
     merged  pm.portfolio_state;

@@ -22,11 +22,7 @@
 -- portfolio: the portfolio_state keys to write.
 CREATE OR REPLACE FUNCTION pm.apply_signal(sig jsonb, positions jsonb, pyramiding jsonb, portfolio jsonb,
                                            expected_portfolio_version integer)
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     claimed  boolean;
     blocked  text;
@@ -99,11 +95,7 @@ $$;
 -- Nothing extra is read: the row is the one locked here, the P&L the documents in hand.
 CREATE OR REPLACE FUNCTION pm.apply_state(positions jsonb, pyramiding jsonb, portfolio jsonb,
                                           expected_portfolio_version integer)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     item     jsonb;
     current  integer;
@@ -154,12 +146,7 @@ $$;
 -- pm.load_state
 -- Everything the engine recovers at start, in one round trip: portfolio row, open positions, pyramiding.
 CREATE OR REPLACE FUNCTION pm.load_state()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'portfolio', (SELECT to_jsonb(s) FROM pm.get_portfolio_state() s),
         'positions', coalesce((SELECT jsonb_agg(to_jsonb(p)) FROM pm.get_open_positions() p), '[]'),
@@ -170,12 +157,7 @@ $$;
 -- The portfolio version, plus the whole state (pm.load_state()) when it differs from known_version:
 -- how an instance proves its copy current, or refreshes it, in one round trip.
 CREATE OR REPLACE FUNCTION pm.state_if_moved(known_version integer)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     current integer;
 BEGIN
@@ -199,11 +181,7 @@ $$;
 -- cannot hold the lock.
 DROP FUNCTION IF EXISTS pm.lock_for_decision(text, integer);  -- before sig was added (a new signature)
 CREATE OR REPLACE FUNCTION pm.lock_for_decision(p_fingerprint text, known_version integer, sig jsonb DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_fingerprint, 'fingerprint');
     PERFORM set_config('idle_in_transaction_session_timeout', '2000', true);

@@ -7,10 +7,7 @@
 -- fills at) from the mark: the future's price; for a synthetic leg premiums whose strike + call − put is the
 -- mark (the intrinsic value plus 100), so a paper roll moves at the mark with no basis.
 CREATE OR REPLACE FUNCTION pm.roll_leg_price(p_mark numeric, p_strike integer, p_leg text)
-RETURNS numeric
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE p_leg WHEN 'CE' THEN greatest(p_mark - p_strike, 0) + 100
                       WHEN 'PE' THEN greatest(p_strike - p_mark, 0) + 100
                       ELSE p_mark END;
@@ -21,10 +18,7 @@ $$;
 -- two (call and put; opening buys the call and sells the put, closing the reverse). Client order ids are
 -- 'r<roll>-<position>-C|O[-CE|-PE]', so a leg is written once whatever resumes the roll.
 CREATE OR REPLACE FUNCTION pm.queue_roll_legs(l pm.roll_layers, p_instrument text, p_leg text, p_mark numeric)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     opening boolean := p_leg = 'open';
     synthetic boolean := CASE WHEN opening THEN l.to_ce_symbol IS NOT NULL ELSE l.from_ce_symbol IS NOT NULL END;
@@ -53,10 +47,7 @@ $$;
 -- pm.roll_order_lots
 -- Whole lots an order filled and their volume-weighted price (recorded fills; a paper fill has none: the order's).
 CREATE OR REPLACE FUNCTION pm.roll_order_lots(o pm.broker_orders, OUT lots integer, OUT price numeric)
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     t record;
 BEGIN
@@ -75,10 +66,7 @@ $$;
 -- price per unit (the future's fill, or strike + call − put), from the recorded fills (a paper fill: the order's).
 CREATE OR REPLACE FUNCTION pm.roll_layer_fill(l pm.roll_layers, p_leg text, OUT lots integer, OUT price numeric,
                                               OUT call_price numeric, OUT put_price numeric)
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     o pm.broker_orders;
     t record;
@@ -103,12 +91,7 @@ $$;
 -- broker's id). Whoever asks — the paper leader or `pm-engine rollover` from another shell, whatever its own
 -- settings say — a group that trades at a broker is never filled inside the database: its sender sends its legs.
 CREATE OR REPLACE FUNCTION pm.paper_roll_legs()
-RETURNS SETOF text
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT o.client_order_id::text
       FROM pm.rolls r
       JOIN pm.broker_orders o ON o.roll_id = r.roll_id AND o.status = 'queued'

@@ -12,10 +12,7 @@
 -- move to p_to checked (PM080), once, before anything is written; pm.move_roll then makes it.
 DROP FUNCTION IF EXISTS pm.lock_roll(bigint);  -- before p_to (issue 30)
 CREATE OR REPLACE FUNCTION pm.lock_roll(p_roll_id bigint, p_to text)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql AS $$
 DECLARE
     r pm.rolls;
 BEGIN
@@ -34,10 +31,7 @@ $$;
 -- A roll done or failed, told through the notification outbox in the transaction of its transition (a failure
 -- at the last trading day once per contract).
 CREATE OR REPLACE FUNCTION pm.notify_roll(r pm.rolls, p_from text)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE sql AS $$
     SELECT pm.notify(CASE r.state WHEN 'rolled' THEN 'roll_done' ELSE 'roll_failed' END, jsonb_build_object(
         'roll_id', r.roll_id, 'instrument', r.instrument, 'from_symbol', r.from_symbol, 'to_symbol', r.to_symbol,
         'reason', r.reason,
@@ -55,10 +49,7 @@ $$;
 -- open layers' rollover_status in step (pending; in_progress while closing or opening; failed) and tells the
 -- trader of a roll done or failed through the notification outbox, in this transaction.
 CREATE OR REPLACE FUNCTION pm.move_roll(r pm.rolls, p_to text, p_reason text)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql AS $$
 DECLARE
     moved pm.rolls;
 BEGIN
@@ -94,11 +85,7 @@ $$;
 -- the broker holds, and a close sized from them would leave the broker with a different position.
 CREATE OR REPLACE FUNCTION pm.roll_begin(p_instrument text, p_layers jsonb, p_forced boolean DEFAULT false,
                                          p_reason text DEFAULT NULL)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
     held text[];
@@ -162,11 +149,7 @@ $$;
 -- pending → closing: the old contract's close orders, one per leg of each layer, queued in this transaction
 -- at the plan's mark. The broker sender sends them like any order.
 CREATE OR REPLACE FUNCTION pm.roll_send_close(p_roll_id bigint)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
     l pm.roll_layers;
@@ -185,11 +168,7 @@ $$;
 -- pm.roll_abandon
 -- pending → failed: a roll given up before anything was sent (the trader's call, or a plan gone stale).
 CREATE OR REPLACE FUNCTION pm.roll_abandon(p_roll_id bigint, p_reason text)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
 BEGIN
@@ -209,11 +188,7 @@ $$;
 -- none → failed: the group's contract reached its last trading day without a roll (every attempt failed):
 -- recorded once per (instrument, contract), with a critical notification; nothing is sent. Returns the roll.
 CREATE OR REPLACE FUNCTION pm.roll_expired(p_instrument text, p_symbol text, p_reason text)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
 BEGIN
@@ -249,11 +224,7 @@ $$;
 -- (pm.roll_close_layer_realized), its entry price now the close (flat until the open fills), and its open
 -- orders queued at the close price (paper: no basis).
 CREATE OR REPLACE FUNCTION pm.roll_open(p_roll_id bigint)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
     l pm.roll_layers;
@@ -279,11 +250,7 @@ $$;
 -- pm.roll_complete
 -- opening → rolled, once every open leg filled (PM083 otherwise): every layer moved (pm.roll_move_layer).
 CREATE OR REPLACE FUNCTION pm.roll_complete(p_roll_id bigint)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
     l pm.roll_layers;
@@ -305,26 +272,14 @@ END;
 $$;
 
 -- pm.roll_fail
--- closing | opening → failed, once every leg of that stage ended (PM083 otherwise). Closing: a layer whose
--- close filled wholly is flat (closed in the book with its realized P&L), partly (in whole lots) keeps the rest
--- on the old contract with the closed part realized; one that closed nothing stays as it was, for the next
--- check to retry. Opening: a layer whose open filled keeps what filled (moved), one that opened nothing is flat.
--- A synthetic layer's legs filled unevenly: the extra lots of a leg are unwound by a queued opposite order
--- ('-UW'), never a naked option. Each layer not rolled whole is a 'roll_failed' anomaly.
+-- closing | opening → failed, once every leg of that stage ended (PM083 otherwise): each layer booked by what
+-- its legs of that stage filled (pm.roll_fail_layer, 78_roll_accounting.sql).
 CREATE OR REPLACE FUNCTION pm.roll_fail(p_roll_id bigint, p_reason text)
-RETURNS pm.rolls
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.rolls LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
     l pm.roll_layers;
-    o pm.broker_orders;
-    f record;
     stage text;
-    got integer;
-    pnl numeric;
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
     r := pm.lock_roll(p_roll_id, 'failed');
@@ -335,52 +290,7 @@ BEGIN
     END IF;
     PERFORM set_config('pm.fingerprint', 'roll-' || r.roll_id, true);
     FOR l IN SELECT * FROM pm.roll_layers WHERE roll_id = r.roll_id ORDER BY position_id LOOP
-        SELECT * INTO f FROM pm.roll_layer_fill(l, stage);
-        -- a synthetic leg that filled more whole lots than its sibling is unwound down to the lots both filled
-        FOR o IN SELECT * FROM pm.broker_orders WHERE roll_id = l.roll_id AND position_id = l.position_id
-                                                   AND roll_leg = stage AND leg IN ('CE', 'PE') LOOP
-            got := (pm.roll_order_lots(o)).lots;
-            IF got > f.lots THEN
-                INSERT INTO pm.broker_orders (client_order_id, fingerprint, position_id, instrument, side, lots, price,
-                                              exchange, symbol, quantity, product, leg, point_value, roll_id, roll_leg,
-                                              created_at)
-                VALUES (o.client_order_id || '-UW', o.fingerprint, o.position_id, o.instrument,
-                        CASE WHEN o.side = 'BUY' THEN 'SELL' ELSE 'BUY' END, got - f.lots, o.price, o.exchange, o.symbol,
-                        (got - f.lots) * greatest(o.quantity / o.lots, 1), o.product, o.leg, o.point_value, o.roll_id,
-                        'unwind', pm.instant())
-                ON CONFLICT (client_order_id) DO NOTHING;
-            END IF;
-        END LOOP;
-        IF stage = 'close' THEN
-            IF f.lots = 0 THEN
-                UPDATE pm.roll_layers SET outcome = 'kept' WHERE roll_id = l.roll_id AND position_id = l.position_id;
-            ELSIF f.lots >= l.lots THEN
-                pnl := round((f.price - l.entry_price) * l.lots * l.point_value, 2);
-                UPDATE pm.roll_layers SET close_price = f.price, close_pnl = pnl
-                 WHERE roll_id = l.roll_id AND position_id = l.position_id;
-                PERFORM pm.roll_flatten_layer(l, r.instrument, f.price, pnl, 'its close filled, another leg of the group did not');
-            ELSE
-                PERFORM pm.roll_close_layer_realized(l, f.lots, f.price);
-                UPDATE pm.portfolio_positions SET lots = lots - f.lots, quantity = quantity / lots * (lots - f.lots)
-                 WHERE position_id = l.position_id;
-                UPDATE pm.roll_layers SET outcome = 'kept' WHERE roll_id = l.roll_id AND position_id = l.position_id;
-                INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
-                VALUES ('roll_failed', 'roll-' || l.roll_id, r.instrument, 'ROLL', right(l.position_id, 20),
-                        format('roll %s of %s: %s of %s lots closed at %s, the rest stays on %s', l.roll_id,
-                               l.position_id, f.lots, l.lots, f.price, l.from_symbol));
-            END IF;
-        ELSIF f.lots > 0 THEN
-            PERFORM pm.roll_move_layer(l, f.lots, f.price, f.call_price, f.put_price);
-            IF f.lots < l.new_lots THEN
-                INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
-                VALUES ('roll_failed', 'roll-' || l.roll_id, r.instrument, 'ROLL', right(l.position_id, 20),
-                        format('roll %s of %s: %s of %s lots opened on %s', l.roll_id, l.position_id, f.lots,
-                               l.new_lots, l.to_symbol));
-            END IF;
-        ELSE
-            SELECT * INTO l FROM pm.roll_layers WHERE roll_id = l.roll_id AND position_id = l.position_id;
-            PERFORM pm.roll_flatten_layer(l, r.instrument, l.close_price, 0, 'its open leg ended unfilled');
-        END IF;
+        PERFORM pm.roll_fail_layer(l, r.instrument, stage);
     END LOOP;
     r := pm.move_roll(r, 'failed', p_reason);
     PERFORM pm.bump_book(true);
@@ -394,11 +304,7 @@ $$;
 -- rolled, otherwise failed with the legs' reasons. A leg still sending, open, unknown or in review blocks the
 -- roll where it is; an unwind order's end changes nothing.
 CREATE OR REPLACE FUNCTION pm.roll_leg_ended()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.rolls;
     why text;

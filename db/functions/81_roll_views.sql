@@ -7,10 +7,7 @@
 -- Exits wait too: an exit decided mid-roll would sell a contract the roll is closing or has closed.
 -- PL/pgSQL: every signal asks (pm.control_blocks), and its lookup is planned once per session.
 CREATE OR REPLACE FUNCTION pm.roll_blocks(p_instrument text)
-RETURNS text
-LANGUAGE plpgsql
-STABLE
-AS $$
+RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
     why text;
 BEGIN
@@ -25,12 +22,7 @@ $$;
 -- pm.active_rolls
 -- Rolls in flight (pending, closing, opening), oldest first: what the leader resumes.
 CREATE OR REPLACE FUNCTION pm.active_rolls()
-RETURNS SETOF pm.rolls
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.rolls LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.rolls WHERE state IN ('pending', 'closing', 'opening') ORDER BY roll_id;
 $$;
 
@@ -41,11 +33,7 @@ CREATE OR REPLACE FUNCTION pm.list_rolls(p_instrument text DEFAULT NULL, p_limit
 RETURNS TABLE (roll_id bigint, instrument text, state text, from_symbol text, to_symbol text, to_expiry text,
                forced boolean, reason text, created_at timestamptz, state_changed_at timestamptz, layers jsonb,
                legs jsonb, events jsonb)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.roll_id, r.instrument, r.state, r.from_symbol, r.to_symbol, r.to_expiry, r.forced, r.reason, r.created_at,
            r.state_changed_at,
            (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'roll_id' ORDER BY l.position_id), '[]')
