@@ -262,7 +262,7 @@ BEGIN
     IF control.mode = 'exits_only' AND sig ->> 'signal_type' <> 'EXIT' THEN
         RETURN 'trading paused (exits only): ' || coalesce(control.reason, 'no reason given');
     END IF;
-    rolling := pm.roll_blocks(sig ->> 'instrument');  -- its group is rolling (78_rollover.sql)
+    rolling := pm.roll_blocks(sig ->> 'instrument');  -- its group is rolling (81_roll_views.sql)
     IF rolling IS NOT NULL THEN
         RETURN rolling;
     END IF;

@@ -225,7 +225,7 @@ $$;
 -- A reconciliation's differences ([{symbol, exchange, product, book_quantity, broker_quantity}]): each one's
 -- instrument (from our orders of that symbol) is locked for new entries until the trader unlocks it, with a
 -- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is, and
--- one whose group is rolling is not judged while its legs are on their way (78_rollover.sql).
+-- one whose group is rolling is not judged while its legs are on their way (79_roll_machine.sql).
 -- The newly locked differences are one reconciliation_difference notification, in this transaction: a
 -- difference is told once per episode (until the trader unlocks the instrument), not at every check.
 -- Nothing is ever placed to fix a difference. Returns how many instruments were newly locked.

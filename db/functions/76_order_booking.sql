@@ -167,7 +167,7 @@ BEGIN
         RETURN;  -- unwinding a synthetic leg: the position it belonged to was booked already
     END IF;
     IF r.roll_id IS NOT NULL THEN
-        RETURN;  -- a roll's leg: its roll books it (78_rollover.sql, pm.roll_leg_ended)
+        RETURN;  -- a roll's leg: its roll books it (79_roll_machine.sql, pm.roll_leg_ended)
     END IF;
     IF r.leg IN ('CE', 'PE') THEN
         PERFORM pm.book_synthetic(r);

@@ -46,3 +46,6 @@ ALTER TABLE pm.notification_transitions
 ALTER TABLE pm.transitions ATTACH PARTITION pm.order_transitions FOR VALUES IN ('order');
 ALTER TABLE pm.transitions ATTACH PARTITION pm.roll_transitions FOR VALUES IN ('roll');
 ALTER TABLE pm.transitions ATTACH PARTITION pm.notification_transitions FOR VALUES IN ('notification');
+
+-- 78_rollover.sql is split by concern (issue 30): a roll's notifications come from 79_roll_machine.sql
+UPDATE pm.notification_kinds SET source = 'pm.move_roll (79_roll_machine.sql)' WHERE kind IN ('roll_done', 'roll_failed');
