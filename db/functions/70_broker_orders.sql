@@ -59,12 +59,28 @@ $$;
 
 -- pm.queued_orders
 -- Orders committed but not yet sent ('queued'), older than min_age (recovery and the background sweep).
-DROP FUNCTION IF EXISTS pm.pending_orders(interval);  -- named for the state it lists (issue 30)
 CREATE OR REPLACE FUNCTION pm.queued_orders(min_age interval DEFAULT interval '0')
 RETURNS SETOF pm.broker_orders LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.broker_orders
      WHERE status = 'queued' AND created_at <= now() - coalesce(min_age, interval '0')
      ORDER BY created_at, client_order_id;
+$$;
+
+-- pm.pending_orders was its name until issue 30 (the state is queued): a role granted it keeps its grant under
+-- the new name, then the old one goes
+DO $$
+DECLARE
+    grantee text;
+BEGIN
+    IF to_regprocedure('pm.pending_orders(interval)') IS NOT NULL THEN
+        FOR grantee IN SELECT a.grantee::regrole::text FROM pg_proc p, aclexplode(p.proacl) a
+                        WHERE p.oid = 'pm.pending_orders(interval)'::regprocedure AND a.privilege_type = 'EXECUTE'
+                          AND a.grantee <> 0 AND a.grantee <> p.proowner LOOP
+            EXECUTE format('GRANT EXECUTE ON FUNCTION pm.queued_orders(interval) TO %s', grantee);
+        END LOOP;
+        DROP FUNCTION pm.pending_orders(interval);
+    END IF;
+END;
 $$;
 
 -- pm.orders_for_signal

@@ -11,6 +11,7 @@
 -- transition writes the book, and taking its lock first keeps one lock order with the signal path), and its
 -- move to p_to checked (PM080), once, before anything is written; pm.move_roll then makes it.
 DROP FUNCTION IF EXISTS pm.lock_roll(bigint);  -- before p_to (issue 30)
+DROP FUNCTION IF EXISTS pm.check_roll_transition(text, text, bigint);  -- pm.check_transition (issue 30)
 CREATE OR REPLACE FUNCTION pm.lock_roll(p_roll_id bigint, p_to text)
 RETURNS pm.rolls LANGUAGE plpgsql AS $$
 DECLARE
