@@ -21,13 +21,14 @@ def machine_states(db_config: DatabaseConfig, machine: str) -> set[str]:
 
 
 def check_states(db_config: DatabaseConfig, constraint: str) -> set[str]:
-    [(definition,)] = rows(db_config, f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = '{constraint}'")
+    [(definition,)] = rows(db_config,
+                           f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = '{constraint}'")
     return set(re.findall(r"'(\w+)'", definition))
 
 
 def test_order_states_are_the_order_machines_states(db_config: DatabaseConfig) -> None:
-    assert set(ORDER_STATES) == machine_states(db_config, "order") == check_states(db_config,
-                                                                                    "broker_orders_status_check")
+    allowed = check_states(db_config, "broker_orders_status_check")
+    assert set(ORDER_STATES) == machine_states(db_config, "order") == allowed
 
 
 def test_roll_and_delivery_transitions_name_only_allowed_states(db_config: DatabaseConfig) -> None:
