@@ -8,10 +8,7 @@
 -- (record_capital_flow, with a checked principal) paths; no raw position or portfolio upsert, no
 -- fingerprint logged outside apply_signal. db/README.md lists them; db/tests/80_roles.sql fails on any new one.
 CREATE OR REPLACE FUNCTION pm.app_role_functions()
-RETURNS text[]
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY[
         -- the signal path and the state it reads
         'apply_signal', 'lock_for_decision', 'apply_state', 'load_state', 'state_if_moved',
@@ -30,7 +27,7 @@ AS $$
         -- capital
         'record_capital_flow', 'capital_ledger', 'capital_totals',
         -- orders: the outbox, the sender, the fill path, the trader's review, reconciliation
-        'fill_paper_orders', 'pending_orders', 'orders_for_signal', 'sendable_orders', 'order_sending',
+        'fill_paper_orders', 'queued_orders', 'orders_for_signal', 'sendable_orders', 'order_sending',
         'order_accepted', 'order_rejected', 'order_unknown', 'order_cancelled', 'order_send_later',
         'record_order_fill', 'expire_stale_entries', 'abandon_sending', 'orders_at_broker',
         'resolve_unknown_order', 'orders_seen_at_broker', 'review_order', 'list_orders', 'book_net_positions',
@@ -52,9 +49,7 @@ $$;
 -- (signal-log counts, the schema version). No table writes, no TRUNCATE, no DDL: the role owns
 -- nothing. Grants from an older version are revoked. PM003 when the role does not exist.
 CREATE OR REPLACE FUNCTION pm.grant_app_role(p_role text)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     f regprocedure;
 BEGIN

@@ -16,11 +16,7 @@ CREATE OR REPLACE FUNCTION pm.trades(p_from timestamptz DEFAULT NULL, p_to times
 RETURNS TABLE (instrument varchar, position_id text, layer text, entry_time timestamptz, entry_price numeric,
                exit_time timestamptz, exit_price numeric, lots integer, pnl numeric, initial_risk numeric,
                r_multiple numeric, holding_time interval, exit_reason varchar)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.check_time_range(p_from, p_to);
     RETURN QUERY
@@ -51,11 +47,7 @@ DROP FUNCTION IF EXISTS pm.pnl_by_period(text, timestamptz, timestamptz);  -- be
 CREATE OR REPLACE FUNCTION pm.pnl_by_period(period text, p_from timestamptz DEFAULT NULL,
                                             p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (period_start date, realized_pnl numeric, trades integer, net_flows numeric, closing_equity numeric)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(period, 'period');
     IF period NOT IN ('day', 'week', 'month') THEN
@@ -95,11 +87,7 @@ $$;
 -- (rupees, adverse positive; absent = none) as total_slippage and mean_slippage (per trade). No trades:
 -- zeros, and NULL for every ratio (never a division error).
 CREATE OR REPLACE FUNCTION pm.trade_figures(rows jsonb)
-RETURNS jsonb
-LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     WITH t AS (
         SELECT (e ->> 'pnl')::numeric AS pnl, (e ->> 'r')::numeric AS r, (e ->> 's')::numeric AS s
           FROM jsonb_array_elements(rows) e
@@ -126,11 +114,7 @@ $$;
 -- The largest fall of a series (jsonb array of numbers, in order) from its running peak, and that
 -- fall as a percentage of (base + the peak it fell from): {"amount", "pct"}; zeros for no fall.
 CREATE OR REPLACE FUNCTION pm.drawdown(series jsonb, base numeric DEFAULT 0)
-RETURNS jsonb
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     v        numeric;
     peak     numeric;
@@ -165,12 +149,7 @@ $$;
 -- deposits / withdrawals / net_flows are the flows of the curve's points after its first, and
 -- time_weighted_return (closed equity, %, pm.time_weighted_return) chains the sub-periods between them.
 CREATE OR REPLACE FUNCTION pm.trade_stats(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     capital numeric;
     curve   jsonb;

@@ -1,4 +1,4 @@
--- The restore guard (migration 025, 73_restore_guard.sql): the cluster recorded at deploy, a database found in
+-- The restore guard (migration 020, 73_restore_guard.sql): the cluster recorded at deploy, a database found in
 -- another cluster holds the orders queued until then, the trader's release, and the anomaly it leaves.
 SELECT plan(12);
 

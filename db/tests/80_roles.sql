@@ -26,7 +26,7 @@ SELECT set_eq($$SELECT DISTINCT p.proname::text FROM pg_proc p
                   ('load_state'), ('lock_for_decision'), ('lock_instrument'), ('log_refusals'), ('metrics_snapshot'),
                   ('notification_counts'), ('notification_log'), ('notify_done'), ('notify_take'), ('order_accepted'),
                   ('order_cancelled'), ('order_rejected'), ('order_send_later'), ('order_sending'), ('order_unknown'),
-                  ('orders_at_broker'), ('orders_for_signal'), ('orders_seen_at_broker'), ('paper_roll_legs'), ('pending_orders'),
+                  ('orders_at_broker'), ('orders_for_signal'), ('orders_seen_at_broker'), ('paper_roll_legs'), ('queued_orders'),
                   ('pnl_by_period'), ('recent_signals'), ('record_broker_session'), ('record_capital_flow'), ('record_notification'),
                   ('record_order_fill'), ('record_reconcile_differences'), ('refusals'), ('register_instance'), ('release_restored_orders'),
                   ('resolve_unknown_order'),

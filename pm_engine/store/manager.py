@@ -641,7 +641,7 @@ class DatabaseStateManager:
         return [Order(r["client_order_id"], r["instrument"], r["side"], int(r["lots"]), r["price"], r["fingerprint"],
                       r["position_id"], r["created_at"], exchange=r.get("exchange"), symbol=r.get("symbol"),
                       quantity=r.get("quantity"), product=r.get("product") or "NRML", leg=r.get("leg"))
-                for r in self._execute("pending_orders", (f"{min_age_s} seconds",))]
+                for r in self._execute("queued_orders", (f"{min_age_s} seconds",))]
 
     def orders_for_signal(self, fingerprint: str) -> list[dict[str, Any]]:
         return self._execute("orders_for_signal", (fingerprint,))

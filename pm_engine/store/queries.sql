@@ -129,9 +129,9 @@ SELECT pm.sweep_stale_instances(%s::interval);
 -- The paper broker: fill outbox orders by client order id (idempotent), returning the filled rows.
 SELECT * FROM pm.fill_paper_orders(%s::text[]);
 
--- pending_orders --
--- Outbox orders committed but never sent, at least the given age.
-SELECT * FROM pm.pending_orders(%s::interval);
+-- queued_orders --
+-- Outbox orders committed but never sent (queued), at least the given age.
+SELECT * FROM pm.queued_orders(%s::interval);
 
 -- orders_for_signal --
 -- Every broker order a fingerprint produced.

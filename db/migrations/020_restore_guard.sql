@@ -1,4 +1,4 @@
--- Migration 025: the restore guard. The cluster a database lives in is recorded by its system identifier
+-- Migration 020: the restore guard. The cluster a database lives in is recorded by its system identifier
 -- (pg_control_system(): the same on a physical standby, new for a pg_dump restored into another cluster).
 -- When the sender finds the database in a cluster other than the recorded one, every order queued before
 -- that moment is held (pm.sendable_orders skips it) until the trader releases them: the orders of a backup

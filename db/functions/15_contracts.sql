@@ -6,9 +6,7 @@
 -- another open position of the same instrument holds: a pyramid trades its base's contract. Inserts
 -- only: a roll moves an existing row to the next contract (an update), layer by layer.
 CREATE OR REPLACE FUNCTION pm.check_one_contract()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     held text;
 BEGIN
