@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-# measured total (child processes included) minus 2 points; see README "Tests"
+# measured total (child processes included) minus 2 points; see ARCHITECTURE.md "Tests"
 COV_FAIL_UNDER ?= 90
 # pytest-xdist workers: each has its own PostgreSQL cluster and ports; the tests mostly wait on child
 # processes and the database, so two cores carry four workers
@@ -76,7 +76,7 @@ chaos: install
 	$(VENV)/bin/pm-engine chaos
 	$(VENV)/bin/pm-engine chaos --broker sim
 
-# a pg_auto_failover formation on loopback, two engines, the primary killed mid-stream (DATABASE_SETUP.md)
+# a pg_auto_failover formation on loopback, two engines, the primary killed mid-stream (docs/ha.md)
 ha: install
 	$(VENV)/bin/pm-engine chaos --failover
 

@@ -44,15 +44,17 @@ class Settings:
     webhook_secret: Optional[str] = field(default=None, repr=False)
     max_signal_age_s: int = 600
     allowed_ips: tuple[str, ...] = ()
-    read_token: Optional[str] = field(default=None, repr=False)  # reads and operator actions (DOMAIN.md §13)
+    read_token: Optional[str] = field(default=None, repr=False)  # reads and operator actions (docs/domain.md)
     session_hours: float = 12.0  # how long a dashboard login lasts
     request_log_retention_days: int = 30  # refused requests older than this are deleted by the leader
     # reads that may lag (dashboard, report, status --as-of, /status?replica=1): a standby, never decisions
     read_database: Optional[DatabaseConfig] = None
-    holidays_file: Optional[str] = None  # trading holidays added or removed by the user (DOMAIN.md §15); it wins
+    # trading holidays added or removed by the user (docs/domain.md#contracts-and-expiry); it wins
+    holidays_file: Optional[str] = None
     # the instrument table's overrides (core/instruments.py load_instruments), e.g. Bank Nifty's synthetic execution
     instruments_file: Optional[str] = None
-    mcx_quantity_unit: str = "lots"  # MCX order quantities in lots (OpenAlgo's Zerodha) or units (DOMAIN.md §14)
+    # MCX order quantities in lots (OpenAlgo's Zerodha) or units (docs/domain.md#orders-through-openalgo)
+    mcx_quantity_unit: str = "lots"
     # host names the dashboard and API answer to besides loopback names and IP addresses (DNS rebinding)
     allowed_hosts: tuple[str, ...] = ()
     notify: NotifySettings = NotifySettings()  # PM_NOTIFY_URLS / notify.urls ... (issue 24; URLs are secrets)
@@ -94,7 +96,8 @@ class BrokerSettings:
     price_guard_pyramid_pct: Optional[float] = None  # ... a pyramid (None: no guard, the default)
 
 
-# TradingView's published webhook senders (DOMAIN.md section 1.4); "tradingview" in allowed_ips expands to them
+# TradingView's published webhook senders (docs/domain.md#delivery-from-tradingview); "tradingview" in allowed_ips
+# expands to them
 TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
 
 

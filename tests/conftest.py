@@ -18,9 +18,8 @@ import pytest
 from pytest_postgresql import factories
 
 from pm_engine.config import DatabaseConfig
-from pm_engine.ops.cluster import LocalCluster
+from pm_engine.ops.cluster import LocalCluster, temporary_cluster
 from pm_engine.store.deploy import deploy
-from pm_engine.tools.clusters import temporary_cluster
 
 PGTAP_STATS = pytest.StashKey[dict[str, int]]()
 OWN_BASETEMP = pytest.StashKey[str]()

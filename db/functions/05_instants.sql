@@ -8,10 +8,7 @@
 -- pm.instant, keyed by statement_timestamp(), so the next statement of a transaction takes its own).
 -- No SET clause: one costs a configuration save and restore per call.
 CREATE OR REPLACE FUNCTION pm.instant()
-RETURNS timestamptz
-LANGUAGE plpgsql
-VOLATILE
-AS $$
+RETURNS timestamptz LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     held      text := current_setting('pm.instant', true);
     statement text := statement_timestamp()::text;

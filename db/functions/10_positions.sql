@@ -6,10 +6,7 @@
 -- type itself, so it can never drift from the table; no catalog query, so it is cheap). The
 -- database owns version, created_at, updated_at and the instants entered_at / exited_at.
 CREATE OR REPLACE FUNCTION pm.position_template()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT to_jsonb(jsonb_populate_record(NULL::pm.portfolio_positions, '{}'::jsonb))
            - 'version' - 'created_at' - 'updated_at' - 'entered_at' - 'exited_at';
 $$;
@@ -17,19 +14,14 @@ $$;
 -- pm.position_columns
 -- The columns a caller may set through pm.save_position (all but the database-owned ones).
 CREATE OR REPLACE FUNCTION pm.position_columns()
-RETURNS text[]
-LANGUAGE sql
-STABLE
-AS $$
+RETURNS text[] LANGUAGE sql STABLE AS $$
     SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(pm.position_template()) AS k;
 $$;
 
 -- pm.check_position_fields
 -- Raises PM004 naming every key of a position document that is not a column.
 CREATE OR REPLACE FUNCTION pm.check_position_fields(p jsonb)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     template jsonb := pm.position_template();
     unknown  text;
@@ -54,11 +46,7 @@ $$;
 -- entered_at/exited_at in the document are ignored: the database owns them (entered_at is the
 -- statement's pm.instant() at the insert, exited_at at the update that closes the row).
 CREATE OR REPLACE FUNCTION pm.save_position(p jsonb, expected_version integer DEFAULT NULL)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     pid  text;
     cur  pm.portfolio_positions;
@@ -137,23 +125,13 @@ $$;
 -- pm.get_position
 -- The row of one position id (no row when it does not exist).
 CREATE OR REPLACE FUNCTION pm.get_position(pid text)
-RETURNS SETOF pm.portfolio_positions
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.portfolio_positions LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.portfolio_positions WHERE position_id = pid;
 $$;
 
 -- pm.get_open_positions
 -- Every position whose status is 'open', oldest entry first.
 CREATE OR REPLACE FUNCTION pm.get_open_positions()
-RETURNS SETOF pm.portfolio_positions
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.portfolio_positions LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.portfolio_positions WHERE status = 'open' ORDER BY entry_timestamp, position_id;
 $$;

@@ -3,12 +3,7 @@
 -- pm.get_portfolio_state
 -- The portfolio's one row (id = 1).
 CREATE OR REPLACE FUNCTION pm.get_portfolio_state()
-RETURNS SETOF pm.portfolio_state
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.portfolio_state LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.portfolio_state WHERE id = 1;
 $$;
 
@@ -16,11 +11,7 @@ $$;
 -- Updates the row if its version is still expected_version; returns the new version (PM001 if stale).
 -- Keys id/version/updated_at in the document are ignored; unknown keys are refused (PM004).
 CREATE OR REPLACE FUNCTION pm.save_portfolio_state(s jsonb, expected_version integer)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cur     pm.portfolio_state;
     merged  pm.portfolio_state;
@@ -38,9 +29,9 @@ BEGIN
         PERFORM pm.raise_error('PM004', format('unknown portfolio state field(s): %s', unknown));
     END IF;
 
-    SELECT * INTO cur FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    cur := pm.lock_book();
     PERFORM pm.instant();  -- the writer's instant, under the lock (05_instants.sql)
-    IF NOT FOUND THEN
+    IF cur.id IS NULL THEN
         PERFORM pm.raise_error('PM003', 'portfolio state row is missing; run make db-deploy');
     END IF;
     IF cur.version <> expected_version THEN

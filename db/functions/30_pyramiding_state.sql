@@ -4,11 +4,7 @@
 -- Upserts an instrument's pyramiding state; base_position_id must name an existing position (or NULL).
 CREATE OR REPLACE FUNCTION pm.save_pyramiding_state(p_instrument text, p_last_pyramid_price numeric,
                                                     p_base_position_id text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     IF p_last_pyramid_price IS NOT NULL AND p_last_pyramid_price <= 0 THEN
@@ -26,12 +22,7 @@ $$;
 -- pm.get_pyramiding_state
 -- The pyramiding state of one instrument, or of every instrument when p_instrument is NULL.
 CREATE OR REPLACE FUNCTION pm.get_pyramiding_state(p_instrument text DEFAULT NULL)
-RETURNS SETOF pm.pyramiding_state
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.pyramiding_state LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.pyramiding_state
      WHERE p_instrument IS NULL OR instrument = p_instrument
      ORDER BY instrument;
@@ -40,11 +31,7 @@ $$;
 -- pm.clear_pyramiding_state
 -- Removes an instrument's pyramiding state; returns whether there was one.
 CREATE OR REPLACE FUNCTION pm.clear_pyramiding_state(p_instrument text)
-RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     DELETE FROM pm.pyramiding_state WHERE instrument = p_instrument;

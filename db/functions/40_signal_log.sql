@@ -8,11 +8,7 @@ CREATE OR REPLACE FUNCTION pm.log_signal(p_fingerprint text, p_instrument text, 
                                          p_position text, p_signal_timestamp timestamptz,
                                          p_processing_status text, p_reason text DEFAULT NULL,
                                          p_payload jsonb DEFAULT NULL, p_instance text DEFAULT NULL)
-RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     inserted integer;
 BEGIN
@@ -39,12 +35,7 @@ $$;
 -- Whether a fingerprint has already been logged. PL/pgSQL so its lookup is planned once per session
 -- (a SQL function with a SET clause is never inlined and is planned again at every call).
 CREATE OR REPLACE FUNCTION pm.is_duplicate_signal(p_fingerprint text)
-RETURNS boolean
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS boolean LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN EXISTS (SELECT 1 FROM pm.signal_log WHERE fingerprint = p_fingerprint);
 END;
@@ -54,11 +45,7 @@ $$;
 -- Deletes signal_log rows processed longer ago than the retention; returns how many went. Below 1 day
 -- (far past the signal age window, so a deleted fingerprint cannot be replayed) only the owner may (PM020).
 CREATE OR REPLACE FUNCTION pm.cleanup_signal_log(retention interval DEFAULT interval '7 days')
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     deleted integer;
 BEGIN
@@ -78,11 +65,7 @@ CREATE OR REPLACE FUNCTION pm.recent_signals(p_limit integer DEFAULT 50, p_since
 RETURNS TABLE (processed_at timestamptz, signal_timestamp timestamptz, fingerprint varchar, instrument varchar,
                signal_type varchar, "position" varchar, processing_status varchar, reason text,
                processed_by_instance varchar)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT s.processed_at, s.signal_timestamp, s.fingerprint, s.instrument, s.signal_type, s.position,
            s.processing_status, s.reason, s.processed_by_instance
       FROM pm.signal_log s

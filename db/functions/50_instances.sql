@@ -4,11 +4,7 @@
 -- Registers (or re-registers after a restart) an engine instance as active with a fresh heartbeat.
 CREATE OR REPLACE FUNCTION pm.register_instance(p_instance_id text, p_hostname text DEFAULT NULL,
                                                 p_port integer DEFAULT NULL, p_version text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_instance_id, 'instance_id');
     INSERT INTO pm.instance_metadata AS im (instance_id, started_at, last_heartbeat, status, hostname, port, version)
@@ -23,11 +19,7 @@ $$;
 -- pm.heartbeat_instance
 -- Records a heartbeat (and optionally the time of the last signal); PM003 for an unknown instance.
 CREATE OR REPLACE FUNCTION pm.heartbeat_instance(p_instance_id text, p_last_signal timestamptz DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_instance_id, 'instance_id');
     UPDATE pm.instance_metadata
@@ -43,12 +35,7 @@ $$;
 -- pm.get_stale_instances
 -- Instances still marked active whose last heartbeat is older than the timeout.
 CREATE OR REPLACE FUNCTION pm.get_stale_instances(timeout interval DEFAULT interval '30 seconds')
-RETURNS SETOF pm.instance_metadata
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.instance_metadata LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(timeout, 'timeout');
     IF timeout <= interval '0' THEN
@@ -63,11 +50,7 @@ $$;
 -- pm.stop_instance
 -- A clean shutdown: the instance is 'stopped' and leads nothing (the sweep leaves it alone: it did not crash).
 CREATE OR REPLACE FUNCTION pm.stop_instance(p_instance_id text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_instance_id, 'instance_id');
     UPDATE pm.instance_metadata
@@ -79,11 +62,7 @@ $$;
 -- pm.sweep_stale_instances
 -- Marks stale active instances 'crashed' (dropping any leadership); returns how many were marked.
 CREATE OR REPLACE FUNCTION pm.sweep_stale_instances(timeout interval DEFAULT interval '30 seconds')
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     swept integer;
 BEGIN
@@ -99,11 +78,7 @@ $$;
 -- Records that this instance now runs the background jobs (it holds the jobs' advisory lock);
 -- every other instance loses the flag. PM003 for an unknown instance.
 CREATE OR REPLACE FUNCTION pm.claim_leadership(p_instance_id text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_instance_id, 'instance_id');
     UPDATE pm.instance_metadata
@@ -122,11 +97,7 @@ $$;
 CREATE OR REPLACE FUNCTION pm.list_instances(timeout interval DEFAULT interval '30 seconds')
 RETURNS TABLE (instance_id varchar, hostname varchar, port integer, status varchar, is_leader boolean,
                started_at timestamptz, last_heartbeat timestamptz, heartbeat_age_s numeric, stale boolean)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT i.instance_id, i.hostname, i.port, i.status, i.is_leader, i.started_at, i.last_heartbeat,
            round(extract(epoch FROM now() - i.last_heartbeat)::numeric, 1),
            i.status = 'crashed'

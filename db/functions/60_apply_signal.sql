@@ -22,11 +22,7 @@
 -- portfolio: the portfolio_state keys to write.
 CREATE OR REPLACE FUNCTION pm.apply_signal(sig jsonb, positions jsonb, pyramiding jsonb, portfolio jsonb,
                                            expected_portfolio_version integer)
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     claimed  boolean;
     blocked  text;
@@ -41,7 +37,7 @@ BEGIN
     IF pm.is_duplicate_signal(sig ->> 'fingerprint') THEN
         RETURN jsonb_build_object('new', false) || pm.state_if_moved(expected_portfolio_version);
     END IF;
-    SELECT version INTO current FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    current := (pm.lock_book()).version;
     -- the signal's one instant (05_instants.sql), taken under the lock: its log row, history rows,
     -- equity point and trade times all carry it, and instants are ordered as commits are
     PERFORM pm.instant();
@@ -99,11 +95,7 @@ $$;
 -- Nothing extra is read: the row is the one locked here, the P&L the documents in hand.
 CREATE OR REPLACE FUNCTION pm.apply_state(positions jsonb, pyramiding jsonb, portfolio jsonb,
                                           expected_portfolio_version integer)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     item     jsonb;
     current  integer;
@@ -114,7 +106,7 @@ DECLARE
 BEGIN
     PERFORM pm.require(expected_portfolio_version, 'expected_portfolio_version');
     SELECT version, closed_equity, initial_capital, equity_high INTO current, closed, initial, high
-      FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+      FROM pm.lock_book();
     PERFORM pm.instant();  -- taken under the lock (a no-op inside pm.apply_signal, which took it already)
     IF current IS DISTINCT FROM expected_portfolio_version THEN
         PERFORM pm.raise_error('PM001',
@@ -154,12 +146,7 @@ $$;
 -- pm.load_state
 -- Everything the engine recovers at start, in one round trip: portfolio row, open positions, pyramiding.
 CREATE OR REPLACE FUNCTION pm.load_state()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'portfolio', (SELECT to_jsonb(s) FROM pm.get_portfolio_state() s),
         'positions', coalesce((SELECT jsonb_agg(to_jsonb(p)) FROM pm.get_open_positions() p), '[]'),
@@ -170,12 +157,7 @@ $$;
 -- The portfolio version, plus the whole state (pm.load_state()) when it differs from known_version:
 -- how an instance proves its copy current, or refreshes it, in one round trip.
 CREATE OR REPLACE FUNCTION pm.state_if_moved(known_version integer)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     current integer;
 BEGIN
@@ -199,15 +181,11 @@ $$;
 -- cannot hold the lock.
 DROP FUNCTION IF EXISTS pm.lock_for_decision(text, integer);  -- before sig was added (a new signature)
 CREATE OR REPLACE FUNCTION pm.lock_for_decision(p_fingerprint text, known_version integer, sig jsonb DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_fingerprint, 'fingerprint');
     PERFORM set_config('idle_in_transaction_session_timeout', '2000', true);
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.lock_book();
     IF pm.is_duplicate_signal(p_fingerprint) THEN
         RETURN jsonb_build_object('duplicate', true) || pm.state_if_moved(known_version);
     END IF;

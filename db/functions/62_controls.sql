@@ -1,4 +1,4 @@
--- Trading controls (DOMAIN.md section 12, migration 004): the trading mode, breakers and instrument
+-- Trading controls (docs/domain.md#trading-controls, migration 004): the trading mode, breakers and instrument
 -- locks, all evaluated by pm.apply_signal under the portfolio row lock, so every instance obeys a
 -- change at the same commit. Each breaker is one function answering "lock until T, because R"
 -- (jsonb {"until", "reason", "instrument"}; instrument NULL: everything), or NULL.
@@ -9,12 +9,7 @@
 -- pm.get_trading_mode
 -- The current mode row: {mode, reason, changed_by, changed_at, version}.
 CREATE OR REPLACE FUNCTION pm.get_trading_mode()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT to_jsonb(c) - 'id' FROM pm.trading_control c WHERE id = 1;
 $$;
 
@@ -23,11 +18,7 @@ $$;
 -- Takes the portfolio row lock first, so a change lands between two signals, never inside one.
 -- PM004 for an unknown mode, a missing changed_by, or a pause without a reason.
 CREATE OR REPLACE FUNCTION pm.set_trading_mode(p_mode text, p_reason text, p_changed_by text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     row pm.trading_control;
 BEGIN
@@ -39,7 +30,7 @@ BEGIN
     IF p_mode <> 'active' AND coalesce(btrim(p_reason), '') = '' THEN
         PERFORM pm.raise_error('PM004', 'reason is required to pause trading');
     END IF;
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.lock_book();
     UPDATE pm.trading_control
        SET mode = p_mode, reason = nullif(btrim(p_reason), ''), changed_by = p_changed_by,
            changed_at = pm.instant(), version = version + 1
@@ -55,23 +46,14 @@ $$;
 -- The latest changes of mode, newest first.
 CREATE OR REPLACE FUNCTION pm.trading_mode_history(p_limit integer DEFAULT 50)
 RETURNS SETOF pm.trading_control_history
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.trading_control_history ORDER BY id DESC LIMIT greatest(coalesce(p_limit, 50), 0);
 $$;
 
 -- pm.get_breakers
 -- The breakers' settings (NULL: that breaker is off).
 CREATE OR REPLACE FUNCTION pm.get_breakers()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT to_jsonb(b) - 'id' FROM pm.breaker_settings b WHERE id = 1;
 $$;
 
@@ -80,11 +62,7 @@ $$;
 -- cooling_off_hours; JSON null switches one off). PM004 for an unknown key; 23514 for a value
 -- out of range (cooling-off needs both of its settings).
 CREATE OR REPLACE FUNCTION pm.set_breakers(p_settings jsonb, p_by text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     unknown text;
     merged  pm.breaker_settings;
@@ -98,7 +76,7 @@ BEGIN
     IF unknown IS NOT NULL THEN
         PERFORM pm.raise_error('PM004', format('unknown breaker setting(s): %s', unknown));
     END IF;
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
+    PERFORM pm.lock_book();
     SELECT * INTO merged FROM pm.breaker_settings WHERE id = 1;
     merged := jsonb_populate_record(merged, p_settings);
     UPDATE pm.breaker_settings
@@ -113,11 +91,7 @@ $$;
 -- pm.lock_instrument
 -- Blocks new bases and pyramids on an instrument until p_until; returns the lock's id.
 CREATE OR REPLACE FUNCTION pm.lock_instrument(p_instrument text, p_until timestamptz, p_reason text, p_source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     lock_id bigint;
 BEGIN
@@ -127,7 +101,7 @@ BEGIN
     IF coalesce(btrim(p_reason), '') = '' THEN
         PERFORM pm.raise_error('PM004', 'reason is required to lock an instrument');
     END IF;
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- between two signals, never inside one
+    PERFORM pm.lock_book();  -- between two signals, never inside one
     INSERT INTO pm.instrument_locks (instrument, locked_until, reason, source, created_at)
     VALUES (upper(p_instrument), p_until, btrim(p_reason), p_source, pm.instant())
     RETURNING id INTO lock_id;
@@ -138,17 +112,13 @@ $$;
 -- pm.unlock_instrument
 -- Releases every active lock of an instrument; returns how many.
 CREATE OR REPLACE FUNCTION pm.unlock_instrument(p_instrument text, p_by text)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     released integer;
 BEGIN
     PERFORM pm.require(p_instrument, 'instrument');
     PERFORM pm.require(p_by, 'released_by');
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- between two signals, never inside one
+    PERFORM pm.lock_book();  -- between two signals, never inside one
     UPDATE pm.instrument_locks SET released_at = pm.instant(), released_by = p_by
      WHERE instrument = upper(p_instrument) AND released_at IS NULL;
     GET DIAGNOSTICS released = ROW_COUNT;
@@ -159,12 +129,7 @@ $$;
 -- pm.active_locks
 -- Locks in force at p_at (not released, not yet ended), soonest end first.
 CREATE OR REPLACE FUNCTION pm.active_locks(p_at timestamptz DEFAULT now())
-RETURNS SETOF pm.instrument_locks
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.instrument_locks LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.instrument_locks
      WHERE released_at IS NULL AND locked_until > coalesce(p_at, now())
      ORDER BY locked_until, id;
@@ -173,10 +138,7 @@ $$;
 -- pm.ist_day
 -- The IST calendar day of a time.
 CREATE OR REPLACE FUNCTION pm.ist_day(t timestamptz)
-RETURNS date
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS date LANGUAGE sql IMMUTABLE AS $$
     SELECT (t AT TIME ZONE 'Asia/Kolkata')::date;
 $$;
 
@@ -185,9 +147,7 @@ $$;
 -- daily_loss_pct below its value before the first signal of the signal's IST day (recorded here
 -- on that first signal). Lock: everything, no end (the mode becomes exits_only until resumed).
 CREATE OR REPLACE FUNCTION pm.breaker_daily_loss(sig jsonb, settings pm.breaker_settings)
-RETURNS jsonb
-LANGUAGE plpgsql
-AS $$
+RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_day date := pm.ist_day((sig ->> 'signal_timestamp')::timestamptz);
     now_equity numeric;
@@ -218,10 +178,7 @@ $$;
 -- Trips when the instrument already has max_entries_per_day executed entries (bases and pyramids)
 -- on the signal's IST day. Lock: that instrument, until the next IST midnight.
 CREATE OR REPLACE FUNCTION pm.breaker_max_entries(sig jsonb, settings pm.breaker_settings)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     entries integer;
     starts  timestamptz := (pm.ist_day((sig ->> 'signal_timestamp')::timestamptz)::timestamp) AT TIME ZONE 'Asia/Kolkata';
@@ -246,10 +203,7 @@ $$;
 -- time) all lost and the last of them exited less than cooling_off_hours before the signal.
 -- Lock: that instrument, until that exit + cooling_off_hours.
 CREATE OR REPLACE FUNCTION pm.breaker_cooling_off(sig jsonb, settings pm.breaker_settings)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     at      timestamptz := (sig ->> 'signal_timestamp')::timestamptz;
     n       integer;
@@ -278,10 +232,7 @@ $$;
 -- pm.lock_reason
 -- The text a signal blocked by an instrument lock is answered with.
 CREATE OR REPLACE FUNCTION pm.lock_reason(p_instrument text, p_until timestamptz, p_reason text)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT format('instrument %s locked until %s: %s', p_instrument,
                   to_char(p_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), p_reason);
 $$;
@@ -295,9 +246,7 @@ $$;
 -- exits pass from here on; an active lock on the instrument; then the entry breakers, whose
 -- tripping writes the lock. So a second evaluation in the same transaction gives the same answer.
 CREATE OR REPLACE FUNCTION pm.control_blocks(sig jsonb)
-RETURNS text
-LANGUAGE plpgsql
-AS $$
+RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     control  pm.trading_control;
     settings pm.breaker_settings;
@@ -313,7 +262,7 @@ BEGIN
     IF control.mode = 'exits_only' AND sig ->> 'signal_type' <> 'EXIT' THEN
         RETURN 'trading paused (exits only): ' || coalesce(control.reason, 'no reason given');
     END IF;
-    rolling := pm.roll_blocks(sig ->> 'instrument');  -- its group is rolling (78_rollover.sql)
+    rolling := pm.roll_blocks(sig ->> 'instrument');  -- its group is rolling (81_roll_views.sql)
     IF rolling IS NOT NULL THEN
         RETURN rolling;
     END IF;

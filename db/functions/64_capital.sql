@@ -1,4 +1,4 @@
--- Capital in and out (DOMAIN.md section 17, migration 009): deposits and withdrawals move closed
+-- Capital in and out (docs/domain.md#capital-flows, migration 009): deposits and withdrawals move closed
 -- equity and equity_high by the amount under the portfolio row lock, with their ledger row, in one
 -- transaction; the portfolio version moves, so every instance decides its next signal on the new
 -- equity. Flows are not trading P&L: pm.trade_stats (95_statistics.sql) keeps them out of the trade
@@ -7,10 +7,7 @@
 -- pm.check_capital_amount
 -- Raises PM060 unless the amount is a positive number of rupees with at most two decimals (below 10^13).
 CREATE OR REPLACE FUNCTION pm.check_capital_amount(p_amount numeric)
-RETURNS void
-LANGUAGE plpgsql
-IMMUTABLE
-AS $$
+RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     PERFORM pm.require(p_amount, 'amount');
     -- NaN and Infinity sort above every number, so the bound refuses them too
@@ -28,11 +25,7 @@ $$;
 -- PM063 a note over 500 characters; PM004 an unknown kind or no recorded_by; PM095 a recorded_by not of a
 -- checked form (pm.check_principal).
 CREATE OR REPLACE FUNCTION pm.record_capital_flow(p_kind text, p_amount numeric, p_note text, p_recorded_by text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cur    pm.portfolio_state;
     at     timestamptz;
@@ -53,8 +46,8 @@ BEGIN
         PERFORM pm.raise_error('PM063', format('note is longer than 500 characters (%s)', length(p_note)));
     END IF;
 
-    SELECT * INTO cur FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;
-    IF NOT FOUND THEN
+    cur := pm.lock_book();
+    IF cur.id IS NULL THEN
         PERFORM pm.raise_error('PM003', 'portfolio state row is missing; run make db-deploy');
     END IF;
     at := pm.instant();  -- the flow's instant, right after the lock: ledger row, history and equity point share it
@@ -88,24 +81,14 @@ $$;
 -- pm.capital_ledger
 -- The latest flows, newest first (p_limit NULL: all).
 CREATE OR REPLACE FUNCTION pm.capital_ledger(p_limit integer DEFAULT NULL)
-RETURNS SETOF pm.capital_flows
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.capital_flows LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.capital_flows ORDER BY id DESC LIMIT CASE WHEN p_limit IS NOT NULL THEN greatest(p_limit, 0) END;
 $$;
 
 -- pm.capital_totals
 -- Deposits, withdrawals (both positive) and net flows recorded in [p_from, p_to] (NULL: unbounded).
 CREATE OR REPLACE FUNCTION pm.capital_totals(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'deposits', coalesce(sum(amount) FILTER (WHERE kind = 'deposit'), 0.00),
         'withdrawals', coalesce(sum(amount) FILTER (WHERE kind = 'withdrawal'), 0.00),
@@ -121,11 +104,7 @@ $$;
 -- Every ratio and running product is rounded to 12 decimals (as pm_engine/core/statistics.py does).
 -- NULL when a sub-period starts at zero equity or there is no point.
 CREATE OR REPLACE FUNCTION pm.time_weighted_return(series jsonb)
-RETURNS numeric
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS numeric LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     point  jsonb;
     equity numeric;
@@ -154,18 +133,8 @@ BEGIN
 END;
 $$;
 
--- pm.refuse_ledger_change
--- Trigger: the capital ledger is append-only; an UPDATE, DELETE or TRUNCATE raises PM007.
-CREATE OR REPLACE FUNCTION pm.refuse_ledger_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pm.raise_error('PM007', format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
-    RETURN NULL;
-END;
-$$;
-
+-- the ledger is append-only (pm.refuse_change, 06_book_and_machines.sql)
 CREATE OR REPLACE TRIGGER capital_flows_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.capital_flows
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_ledger_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
+DROP FUNCTION IF EXISTS pm.refuse_ledger_change();  -- pm.refuse_change (issue 30)

@@ -5,9 +5,7 @@
 -- orders: [{client_order_id, fingerprint, position_id, instrument, side, lots, price, and for a contract
 -- exchange, symbol, quantity, leg, product (default NRML), point_value}]. Returns how many were new.
 CREATE OR REPLACE FUNCTION pm.add_orders(orders jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-AS $$
+RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     added integer;
 BEGIN
@@ -35,11 +33,7 @@ $$;
 -- asynchronously (synchronous_commit off for this transaction only): a fill lost in a crash leaves its order
 -- 'queued', and recovery fills it again, so waiting for the flush buys nothing.
 CREATE OR REPLACE FUNCTION pm.fill_paper_orders(client_order_ids text[])
-RETURNS SETOF pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     entries boolean;
 BEGIN
@@ -63,28 +57,35 @@ BEGIN
 END;
 $$;
 
--- pm.pending_orders
+-- pm.queued_orders
 -- Orders committed but not yet sent ('queued'), older than min_age (recovery and the background sweep).
-CREATE OR REPLACE FUNCTION pm.pending_orders(min_age interval DEFAULT interval '0')
-RETURNS SETOF pm.broker_orders
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+CREATE OR REPLACE FUNCTION pm.queued_orders(min_age interval DEFAULT interval '0')
+RETURNS SETOF pm.broker_orders LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.broker_orders
      WHERE status = 'queued' AND created_at <= now() - coalesce(min_age, interval '0')
      ORDER BY created_at, client_order_id;
 $$;
 
+-- pm.pending_orders was its name until issue 30 (the state is queued): a role granted it keeps its grant under
+-- the new name, then the old one goes
+DO $$
+DECLARE
+    grantee text;
+BEGIN
+    IF to_regprocedure('pm.pending_orders(interval)') IS NOT NULL THEN
+        FOR grantee IN SELECT a.grantee::regrole::text FROM pg_proc p, aclexplode(p.proacl) a
+                        WHERE p.oid = 'pm.pending_orders(interval)'::regprocedure AND a.privilege_type = 'EXECUTE'
+                          AND a.grantee <> 0 AND a.grantee <> p.proowner LOOP
+            EXECUTE format('GRANT EXECUTE ON FUNCTION pm.queued_orders(interval) TO %s', grantee);
+        END LOOP;
+        DROP FUNCTION pm.pending_orders(interval);
+    END IF;
+END;
+$$;
+
 -- pm.orders_for_signal
 -- Every order a fingerprint produced (audit, and the one-order-per-fingerprint checks).
 CREATE OR REPLACE FUNCTION pm.orders_for_signal(p_fingerprint text)
-RETURNS SETOF pm.broker_orders
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.broker_orders LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.broker_orders WHERE fingerprint = p_fingerprint ORDER BY client_order_id;
 $$;

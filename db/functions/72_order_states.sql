@@ -1,25 +1,12 @@
 -- Order states: the order's life as a state machine (migration 008). The allowed (from, to) pairs are
--- the rows of pm.order_transitions; each transition below is one small function that refuses every
--- other with PM041 and appends its pm.order_events row. Python never sets a state itself.
-
--- pm.order_unsettled
--- Whether an order in this state may still change what the broker holds (queued, sending, open, partially
--- filled, unknown, needs_review): an exit waits for its entry while it is, and a roll waits for its group.
-CREATE OR REPLACE FUNCTION pm.order_unsettled(p_status text)
-RETURNS boolean
-LANGUAGE sql
-IMMUTABLE
-AS $$
-    SELECT p_status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown', 'needs_review');
-$$;
+-- the rows of pm.transitions for machine 'order' (its partition pm.order_transitions, migration 019); each
+-- transition below is one small function that refuses every other with PM041 (pm.check_transition, in
+-- pm.move_order) and appends its pm.order_events row. Python never sets a state itself.
 
 -- pm.lock_order
 -- The order's row, locked for this transaction (PM003 when there is none).
 CREATE OR REPLACE FUNCTION pm.lock_order(p_id text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql AS $$
 DECLARE
     r pm.broker_orders;
 BEGIN
@@ -32,19 +19,7 @@ BEGIN
 END;
 $$;
 
--- pm.check_order_transition
--- Raises PM041 unless (from, to) is a row of pm.order_transitions.
-CREATE OR REPLACE FUNCTION pm.check_order_transition(r pm.broker_orders, p_to text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pm.order_transitions WHERE from_state = r.status AND to_state = p_to) THEN
-        PERFORM pm.raise_error('PM041', format('order %s cannot go from %s to %s', r.client_order_id, r.status, p_to));
-    END IF;
-END;
-$$;
+DROP FUNCTION IF EXISTS pm.check_order_transition(pm.broker_orders, text);  -- pm.check_transition (issue 30)
 
 -- pm.move_order
 -- The one place a state changes: checks the pair, sets status (and reason, broker order id when given; open,
@@ -53,15 +28,12 @@ $$;
 -- PM043 (a broker order id links to one order). Returns the updated row.
 CREATE OR REPLACE FUNCTION pm.move_order(r pm.broker_orders, p_to text, p_reason text,
                                          p_broker_order_id text DEFAULT NULL)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql AS $$
 DECLARE
     moved pm.broker_orders;
     violated text;
 BEGIN
-    PERFORM pm.check_order_transition(r, p_to);
+    PERFORM pm.check_transition('order', r.status, p_to, 'order ' || r.client_order_id);
     BEGIN
         UPDATE pm.broker_orders
            SET status = p_to, state_changed_at = now(),
@@ -102,11 +74,7 @@ $$;
 -- queued → sending, committed before the request leaves: counts the attempt and stamps its start.
 -- PM044 when the order lacks what a broker needs (symbol, quantity, product).
 CREATE OR REPLACE FUNCTION pm.order_sending(p_id text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders := pm.lock_order(p_id);
 BEGIN
@@ -121,11 +89,7 @@ $$;
 -- pm.order_not_sent
 -- sending → queued: the request certainly was not placed (refused connection, DNS, 403, 429); it may go again.
 CREATE OR REPLACE FUNCTION pm.order_not_sent(p_id text, p_reason text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
     RETURN pm.move_order(pm.lock_order(p_id), 'queued', p_reason);
@@ -135,11 +99,7 @@ $$;
 -- pm.order_accepted
 -- sending → open with the broker's order id.
 CREATE OR REPLACE FUNCTION pm.order_accepted(p_id text, p_broker_order_id text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_broker_order_id, 'broker_order_id');
     RETURN pm.move_order(pm.lock_order(p_id), 'open', NULL, p_broker_order_id);
@@ -149,11 +109,7 @@ $$;
 -- pm.order_unknown
 -- sending → unknown: it may have reached the broker (timeout, cut, 5xx, no order id, or a sender that died).
 CREATE OR REPLACE FUNCTION pm.order_unknown(p_id text, p_reason text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
     RETURN pm.move_order(pm.lock_order(p_id), 'unknown', p_reason);
@@ -163,11 +119,7 @@ $$;
 -- pm.order_rejected
 -- sending | open | needs_review → rejected, with the broker's (or the trader's) reason.
 CREATE OR REPLACE FUNCTION pm.order_rejected(p_id text, p_reason text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
     RETURN pm.move_order(pm.lock_order(p_id), 'rejected', p_reason);
@@ -177,11 +129,7 @@ $$;
 -- pm.order_cancelled
 -- open | partially_filled → cancelled (a partial fill keeps what filled).
 CREATE OR REPLACE FUNCTION pm.order_cancelled(p_id text, p_reason text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
     RETURN pm.move_order(pm.lock_order(p_id), 'cancelled', p_reason);
@@ -191,11 +139,7 @@ $$;
 -- pm.order_expired
 -- queued → expired: an entry that could not be sent in time is not sent late.
 CREATE OR REPLACE FUNCTION pm.order_expired(p_id text, p_reason text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
     RETURN pm.move_order(pm.lock_order(p_id), 'expired', p_reason);
@@ -205,11 +149,7 @@ $$;
 -- pm.order_linked
 -- unknown | needs_review → open: matched to exactly one broker order (or linked by the trader).
 CREATE OR REPLACE FUNCTION pm.order_linked(p_id text, p_broker_order_id text, p_reason text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_broker_order_id, 'broker_order_id');
     PERFORM pm.require(p_reason, 'reason');
@@ -220,11 +160,7 @@ $$;
 -- pm.order_needs_review
 -- unknown → needs_review: ambiguous, or nothing at the broker within the review window.
 CREATE OR REPLACE FUNCTION pm.order_needs_review(p_id text, p_reason text)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(p_reason, 'reason');
     RETURN pm.move_order(pm.lock_order(p_id), 'needs_review', p_reason);
@@ -239,11 +175,7 @@ $$;
 -- PM046 when the broker order id is not the order's; PM045 when it would fill more than the quantity.
 CREATE OR REPLACE FUNCTION pm.record_order_fill(p_id text, p_broker_order_id text, p_cumulative integer,
                                                 p_average_price numeric, p_source text DEFAULT 'tradebook')
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders := pm.lock_order(p_id);
     have integer;
@@ -284,57 +216,31 @@ $$;
 -- pm.order_filled_quantity
 -- What has filled of an order so far (the sum of its recorded fills; 0 for none).
 CREATE OR REPLACE FUNCTION pm.order_filled_quantity(p_id text)
-RETURNS integer
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(sum(quantity), 0)::integer FROM pm.order_fills WHERE client_order_id = p_id;
 $$;
 
 -- pm.unresolved_orders
 -- Orders that may be at the broker without our knowing how they ended: sending (a sender that died) and unknown.
 CREATE OR REPLACE FUNCTION pm.unresolved_orders()
-RETURNS SETOF pm.broker_orders
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.broker_orders LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.broker_orders WHERE status IN ('sending', 'unknown') ORDER BY attempt_started_at, client_order_id;
 $$;
 
 -- pm.order_history
 -- An order's events, oldest first.
 CREATE OR REPLACE FUNCTION pm.order_history(p_id text)
-RETURNS SETOF pm.order_events
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.order_events LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.order_events WHERE client_order_id = p_id ORDER BY id;
-$$;
-
--- pm.refuse_order_record_change
--- Trigger: order events and fills are append-only; an UPDATE, DELETE or TRUNCATE raises PM047.
-CREATE OR REPLACE FUNCTION pm.refuse_order_record_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pm.raise_error('PM047', format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
-    RETURN NULL;
-END;
 $$;
 
 CREATE OR REPLACE TRIGGER order_events_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.order_events
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_order_record_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM047');
 CREATE OR REPLACE TRIGGER order_fills_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.order_fills
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_order_record_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM047');
+DROP FUNCTION IF EXISTS pm.refuse_order_record_change();  -- pm.refuse_change (issue 30)
 
 -- pm.review_order
 -- The trader's answer to a needs_review order (PM048 for any other state): at the broker as p_broker_order_id →
@@ -347,16 +253,12 @@ CREATE OR REPLACE TRIGGER order_fills_append_only
 DROP FUNCTION IF EXISTS pm.review_order(text, boolean, text, text, text);  -- before p_link (issue 29)
 CREATE OR REPLACE FUNCTION pm.review_order(p_id text, p_at_broker boolean, p_broker_order_id text, p_reason text,
                                            p_by text, p_link text DEFAULT NULL)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders;
     why text;
 BEGIN
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- the booking it may trigger writes the book
+    PERFORM pm.lock_book();  -- the booking it may trigger writes the book
     r := pm.lock_order(p_id);
     PERFORM pm.require(p_at_broker, 'at_broker');
     PERFORM pm.require(p_by, 'by');
@@ -399,11 +301,7 @@ $$;
 -- are no longer in the books): reconciliation judges its contract (pm.symbols_in_flight leaves it out).
 -- Returns how many went back to needs_review.
 CREATE OR REPLACE FUNCTION pm.orders_seen_at_broker(p_ids text[], p_review_after interval)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders;
     why text;
@@ -417,7 +315,7 @@ BEGIN
                 AND state_changed_at < now() - p_review_after
                 AND NOT (broker_order_id = ANY (coalesce(p_ids, '{}')))
               ORDER BY client_order_id LOOP
-        PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- the lock and anomaly write beside the book
+        PERFORM pm.lock_book();  -- the lock and anomaly write beside the book
         why := format('linked by a review to broker order %s, not in the broker''s books within %s',
                       r.broker_order_id, p_review_after);
         PERFORM pm.order_needs_review(r.client_order_id, why);

@@ -5,10 +5,7 @@
 -- pm.order_opens
 -- Whether an order opens (or adds to) its long position: FUT and CE legs buy, the PE leg sells.
 CREATE OR REPLACE FUNCTION pm.order_opens(r pm.broker_orders)
-RETURNS boolean
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN r.leg = 'PE' THEN r.side = 'SELL' ELSE r.side = 'BUY' END;
 $$;
 
@@ -18,11 +15,7 @@ $$;
 -- paper fill of a closing order or a roll leg (pm.fill_paper_orders, pm.paper_roll_legs): whoever asks, whatever its
 -- own broker setting, a layer traded at a broker (or whose entry has not been filled yet) is left to its sender.
 CREATE OR REPLACE FUNCTION pm.layer_on_paper(p_position_id text)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS boolean LANGUAGE sql STABLE AS $$
     WITH entry AS (
         SELECT e.created_at, e.broker_order_id FROM pm.broker_orders e
          WHERE e.position_id = p_position_id AND e.roll_id IS NULL AND pm.order_opens(e)
@@ -40,20 +33,17 @@ $$;
 -- Queued orders that name a contract and whose backoff has passed, oldest first (at most p_limit). An order
 -- that closes a position waits while an earlier opening order of it is not settled (queued, sending, open,
 -- partially filled, unknown, needs_review): an exit sent before its entry is known to be at the broker could
--- sell what was never bought.
+-- sell what was never bought. Orders queued before a restore was found wait for the trader's release.
 CREATE OR REPLACE FUNCTION pm.sendable_orders(p_limit integer DEFAULT 50)
-RETURNS SETOF pm.broker_orders
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.broker_orders LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT o.* FROM pm.broker_orders o
      WHERE o.status = 'queued' AND o.symbol IS NOT NULL AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
        AND (pm.order_opens(o) OR NOT EXISTS (
                SELECT 1 FROM pm.broker_orders e
                 WHERE e.position_id = o.position_id AND e.created_at < o.created_at AND pm.order_opens(e)
                   AND pm.order_unsettled(e.status)))
+       AND NOT EXISTS (SELECT 1 FROM pm.database_identity d  -- held since a restore (73_restore_guard.sql)
+                        WHERE d.held_since IS NOT NULL AND o.created_at <= d.held_since)
      ORDER BY o.created_at, o.client_order_id
      LIMIT coalesce(p_limit, 50);
 $$;
@@ -61,11 +51,7 @@ $$;
 -- pm.order_send_later
 -- sending → queued (pm.order_not_sent): certainly not placed; the next attempt waits p_delay.
 CREATE OR REPLACE FUNCTION pm.order_send_later(p_id text, p_reason text, p_delay interval)
-RETURNS pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders;
 BEGIN
@@ -84,11 +70,7 @@ $$;
 -- "market closed" when its exchange is one of p_closed (the sender's market hours say it is closed now), else
 -- "the market moved" (its market was open: sending was held up). Returns the expired orders.
 CREATE OR REPLACE FUNCTION pm.expire_stale_entries(p_max_age interval, p_closed text[] DEFAULT '{}')
-RETURNS SETOF pm.broker_orders
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.broker_orders LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders;
 BEGIN
@@ -111,11 +93,7 @@ $$;
 -- sending → unknown for every attempt started more than p_after ago: its sender died (or hangs) and the
 -- request may have left, so it is resolved from the broker's books, never sent again. Returns how many.
 CREATE OR REPLACE FUNCTION pm.abandon_sending(p_after interval)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders;
     n integer := 0;
@@ -134,12 +112,7 @@ $$;
 -- pm.orders_at_broker
 -- Orders whose broker order the sender follows: open, partially filled, unknown.
 CREATE OR REPLACE FUNCTION pm.orders_at_broker()
-RETURNS SETOF pm.broker_orders
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.broker_orders LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.broker_orders WHERE status IN ('open', 'partially_filled', 'unknown')
      ORDER BY created_at, client_order_id;
 $$;
@@ -148,10 +121,7 @@ $$;
 -- A broker's order-book time (IST wall time 'YYYY-MM-DD HH:MI:SS', no zone) as a timestamptz; NULL when
 -- the broker writes another format (then it is not used for matching).
 CREATE OR REPLACE FUNCTION pm.broker_time(p_text text)
-RETURNS timestamptz
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN p_text ~ '^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$'
                 THEN (replace(p_text, 'T', ' ')::timestamp AT TIME ZONE 'Asia/Kolkata') END;
 $$;
@@ -164,11 +134,7 @@ $$;
 -- one, or none after p_review_after → needs_review, the instrument locked and an anomaly recorded; none
 -- yet → stays unknown. Returns 'linked', 'needs_review' or 'waiting'.
 CREATE OR REPLACE FUNCTION pm.resolve_unknown_order(p_id text, p_orderbook jsonb, p_review_after interval)
-RETURNS text
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders := pm.lock_order(p_id);
     candidates text[];
@@ -215,11 +181,7 @@ RETURNS TABLE (client_order_id text, fingerprint text, position_id text, instrum
                filled_quantity integer, average_price numeric, signal_price numeric, slippage numeric,
                reason text, attempts integer, created_at timestamptz, attempt_started_at timestamptz,
                state_changed_at timestamptz)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT o.client_order_id, o.fingerprint, o.position_id, o.instrument, o.exchange, o.symbol, o.leg, o.side,
            o.quantity, o.status, o.broker_order_id, coalesce(f.quantity, 0)::integer, round(f.vwap, 2), o.price,
            CASE WHEN f.vwap IS NOT NULL
@@ -240,11 +202,7 @@ $$;
 -- contract is not listed). For reconciliation with the broker's positionbook.
 CREATE OR REPLACE FUNCTION pm.book_net_positions(p_mcx_in_lots boolean DEFAULT true)
 RETURNS TABLE (symbol text, exchange text, product text, quantity bigint)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH legs AS (
         SELECT s.symbol, o.exchange, o.product,
                s.sign * CASE WHEN o.exchange = 'MCX' AND p_mcx_in_lots THEN p.lots ELSE p.quantity END AS quantity
@@ -261,12 +219,7 @@ $$;
 -- pm.traded_symbols
 -- Every contract symbol this portfolio has sent an order for (reconciliation compares only these).
 CREATE OR REPLACE FUNCTION pm.traded_symbols()
-RETURNS SETOF text
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT DISTINCT symbol::text FROM pm.broker_orders WHERE symbol IS NOT NULL ORDER BY 1;
 $$;
 
@@ -274,16 +227,12 @@ $$;
 -- A reconciliation's differences ([{symbol, exchange, product, book_quantity, broker_quantity}]): each one's
 -- instrument (from our orders of that symbol) is locked for new entries until the trader unlocks it, with a
 -- 'reconcile_difference' anomaly — once: an instrument already locked by reconciliation is left as it is, and
--- one whose group is rolling is not judged while its legs are on their way (78_rollover.sql).
+-- one whose group is rolling is not judged while its legs are on their way (79_roll_machine.sql).
 -- The newly locked differences are one reconciliation_difference notification, in this transaction: a
 -- difference is told once per episode (until the trader unlocks the instrument), not at every check.
 -- Nothing is ever placed to fix a difference. Returns how many instruments were newly locked.
 CREATE OR REPLACE FUNCTION pm.record_reconcile_differences(p_differences jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     d jsonb;
     what text;
@@ -315,17 +264,13 @@ END;
 $$;
 
 -- pm.symbols_in_flight
--- Contract symbols with an order not yet settled (queued, sending, open, partially filled, unknown): the book already
--- holds what the broker may not show yet, so reconciliation does not call their difference one.
+-- Contract symbols with an order not yet settled (pm.order_unsettled) other than needs_review (the trader's: its
+-- instrument is locked): the book already holds what the broker may not show yet, so reconciliation does not
+-- call their difference one.
 CREATE OR REPLACE FUNCTION pm.symbols_in_flight()
-RETURNS SETOF text
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT DISTINCT symbol::text FROM pm.broker_orders
-     WHERE symbol IS NOT NULL AND status IN ('queued', 'sending', 'open', 'partially_filled', 'unknown')
+     WHERE symbol IS NOT NULL AND pm.order_unsettled(status) AND status <> 'needs_review'
        -- an order a review linked with --force that the broker's books never showed is no longer in
        -- flight (yesterday's orders leave the books): reconciliation judges its contract (issue 29)
        AND NOT (status = 'open' AND review_link IS NOT DISTINCT FROM 'forced' AND seen_at_broker IS NULL)
@@ -336,12 +281,7 @@ $$;
 -- The signal's price of the order of this symbol and side now in 'sending' (at most one: the unresolved index), for
 -- the simulator beside the engine (pm-engine run --broker sim, chaos), which fills a MARKET order at it.
 CREATE OR REPLACE FUNCTION pm.sending_signal_price(p_symbol text, p_side text)
-RETURNS numeric
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS numeric LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT price FROM pm.broker_orders
      WHERE status = 'sending' AND symbol = p_symbol AND side = upper(p_side)
      ORDER BY attempt_started_at DESC LIMIT 1;

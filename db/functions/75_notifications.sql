@@ -9,9 +9,7 @@
 -- returns the new event's id, or NULL when that key was already recorded.
 CREATE OR REPLACE FUNCTION pm.notify(p_kind text, p_data jsonb, p_dedup_key text DEFAULT NULL,
                                      p_fingerprint text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql
-AS $$
+RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     new_id bigint;
 BEGIN
@@ -34,9 +32,7 @@ $$;
 -- PL/pgSQL, not SQL: its statement is planned once per session, where a non-inlined SQL function is
 -- planned again at every call (about 0.2 ms a signal on the bench machine).
 CREATE OR REPLACE FUNCTION pm.notify_signal(sig jsonb, positions jsonb, blocked text)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pm.notify(CASE WHEN blocked IS NULL AND sig ->> 'processing_status' = 'executed'
                            THEN 'signal_executed' ELSE 'signal_blocked' END,
@@ -58,11 +54,7 @@ $$;
 -- other kind is written by the database with its cause, so the role cannot forge a breaker trip or an
 -- order alert to the trader's phone (PM071 for any other kind).
 CREATE OR REPLACE FUNCTION pm.record_notification(p_kind text, p_data jsonb, p_dedup_key text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_kind IS DISTINCT FROM 'daily_report' THEN
         PERFORM pm.raise_error('PM071', format('only daily_report is recorded from outside the database, not %s',
@@ -76,9 +68,7 @@ $$;
 -- Trigger on pm.trading_control_history: every change of mode is an event, breaker_tripped when a
 -- breaker made it (changed_by 'breaker:...'), mode_changed otherwise.
 CREATE OR REPLACE FUNCTION pm.notify_mode_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pm.notify(CASE WHEN NEW.changed_by LIKE 'breaker:%' THEN 'breaker_tripped' ELSE 'mode_changed' END,
                       jsonb_build_object('mode', NEW.mode, 'reason', NEW.reason, 'changed_by', NEW.changed_by,
@@ -93,9 +83,7 @@ $$;
 -- breaker_tripped, one an operator set is instrument_locked. A lock of the order path ('orders': an
 -- order needs review) or of reconciliation ('reconcile') is told by its cause's own event.
 CREATE OR REPLACE FUNCTION pm.notify_lock()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.source IN ('orders', 'reconcile') THEN
         RETURN NULL;
@@ -114,9 +102,7 @@ $$;
 -- against the signal's price per unit (adverse positive) and in rupees (x filled lots x point value),
 -- as pm.book_order records it. An option leg's price is not the signal's: it has no slippage here.
 CREATE OR REPLACE FUNCTION pm.notify_order_filled(r pm.broker_orders)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     t record;
     points numeric;
@@ -142,11 +128,7 @@ $$;
 -- again, from any instance, changes nothing, so an episode is told once when it begins and once when
 -- it ends. Returns the event's id, or NULL when nothing changed.
 CREATE OR REPLACE FUNCTION pm.record_broker_session(p_state text, p_message text, p_instance text)
-RETURNS bigint
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     before pm.broker_session;
 BEGIN
@@ -179,18 +161,13 @@ CREATE OR REPLACE TRIGGER instrument_locks_notify
     FOR EACH ROW EXECUTE FUNCTION pm.notify_lock();
 
 -- pm.check_delivery_transition
--- Trigger on pm.notification_deliveries: a change of state must be a row of
--- pm.notification_transitions (PM070 otherwise), whoever makes it.
+-- Trigger on pm.notification_deliveries: a change of state must be a row of pm.transitions for machine
+-- 'notification' (its partition pm.notification_transitions; PM070 otherwise), whoever makes it.
 CREATE OR REPLACE FUNCTION pm.check_delivery_transition()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pm.notification_transitions WHERE from_state = OLD.state AND to_state = NEW.state)
-    THEN
-        PERFORM pm.raise_error('PM070', format('notification delivery %s/%s: %s -> %s is not allowed', OLD.event_id,
-                                               left(OLD.target_key, 8), OLD.state, NEW.state));
-    END IF;
+    PERFORM pm.check_transition('notification', OLD.state, NEW.state,
+                                format('notification delivery %s/%s', OLD.event_id, left(OLD.target_key, 8)));
     RETURN NEW;
 END;
 $$;
@@ -212,10 +189,7 @@ CREATE OR REPLACE FUNCTION pm.notify_take(p_targets jsonb, p_kinds text[], p_ins
                                           p_burst integer DEFAULT 20, p_give_up interval DEFAULT interval '1 day')
 RETURNS TABLE (event_id bigint, target_key text, kind text, level text, created_at timestamptz, data jsonb,
                attempts integer, resend boolean, recent_messages integer)
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     bad text;
@@ -291,11 +265,7 @@ $$;
 CREATE OR REPLACE FUNCTION pm.notify_done(p_results jsonb, p_instance text,
                                           p_backoff interval DEFAULT interval '5 seconds',
                                           p_backoff_max interval DEFAULT interval '10 minutes')
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     changed integer;
 BEGIN
@@ -327,11 +297,7 @@ $$;
 CREATE OR REPLACE FUNCTION pm.notification_log(p_since timestamptz DEFAULT NULL, p_limit integer DEFAULT 200)
 RETURNS TABLE (id bigint, kind text, level text, created_at timestamptz, fingerprint text, data jsonb,
                deliveries jsonb)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT e.id, e.kind::text, k.level::text, e.created_at, e.fingerprint::text, e.data,
            coalesce((SELECT jsonb_agg(jsonb_build_object('scheme', t.scheme, 'target', left(d.target_key, 8),
                                                          'state', d.state, 'attempts', d.attempts,
@@ -349,12 +315,7 @@ $$;
 -- Deliveries by state for /metrics: {pending, sending, sent, retrying (pending after a failure),
 -- given_up, filtered} and failed (the last attempt failed: retrying + given_up).
 CREATE OR REPLACE FUNCTION pm.notification_counts()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'pending', count(*) FILTER (WHERE state = 'pending' AND attempts = 0),
         'retrying', count(*) FILTER (WHERE state = 'pending' AND attempts > 0),
@@ -369,11 +330,7 @@ $$;
 -- pm.cleanup_notifications
 -- Deletes events (with their deliveries) older than the retention; returns how many events.
 CREATE OR REPLACE FUNCTION pm.cleanup_notifications(retention interval DEFAULT interval '30 days')
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     deleted integer;
 BEGIN

@@ -6,10 +6,7 @@
 -- pm.order_fill_totals
 -- An order's filled quantity (0 when none) and the fills' volume-weighted price (NULL when none).
 CREATE OR REPLACE FUNCTION pm.order_fill_totals(p_id text, OUT filled integer, OUT vwap numeric)
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE AS $$
     SELECT coalesce(sum(quantity), 0)::integer, sum(quantity * price) / nullif(sum(quantity), 0)
       FROM pm.order_fills WHERE client_order_id = p_id;
 $$;
@@ -17,10 +14,7 @@ $$;
 -- pm.book_anomaly
 -- Records an order-path anomaly ('entry_rejected', 'exit_rejected', 'order_needs_review') of an order's position.
 CREATE OR REPLACE FUNCTION pm.book_anomaly(r pm.broker_orders, p_kind text, p_reason text)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE sql AS $$
     INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
     VALUES (p_kind, r.fingerprint, r.instrument, 'ORDER', right(r.position_id, 20), p_reason);
 $$;
@@ -31,10 +25,7 @@ $$;
 -- sell what was never bought; booking that finds no position), an 'entry_rejected' anomaly says why, and the
 -- signal that decided it is 'rejected' in the signal log with the order's reason (its outcome is the order's).
 CREATE OR REPLACE FUNCTION pm.remove_unfilled_entry(r pm.broker_orders, p pm.portfolio_positions, p_why text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p.status = 'closed' THEN
         UPDATE pm.portfolio_state SET closed_equity = closed_equity - p.realized_pnl WHERE id = 1;
@@ -66,10 +57,7 @@ $$;
 -- An exit that filled nothing: the position is open again (its decided P&L taken back out of closed equity,
 -- the base of its pyramiding state again) and an 'exit_rejected' anomaly tells the trader.
 CREATE OR REPLACE FUNCTION pm.reopen_unfilled_exit(r pm.broker_orders, p pm.portfolio_positions, p_why text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE pm.portfolio_state SET closed_equity = closed_equity - p.realized_pnl WHERE id = 1;
     UPDATE pm.portfolio_positions
@@ -92,10 +80,7 @@ $$;
 -- already decided (or the exit itself) has its realized P&L recomputed and closed equity moved by the difference.
 CREATE OR REPLACE FUNCTION pm.book_fill_prices(p pm.portfolio_positions, p_opens boolean, p_price numeric,
                                                p_lots integer, p_point_value numeric)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     points numeric;
     realized numeric;
@@ -129,11 +114,7 @@ $$;
 -- in the order's transaction: the first entered at or after the order's creation; else the latest before it), an
 -- exit to the row it closed (the first closed at or after its creation; else the row that holds the id now).
 CREATE OR REPLACE FUNCTION pm.order_position(r pm.broker_orders)
-RETURNS pm.portfolio_positions
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS pm.portfolio_positions LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p pm.portfolio_positions;
 BEGIN
@@ -167,11 +148,7 @@ $$;
 -- the rest is still at the broker), one that filled nothing reopens the position (pm.reopen_unfilled_exit).
 -- An option leg waits for its sibling (pm.book_synthetic). Bumps the portfolio's version: instances reload.
 CREATE OR REPLACE FUNCTION pm.book_order(p_id text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pm.broker_orders;
     p pm.portfolio_positions;
@@ -180,7 +157,7 @@ DECLARE
     lots_filled integer;
     points numeric;
 BEGIN
-    PERFORM 1 FROM pm.portfolio_state WHERE id = 1 FOR UPDATE;  -- one writer of the book at a time
+    PERFORM pm.lock_book();  -- one writer of the book at a time
     r := pm.lock_order(p_id);
     IF r.point_value IS NULL OR r.symbol IS NULL THEN
         RETURN;  -- an order without a contract (a custom instrument) is not at a broker
@@ -190,7 +167,7 @@ BEGIN
         RETURN;  -- unwinding a synthetic leg: the position it belonged to was booked already
     END IF;
     IF r.roll_id IS NOT NULL THEN
-        RETURN;  -- a roll's leg: its roll books it (78_rollover.sql, pm.roll_leg_ended)
+        RETURN;  -- a roll's leg: its roll books it (79_roll_machine.sql, pm.roll_leg_ended)
     END IF;
     IF r.leg IN ('CE', 'PE') THEN
         PERFORM pm.book_synthetic(r);
@@ -222,9 +199,7 @@ BEGIN
                                                                 'still held at the broker', p_id, lots_filled, p.lots));
         END IF;
     END IF;
-    UPDATE pm.portfolio_state SET version = version + 1, equity_high = greatest(equity_high, closed_equity),
-                                  updated_at = pm.instant()
-     WHERE id = 1;
+    PERFORM pm.bump_book(true);
 END;
 $$;
 
@@ -236,10 +211,7 @@ $$;
 -- neither → the position is open again; one leg only → an 'exit_rejected' anomaly (the trader closes the
 -- rest: half a synthetic is not unwound blindly).
 CREATE OR REPLACE FUNCTION pm.book_synthetic(r pm.broker_orders)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     ce pm.broker_orders;
     pe pm.broker_orders;
@@ -259,8 +231,7 @@ BEGIN
     SELECT * INTO pe FROM pm.broker_orders o WHERE o.fingerprint = r.fingerprint AND o.position_id = r.position_id
        AND o.leg = 'PE' AND pm.order_opens(o) = opens AND o.client_order_id NOT LIKE '%-UW';
     IF ce.client_order_id IS NULL OR pe.client_order_id IS NULL
-       OR ce.status NOT IN ('filled', 'cancelled', 'rejected', 'expired')
-       OR pe.status NOT IN ('filled', 'cancelled', 'rejected', 'expired') THEN
+       OR NOT pm.order_ended(ce.status) OR NOT pm.order_ended(pe.status) THEN
         RETURN;  -- the other leg is still on its way: booked when it ends
     END IF;
     p := pm.order_position(r);
@@ -303,9 +274,7 @@ BEGIN
                                                             'close the rest by hand', p.position_id, ce_lots, pe_lots,
                                                             p.lots));
     END IF;
-    UPDATE pm.portfolio_state SET version = version + 1, equity_high = greatest(equity_high, closed_equity),
-                                  updated_at = pm.instant()
-     WHERE id = 1;
+    PERFORM pm.bump_book(true);
 END;
 $$;
 
@@ -313,9 +282,7 @@ $$;
 -- Trigger: a sent order that reaches its end (filled, cancelled, rejected, expired) is booked (pm.book_order).
 -- The paper broker's queued → filled is excluded by the trigger's WHEN: nothing to correct, nothing to cost.
 CREATE OR REPLACE FUNCTION pm.book_order_end()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pm.book_order(NEW.client_order_id);
     RETURN NULL;
@@ -325,6 +292,6 @@ $$;
 CREATE OR REPLACE TRIGGER broker_orders_book_end
     AFTER UPDATE OF status ON pm.broker_orders
     FOR EACH ROW
-    WHEN (NEW.status IS DISTINCT FROM OLD.status AND NEW.status IN ('filled', 'cancelled', 'rejected', 'expired')
+    WHEN (NEW.status IS DISTINCT FROM OLD.status AND pm.order_ended(NEW.status)
           AND OLD.status <> 'queued' OR (NEW.status = 'expired' AND OLD.status = 'queued'))
     EXECUTE FUNCTION pm.book_order_end();

@@ -8,16 +8,14 @@
 -- (record_capital_flow, with a checked principal) paths; no raw position or portfolio upsert, no
 -- fingerprint logged outside apply_signal. db/README.md lists them; db/tests/80_roles.sql fails on any new one.
 CREATE OR REPLACE FUNCTION pm.app_role_functions()
-RETURNS text[]
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY[
         -- the signal path and the state it reads
         'apply_signal', 'lock_for_decision', 'apply_state', 'load_state', 'state_if_moved',
         'get_portfolio_state', 'get_open_positions', 'get_position', 'get_pyramiding_state',
         -- instances, leadership, cleanup, audit, sessions
         'register_instance', 'heartbeat_instance', 'sweep_stale_instances', 'claim_leadership', 'list_instances',
+        'stop_instance',
         'cleanup_signal_log', 'cleanup_request_log', 'log_refusals', 'refusals', 'audit_usage',
         'create_session', 'session_active', 'revoke_session',
         -- reads: history, statistics, dashboard, observability
@@ -29,12 +27,12 @@ AS $$
         -- capital
         'record_capital_flow', 'capital_ledger', 'capital_totals',
         -- orders: the outbox, the sender, the fill path, the trader's review, reconciliation
-        'fill_paper_orders', 'pending_orders', 'orders_for_signal', 'sendable_orders', 'order_sending',
+        'fill_paper_orders', 'queued_orders', 'orders_for_signal', 'sendable_orders', 'order_sending',
         'order_accepted', 'order_rejected', 'order_unknown', 'order_cancelled', 'order_send_later',
         'record_order_fill', 'expire_stale_entries', 'abandon_sending', 'orders_at_broker',
         'resolve_unknown_order', 'orders_seen_at_broker', 'review_order', 'list_orders', 'book_net_positions',
         'traded_symbols', 'symbols_in_flight', 'sending_signal_price', 'record_reconcile_differences',
-        'record_broker_session',
+        'record_broker_session', 'check_database_identity', 'release_restored_orders',
         -- notifications
         'notify_take', 'notify_done', 'record_notification', 'notification_log', 'notification_counts',
         'cleanup_notifications',
@@ -51,9 +49,7 @@ $$;
 -- (signal-log counts, the schema version). No table writes, no TRUNCATE, no DDL: the role owns
 -- nothing. Grants from an older version are revoked. PM003 when the role does not exist.
 CREATE OR REPLACE FUNCTION pm.grant_app_role(p_role text)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     f regprocedure;
 BEGIN

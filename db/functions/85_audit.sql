@@ -9,11 +9,7 @@
 -- so no caller can date a row out of the retention's reach. The caller masks secrets and caps the excerpt;
 -- the table refuses an excerpt over 8 KiB and a status outside 4xx/5xx (23514).
 CREATE OR REPLACE FUNCTION pm.log_refusals(p_rows jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     budget pm.audit_budget;
     used pm.request_log_days;
@@ -57,10 +53,7 @@ $$;
 -- pm.refusal_bytes
 -- What one refusal row costs the audit's byte budget: its text columns plus 200 bytes for the rest.
 CREATE OR REPLACE FUNCTION pm.refusal_bytes(r jsonb)
-RETURNS bigint
-LANGUAGE sql
-IMMUTABLE
-AS $$
+RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
     SELECT 200 + coalesce(octet_length(r ->> 'body_excerpt'), 0) + coalesce(octet_length(r ->> 'reason'), 0)
          + coalesce(octet_length(r ->> 'user_agent'), 0) + coalesce(octet_length(r ->> 'source'), 0)
          + coalesce(octet_length(r ->> 'field'), 0) + coalesce(octet_length(r ->> 'route'), 0);
@@ -71,11 +64,7 @@ $$;
 CREATE OR REPLACE FUNCTION pm.audit_usage(p_days integer DEFAULT 7)
 RETURNS TABLE (day date, rows_written bigint, bytes_written bigint, rows_dropped bigint, rows_per_day integer,
                bytes_per_day bigint)
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT d.day, d.rows_written, d.bytes_written, d.rows_dropped, b.rows_per_day, b.bytes_per_day
       FROM pm.request_log_days d CROSS JOIN pm.audit_budget b
      WHERE d.day > (now() AT TIME ZONE 'UTC')::date - greatest(coalesce(p_days, 7), 1)
@@ -85,12 +74,7 @@ $$;
 -- pm.refusals
 -- Refused requests received at or after p_since (NULL: the last 24 hours), newest first.
 CREATE OR REPLACE FUNCTION pm.refusals(p_since timestamptz DEFAULT NULL, p_limit integer DEFAULT 1000)
-RETURNS SETOF pm.request_log
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.request_log LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.request_log WHERE received_at >= coalesce(p_since, now() - interval '24 hours')
      ORDER BY received_at DESC, id DESC LIMIT greatest(coalesce(p_limit, 1000), 0);
 $$;
@@ -99,11 +83,7 @@ $$;
 -- Deletes refused-request rows older than the retention (default 30 days), and budget days older than it;
 -- returns how many rows went. Below 1 day only the database owner may (PM020).
 CREATE OR REPLACE FUNCTION pm.cleanup_request_log(retention interval DEFAULT interval '30 days')
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     deleted integer;
 BEGIN
@@ -119,11 +99,7 @@ $$;
 -- Records the anomaly a signal document carries ("anomaly": its kind), called by pm.apply_signal
 -- in the signal's transaction. PM004 for an unknown kind (the table's CHECK: 23514).
 CREATE OR REPLACE FUNCTION pm.record_anomaly(sig jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(sig ->> 'anomaly', 'anomaly');
     INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason, instance)
@@ -135,12 +111,7 @@ $$;
 -- pm.anomalies_since
 -- Anomalies detected at or after p_since (NULL: the last 24 hours), newest first.
 CREATE OR REPLACE FUNCTION pm.anomalies_since(p_since timestamptz DEFAULT NULL)
-RETURNS SETOF pm.anomalies
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS SETOF pm.anomalies LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM pm.anomalies WHERE detected_at >= coalesce(p_since, now() - interval '24 hours')
      ORDER BY detected_at DESC, id DESC;
 $$;
@@ -148,12 +119,7 @@ $$;
 -- pm.anomaly_counts
 -- Anomalies by kind since p_since (NULL: ever): {"kind": n}.
 CREATE OR REPLACE FUNCTION pm.anomaly_counts(p_since timestamptz DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(jsonb_object_agg(kind, n), '{}') FROM (
         SELECT kind, count(*) AS n FROM pm.anomalies WHERE p_since IS NULL OR detected_at >= p_since GROUP BY kind
     ) k;

@@ -5,11 +5,7 @@
 -- Records a new session (its digest, expiry and the address that logged in) and forgets sessions
 -- that ended more than a day ago. PM004 for a malformed digest or an expiry not in the next 31 days.
 CREATE OR REPLACE FUNCTION pm.create_session(p_digest text, p_expires_at timestamptz, p_source text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_digest IS NULL OR p_digest !~ '^[0-9a-f]{64}$' THEN
         PERFORM pm.raise_error('PM004', 'session digest must be 64 hex digits');
@@ -26,12 +22,7 @@ $$;
 -- pm.session_active
 -- True when the session exists, has not expired and was not revoked.
 CREATE OR REPLACE FUNCTION pm.session_active(p_digest text)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM pm.sessions
                     WHERE digest = p_digest AND revoked_at IS NULL AND expires_at > now());
 $$;
@@ -39,11 +30,7 @@ $$;
 -- pm.revoke_session
 -- Ends a session (logout); true when it was active.
 CREATE OR REPLACE FUNCTION pm.revoke_session(p_digest text)
-RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     revoked integer;
 BEGIN

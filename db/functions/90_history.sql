@@ -11,19 +11,14 @@
 -- The fingerprint of the signal this transaction applies (set by pm.apply_signal), NULL outside a signal.
 -- No SET clause, so it is inlined (a function with SET costs a configuration save and restore per call).
 CREATE OR REPLACE FUNCTION pm.current_fingerprint()
-RETURNS text
-LANGUAGE sql
-STABLE
-AS $$
+RETURNS text LANGUAGE sql STABLE AS $$
     SELECT nullif(current_setting('pm.fingerprint', true), '');
 $$;
 
 -- pm.record_position_history
 -- Trigger: appends the new version of a position row (the old one for a delete) to pm.position_history.
 CREATE OR REPLACE FUNCTION pm.record_position_history()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     r pm.portfolio_positions;
 BEGIN
@@ -43,9 +38,7 @@ $$;
 -- Trigger: appends the new portfolio row with closed, open and blended equity at that moment
 -- (unrealized P&L = the open positions' stored unrealized P&L, written earlier in the same transaction).
 CREATE OR REPLACE FUNCTION pm.record_portfolio_history()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     unrealized numeric;
 BEGIN
@@ -62,9 +55,7 @@ $$;
 -- pm.record_pyramiding_history
 -- Trigger: appends an instrument's new pyramiding state (row_data NULL when it was cleared).
 CREATE OR REPLACE FUNCTION pm.record_pyramiding_history()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO pm.pyramiding_history (recorded_at, fingerprint, operation, instrument, row_data)
@@ -73,18 +64,6 @@ BEGIN
         INSERT INTO pm.pyramiding_history (recorded_at, fingerprint, operation, instrument, row_data)
         VALUES (pm.instant(), pm.current_fingerprint(), lower(TG_OP), NEW.instrument, to_jsonb(NEW));
     END IF;
-    RETURN NULL;
-END;
-$$;
-
--- pm.refuse_history_change
--- Trigger: history is append-only; an UPDATE, DELETE or TRUNCATE of a history table raises PM007.
-CREATE OR REPLACE FUNCTION pm.refuse_history_change()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pm.raise_error('PM007', format('%s is append-only: %s refused', TG_TABLE_NAME, TG_OP));
     RETURN NULL;
 END;
 $$;
@@ -101,20 +80,19 @@ CREATE OR REPLACE TRIGGER pyramiding_state_history
 -- statement-level, so even an UPDATE or DELETE matching no row is refused, as is TRUNCATE
 CREATE OR REPLACE TRIGGER position_history_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.position_history
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_history_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
 CREATE OR REPLACE TRIGGER portfolio_history_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.portfolio_history
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_history_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
 CREATE OR REPLACE TRIGGER pyramiding_history_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON pm.pyramiding_history
-    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_history_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION pm.refuse_change('PM007');
+DROP FUNCTION IF EXISTS pm.refuse_history_change();  -- pm.refuse_change (issue 30)
 
 -- pm.check_time_range
 -- Raises PM004 when both bounds are given and the range is empty (from after to).
 CREATE OR REPLACE FUNCTION pm.check_time_range(p_from timestamptz, p_to timestamptz)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_from IS NOT NULL AND p_to IS NOT NULL AND p_from > p_to THEN
         PERFORM pm.raise_error('PM004', format('from (%s) is after to (%s)', p_from, p_to));
@@ -127,12 +105,7 @@ $$;
 -- positions then open and the pyramiding states then held. PM004 for a NULL t; PM006 when t is
 -- before the first history row (history starts when migration 003 is deployed).
 CREATE OR REPLACE FUNCTION pm.state_as_of(t timestamptz)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     portfolio jsonb;
 BEGIN
@@ -169,11 +142,7 @@ DROP FUNCTION IF EXISTS pm.equity_curve(timestamptz, timestamptz);  -- before fl
 CREATE OR REPLACE FUNCTION pm.equity_curve(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (recorded_at timestamptz, closed_equity numeric, open_equity numeric, blended_equity numeric,
                fingerprint varchar, version integer, flow numeric)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.check_time_range(p_from, p_to);
     RETURN QUERY

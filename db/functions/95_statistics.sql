@@ -1,4 +1,4 @@
--- Statistics (DOMAIN.md section 11): trades, P&L by period and trade statistics, from the closed
+-- Statistics (docs/domain.md#history-and-statistics): trades, P&L by period and trade statistics, from the closed
 -- positions and the equity history. pm_engine/core/statistics.py computes the same figures for a
 -- backtest; tests/integration/test_history.py proves both agree to the paisa on one stream.
 -- Roundings (half away from zero, as Python's ROUND_HALF_UP): money 2 decimals, R multiples,
@@ -16,11 +16,7 @@ CREATE OR REPLACE FUNCTION pm.trades(p_from timestamptz DEFAULT NULL, p_to times
 RETURNS TABLE (instrument varchar, position_id text, layer text, entry_time timestamptz, entry_price numeric,
                exit_time timestamptz, exit_price numeric, lots integer, pnl numeric, initial_risk numeric,
                r_multiple numeric, holding_time interval, exit_reason varchar)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.check_time_range(p_from, p_to);
     RETURN QUERY
@@ -41,7 +37,7 @@ END;
 $$;
 
 -- pm.pnl_by_period
--- Realized P&L, trades, net capital flows (+ deposits, - withdrawals; DOMAIN.md section 17) and closing equity per
+-- Realized P&L, trades, net capital flows (+ deposits, - withdrawals; docs/domain.md#capital-flows) and closing equity per
 -- IST calendar 'day', 'week' (Monday first) or 'month' with a trade exiting or a flow recorded in [p_from, p_to].
 -- Closing equity = initial capital + the P&L of every trade closed by the end of that period + every flow
 -- recorded by then (earlier ones included): each period starts from the equity after the flows before it, as
@@ -51,11 +47,7 @@ DROP FUNCTION IF EXISTS pm.pnl_by_period(text, timestamptz, timestamptz);  -- be
 CREATE OR REPLACE FUNCTION pm.pnl_by_period(period text, p_from timestamptz DEFAULT NULL,
                                             p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (period_start date, realized_pnl numeric, trades integer, net_flows numeric, closing_equity numeric)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pm.require(period, 'period');
     IF period NOT IN ('day', 'week', 'month') THEN
@@ -95,11 +87,7 @@ $$;
 -- (rupees, adverse positive; absent = none) as total_slippage and mean_slippage (per trade). No trades:
 -- zeros, and NULL for every ratio (never a division error).
 CREATE OR REPLACE FUNCTION pm.trade_figures(rows jsonb)
-RETURNS jsonb
-LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     WITH t AS (
         SELECT (e ->> 'pnl')::numeric AS pnl, (e ->> 'r')::numeric AS r, (e ->> 's')::numeric AS s
           FROM jsonb_array_elements(rows) e
@@ -126,11 +114,7 @@ $$;
 -- The largest fall of a series (jsonb array of numbers, in order) from its running peak, and that
 -- fall as a percentage of (base + the peak it fell from): {"amount", "pct"}; zeros for no fall.
 CREATE OR REPLACE FUNCTION pm.drawdown(series jsonb, base numeric DEFAULT 0)
-RETURNS jsonb
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     v        numeric;
     peak     numeric;
@@ -159,18 +143,13 @@ $$;
 -- force at p_from, final_closed_equity, and by_instrument: the same keys per instrument, its
 -- drawdown taken on its cumulative realized P&L (as % of initial capital + that P&L's peak), and
 -- NULL for the keys that only the whole book has (open drawdown, final closed equity, flows).
--- Capital flows (DOMAIN.md section 17, migration 009) are not trading: each is its own history row's
+-- Capital flows (docs/domain.md#capital-flows, migration 009) are not trading: each is its own history row's
 -- (capital_flows.history_id, migration 017; never a version, which two rows can share); the trade figures never see
 -- them, both drawdowns are taken on the trading curve (equity minus the net flows up to that point),
 -- deposits / withdrawals / net_flows are the flows of the curve's points after its first, and
 -- time_weighted_return (closed equity, %, pm.time_weighted_return) chains the sub-periods between them.
 CREATE OR REPLACE FUNCTION pm.trade_stats(p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     capital numeric;
     curve   jsonb;

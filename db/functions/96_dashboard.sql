@@ -11,11 +11,7 @@ DROP FUNCTION IF EXISTS pm.equity_curve_sampled(timestamptz, timestamptz, intege
 CREATE OR REPLACE FUNCTION pm.equity_curve_sampled(p_from timestamptz, p_to timestamptz, p_buckets integer)
 RETURNS TABLE (recorded_at timestamptz, closed_equity numeric, open_equity numeric, blended_equity numeric,
                fingerprint varchar, version integer, flow numeric)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     total bigint;
 BEGIN

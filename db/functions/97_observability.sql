@@ -4,12 +4,7 @@
 -- {mode, mode_changed_by, anomalies: {kind: n}, orders_pending, last_signal_at, open_positions}
 -- for the whole portfolio, whichever instance is asked.
 CREATE OR REPLACE FUNCTION pm.metrics_snapshot()
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'mode', (SELECT mode FROM pm.trading_control WHERE id = 1),
         'anomalies', pm.anomaly_counts(NULL),
@@ -23,11 +18,7 @@ $$;
 -- run proves that refused requests wrote nothing (a new table is included without being listed).
 CREATE OR REPLACE FUNCTION pm.table_checksums(excluded text[] DEFAULT '{}')
 RETURNS TABLE (table_name text, checksum text)
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t text;
 BEGIN

@@ -69,7 +69,7 @@ SELECT has_function('pm', f, 'function pm.' || f)
                     'save_pyramiding_state', 'get_pyramiding_state', 'clear_pyramiding_state', 'log_signal',
                     'is_duplicate_signal', 'cleanup_signal_log', 'register_instance', 'heartbeat_instance',
                     'get_stale_instances', 'sweep_stale_instances', 'apply_signal', 'apply_state',
-                    'load_state', 'claim_leadership', 'add_orders', 'fill_paper_orders', 'pending_orders',
+                    'load_state', 'claim_leadership', 'add_orders', 'fill_paper_orders', 'queued_orders',
                     'orders_for_signal', 'grant_app_role', 'lock_for_decision', 'check_one_contract']) AS f;
 
 SELECT * FROM finish();

@@ -1,4 +1,4 @@
--- pm.add_orders / fill_paper_orders / pending_orders / orders_for_signal: the order outbox.
+-- pm.add_orders / fill_paper_orders / queued_orders / orders_for_signal: the order outbox.
 SELECT plan(20);
 
 CREATE FUNCTION pg_temp.orders(fp text, VARIADIC layers text[]) RETURNS jsonb LANGUAGE sql AS $$
@@ -14,15 +14,15 @@ SELECT throws_ok($$SELECT pm.add_orders('{}')$$, 'PM004', 'orders must be a JSON
 SELECT throws_ok($$SELECT pm.add_orders(jsonb_build_array(jsonb_build_object('client_order_id', 'x',
                    'fingerprint', 'f', 'position_id', 'p', 'instrument', 'GOLD_MINI', 'side', 'BUY', 'lots', 0,
                    'price', 1)))$$, '23514', NULL, 'zero lots refused by broker_orders_lots_check');
-SELECT is((SELECT count(*)::int FROM pm.pending_orders()), 2, 'both pending');
-SELECT is((SELECT count(*)::int FROM pm.pending_orders(interval '1 hour')), 0, 'none older than an hour');
+SELECT is((SELECT count(*)::int FROM pm.queued_orders()), 2, 'both pending');
+SELECT is((SELECT count(*)::int FROM pm.queued_orders(interval '1 hour')), 0, 'none older than an hour');
 SELECT results_eq($$SELECT client_order_id, fill_price, broker_order_id IS NOT NULL
                       FROM pm.fill_paper_orders(ARRAY['pm-aaaaaaaa-Long_1'])$$,
                   $$VALUES ('pm-aaaaaaaa-Long_1'::varchar, 78500.50::numeric, true)$$, 'paper fill at the price');
 SELECT is((SELECT broker_order_id FROM pm.fill_paper_orders(ARRAY['pm-aaaaaaaa-Long_1'])),
           (SELECT broker_order_id FROM pm.broker_orders WHERE client_order_id = 'pm-aaaaaaaa-Long_1'),
           'a second fill returns the first fill (never two)');
-SELECT results_eq($$SELECT client_order_id FROM pm.pending_orders()$$, $$VALUES ('pm-aaaaaaaa-Long_2'::varchar)$$,
+SELECT results_eq($$SELECT client_order_id FROM pm.queued_orders()$$, $$VALUES ('pm-aaaaaaaa-Long_2'::varchar)$$,
                   'one left pending');
 SELECT is((SELECT count(*)::int FROM pm.orders_for_signal(repeat('a', 64))), 2, 'orders of a fingerprint');
 

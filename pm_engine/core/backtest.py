@@ -6,7 +6,7 @@ line number and skipped. A row of ``type`` DEPOSIT or WITHDRAWAL is a capital fl
 optional ``note``), applied where it stands in the stream as the live book applies
 ``pm-engine capital``; a refused flow is reported and skipped like a malformed row.
 
-Positions roll as they do live (DOMAIN.md section 16, ``core/rollover.py``): before each signal, every
+Positions roll as they do live (docs/domain.md#rollover, ``core/rollover.py``): before each signal, every
 group whose roll date (IST) has come moves to the next contract at its mark, the last signal price of
 the instrument. A CSV has no second-contract prices, so the basis is 0 unless a row gives one in a
 ``roll_basis`` column (the latest value of the instrument applies to its next roll). A group found past
@@ -40,7 +40,7 @@ FLOW_TYPES = {"DEPOSIT": "deposit", "WITHDRAWAL": "withdrawal"}
 
 @dataclass
 class BacktestReport:
-    """What a replay produced: outcomes, trades, the equity curve and the statistics of DOMAIN.md section 11."""
+    """What a replay produced: outcomes, trades, equity curve, statistics (docs/domain.md#history-and-statistics)."""
 
     outcomes: dict[str, int] = field(default_factory=dict)
     malformed: list[str] = field(default_factory=list)
@@ -254,7 +254,7 @@ def plot_equity(points: Sequence[Sequence[Any]], path: Path, title: str) -> None
 
     closed = [float(p[1]) for p in points]
     opened = [float(p[2]) for p in points]
-    # the drawdown is the trading curve's (DOMAIN.md section 17): the running peak of equity minus the
+    # the drawdown is the trading curve's (docs/domain.md#capital-flows): the running peak of equity minus the
     # net flows so far, put back in today's money, so a withdrawal is not shaded as a loss
     flows = [float(p[3]) if len(p) > 3 and p[3] is not None else 0.0 for p in points]
     net = [sum(flows[:i + 1]) for i in range(len(flows))]

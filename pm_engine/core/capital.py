@@ -1,4 +1,4 @@
-"""Capital in and out (DOMAIN.md section 17): deposits and withdrawals, and why they are refused.
+"""Capital in and out (docs/domain.md#capital-flows): deposits and withdrawals, and why they are refused.
 
 A flow moves closed equity — and with it sizing — and ``equity_high`` by its amount; it is not
 trading P&L. With a database, ``pm.record_capital_flow`` (db/functions/64_capital.sql) is the one

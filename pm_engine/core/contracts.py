@@ -1,4 +1,4 @@
-"""The contract calendar: which futures contract an instrument trades on a date (DOMAIN.md sections 14-15).
+"""The contract calendar: which futures contract an instrument trades on a date (docs/domain.md#contracts-and-expiry).
 
 Pure: it answers from the instrument table's ``ContractSpec`` and the holiday calendars, with no
 I/O, so backtests, replays and a live engine whose broker is down all get the same answer. The

@@ -55,7 +55,8 @@ class TradingEngine(OperatorActions, OutboxSending):
         self.contracts = contracts or ContractCalendar(self.instruments)
         if mcx_quantity not in ("lots", "units"):
             raise ConfigError(f"mcx_quantity_unit must be lots or units, got {mcx_quantity!r}")
-        self.mcx_quantity = mcx_quantity  # MCX order quantities: lots (OpenAlgo's Zerodha) or units (DOMAIN §14)
+        # MCX order quantities: lots (OpenAlgo's Zerodha) or units (docs/domain.md#orders-through-openalgo)
+        self.mcx_quantity = mcx_quantity
         self.config = config or PortfolioConfig()
         self.broker: Broker = broker or (store.orders.paper_broker() if store else PaperBroker())
         self.store = store

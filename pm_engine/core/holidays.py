@@ -1,4 +1,4 @@
-"""Trading holidays per exchange calendar, as data (DOMAIN.md section 15).
+"""Trading holidays per exchange calendar, as data (docs/domain.md#contracts-and-expiry).
 
 The shipped lists are ``pm_engine/data/holidays/<CALENDAR>.json`` (NSE for NFO contracts, MCX):
 the weekday closures of every year in their ``years``, where the list is complete. A user file

@@ -1,9 +1,9 @@
-"""Instrument and portfolio configuration: the one table every module reads (DOMAIN.md section 2).
+"""Instrument and portfolio configuration: the one table every module reads (docs/domain.md#instruments).
 
 The reference design hard-coded point values and margins in several modules and they drifted
 apart (pitfall 2); here they exist once, loaded from a JSON file or the defaults below. Each
 instrument's tradable contracts — exchange, symbol, contract months, expiry rule, roll offset,
-lot size per contract — are part of the same table (``ContractSpec``, DOMAIN.md section 15);
+lot size per contract — are part of the same table (``ContractSpec``, docs/domain.md#contracts-and-expiry);
 ``core/contracts.py`` answers from them.
 """
 
@@ -21,7 +21,7 @@ from pm_engine.core.errors import ConfigError
 
 @dataclass(frozen=True)
 class ContractSpec:
-    """How an instrument's futures contracts are named, listed, expire and roll (DOMAIN.md section 15).
+    """How an instrument's futures contracts are named, listed, expire and roll (docs/domain.md#contracts-and-expiry).
 
     ``expiry_rules`` and ``lot_sizes`` are ``(first contract month "YYYY-MM", value)`` pairs in
     month order: a rule or lot size applies from that contract month on, until the next pair. A
@@ -64,7 +64,7 @@ class InstrumentConfig:
 
 @dataclass(frozen=True)
 class PortfolioConfig:
-    """Portfolio-level limits and sizing choices (defaults from DOMAIN.md sections 2-4)."""
+    """Portfolio-level limits and sizing choices (defaults from docs/domain.md#instruments, #equity, #sizing)."""
 
     initial_capital: Decimal = Decimal("5000000")
     max_portfolio_risk_pct: Decimal = Decimal("15")
@@ -88,10 +88,10 @@ def _d(value: str | int) -> Decimal:
 
 
 EVERY_MONTH = tuple(range(1, 13))
-# Bank Nifty (DOMAIN.md section 15): the last Thursday until Feb 2024, the last Wednesday in Mar-Dec 2024, the
-# last Thursday in Jan-Aug 2025, the last Tuesday from Sep 2025. Lot sizes by contract: 15 from Jul 2023, 30 for
-# the contracts listed from 20 Nov 2024 (NSE re-sized the Jan 2025 contract with them, so 30 from Jan 2025), 35
-# from the Jul 2025 expiry (Dec 2025 stayed 35), 30 again from Jan 2026.
+# Bank Nifty (docs/domain.md#contracts-and-expiry): the last Thursday until Feb 2024, the last Wednesday in
+# Mar-Dec 2024, the last Thursday in Jan-Aug 2025, the last Tuesday from Sep 2025. Lot sizes by contract: 15 from
+# Jul 2023, 30 for the contracts listed from 20 Nov 2024 (NSE re-sized the Jan 2025 contract with them, so 30 from
+# Jan 2025), 35 from the Jul 2025 expiry (Dec 2025 stayed 35), 30 again from Jan 2026.
 BANK_NIFTY_CONTRACT = ContractSpec(
     exchange="NFO", calendar="NSE", base_symbol="BANKNIFTY", months=EVERY_MONTH,
     expiry_rules=(("2000-01", "last_thursday"), ("2024-03", "last_wednesday"), ("2025-01", "last_thursday"),
@@ -252,7 +252,7 @@ def load_instruments(path: Optional[str | Path] = None) -> dict[str, InstrumentC
 
 @lru_cache(maxsize=256)
 def with_lot_size(instrument: InstrumentConfig, lot_size: int) -> InstrumentConfig:
-    """The instrument as traded in a contract of ``lot_size`` units per lot (DOMAIN.md section 15).
+    """The instrument as traded in a contract of ``lot_size`` units per lot (docs/domain.md#contracts-and-expiry).
 
     The table's point value and margin are per lot of the table's ``lot_size``; a contract whose
     lot holds more or fewer units (Bank Nifty's 35-unit contracts of Jul-Dec 2025) moves both in

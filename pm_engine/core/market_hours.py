@@ -1,4 +1,4 @@
-"""Exchange market hours (DOMAIN.md §14, issue 21): when a MARKET order can be sent at all.
+"""Exchange market hours (docs/domain.md#orders-through-openalgo, issue 21): when a MARKET order can be sent at all.
 
 NSE/NFO trades 09:15–15:30 IST and MCX 09:00–23:30 IST, on the exchange's trading days (weekdays
 that are not holidays of the contract calendar). Outside them brokers refuse MARKET orders, so the

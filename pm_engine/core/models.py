@@ -1,4 +1,4 @@
-"""Records: positions, pyramiding state, signals and outcomes (DOMAIN.md section 6)."""
+"""Records: positions, pyramiding state, signals and outcomes (docs/domain.md#records)."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ class OperatorActions:
 
     def capital_flow(self, kind: str, amount: Decimal, note: Optional[str] = None,
                      recorded_by: str = "backtest") -> CapitalFlow:
-        """A deposit or withdrawal (DOMAIN.md section 17): closed equity, and so the next signal's sizing, moves now.
+        """A deposit or withdrawal (docs/domain.md#capital-flows): closed equity, and sizing, move now.
 
         With a database pm.record_capital_flow decides and records it (every instance sees the
         portfolio version move), and this copy follows at once; in memory ``apply_flow`` does the

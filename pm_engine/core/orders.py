@@ -24,7 +24,7 @@ from typing import Callable, Optional, Protocol
 class Order:
     """One broker order of a decision. A synthetic entry or exit is two of them (legs CE and PE).
 
-    ``exchange``, ``symbol`` and ``quantity`` are what the broker is sent (DOMAIN.md section 14):
+    ``exchange``, ``symbol`` and ``quantity`` are what the broker is sent (docs/domain.md#orders-through-openalgo):
     the contract's exchange and OpenAlgo symbol, and the quantity in the exchange's unit (units on
     NFO; lots or units on MCX, by the broker setting). None for an instrument without a contract.
     """

@@ -1,4 +1,4 @@
-"""The book: open positions, pyramiding state, marks and equity, in memory (DOMAIN.md section 3).
+"""The book: open positions, pyramiding state, marks and equity, in memory (docs/domain.md#equity).
 
 ``Book`` is the portfolio as the engine holds it; ``store.book`` (a core.state_store.StateStore)
 is its durable side.
@@ -140,7 +140,7 @@ class Book:
 
     def position_instrument(self, p: Position) -> InstrumentConfig:
         """The instrument as the position's contract trades it: point value and margin per lot follow the
-        contract's lot size, which the position records as ``quantity / lots`` (DOMAIN.md sections 2, 15)."""
+        contract's lot size, which the position records as ``quantity / lots`` (docs/domain.md#instruments)."""
         config = self.instruments[p.instrument]
         if p.lots <= 0 or p.quantity == p.lots * config.lot_size:
             return config

@@ -1,4 +1,4 @@
-"""Pyramid gates and pyramid sizing (DOMAIN.md section 4.2), in exact arithmetic like sizing.py."""
+"""Pyramid gates and pyramid sizing (docs/domain.md#pyramiding), in exact arithmetic like sizing.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def next_layer(pyramid_count: int) -> str:
 
 def pyramid_anomaly(layer: str, base: Optional[Position], open_layers: Sequence[Position],
                     instrument: InstrumentConfig) -> Optional[str]:
-    """The anomaly a PYRAMID reveals (DOMAIN.md section 12: an earlier alert was probably missed), or None:
+    """The anomaly a PYRAMID reveals (docs/domain.md#trading-controls: an earlier alert was probably missed), or None:
     no open base, or a layer beyond the next one (one or more pyramids skipped)."""
     if base is None or not base.is_open:
         return "pyramid_without_base"

@@ -1,10 +1,10 @@
-"""Rollover planning (DOMAIN.md section 16): what a group's roll to the next contract is, in pure Python.
+"""Rollover planning (docs/domain.md#rollover): what a group's roll to the next contract is, in pure Python.
 
 A group is every open layer of one instrument: they hold one contract (the one-contract rule) and roll
 together. The plan names, per layer, the contract it moves into (the calendar's next one), the new lot
 size and the lots re-sized to whole lots of it (rounded down: never more exposure than before), the
 order quantities in the exchange's unit, both point values, and for a synthetic Bank Nifty layer the new
-strike from the current price. The database carries the plan out as a state machine (78_rollover.sql);
+strike from the current price. The database carries the plan out as a state machine (db/functions/79_roll_machine.sql);
 ``roll_in_memory`` is its twin for backtests and replays, with the same accounting:
 
 - the old contract's P&L, ``(close − entry) × lots × point value`` rounded to 0.01, is realized into

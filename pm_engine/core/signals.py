@@ -1,4 +1,4 @@
-"""Webhook payload parsing, validation and the de-duplication fingerprint (DOMAIN.md section 1).
+"""Webhook payload parsing, validation and the de-duplication fingerprint (docs/domain.md#signals).
 
 Rounding rule: prices, stops, ATR and SuperTrend are quantized to 0.01 with ROUND_HALF_UP as they
 are parsed — the database stores them as numeric(12,2) and rounds half away from zero, which for

@@ -1,4 +1,4 @@
-"""Tom Basso position sizing for base entries (DOMAIN.md section 4.1), in exact arithmetic.
+"""Tom Basso position sizing for base entries (docs/domain.md#sizing-a-base-entry), in exact arithmetic.
 
 Every constraint is evaluated as an exact fraction (``fractions.Fraction`` built from the Decimal
 inputs), so flooring can never be fooled by a binary-float result a hair under a whole number

@@ -22,7 +22,7 @@ Decide = Callable[[Optional[dict[str, Any]]], Decided]
 
 
 class StateStore(Protocol):
-    """Durable portfolio state with exactly-once signals (DOMAIN.md sections 8-9).
+    """Durable portfolio state with exactly-once signals (docs/domain.md#persistence, #engine-flows).
 
     Every ``state`` document is what ``load_state`` returns: ``portfolio`` (the row as a dict),
     ``positions`` (id -> Position) and ``pyramiding`` (rows as dicts). Methods may raise

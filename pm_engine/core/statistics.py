@@ -1,4 +1,4 @@
-"""Trade statistics (DOMAIN.md section 11) for a backtest: the same figures pm.trade_stats computes in SQL.
+"""Trade statistics (docs/domain.md#history-and-statistics) for a backtest: the figures pm.trade_stats computes.
 
 Python and SQL computing one figure is the one duplication the history issue allows; the test
 ``tests/integration/test_history.py::test_backtest_and_database_statistics_agree_to_the_paisa``
@@ -129,7 +129,7 @@ def trade_stats(trades: Iterable[Trade], curve: Sequence[Sequence[Decimal]],
     """The statistics of pm.trade_stats: ``curve`` is the (closed, open[, flow]) equity after each commit
     (a signal, or a capital flow with its signed amount), starting with the equity in force before the first.
 
-    Flows (DOMAIN.md section 17) stay out of the trade figures; drawdowns are taken on the trading
+    Flows (docs/domain.md#capital-flows) stay out of the trade figures; drawdowns are taken on the trading
     curve (equity minus the net flows so far); deposits, withdrawals and net_flows are those of the
     points after the first, and time_weighted_return chains the sub-periods between them.
     """

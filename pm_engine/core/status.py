@@ -27,7 +27,7 @@ def utcnow() -> datetime:
 def contract_view(p: Book, x: Position, on: date) -> dict[str, Any]:
     """The contract a position holds, for people: symbol, expiry, days to expiry, roll date and whether it is due.
 
-    The roll date is the expiry minus the instrument's roll offset (DOMAIN.md section 15); on or after
+    The roll date is the expiry minus the instrument's roll offset (docs/domain.md#contracts-and-expiry); on or after
     it the position should have been rolled, so ``roll_due`` flags it. Nones for a position entered
     before contracts were recorded.
     """

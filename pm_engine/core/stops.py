@@ -1,4 +1,4 @@
-"""Stops (DOMAIN.md section 5): the ATR trailing stop, which never loosens, and the stop-hit test."""
+"""Stops (docs/domain.md#stops-and-exits): the ATR trailing stop, which never loosens, and the stop-hit test."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ the ``postgres`` system user (``runuser -u postgres --``) in a folder it owns; a
 the same code runs the binaries directly. The cluster listens on 127.0.0.1 only and keeps its socket
 in its own folder, so it never touches a server on 5432. With a ``password`` (``make run``) every
 connection, socket or TCP, needs it (scram-sha-256: ``require_password``); without one (the test
-suite's and the benchmark's throw-away clusters) it trusts local connections.
+suite's and the benchmark's throw-away clusters, ``temporary_cluster``) it trusts local connections.
 """
 
 from __future__ import annotations
@@ -165,6 +165,16 @@ class LocalCluster:
         """Stop and delete the data folder (and its temporary parent for a throw-away cluster)."""
         self.stop("immediate")
         shutil.rmtree(self.datadir.parent if self.throwaway else self.datadir, ignore_errors=True)
+
+
+def temporary_cluster(fsync: bool = False) -> LocalCluster:
+    """A started, throw-away cluster in a new temporary folder (call ``destroy()`` when done): the test suite's, the
+    benchmark's and the chaos run's (once ``tools/clusters.py``; one module now holds every private cluster)."""
+    base = Path(tempfile.mkdtemp(prefix="pm-engine-pg-"))
+    os.chmod(base, 0o755)
+    cluster = LocalCluster(base / "data", fsync=fsync, throwaway=True)
+    cluster.start()
+    return cluster
 
 
 PASSWORD_HBA = """# written by pm-engine: every connection needs the postgres role's password (scram-sha-256)

@@ -32,6 +32,7 @@ from pm_engine.store.queries import QUERIES
 if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.notify.sender import Notifier
     from pm_engine.ops.rollover import Roller
+    from pm_engine.ops.sender import OrderSender
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class BackgroundJobs:
 
     def __init__(self, engine: TradingEngine, settings: JobSettings = JobSettings(),
                  version: Optional[str] = None, notifier: Optional["Notifier"] = None,
-                 roller: Optional["Roller"] = None) -> None:
+                 roller: Optional["Roller"] = None, sender: Optional["OrderSender"] = None) -> None:
         from pm_engine.ops.notifications import DatabaseWatch, NotificationSender
 
         assert isinstance(engine.store, Store), "background jobs need a PostgreSQL store"
@@ -74,7 +75,8 @@ class BackgroundJobs:
         self._thread = threading.Thread(target=self._loop, name="pm-jobs", daemon=True)
         # notifications (issue 24): database outages told directly; the outbox drained by the leader
         self.watch = DatabaseWatch(notifier, engine.instance_id)
-        paper = getattr(engine.broker, "health", None) is None  # the OpenAlgo sender has a health; paper has none
+        self.sender = sender  # the OpenAlgo order sender the engine sends through; None: the paper broker
+        paper = sender is None
         self.notifications = (NotificationSender(self.store, notifier, engine.instance_id, lambda: self.is_leader,
                                                  paper=paper)
                               if notifier is not None and notifier.targets else None)
@@ -146,13 +148,12 @@ class BackgroundJobs:
 
     def _reconcile(self) -> None:
         """With a real broker, every ``reconcile_every_s``: the book against its positions (a difference locks)."""
-        check = getattr(self.engine.broker, "reconcile_and_record", None)
         now = time.monotonic()
-        if check is None or now - self._last_reconcile < self.settings.reconcile_every_s:
+        if self.sender is None or now - self._last_reconcile < self.settings.reconcile_every_s:
             return
         self._last_reconcile = now
         try:
-            check()
+            self.sender.reconcile_and_record()
             self.runs["reconcile"] = self.runs.get("reconcile", 0) + 1
         except PmError as exc:  # the broker unreachable: the next round tries again
             log.warning("reconciliation: %s", exc)
@@ -166,7 +167,7 @@ class BackgroundJobs:
             return
         self._last_roll_check = now
         result = self.roller.check()
-        if getattr(self.engine.broker, "reconcile", None) is None:
+        if self.sender is None:
             self.roller.fill_paper()  # its own rolls and those `pm-engine rollover` started (paper groups only)
         self.runs["roll"] = self.runs.get("roll", 0) + 1
         for problem in result.problems:

@@ -3,7 +3,7 @@
 Python plans each group's roll from the book and the contract calendar (``core/rollover.py``) and starts
 it in the database: ``pm.roll_begin`` (none → pending) then ``pm.roll_send_close`` (pending → closing, the
 close legs queued). From there the broker sender sends the legs like any order and the database moves the
-roll as the legs end (78_rollover.sql). So this module only decides *when*: a group whose roll date has
+roll as the legs end (db/functions/79_roll_machine.sql). So this module only decides *when*: a group whose roll date has
 come (or every selected group with ``force``), no roll of it in flight, its exchange open. A roll left
 ``pending`` by a crash is sent on at the next check; one in ``closing`` or ``opening`` needs nothing from
 here. A group past its old contract's last trading day is not rolled: ``pm.roll_expired`` tells the trader

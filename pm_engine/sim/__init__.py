@@ -2,7 +2,8 @@
 
 Product code, not a test helper: a trader runs it to try the whole loop before connecting a real
 account, and the test suite drives the OpenAlgo adapter against it over real HTTP. It speaks the
-endpoints of DOMAIN.md §14 with their validation and answers, fills at a price the caller sets, and
+endpoints of docs/domain.md#orders-through-openalgo with their validation and answers, fills at a price the caller
+sets, and
 has switches for the ways a real broker gateway goes wrong (latency, rejections, partial fills, a
 timeout, a cut connection or a 500 after the order was accepted, a success without an order id, an
 expired session, rate limits). It imports only the core, and nothing of the adapter: the two are

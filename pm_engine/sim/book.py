@@ -2,7 +2,7 @@
 
 All in memory, guarded by one lock (the HTTP server is threaded). Money is Decimal; answers carry
 floats rounded to 0.01 as OpenAlgo's do. Times are the broker's own strings (Zerodha's format, IST,
-no zone), as DOMAIN.md §14 warns.
+no zone), as docs/domain.md#orders-through-openalgo warns.
 """
 
 from __future__ import annotations

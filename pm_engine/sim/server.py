@@ -67,6 +67,7 @@ class RateLimiter:
 class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog: a burst of orders is queued by the kernel, not refused (default 5)
 
     def __init__(self, address: tuple[str, int], account: Account) -> None:
         super().__init__(address, Handler)

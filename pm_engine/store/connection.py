@@ -17,7 +17,7 @@ URL_OPTIONS = frozenset({"target_session_attrs", "sslmode", "sslrootcert", "sslc
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """Connection settings for the engine's pool (DOMAIN.md section 8).
+    """Connection settings for the engine's pool (docs/domain.md#persistence).
 
     Several hosts, libpq's way (``postgresql://h1:p1,h2:p2/db?target_session_attrs=read-write``):
     ``host``/``port`` are the first, ``more_hosts`` the rest, and libpq tries them in order for

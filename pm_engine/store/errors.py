@@ -58,7 +58,7 @@ class ContractConflictError(DatabaseError):
 
 
 class OrderTransitionError(DatabaseError):
-    """PM041: the order's state does not allow this transition (pm.order_transitions is the whitelist)."""
+    """PM041: the order's state does not allow this transition (its whitelist: pm.transitions, machine 'order')."""
 
 
 class OrderUnresolvedError(DatabaseError):
@@ -86,7 +86,7 @@ class OrderNotInReviewError(DatabaseError):
 
 
 class RollTransitionError(DatabaseError):
-    """PM080: the roll's state does not allow this transition (pm.roll_transitions is the whitelist)."""
+    """PM080: the roll's state does not allow this transition (its whitelist: pm.transitions, machine 'roll')."""
 
 
 class AlreadyRollingError(DatabaseError):
@@ -124,7 +124,7 @@ class ReviewLinkRefusedError(DatabaseError):
 
 
 class NotificationTransitionError(DatabaseError):
-    """PM070: a notification delivery may only move along pm.notification_transitions."""
+    """PM070: a notification delivery may only move along pm.transitions, machine 'notification'."""
 
 
 SQLSTATE_TO_ERROR: dict[str, type[DatabaseError]] = {

@@ -43,5 +43,5 @@ class HistoryQueries:
         return self.executor.run("pnl_by_period", period, start, end)
 
     def trade_stats(self, start: Optional[datetime] = None, end: Optional[datetime] = None) -> dict[str, Any]:
-        """pm.trade_stats: the statistics of DOMAIN.md section 11 (numbers as Decimal, ratios None when undefined)."""
+        """pm.trade_stats: the statistics of docs/domain.md#history-and-statistics (Decimal; None if undefined)."""
         return dict(self.executor.scalar("trade_stats", start, end))

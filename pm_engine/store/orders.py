@@ -33,7 +33,7 @@ class OrderQueries:
         return [Order(r["client_order_id"], r["instrument"], r["side"], int(r["lots"]), r["price"], r["fingerprint"],
                       r["position_id"], r["created_at"], exchange=r.get("exchange"), symbol=r.get("symbol"),
                       quantity=r.get("quantity"), product=r.get("product") or "NRML", leg=r.get("leg"))
-                for r in self.executor.run("pending_orders", f"{min_age_s} seconds")]
+                for r in self.executor.run("queued_orders", f"{min_age_s} seconds")]
 
     def paper_broker(self) -> DatabasePaperBroker:
         """The paper broker of a live engine: it fills this store's outbox rows."""

@@ -1,4 +1,4 @@
--- Named queries sent by pm-engine's Python side (loaded by pm_engine/queries.py).
+-- Named queries sent by pm-engine's Python side (loaded by pm_engine/store/queries.py; the tools' own: pm_engine/tools/queries.sql).
 -- Each: "-- name --", a one-line description, the statement with %(name)s / %s parameters.
 
 -- deploy_lock --
@@ -129,9 +129,9 @@ SELECT pm.sweep_stale_instances(%s::interval);
 -- The paper broker: fill outbox orders by client order id (idempotent), returning the filled rows.
 SELECT * FROM pm.fill_paper_orders(%s::text[]);
 
--- pending_orders --
--- Outbox orders committed but never sent, at least the given age.
-SELECT * FROM pm.pending_orders(%s::interval);
+-- queued_orders --
+-- Outbox orders committed but never sent (queued), at least the given age.
+SELECT * FROM pm.queued_orders(%s::interval);
 
 -- orders_for_signal --
 -- Every broker order a fingerprint produced.
@@ -153,76 +153,6 @@ SELECT 1;
 -- Count of signal_log rows per processing status.
 SELECT processing_status, count(*) FROM pm.signal_log GROUP BY processing_status ORDER BY 1;
 
--- bench_create_database --
--- Create a scratch database for one benchmark part (the name is composed as an identifier).
-CREATE DATABASE {};
-
--- bench_drop_database --
--- Drop a benchmark scratch database.
-DROP DATABASE IF EXISTS {};
-
--- bench_floor_setup --
--- In a bench scratch database only: a one-row table and the smallest version-checked PL/pgSQL update.
-CREATE TABLE public.bench_floor (id integer PRIMARY KEY, version integer NOT NULL);
-INSERT INTO public.bench_floor VALUES (1, 1);
-CREATE FUNCTION public.bench_floor_update(expected integer) RETURNS integer LANGUAGE plpgsql AS $f$
-DECLARE v integer;
-BEGIN
-    UPDATE public.bench_floor SET version = version + 1 WHERE id = 1 AND version = expected RETURNING version INTO v;
-    IF v IS NULL THEN RAISE EXCEPTION 'stale' USING ERRCODE = 'PM001'; END IF;
-    RETURN v;
-END;
-$f$;
-
--- bench_floor_update --
--- The durable-commit floor: one version-checked single-row update in autocommit.
-SELECT public.bench_floor_update(%s);
-
--- bench_logged_fingerprints --
--- Every logged fingerprint with its outcome (the benchmark's and the chaos run's final check).
-SELECT fingerprint, processing_status FROM pm.signal_log;
-
--- bench_orders_per_layer --
--- How many (fingerprint, position, leg, side) have more than one broker order (must be 0; a synthetic decision's
--- two legs are one order each, and an entry that stops a layer out and reopens it sells it once and buys it once).
-SELECT count(*) FROM (SELECT 1 FROM pm.broker_orders GROUP BY fingerprint, position_id, coalesce(leg, ''), side
-                       HAVING count(*) > 1) x;
-
--- chaos_equity_check --
--- Initial capital, closed equity, realized P&L of closed rows, instruments with two open bases, queued orders.
-SELECT s.initial_capital, s.closed_equity,
-       (SELECT coalesce(sum(realized_pnl), 0) FROM pm.portfolio_positions WHERE status = 'closed'),
-       (SELECT count(*) FROM (SELECT instrument FROM pm.portfolio_positions WHERE status = 'open' AND is_base_position
-                               GROUP BY instrument HAVING count(*) > 1) twice),
-       (SELECT count(*) FROM pm.broker_orders WHERE status = 'queued')
-  FROM pm.portfolio_state s;
-
--- chaos_orders --
--- Every broker order (compared with the reference model's paper broker), with the contract it names.
-SELECT client_order_id, side, lots, price, exchange, symbol, quantity, leg FROM pm.broker_orders;
-
--- chaos_broker_links --
--- Every broker order id an order of ours is linked to (the chaos run against the simulator).
-SELECT broker_order_id, client_order_id, status FROM pm.broker_orders WHERE broker_order_id IS NOT NULL;
-
--- chaos_orders_sending --
--- How many orders are between their committed 'sending' and the broker's answer.
-SELECT count(*) FROM pm.broker_orders WHERE status = 'sending';
-
--- chaos_unclear_orders --
--- Orders whose fate is not known yet (unknown, needs_review), with what the trader needs to look them up.
-SELECT client_order_id, status, symbol, side, quantity, product, exchange, price FROM pm.broker_orders
- WHERE status IN ('unknown', 'needs_review') ORDER BY created_at;
-
--- chaos_unfilled_orders --
--- Orders that did not end filled (against a simulator with no rejection, every order must fill).
-SELECT client_order_id, status FROM pm.broker_orders WHERE status <> 'filled';
-
--- db_checksums --
--- An md5 of every table's rows but instance_metadata (heartbeats move it), request_log and request_log_days
--- (refusals are audited and counted) and schema_migrations, to prove nothing was written.
-SELECT * FROM pm.table_checksums(ARRAY['instance_metadata', 'request_log', 'request_log_days', 'schema_migrations']);
-
 -- state_as_of --
 -- The book as committed at or before a time, in the shape of load_state.
 SELECT pm.state_as_of(%s);
@@ -242,23 +172,6 @@ SELECT * FROM pm.pnl_by_period(%s, %s, %s);
 -- trade_stats --
 -- Trade statistics (win rate, profit factor, expectancy, drawdowns, per instrument) as jsonb.
 SELECT pm.trade_stats(%s, %s);
-
--- history_check --
--- Committed signals without a portfolio history row, and rows whose last history version differs from the row.
-SELECT
-  (SELECT count(*) FROM pm.signal_log s
-    WHERE s.processing_status IN ('executed', 'blocked')
-      AND NOT EXISTS (SELECT 1 FROM pm.portfolio_history h WHERE h.fingerprint = s.fingerprint)) AS signals_without_history,
-  (SELECT count(*) FROM pm.portfolio_positions p
-    WHERE to_jsonb(p) IS DISTINCT FROM (SELECT h.row_data FROM pm.position_history h WHERE h.position_id = p.position_id
-                                         ORDER BY h.history_id DESC LIMIT 1)) AS positions_differing,
-  (SELECT count(*) FROM pm.portfolio_state s
-    WHERE to_jsonb(s) IS DISTINCT FROM (SELECT h.row_data FROM pm.portfolio_history h
-                                         ORDER BY h.history_id DESC LIMIT 1)) AS portfolio_differing,
-  (SELECT count(*) FROM (SELECT DISTINCT ON (instrument) instrument, row_data FROM pm.pyramiding_history
-                          ORDER BY instrument, history_id DESC) h
-    FULL JOIN pm.pyramiding_state y ON y.instrument = h.instrument
-    WHERE to_jsonb(y) IS DISTINCT FROM h.row_data) AS pyramiding_differing;
 
 -- get_trading_mode --
 -- The trading mode row: mode, reason, changed_by, changed_at, version.
@@ -336,14 +249,6 @@ SELECT * FROM pm.anomalies_since(%s) ORDER BY detected_at DESC, id DESC LIMIT %s
 -- Anomalies by kind since a time (NULL: ever).
 SELECT pm.anomaly_counts(%s);
 
--- request_log_count --
--- How many refused requests are recorded (the chaos fuzz compares it with what was refused).
-SELECT count(*) FROM pm.request_log;
-
--- request_log_containing --
--- How many audited refusals contain a text (the chaos run checks that no secret is stored).
-SELECT count(*) FROM pm.request_log WHERE strpos(body_excerpt, %s) > 0 OR strpos(coalesce(user_agent, ''), %s) > 0;
-
 -- recent_signals --
 -- The latest signals with outcome and reason, newest first, processed at or after a time (NULL: any).
 SELECT * FROM pm.recent_signals(%s, %s);
@@ -361,14 +266,6 @@ SELECT pm.metrics_snapshot();
 SELECT CASE WHEN pg_is_in_recovery()
             THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric(12,3) ELSE 0 END AS lag_s,
        pg_is_in_recovery() AS standby;
-
--- job_lock_holders --
--- Sessions holding a session-level advisory lock here (the background-job leader's; after a failover, on the new primary).
-SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted;
-
--- pending_order_count --
--- Orders committed and not yet sent.
-SELECT count(*) FROM pm.broker_orders WHERE status = 'queued';
 
 -- record_capital_flow --
 -- Record a deposit or withdrawal and move closed equity and equity_high by it (capital, migration 009).

@@ -1,4 +1,4 @@
-"""The roll's calls into its state machine (``db/functions/78_rollover.sql``): Python plans, the database rolls.
+"""The roll's calls into its state machine (``db/functions/79_roll_machine.sql``): Python plans, the database rolls.
 
 Python never moves a roll itself: it records a plan (``pm.roll_begin``), asks for the close legs
 (``pm.roll_send_close``), gives up a roll not yet sent (``pm.roll_abandon``) or records a contract that

@@ -19,7 +19,7 @@ import psycopg2.extras
 
 from pm_engine.ops.cluster import free_port
 from pm_engine.store.connection import DatabaseConfig
-from pm_engine.store.queries import QUERIES
+from pm_engine.tools.queries import QUERIES
 
 
 def fetch_all(config: DatabaseConfig, name: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -4,7 +4,7 @@ For ``pm-engine chaos --failover``, ``bench --ha`` and the failover test. Each `
 in a process group of its own (as the ``postgres`` user when we are root, since initdb and postgres
 refuse root), so a node's keeper and its postmaster can be SIGKILLed together, as when its
 machine dies. The monitor's and keepers' timeouts are shortened (``MONITOR_SETTINGS``,
-``KEEPER_SETTINGS``; DATABASE_SETUP.md "High availability" says why each) so a failover completes
+``KEEPER_SETTINGS``; docs/ha.md says why each) so a failover completes
 within what TradingView's resends cover.
 """
 

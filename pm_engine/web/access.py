@@ -1,4 +1,4 @@
-"""Who may read and steer (DOMAIN.md section 13): the read/operator token, login sessions, CSRF, brute force.
+"""Who may read and steer (docs/domain.md#in-front-of-tradingview): the read token, sessions, CSRF, brute force.
 
 The webhook secret travels inside alert bodies that anyone with access to the TradingView account
 can read, so it authorises alerts only. Every other route but ``/health`` and ``/ready`` needs the

@@ -1,4 +1,4 @@
-"""The HTTP interface (DOMAIN.md sections 9, 12, 13): the app around one engine, assembled from routers.
+"""The HTTP interface (docs/domain.md#engine-flows): the app around one engine, assembled from routers.
 
 Each concern is a router module: the webhook (``web/webhook.py``), the reads and probes
 (``web/reads.py``), login sessions (``web/sessions.py``), the operator's controls
@@ -26,7 +26,7 @@ from pm_engine.web.controls import controls_router
 from pm_engine.web.dashboard import add_dashboard
 from pm_engine.web.guard import Guard, ReadAccess, Refusals
 from pm_engine.web.metrics import Metrics
-from pm_engine.web.orders import orders_router
+from pm_engine.web.orders import BrokerSender, orders_router
 from pm_engine.web.reads import reads_router
 from pm_engine.web.rollover import rollover_router
 from pm_engine.web.sessions import sessions_router
@@ -36,22 +36,24 @@ __all__ = ["WEBHOOK_EXAMPLE", "WEBHOOK_SCHEMA", "WebSettings", "create_app", "er
 
 
 def create_app(engine: TradingEngine, web: WebSettings, audit: Optional[RefusalAudit] = None,
-               leader: Callable[[], bool] = lambda: False, reader: Optional[Store] = None) -> FastAPI:
+               leader: Callable[[], bool] = lambda: False, reader: Optional[Store] = None,
+               sender: Optional[BrokerSender] = None) -> FastAPI:
     """The app around one engine: the webhook, the protected read routes, the operator's controls, the
     dashboard and the metrics (``app.state.metrics``; ``leader`` tells whether this instance leads). ``reader``
-    (DATABASE_READ_URL, a standby) serves the reads that may lag: the dashboard, history, /status?replica=1."""
+    (DATABASE_READ_URL, a standby) serves the reads that may lag: the dashboard, history, /status?replica=1.
+    ``sender``: the OpenAlgo order sender the engine sends through (its health, reconciliation); None: paper."""
     store = engine.store if isinstance(engine.store, Store) else None
     app = FastAPI(title="pm-engine", version=__version__,
                   description="Portfolio manager for systematic futures traders: TradingView webhook, status, "
                               "history, trading controls. Every route but POST /webhook, GET /health and GET /ready "
                               "needs the read/operator token (Authorization: Bearer) or a login session.",
                   docs_url=None, redoc_url=None)  # served offline by web/dashboard.py
-    metrics = app.state.metrics = Metrics(engine, store, leader)
+    metrics = app.state.metrics = Metrics(engine, store, leader, sender)
     ctx = WebContext(engine=engine, web=web, store=store, reader=reader, audit=audit,
                      access=Access(web.read_token, web.session_hours * 3600,
                                    sessions=store.audit if store is not None else MemorySessions()),
                      metrics=metrics, refusals=Refusals(audit, metrics, (web.secret, web.read_token)),
-                     failures=FailureWindows(), token_failures=FailureWindows())
+                     failures=FailureWindows(), token_failures=FailureWindows(), sender=sender)
 
     app.add_middleware(ReadAccess, access=ctx.access, token_set=web.read_token is not None, refusals=ctx.refusals,
                        tokens=ctx.token_failures)
@@ -62,8 +64,9 @@ def create_app(engine: TradingEngine, web: WebSettings, audit: Optional[RefusalA
     app.include_router(sessions_router(ctx))
     app.include_router(controls_router(ctx))
     app.include_router(contracts_router(engine.contracts))
-    app.include_router(orders_router(store, engine.broker))
+    app.include_router(orders_router(store, sender))
     app.include_router(rollover_router(store, engine.contracts, engine.instruments, engine.mcx_quantity))
     app.include_router(capital_router(engine, store, ctx.changer_or_refusal, ctx.refuse))
-    add_dashboard(app, engine, reader or store, ctx.access, replica=reader is not None)  # pages, docs, static
+    add_dashboard(app, engine, reader or store, ctx.access, replica=reader is not None,
+                  sender=sender)  # pages, docs, static
     return app

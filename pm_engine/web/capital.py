@@ -1,4 +1,4 @@
-"""``POST /capital`` and ``GET /capital``: deposits and withdrawals over HTTP (DOMAIN.md section 17).
+"""``POST /capital`` and ``GET /capital``: deposits and withdrawals over HTTP (docs/domain.md#capital-flows).
 
 A flow changes money, so the body is JSON only (``{"kind", "amount", "note"}``; a form or any other
 Content-Type is refused with 415, and a browser cannot send JSON across sites without a preflight)

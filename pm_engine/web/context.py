@@ -23,6 +23,7 @@ from pm_engine.store.gateway import Store
 from pm_engine.web.access import Access, FailureWindows, client_address, same
 from pm_engine.web.guard import Refusals
 from pm_engine.web.metrics import Metrics
+from pm_engine.web.orders import BrokerSender
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class WebContext:
     refusals: Refusals
     failures: FailureWindows  # bad webhook secrets
     token_failures: FailureWindows  # bad read tokens (login and Bearer): past the limit, refused whatever is sent
+    sender: Optional[BrokerSender] = None  # the OpenAlgo order sender, handed in by the wiring; None: paper
 
     def refuse(self, request: Request, raw: bytes, status: int, message: str, field: Optional[str] = None,
                headers: Optional[dict[str, str]] = None) -> JSONResponse:

@@ -29,7 +29,7 @@ from pm_engine.core.statistics import as_json
 from pm_engine.store.gateway import Store
 from pm_engine.store.rolls import roll_overview
 from pm_engine.web.access import SESSION_COOKIE, Access
-from pm_engine.web.orders import broker_health
+from pm_engine.web.orders import BrokerSender, broker_health
 
 HERE = Path(__file__).parent
 VENDOR = Path(fastapi_offline.__file__).parent / "static"  # swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js
@@ -54,7 +54,7 @@ def replica_status(engine: TradingEngine, reader: Store) -> dict[str, Any]:
 
 
 def add_dashboard(app: FastAPI, engine: TradingEngine, store: Optional[Store],
-                  access: Access, replica: bool = False) -> None:
+                  access: Access, replica: bool = False, sender: Optional[BrokerSender] = None) -> None:
     """Register ``/``, ``/login`` (the page), ``/dashboard/data``, ``/docs``, ``/redoc`` and ``/static``.
 
     ``store`` is where the dashboard reads; with ``replica`` it is a standby (DATABASE_READ_URL), so the
@@ -103,7 +103,7 @@ def add_dashboard(app: FastAPI, engine: TradingEngine, store: Optional[Store],
 
     def collect(chosen: str, points: int = CHART_POINTS) -> dict[str, Any]:
         status = replica_status(engine, store) if replica and store is not None else engine.current_status()
-        broker = broker_health(engine.broker) or {"state": "paper", "text": "paper broker", "seconds_since": None}
+        broker = broker_health(sender) or {"state": "paper", "text": "paper broker", "seconds_since": None}
         if store is None:
             return {"status": status, "mode": {"mode": "active", "changed_by": "-", "changed_at": None},
                     "locks": [], "signals": [], "refusals": [], "anomalies": [], "anomaly_counts": {}, "instances": [],

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from pm_engine.core.engine import TradingEngine
 from pm_engine.core.errors import PmError
 from pm_engine.store.gateway import Store
+from pm_engine.web.orders import BrokerSender
 
 MODES = ("active", "exits_only", "halted")
 ANOMALY_KINDS = ("exit_never_open", "pyramid_without_base", "pyramid_skips_layer", "entry_while_base_open")
@@ -32,7 +33,7 @@ class Metrics:
     """The registry of one app: counters it updates, and a collector for what the database knows."""
 
     def __init__(self, engine: TradingEngine, store: Optional[Store],
-                 leader: Callable[[], bool] = lambda: False) -> None:
+                 leader: Callable[[], bool] = lambda: False, sender: Optional[BrokerSender] = None) -> None:
         self.registry = CollectorRegistry()
         self.signals = Counter("pm_signals", "Signals answered by this instance, by outcome", ["outcome"],
                                registry=self.registry)
@@ -45,13 +46,13 @@ class Metrics:
             self.signals.labels(outcome)
         for status in REFUSALS:
             self.refusals.labels(status)
-        self.registry.register(_PortfolioCollector(engine, store, leader))
+        self.registry.register(_PortfolioCollector(engine, store, leader, sender))
 
 
 class _PortfolioCollector(Collector):
     def __init__(self, engine: TradingEngine, store: Optional[Store],
-                 leader: Callable[[], bool]) -> None:
-        self.engine, self.store, self.leader = engine, store, leader
+                 leader: Callable[[], bool], sender: Optional[BrokerSender]) -> None:
+        self.engine, self.store, self.leader, self.sender = engine, store, leader, sender
 
     def collect(self) -> Iterator[Metric]:
         portfolio = self.engine.portfolio
@@ -102,10 +103,9 @@ class _PortfolioCollector(Collector):
 
     def _broker(self) -> Iterator[Metric]:
         """The broker as this instance's sender last saw it (nothing for the paper broker)."""
-        health = getattr(self.engine.broker, "health", None)
-        if health is None:
+        if self.sender is None:
             return
-        view = health.view()
+        view = self.sender.health.view()
         state = GaugeMetricFamily("pm_broker_state", "1 for the broker state this instance's sender last saw: ok, "
                                   "session_expired, unreachable, slow (a call waiting or past its deadline), error, "
                                   "unknown (not yet contacted)", labels=["state"])

@@ -7,7 +7,7 @@ Read routes: the read-access middleware guards them like every read. The same ro
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -20,17 +20,30 @@ from pm_engine.store.gateway import Store
 from pm_engine.store.orders import ORDER_STATES
 
 
-def broker_health(broker: Any) -> Optional[dict[str, Any]]:
+class HealthView(Protocol):
+    def view(self) -> dict[str, Any]: ...
+
+
+class BrokerSender(Protocol):
+    """What the web needs of the OpenAlgo order sender (``pm_engine.ops.sender.OrderSender``, which ``web`` may not
+    import): its health and a reconciliation. The wiring hands it in; ``None`` is the paper broker."""
+
+    @property
+    def health(self) -> HealthView: ...
+
+    def reconcile(self) -> dict[str, Any]: ...
+
+
+def broker_health(sender: Optional[BrokerSender]) -> Optional[dict[str, Any]]:
     """The OpenAlgo sender's view of its broker; None for the paper broker (it has no health to report)."""
-    health = getattr(broker, "health", None)
-    return health.view() if health is not None else None
+    return sender.health.view() if sender is not None else None
 
 
-def orders_router(store: Optional[Store], broker: Any) -> APIRouter:
+def orders_router(store: Optional[Store], sender: Optional[BrokerSender]) -> APIRouter:
     router = APIRouter()
 
     def health() -> Optional[dict[str, Any]]:
-        return broker_health(broker)
+        return broker_health(sender)
 
     @router.get("/orders", summary="Orders newest first (?state=S, ?since=ISO time): state, fills, signal price, "
                                    "slippage, reason, attempts")
@@ -55,12 +68,11 @@ def orders_router(store: Optional[Store], broker: Any) -> APIRouter:
 
     @router.get("/reconcile", summary="The book's net quantity per contract against the broker's positionbook")
     async def reconcile() -> JSONResponse:
-        check = getattr(broker, "reconcile", None)
-        if check is None:
+        if sender is None:
             return JSONResponse({"error": "the paper broker has no positions to reconcile (PM_BROKER=openalgo)"},
                                 status_code=409)
         try:
-            return JSONResponse(await run_in_threadpool(check))
+            return JSONResponse(await run_in_threadpool(sender.reconcile))
         except PmError as exc:  # the broker unreachable or its session expired: say so, never guess
             return JSONResponse({"error": f"broker: {exc}", "broker": health()}, status_code=503)
 

@@ -1,5 +1,5 @@
 """The read routes: ``/status``, the history (``/equity``, ``/trades``, ``/stats``), ``/db/status``,
-``/metrics``, and the two public probes ``/health`` and ``/ready`` (DOMAIN.md section 13).
+``/metrics``, and the two public probes ``/health`` and ``/ready`` (docs/domain.md#in-front-of-tradingview).
 
 Every read but the probes needs the read token (the read-access middleware). The book is shown as
 committed in the database; ``reader`` (a standby) serves the history and ``/status?replica=1``.
@@ -41,7 +41,7 @@ def reads_router(ctx: WebContext) -> APIRouter:
             return error(503, "database unavailable; the book cannot be shown as committed")
         body["outcomes"] = dict(engine.outcomes)
         body["instance_id"] = engine.instance_id
-        body["broker"] = broker_health(engine.broker) or {"state": "paper", "text": "paper broker"}
+        body["broker"] = broker_health(ctx.sender) or {"state": "paper", "text": "paper broker"}
         if audit is not None:
             body["refusal_audit"] = audit.counters()
         return JSONResponse(as_json(body))
@@ -84,7 +84,7 @@ def reads_router(ctx: WebContext) -> APIRouter:
 
     def broker_word() -> dict[str, Any]:
         """The broker's state for the public probe: its state, the words and the time since, never its message."""
-        health = broker_health(engine.broker)
+        health = broker_health(ctx.sender)
         if health is None:
             return {"state": "paper", "text": "paper broker"}
         return {key: health[key] for key in ("state", "text", "seconds_since")}

@@ -4,7 +4,7 @@ uvicorn times out an idle keep-alive connection but not a request head that neve
 sockets sending a header byte now and then were held for a minute. ``GuardedH11Protocol`` gives
 every request head ``HEADER_TIMEOUT_S`` from its first byte (from the connection's start for the
 first request) and then closes the socket; a body gets ``web/guard.py``'s ``BODY_TIMEOUT_S``.
-``UVICORN_LIMITS`` are the other settings (DATABASE_SETUP.md, "Deployment").
+``UVICORN_LIMITS`` are the other settings (docs/deployment.md, "What `live` holds and for how long").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``POST /webhook``: a TradingView alert in, the engine's decision out (DOMAIN.md sections 9 and 12).
+"""``POST /webhook``: a TradingView alert in, the engine's decision out (docs/domain.md#engine-flows).
 
 The body is read raw and parsed as JSON whatever its Content-Type (TradingView sends text/plain).
 The secret may come in the body (``secret``), the query (``token``) or the ``X-PM-Secret``

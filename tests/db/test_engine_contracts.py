@@ -55,7 +55,7 @@ def test_a_2025_position_keeps_its_35_unit_lots_across_a_restart(db_config: Data
         assert again.metrics().margin_used == e.portfolio.metrics().margin_used == 3 * D(315000) + 2 * D(105000)
         again.update_unrealized_pnl("BANK_NIFTY", D(52100))
         assert held.unrealized_pnl == D(100) * 3 * 35
-        assert rows(db_config, "SELECT symbol, quantity, product FROM pm.pending_orders() ORDER BY 1") == []
+        assert rows(db_config, "SELECT symbol, quantity, product FROM pm.queued_orders() ORDER BY 1") == []
         assert rows(db_config, "SELECT symbol, lots, quantity, leg FROM pm.broker_orders ORDER BY symbol") == [
             ("BANKNIFTY30DEC25FUT", 3, 105, "FUT"), ("GOLDM05JAN26FUT", 2, 2, "FUT")]
     finally:

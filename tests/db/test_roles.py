@@ -1,4 +1,4 @@
-"""The least-privilege role of DATABASE_SETUP.md runs the whole engine; it cannot write a row except through
+"""The least-privilege role of docs/security.md runs the whole engine; it cannot write a row except through
 the functions, nor drop, truncate or alter anything."""
 
 from __future__ import annotations

@@ -477,7 +477,8 @@ def test_a_review_link_must_be_in_the_broker_book_and_stay_there(db_config: Data
     engine, order_id, ours = _needs_review(db_config, broker, tmp_path, engines, PM_ORDER_REVIEW_AFTER_S="2")
     typo = review_cli(db_config, order_id, "--at-broker", "a\x01b", broker=broker)
     assert typo.returncode == 2 and "is not in the broker's order book" in typo.stderr, typo.stderr
-    assert "Traceback" not in typo.stderr and len(typo.stderr.strip().splitlines()) == 1
+    said = typo.stderr.strip().splitlines()  # the first line names the database read (issue 28), then the error
+    assert "Traceback" not in typo.stderr and len(said) == 2 and said[0].startswith("pm-engine orders: database ")
     blind = review_cli(db_config, order_id, "--at-broker", ours["orderid"])  # no broker to look in
     assert blind.returncode == 2 and "--force" in blind.stderr
     bare = review_cli(db_config, order_id, "--at-broker", "B-GONE", "--force")

@@ -41,7 +41,7 @@ def test_the_official_client_places_and_reads_back(sim: Sim) -> None:  # noqa: F
     book = oa.orderbook()
     assert book["status"] == "success"
     assert [o["orderid"] for o in book["data"]["orders"]] == [order_id]
-    assert "strategy" not in book["data"]["orders"][0]  # the order book carries no strategy (DOMAIN §14)
+    assert "strategy" not in book["data"]["orders"][0]  # the order book carries no strategy label
     assert book["data"]["statistics"]["total_buy_orders"] == 1
     assert book["data"]["statistics"]["total_completed_orders"] == 1
 

@@ -1,6 +1,6 @@
 """Issue 23: capital in and out, through a real engine process, the real CLI and real HTTP on a real PostgreSQL.
 
-The stream (DOMAIN.md sections 4 and 17): a BANK_NIFTY base at 5,000,000; `pm-engine capital deposit 1000000`;
+The stream (docs/domain.md#sizing, #capital-flows): a BANK_NIFTY base at 5,000,000; `pm-engine capital deposit 1000000`;
 a GOLD_MINI base that must be sized on 6,000,000; both exit; a withdrawal of 2,000,000; a BANK_NIFTY base on the
 smaller book and a loss. The report keeps the flows out of net P&L, measures drawdown on the trading curve and
 chains the return between the flows; every figure below is worked by hand from the sizing formula.
@@ -43,7 +43,7 @@ def cli(config: DatabaseConfig, *argv: str) -> subprocess.CompletedProcess[str]:
 
 def base_lots(equity: int, price: int, stop: int, er: str, point_value: int, margin_per_lot: int,
               margin_used: int) -> int:
-    """DOMAIN.md 4.1 by hand, in exact fractions: floor(min(Lot-R at 1 % risk, Lot-M on 60 % of equity))."""
+    """docs/domain.md#sizing-a-base-entry by hand, in fractions: floor(min(Lot-R at 1 % risk, Lot-M on 60 % equity))."""
     lot_r = F(equity) / 100 / ((price - stop) * point_value) * F(er)
     lot_m = max(F(0), F(6, 10) * equity - margin_used) / margin_per_lot
     return math.floor(min(lot_r, lot_m))

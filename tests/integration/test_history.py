@@ -35,7 +35,7 @@ from tests.helpers import payload
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "signals.csv"
-WORKED = [  # DOMAIN.md sections 4.2, 5 and 11
+WORKED = [  # docs/domain.md#pyramiding, #stops-and-exits, #history-and-statistics
     payload("BASE_ENTRY", "BANK_NIFTY", "Long_1", 52000, "2026-10-30T10:30:00+05:30", stop=51650, atr=350, er=0.85),
     payload("PYRAMID", "BANK_NIFTY", "Long_2", 52800, "2026-10-30T11:30:00+05:30", stop=52300, atr=360),
     payload("EXIT", "BANK_NIFTY", "ALL", 53500, "2026-10-30T12:30:00+05:30", atr=360, reason="SIGNAL"),

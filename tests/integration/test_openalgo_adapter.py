@@ -114,7 +114,8 @@ def test_a_burst_is_queued_within_ten_a_second_and_never_fails(sim: Sim) -> None
         t.start()
     for t in threads:
         t.join(timeout=30)
-    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 23
+    refused = [o.reason for o in outcomes if o.kind is not OutcomeKind.ACCEPTED]
+    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 23, refused
     assert len(sim.state()["orders"]) == 23
 
 

@@ -215,7 +215,7 @@ def test_sigkill_after_commit_before_the_order_is_sent(db_config: DatabaseConfig
 
 def test_database_outage_answers_503_fast_then_recovers(engines: list[EngineProcess]) -> None:
     from pm_engine.store.deploy import deploy
-    from pm_engine.tools.clusters import temporary_cluster
+    from pm_engine.ops.cluster import temporary_cluster
 
     cluster = temporary_cluster(fsync=False)
     try:

@@ -242,7 +242,7 @@ def test_hostile_input_gets_a_clear_4xx_and_one_log_line(server: Server, db_conf
 
 def test_control_and_dashboard_answer_503_with_the_database_down(tmp_path: Path) -> None:
     from pm_engine.store.deploy import deploy
-    from pm_engine.tools.clusters import temporary_cluster
+    from pm_engine.ops.cluster import temporary_cluster
 
     cluster = temporary_cluster(fsync=False)
     try:

@@ -14,7 +14,7 @@ import pm_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-TOP_LEVEL = {"__init__.py", "__main__.py", "cli.py", "config.py", "py.typed"}
+TOP_LEVEL = {"__init__.py", "__main__.py", "config.py", "py.typed"}
 
 
 def lint_copy(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +48,15 @@ def test_the_package_keeps_its_contracts() -> None:
     ("notify/sender.py", "import psycopg2  # noqa", "notify is an adapter"),
     ("notify/messages.py", "from pm_engine.store import gateway  # noqa", "notify is an adapter"),
     ("store/gateway.py", "import apprise  # noqa", "store imports only core"),
+    ("cli/book.py", "from pm_engine.web import app  # noqa", "the CLI parses and prints"),
+    ("cli/serving.py", "import uvicorn  # noqa", "the CLI parses and prints"),
+    ("app/wiring.py", "from pm_engine.cli import main  # noqa", "the wiring (pm_engine.app) assembles"),
+    ("app/wiring.py", "from pm_engine.tools import bench  # noqa", "product code never imports tools"),
+    ("web/orders.py", "from pm_engine.adapters.openalgo import client  # noqa", "web, config and notify never"),
+    ("notify/sender.py", "from pm_engine.sim import book  # noqa", "notify is an adapter"),
+    ("adapters/openalgo/client.py", "from pm_engine.notify import kinds  # noqa", "adapters import only core"),
+    ("sim/book.py", "from pm_engine.notify import kinds  # noqa", "the broker simulator imports only"),
+    ("sim/book.py", "from pm_engine.app import wiring  # noqa", "layers"),
 ])
 def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
     done = lint_copy(tmp_path, module, line)
@@ -68,11 +77,11 @@ def test_the_public_api() -> None:
     assert Store.__module__ == "pm_engine.store.gateway"
 
 
-def test_the_readme_python_api_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Python API"):]
+def test_the_documented_python_api_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    document = (ROOT / "ARCHITECTURE.md").read_text()
+    section = document[document.index("## Python API"):]
     code = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python"))]
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the documented example, run as written
+    exec(compile(code, "ARCHITECTURE.md", "exec"), {})  # noqa: S102 - the documented example, run as written
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("executed entered 4 lots of BANK_NIFTY")
     assert printed[-1] == "5180000.00"

@@ -1,4 +1,4 @@
-"""The contract calendar (issue 20): every dated fact of DOMAIN.md section 15, pinned, and the rules behind them."""
+"""The contract calendar (issue 20): every dated fact of docs/domain.md#contracts-and-expiry, pinned, and its rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Book: equity definitions and close_position (DOMAIN.md sections 3 and 5)."""
+"""Book: equity definitions and close_position (docs/domain.md#equity, #stops-and-exits)."""
 
 from __future__ import annotations
 

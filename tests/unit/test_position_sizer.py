@@ -1,4 +1,4 @@
-"""Base-entry sizing (DOMAIN.md section 4.1) with the worked examples' hand-checked numbers."""
+"""Base-entry sizing (docs/domain.md#sizing-a-base-entry) with the worked examples' hand-checked numbers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pyramid gates and sizing (DOMAIN.md section 4.2), the worked example by hand."""
+"""Pyramid gates and sizing (docs/domain.md#pyramiding), the worked example by hand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Payload validation (every rejection names its field) and the fingerprint (DOMAIN.md section 1)."""
+"""Payload validation (every rejection names its field) and the fingerprint (docs/domain.md#signals)."""
 
 from __future__ import annotations
 

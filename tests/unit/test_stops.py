@@ -1,4 +1,4 @@
-"""ATR trailing stops never loosen (DOMAIN.md section 5)."""
+"""ATR trailing stops never loosen (docs/domain.md#stops-and-exits)."""
 
 from __future__ import annotations
 

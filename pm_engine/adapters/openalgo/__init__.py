@@ -1,4 +1,4 @@
-"""The OpenAlgo broker adapter: an HTTP client for OpenAlgo's REST API v1 (DOMAIN.md §14).
+"""The OpenAlgo broker adapter: an HTTP client for OpenAlgo's REST API v1 (docs/domain.md#orders-through-openalgo).
 
 ``client.OpenAlgoClient`` speaks the endpoints; ``outcomes`` classifies what a placeorder attempt
 ended as (accepted, rejected, not sent, unknown) — the distinction on which "never send an order

@@ -1,6 +1,7 @@
 """What one placeorder attempt ended as, and why: the classification the order state machine acts on.
 
-OpenAlgo has no idempotency key (DOMAIN.md §14): a second placeorder is a second real order. So an
+OpenAlgo has no idempotency key (docs/domain.md#orders-through-openalgo): a second placeorder is a second
+real order. So an
 attempt is only ever one of
 
 - ``accepted``: the broker took it and said so with an order id;

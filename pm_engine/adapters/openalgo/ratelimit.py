@@ -1,7 +1,8 @@
 """A blocking rate limiter: over the budget a caller waits its turn; a burst is queued, never failed.
 
 OpenAlgo counts calls per client address in a one-second window (10 orders/s by default) and
-answers 429 past it (DOMAIN.md §14). The window here slides and is a little longer than a second
+answers 429 past it (docs/domain.md#orders-through-openalgo). The window here slides and is a little longer than a
+second
 (``margin``): a request is stamped when it leaves and counted when it arrives, and network jitter
 could otherwise squeeze eleven arrivals into one of the gateway's seconds.
 """

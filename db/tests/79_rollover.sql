@@ -1,4 +1,4 @@
--- The roll state machine (migration 012, 78_rollover.sql): the whitelist, every transition and the refused ones,
+-- The roll state machine (migration 012; 77_roll_legs.sql, 78_roll_accounting.sql, 79_roll_machine.sql, 81_roll_views.sql): the whitelist, every transition and the refused ones,
 -- the events, legs driven by their orders' ends (an unknown leg blocks), the accounting (old P&L into closed equity
 -- and rollover_pnl, stops shifted by the basis, a lot-size re-size), the failures, synthetic legs, the block.
 SELECT plan(87);

@@ -1,4 +1,4 @@
--- Contract functions: the one-contract-per-instrument rule on pm.portfolio_positions (DOMAIN.md section 15).
+-- Contract functions: the one-contract-per-instrument rule on pm.portfolio_positions (docs/domain.md#contracts-and-expiry).
 -- Error codes are listed in db/README.md ("Error contract").
 
 -- pm.check_one_contract
@@ -6,9 +6,7 @@
 -- another open position of the same instrument holds: a pyramid trades its base's contract. Inserts
 -- only: a roll moves an existing row to the next contract (an update), layer by layer.
 CREATE OR REPLACE FUNCTION pm.check_one_contract()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
+RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     held text;
 BEGIN
