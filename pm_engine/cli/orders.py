@@ -92,6 +92,20 @@ def cmd_order_review(args: argparse.Namespace) -> int:
     return with_store(args, review)
 
 
+def cmd_release_restored(args: argparse.Namespace) -> int:
+    """The trader's answer to a restored database: the orders queued before the restore was found (held, never
+    sent blindly: they may have been sent, filled or made pointless at the broker since the backup) may go now.
+    Look first: ``pm-engine orders --state queued`` against the broker's books, ``pm-engine reconcile``."""
+    from pm_engine.store.orders import OrderStates
+
+    def release(db: Any) -> int:
+        released = OrderStates(db).release_restored(who())
+        print(f"released {released} held order(s): the broker sender sends them at its next round" if released
+              else "no order is held: nothing to release")
+        return 0
+    return with_store(args, release)
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """The book's net quantity per contract against the broker's positionbook: exit 0 matched, 3 not."""
     import json
@@ -219,6 +233,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="with --at-broker and --reason: link without finding the id in the broker's order book "
                         "(an order no longer in today's books; reconciliation then judges its contract)")
     q.set_defaults(func=cmd_order_review)
+    q = actions.add_parser("release-restored",
+                           help="after a restore from a backup: send the queued orders held since (check them against "
+                                "the broker first)")
+    db_config_arg(q)
+    q.set_defaults(func=cmd_release_restored)
 
     p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
                                          "(exit 0 matched, 3 differ: it says what to do next); needs "

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # after the 1st, 2nd, ... attempt that certainly was not placed
 SLOW = "broker slow / not answering"
+IDENTITY_EVERY_S = 60.0  # how often the restore guard is asked (pm.check_database_identity)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class OrderSender:
         self.clock = clock  # market hours are judged on it (tests set the time of day)
         self.instance_id = instance_id
         self._told: Optional[str] = None  # the broker state this sender last reported to the database
+        self._identity_at: Optional[float] = None  # when the restore guard was last asked (monotonic)
+        self._held_told = 0  # the held orders last said in the log (said again only when the count changes)
         self._told_at: Optional[datetime] = None
         self._telling = threading.Lock()
         self.mcx_in_lots = mcx_in_lots
@@ -211,6 +215,21 @@ class OrderSender:
         abandoned = self.states.abandon_sending(self.settings.abandoned_after_s)
         if abandoned:
             log.warning("%d order(s) left in 'sending' by a stopped sender are now unknown", abandoned)
+        self._check_identity()
+
+    def _check_identity(self) -> None:
+        """The restore guard, at the first round and then once a minute: a database restored into another cluster
+        holds the orders queued before (the database skips them in ``sendable``); said once per count."""
+        now = time.monotonic()
+        if self._identity_at is not None and now - self._identity_at < IDENTITY_EVERY_S:
+            return
+        self._identity_at = now
+        held = int(self.states.check_identity().get("held_orders") or 0)
+        if held and held != self._held_told:
+            log.warning("this database was restored from a backup into another cluster: %d queued order(s) from "
+                        "before are held, not sent; compare them with the broker (`pm-engine orders --state "
+                        "queued`, `pm-engine reconcile`), then `pm-engine orders release-restored`", held)
+        self._held_told = held
 
     def _dispatch(self) -> list["Future[None]"]:
         """Hand the sendable orders to the workers: one job per position (its orders in their order), none for a

@@ -55,6 +55,15 @@ class OrderStates:
         """Entries queued longer than ``max_age_s`` expire; the reason says "market closed" for ``closed``."""
         return self.db._execute("expire_stale_entries", (f"{max_age_s} seconds", list(closed)))
 
+    def check_identity(self) -> dict[str, Any]:
+        """The restore guard (pm.check_database_identity): ``state`` recorded | same | restored | unknown and
+        ``held_orders``, the queued orders held since a restore into another cluster was found."""
+        return dict(self.db._scalar("check_database_identity"))
+
+    def release_restored(self, by: str) -> int:
+        """The trader's release of the orders held since a restore (a checked principal); how many."""
+        return int(self.db._scalar("release_restored_orders", (by,)))
+
     def abandon_sending(self, after_s: float) -> int:
         return int(self.db._scalar("abandon_sending", (f"{after_s} seconds",)))
 
