@@ -89,7 +89,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pm_engine.core.backtest import plot_equity, run_backtest, write_trades_csv
-    from pm_engine.core.controls import BreakerSettings, Controls
+    from pm_engine.core.replay.controls import BreakerSettings, Controls
     from pm_engine.core.engine import LiveTradingEngine
     from pm_engine.core.instruments import load_instruments
 
@@ -564,7 +564,8 @@ def cmd_orders(args: argparse.Namespace) -> int:
     import json
 
     from pm_engine.core.statistics import as_json
-    from pm_engine.store.orders import ORDER_STATES, OrderStates
+    from pm_engine.core.replay.states import ORDER_STATES
+    from pm_engine.store.orders import OrderStates
 
     if args.state is not None and args.state not in ORDER_STATES:
         print(f"pm-engine orders: error: --state must be one of {', '.join(ORDER_STATES)}", file=sys.stderr)

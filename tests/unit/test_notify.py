@@ -18,7 +18,7 @@ from pm_engine import cli
 from pm_engine.config import DatabaseConfig, load_settings
 from pm_engine.core.engine import LiveTradingEngine
 from pm_engine.core.errors import ConfigError, DatabaseUnavailableError
-from pm_engine.notify.kinds import DEFAULT_EVENTS, KINDS
+from pm_engine.core.replay.notification_kinds import DEFAULT_EVENTS, KINDS
 from pm_engine.notify.messages import Event, digest, render
 from pm_engine.notify.sender import Notifier, redact
 from pm_engine.notify.settings import NotifySettings, notify_settings, parse_events
