@@ -21,8 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
 def check_amount(amount: Decimal) -> None:
     """PM060 unless positive, with at most two decimals, below 10^13 (the rule of pm.check_capital_amount)."""
     if not amount.is_finite() or amount <= 0 or amount >= LIMIT or amount != amount.quantize(Decimal("0.01")):
+        # the amount written out (1E+13 as 10000000000000), as PostgreSQL writes a numeric in its refusal
         raise InvalidAmountError("amount must be a positive number of rupees with at most two decimals "
-                                 f"(below 10^13), got {amount}", "PM060")
+                                 f"(below 10^13), got {amount:f}", "PM060")
 
 
 def apply_flow(portfolio: "PortfolioStateManager", kind: str, amount: Decimal, note: Optional[str] = None,
