@@ -321,7 +321,7 @@ def _notifier(settings: Any) -> Any:
     """The Apprise notifier of ``PM_NOTIFY_URLS`` / ``notify.urls``; None when no URL is configured."""
     if not settings.notify.enabled:
         return None
-    from pm_engine.notify.sender import Notifier
+    from pm_engine.notify.notifier import Notifier
 
     return Notifier(settings.notify)
 
@@ -367,7 +367,7 @@ def _notify_report(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from pm_engine.notify.settings import NotifySettings
-    from pm_engine.ops.notifications import IST, build_daily_report, report_due
+    from pm_engine.ops.daily_report import IST, build_daily_report, report_due
 
     # the URLs (--send) and the report time come from the configuration; without --send only the time matters
     settings = _settings(args) if args.send or os.environ.get("PM_NOTIFY_REPORT_TIME") else None
