@@ -16,7 +16,8 @@ def cmd_orders(args: argparse.Namespace) -> int:
     import json
 
     from pm_engine.core.statistics import as_json
-    from pm_engine.store.orders import ORDER_STATES, OrderStates
+    from pm_engine.core.replay.states import ORDER_STATES
+    from pm_engine.store.orders import OrderStates
 
     if args.state is not None and args.state not in ORDER_STATES:
         print(f"pm-engine orders: error: --state must be one of {', '.join(ORDER_STATES)}", file=sys.stderr)

@@ -18,9 +18,8 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping, Optional
 
-from pm_engine.core.capital import CapitalFlow, apply_flow, check_note
+from pm_engine.core.capital import CapitalFlow, check_note
 from pm_engine.core.contracts import Contract, ContractCalendar, ist_date
-from pm_engine.core.controls import Controls
 from pm_engine.core.errors import ConfigError, DatabaseUnavailableError, StaleVersionError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig, with_lot_size
 from pm_engine.core.market_hours import QueueNote, SendWindow
@@ -28,6 +27,8 @@ from pm_engine.core.models import Blocked, Duplicate, Outcome, Position, Signal,
 from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, client_order_id
 from pm_engine.core.portfolio import PortfolioStateManager
 from pm_engine.core.pyramiding import gate_reasons, pyramid_anomaly, size_pyramid
+from pm_engine.core.replay.capital import apply_flow
+from pm_engine.core.replay.controls import Controls
 from pm_engine.core.signals import SignalValidationError, parse_signal
 from pm_engine.core.sizing import one_lot_needs, portfolio_limit_reasons, position_risk, size_base_entry
 from pm_engine.core.state_store import StateStore

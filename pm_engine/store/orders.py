@@ -99,10 +99,6 @@ class OrderStates:
         return self.db._execute("list_orders", (state, since, limit))
 
 
-ORDER_STATES = ("queued", "sending", "open", "partially_filled", "filled", "rejected", "cancelled", "expired",
-                "unknown", "needs_review")
-
-
 def book_positions(db: "DatabaseStateManager", mcx_in_lots: bool = True) -> tuple[list[dict[str, Any]], set[str]]:
     """The book's net quantity per contract (order units) and every symbol the portfolio ever sent."""
     rows = db._execute("book_net_positions", (mcx_in_lots,))

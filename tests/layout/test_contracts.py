@@ -45,7 +45,7 @@ def test_the_package_keeps_its_contracts() -> None:
     ("sim/server.py", "from pm_engine.adapters.openalgo import client  # noqa", "the broker simulator imports only"),
     ("core/orders.py", "from pm_engine.adapters.openalgo import client  # noqa", "core and store never import"),
     ("store/outbox.py", "from pm_engine.sim import book  # noqa", "core and store never import"),
-    ("notify/sender.py", "import psycopg2  # noqa", "notify is an adapter"),
+    ("notify/notifier.py", "import psycopg2  # noqa", "notify is an adapter"),
     ("notify/messages.py", "from pm_engine.store import manager  # noqa", "notify is an adapter"),
     ("store/manager.py", "import apprise  # noqa", "store imports only core"),
     ("cli/book.py", "from pm_engine.web import app  # noqa", "the CLI parses and prints"),
