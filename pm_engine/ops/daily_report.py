@@ -93,8 +93,8 @@ def next_rolls(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The next roll of each open position group (an instrument's layers in one contract), soonest first.
 
     The roll dates are the ones ``pm-engine status`` shows (``contract_view``: the recorded expiry minus
-    the instrument's roll offset, DOMAIN.md section 15): the layers of one contract roll together. A group
-    whose contract was never recorded (a custom instrument) has no roll date and comes last.
+    the instrument's roll offset, docs/domain.md#contracts-and-expiry): the layers of one contract roll together.
+    A group     whose contract was never recorded (a custom instrument) has no roll date and comes last.
     """
     groups: dict[tuple[str, Optional[str]], dict[str, Any]] = {}
     for p in positions:

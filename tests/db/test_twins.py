@@ -3,8 +3,9 @@ same cases on both sides (issue 30): the answers must be equal, to the paisa and
 
 - breakers (``62_controls.sql`` / ``replay/controls.py``): short signal streams at each breaker's threshold,
   through pm.apply_signal and through the in-memory engine;
-- the roll's accounting (``78_rollover.sql`` / ``replay/rollover.py``): the same group rolled at the same
-  fills by the state machine (its legs filled through the order-state functions) and by ``roll_in_memory``;
+- the roll's accounting (``78_roll_accounting.sql``, ``79_roll_machine.sql`` / ``replay/rollover.py``): the same
+  group rolled at the same fills by the state machine (its legs filled through the order-state functions) and by
+  ``roll_in_memory``;
 - statistics (``95_statistics.sql``, ``pm.time_weighted_return`` / ``replay/statistics.py``): the same trade
   lists and series to ``pm.trade_figures``, ``pm.drawdown`` and ``pm.time_weighted_return``;
 - the capital rule (``64_capital.sql`` / ``replay/capital.py``): the same amounts to pm.check_capital_amount.

@@ -53,7 +53,7 @@ def test_the_package_keeps_its_contracts() -> None:
     ("app/wiring.py", "from pm_engine.cli import main  # noqa", "the wiring (pm_engine.app) assembles"),
     ("app/wiring.py", "from pm_engine.tools import bench  # noqa", "product code never imports tools"),
     ("web/orders.py", "from pm_engine.adapters.openalgo import client  # noqa", "web, config and notify never"),
-    ("notify/sender.py", "from pm_engine.sim import book  # noqa", "notify is an adapter"),
+    ("notify/notifier.py", "from pm_engine.sim import book  # noqa", "notify is an adapter"),
     ("adapters/openalgo/client.py", "from pm_engine.notify import kinds  # noqa", "adapters import only core"),
     ("sim/book.py", "from pm_engine.notify import kinds  # noqa", "the broker simulator imports only"),
     ("sim/book.py", "from pm_engine.app import wiring  # noqa", "layers"),

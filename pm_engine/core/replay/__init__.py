@@ -8,8 +8,8 @@ its SQL twin in its docstring, and a test feeds both the same cases (``tests/db/
 - ``controls``: the trading mode, instrument locks and breakers (``62_controls.sql``: ``pm.control_blocks``);
 - ``statistics``: trade figures, drawdowns, P&L by period, time-weighted return (``95_statistics.sql``);
 - ``capital``: a deposit's or withdrawal's checks and moves (``64_capital.sql``: ``pm.record_capital_flow``);
-- ``rollover``: the roll's accounting (``78_rollover.sql``: ``pm.roll_close_layer_realized``,
-  ``pm.roll_open``, ``pm.roll_move_layer``);
+- ``rollover``: the roll's accounting (``78_roll_accounting.sql``, ``79_roll_machine.sql``:
+  ``pm.roll_close_layer_realized``, ``pm.roll_open``, ``pm.roll_move_layer``);
 - ``notification_kinds``: the kinds and levels of ``pm.notification_kinds``;
 - ``states``: the states of the order, roll and delivery machines.
 

@@ -1,7 +1,8 @@
 """The roll's accounting in memory: the Python twin of the roll state machine's accounting in the database.
 
-SQL twin: ``db/functions/78_rollover.sql`` — ``pm.roll_close_layer_realized`` (the close), ``pm.roll_open``
-(equity_high), ``pm.roll_move_layer`` (the new contract) and ``pm.roll_leg_price`` (a paper leg's price).
+SQL twin: ``db/functions/78_roll_accounting.sql`` and ``79_roll_machine.sql`` — ``pm.roll_close_layer_realized``
+(the close), ``pm.roll_open`` (equity_high), ``pm.roll_move_layer`` (the new contract) and ``pm.roll_leg_price``
+(a paper leg's price).
 Live, the database rolls a group as its legs fill; a backtest has no database, so ``roll_in_memory``
 applies the same accounting with both legs filled at the given prices:
 

@@ -1,4 +1,5 @@
-"""Trade statistics (DOMAIN.md section 11) for a backtest: the Python twin of ``db/functions/95_statistics.sql``.
+"""Trade statistics (docs/domain.md#history-and-statistics) for a backtest: the Python twin of
+``db/functions/95_statistics.sql``.
 
 SQL twin: ``pm.trades`` (``closed_trade``), ``pm.trade_figures``, ``pm.drawdown``, ``pm.trade_stats``,
 ``pm.pnl_by_period`` and ``pm.time_weighted_return`` (``db/functions/64_capital.sql``). The database is
@@ -103,7 +104,7 @@ def trade_stats(trades: Iterable[Trade], curve: Sequence[Sequence[Decimal]],
     """The statistics of pm.trade_stats: ``curve`` is the (closed, open[, flow]) equity after each commit
     (a signal, or a capital flow with its signed amount), starting with the equity in force before the first.
 
-    Flows (DOMAIN.md section 17) stay out of the trade figures; drawdowns are taken on the trading
+    Flows (docs/domain.md#capital-flows) stay out of the trade figures; drawdowns are taken on the trading
     curve (equity minus the net flows so far); deposits, withdrawals and net_flows are those of the
     points after the first, and time_weighted_return chains the sub-periods between them.
     """
