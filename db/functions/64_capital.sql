@@ -101,7 +101,7 @@ $$;
 -- The return of a closed-equity series with flows (jsonb array of [equity, flow], in order; the
 -- first point is the start, its flow ignored), each sub-period between flows chained, in % to 4
 -- decimals: (prod over sub-periods of equity before the flow / equity after the previous one) - 1.
--- Every ratio and running product is rounded to 12 decimals (as pm_engine/core/statistics.py does).
+-- Every ratio and running product is rounded to 12 decimals (as pm_engine/core/replay/statistics.py does).
 -- NULL when a sub-period starts at zero equity or there is no point.
 CREATE OR REPLACE FUNCTION pm.time_weighted_return(series jsonb)
 RETURNS numeric LANGUAGE plpgsql IMMUTABLE AS $$

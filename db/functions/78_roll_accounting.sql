@@ -1,4 +1,4 @@
--- Rollover, its accounting (migration 012, DOMAIN.md section 16): what a roll's fills do to the book. The old
+-- Rollover, its accounting (migration 012, docs/domain.md#rollover): what a roll's fills do to the book. The old
 -- contract's P&L realized at the close, the layer moved onto the new contract at the open (stops shifted by the
 -- basis, lots re-sized), or closed flat when a leg failed. The Python twin is core/rollover.roll_in_memory.
 

@@ -1,5 +1,5 @@
 -- Rollover, the roll machine: the roll of an instrument group to its next contract as a state machine (migration
--- 012, DOMAIN.md section 16). The allowed (from, to) pairs are the rows of pm.transitions for machine 'roll' (its
+-- 012, docs/domain.md#rollover). The allowed (from, to) pairs are the rows of pm.transitions for machine 'roll' (its
 -- partition pm.roll_transitions, migration 019); each transition below is one small function that locks the roll
 -- and checks its move once (pm.lock_roll: PM080 for any other) and appends its pm.roll_events row (pm.move_roll).
 -- Python plans a roll (the next contract, its lot size, the new strike: the calendar is in the core) and starts

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pm_engine.config import Settings
     from pm_engine.core.contracts import ContractCalendar
     from pm_engine.core.engine import TradingEngine
-    from pm_engine.notify.sender import Notifier
+    from pm_engine.notify.notifier import Notifier
     from pm_engine.ops.rollover import Roller
     from pm_engine.ops.sender import OrderSender
     from pm_engine.store.gateway import Store
@@ -124,7 +124,7 @@ def notifier_for(settings: "Settings") -> "Optional[Notifier]":
     """The Apprise notifier of ``PM_NOTIFY_URLS`` / ``notify.urls``; None when no URL is configured."""
     if not settings.notify.enabled:
         return None
-    from pm_engine.notify.sender import Notifier
+    from pm_engine.notify.notifier import Notifier
 
     return Notifier(settings.notify)
 

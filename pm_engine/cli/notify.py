@@ -52,7 +52,7 @@ def _notify_report(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from pm_engine.notify.settings import NotifySettings
-    from pm_engine.ops.notifications import IST, build_daily_report, report_due
+    from pm_engine.ops.daily_report import IST, build_daily_report, report_due
 
     # the URLs (--send) and the report time come from the configuration; without --send only the time matters
     settings = settings_of(args) if args.send or os.environ.get("PM_NOTIFY_REPORT_TIME") else None

@@ -16,7 +16,7 @@ def cmd_orders(args: argparse.Namespace) -> int:
     import json
 
     from pm_engine.core.statistics import as_json
-    from pm_engine.store.orders import ORDER_STATES
+    from pm_engine.core.replay.states import ORDER_STATES
 
     if args.state is not None and args.state not in ORDER_STATES:
         print(f"pm-engine orders: error: --state must be one of {', '.join(ORDER_STATES)}", file=sys.stderr)
@@ -89,6 +89,19 @@ def cmd_order_review(args: argparse.Namespace) -> int:
         print(f"{row['client_order_id']}: {row['status']} ({row['reason']})")
         return 0
     return with_store(args, review)
+
+
+def cmd_release_restored(args: argparse.Namespace) -> int:
+    """The trader's answer to a restored database: the orders queued before the restore was found (held, never
+    sent blindly: they may have been sent, filled or made pointless at the broker since the backup) may go now.
+    Look first: ``pm-engine orders --state queued`` against the broker's books, ``pm-engine reconcile``."""
+
+    def release(store: Any) -> int:
+        released = store.orders.release_restored(who())
+        print(f"released {released} held order(s): the broker sender sends them at its next round" if released
+              else "no order is held: nothing to release")
+        return 0
+    return with_store(args, release)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -218,6 +231,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="with --at-broker and --reason: link without finding the id in the broker's order book "
                         "(an order no longer in today's books; reconciliation then judges its contract)")
     q.set_defaults(func=cmd_order_review)
+    q = actions.add_parser("release-restored",
+                           help="after a restore from a backup: send the queued orders held since (check them against "
+                                "the broker first)")
+    db_config_arg(q)
+    q.set_defaults(func=cmd_release_restored)
 
     p = sub.add_parser("reconcile", help="compare the book's net quantity per contract with the broker's positions "
                                          "(exit 0 matched, 3 differ: it says what to do next); needs "

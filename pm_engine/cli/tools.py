@@ -57,7 +57,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pm_engine.core.backtest import plot_equity, run_backtest, write_trades_csv
-    from pm_engine.core.controls import BreakerSettings, Controls
+    from pm_engine.core.replay.controls import BreakerSettings, Controls
     from pm_engine.core.engine import TradingEngine
     from pm_engine.core.instruments import load_instruments
 

@@ -6,11 +6,11 @@ line number and skipped. A row of ``type`` DEPOSIT or WITHDRAWAL is a capital fl
 optional ``note``), applied where it stands in the stream as the live book applies
 ``pm-engine capital``; a refused flow is reported and skipped like a malformed row.
 
-Positions roll as they do live (docs/domain.md#rollover, ``core/rollover.py``): before each signal, every
-group whose roll date (IST) has come moves to the next contract at its mark, the last signal price of
-the instrument. A CSV has no second-contract prices, so the basis is 0 unless a row gives one in a
-``roll_basis`` column (the latest value of the instrument applies to its next roll). A group found past
-its contract's last trading day is not rolled, as live, and reported.
+Positions roll as they do live (docs/domain.md#rollover, ``core/rollover.py`` plans, ``core/replay/rollover.py``
+rolls): before each signal, every group whose roll date (IST) has come moves to the next contract at its
+mark, the last signal price of the instrument. A CSV has no second-contract prices, so the basis is 0
+unless a row gives one in a ``roll_basis`` column (the latest value of the instrument applies to its next
+roll). A group found past its contract's last trading day is not rolled, as live, and reported.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from pm_engine.core.capital import CapitalRefusedError, parse_amount
 from pm_engine.core.contracts import ist_date
 from pm_engine.core.engine import TradingEngine
 from pm_engine.core.models import Outcome
-from pm_engine.core.rollover import RollPlanError, plan_roll, roll_in_memory
+from pm_engine.core.replay.rollover import roll_in_memory
+from pm_engine.core.replay.statistics import closed_trade, trade_stats
+from pm_engine.core.rollover import RollPlanError, plan_roll
 from pm_engine.core.signals import SignalValidationError, parse_timestamp
-from pm_engine.core.statistics import Trade, as_json, trade_stats
+from pm_engine.core.statistics import Trade, as_json
 
 NUMERIC_FIELDS = {"price", "stop", "lots", "atr", "er", "supertrend", "roc"}
 NOT_PAYLOAD = ("roll_basis",)  # replay-only columns
@@ -161,7 +163,7 @@ def run_backtest(path: Path, engine: Optional[TradingEngine] = None, progress: O
             continue  # nothing committed: no equity point (as in the database's history)
         portfolio = engine.portfolio
         for position_id in [*result.details.get("stopped_out", []), *result.details.get("closed", [])]:
-            report.trades.append(Trade.from_position(portfolio.closed[position_id]))
+            report.trades.append(closed_trade(portfolio.closed[position_id]))
         report.curve.append((signal.timestamp, portfolio.closed_equity, portfolio.open_equity(), Decimal(0)))
     report.final_closed_equity = engine.portfolio.closed_equity
     last = next((s.timestamp for s in reversed(replayed)), None)

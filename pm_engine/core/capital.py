@@ -1,10 +1,11 @@
-"""Capital in and out (docs/domain.md#capital-flows): deposits and withdrawals, and why they are refused.
+"""Capital in and out (docs/domain.md#capital-flows): deposits and withdrawals, how they are read, why they are refused.
 
 A flow moves closed equity — and with it sizing — and ``equity_high`` by its amount; it is not
 trading P&L. With a database, ``pm.record_capital_flow`` (db/functions/64_capital.sql) is the one
-writer and the authority on every rule here; ``apply_flow`` is its in-memory twin for a backtest
-(as ``core/controls.py`` twins the breakers), refusing with the same SQLSTATEs and messages, so a
-replay and a live book treat one stream alike.
+writer and the authority on every rule; this module holds what every caller needs before it asks
+(reading an amount exactly, a note the database can store, the refusals as exceptions with their
+SQLSTATEs, the ledger row). The in-memory twin of the rule itself, for a backtest, is
+``pm_engine/core/replay/capital.py``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from pm_engine.core.errors import DatabaseError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.core.portfolio import Book
 
 KINDS = ("deposit", "withdrawal")
 LIMIT = Decimal("1e13")  # numeric(15,2): amounts stay below 10^13
@@ -51,7 +49,7 @@ def parse_amount(value: Any) -> Decimal:
     """An amount from the CLI, a JSON body or a CSV cell, exactly (a float is read by its shortest text).
 
     Only its type is checked here (InvalidAmountError for a non-number); whether it is positive
-    with at most two decimals is ``check_amount`` (and, with a database, pm.check_capital_amount).
+    with at most two decimals is pm.check_capital_amount's (``core/replay/capital.check_amount`` in a backtest).
     """
     if isinstance(value, bool) or value is None or not isinstance(value, (str, int, float, Decimal)):
         raise InvalidAmountError(f"amount must be a number of rupees, got {value!r}", "PM060")
@@ -88,13 +86,6 @@ def check_note(note: Optional[str]) -> None:
         raise InvalidNoteError(f"note is longer than {NOTE_LIMIT} characters ({len(note)})", "PM063")
 
 
-def check_amount(amount: Decimal) -> None:
-    """PM060 unless positive, with at most two decimals, below 10^13 (the rule of pm.check_capital_amount)."""
-    if not amount.is_finite() or amount <= 0 or amount >= LIMIT or amount != amount.quantize(Decimal("0.01")):
-        raise InvalidAmountError("amount must be a positive number of rupees with at most two decimals "
-                                 f"(below 10^13), got {amount}", "PM060")
-
-
 @dataclass(frozen=True)
 class CapitalFlow:
     """One ledger row: a deposit (+) or withdrawal (−) and the closed equity it left."""
@@ -108,29 +99,3 @@ class CapitalFlow:
     @property
     def signed_amount(self) -> Decimal:
         return self.amount if self.kind == "deposit" else -self.amount
-
-
-def apply_flow(portfolio: "Book", kind: str, amount: Decimal, note: Optional[str] = None,
-               recorded_by: str = "backtest") -> CapitalFlow:
-    """The in-memory twin of pm.record_capital_flow: check, then move closed equity and equity_high.
-
-    Margin in use is the open positions' (``metrics().margin_used``), what the engine stores with
-    every signal and the database checks against.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be deposit or withdrawal, got {kind}")
-    check_amount(amount)
-    check_note(note)
-    text = (note or "").strip() or None
-    signed = amount if kind == "deposit" else -amount
-    after = (portfolio.closed_equity + signed).quantize(Decimal("0.01"))  # numeric(15,2), as the ledger keeps it
-    if signed < 0 and after < 0:
-        raise WithdrawalRefusedError(f"withdrawal of {amount} would leave closed equity {after} below zero", "PM062")
-    margin = portfolio.metrics().margin_used
-    if signed < 0 and after < margin:
-        raise WithdrawalRefusedError(f"withdrawal of {amount} would leave closed equity {after} below the margin "
-                                     f"in use {margin.quantize(Decimal('0.01'))}", "PM061")
-    portfolio.closed_equity = after
-    portfolio.equity_high += signed
-    portfolio.version += 1
-    return CapitalFlow(kind, amount, text, recorded_by, after)

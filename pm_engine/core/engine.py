@@ -19,7 +19,6 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional
 
 from pm_engine.core.contracts import Contract, ContractCalendar
-from pm_engine.core.controls import Controls
 from pm_engine.core.errors import ConfigError
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig, with_lot_size
 from pm_engine.core.market_hours import QueueNote, SendWindow
@@ -29,6 +28,7 @@ from pm_engine.core.orders import BackgroundSender, Broker, Order, PaperBroker, 
 from pm_engine.core.outbox_sending import OutboxSending
 from pm_engine.core.portfolio import Book
 from pm_engine.core.pyramiding import gate_reasons, pyramid_anomaly, size_pyramid
+from pm_engine.core.replay.controls import Controls
 from pm_engine.core.signals import parse_signal
 from pm_engine.core.sizing import one_lot_needs, portfolio_limit_reasons, position_risk, size_base_entry
 from pm_engine.core.state_store import Gateway

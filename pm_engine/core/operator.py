@@ -1,7 +1,7 @@
 """The trader's actions on the engine outside a signal, and its reporting: manual exits, capital flows, status.
 
 A manual exit goes the same path as an EXIT alert (``process_signal``); a capital flow is decided
-by the store (pm.record_capital_flow) or, in memory, by ``core.capital.apply_flow``; status renders
+by the store (pm.record_capital_flow) or, in memory, by ``core.replay.capital.apply_flow``; status renders
 the in-memory copy once it is proven current (``core.status``).
 """
 
@@ -12,10 +12,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional
 
-from pm_engine.core.capital import CapitalFlow, apply_flow, check_note
+from pm_engine.core.capital import CapitalFlow, check_note
 from pm_engine.core.instruments import InstrumentConfig
 from pm_engine.core.models import Signal, SignalResult
 from pm_engine.core.portfolio import Book
+from pm_engine.core.replay.capital import apply_flow
 from pm_engine.core.signals import SignalValidationError
 from pm_engine.core.state_store import Gateway
 from pm_engine.core.status import render_status

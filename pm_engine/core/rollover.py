@@ -5,19 +5,13 @@ together. The plan names, per layer, the contract it moves into (the calendar's 
 size and the lots re-sized to whole lots of it (rounded down: never more exposure than before), the
 order quantities in the exchange's unit, both point values, and for a synthetic Bank Nifty layer the new
 strike from the current price. The database carries the plan out as a state machine (db/functions/79_roll_machine.sql);
-``roll_in_memory`` is its twin for backtests and replays, with the same accounting:
-
-- the old contract's P&L, ``(close − entry) × lots × point value`` rounded to 0.01, is realized into
-  closed equity and added to ``rollover_pnl``;
-- the new entry is the open fill; ``initial_stop``, ``current_stop`` and ``highest_close`` shift by the
-  basis ``open − close``; ``original_entry_price`` and ``original_expiry`` keep the first contract's;
-- ``rollover_count`` + 1 and ``rollover_timestamp``.
+its accounting's twin for backtests and replays is ``pm_engine/core/replay/rollover.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -146,36 +140,3 @@ def group_plans(portfolio: "Book", calendar: ContractCalendar,
         except RollPlanError as exc:
             problems.append(str(exc))
     return plans, problems
-
-
-def roll_in_memory(portfolio: "Book", plan: RollPlan, close_price: Decimal,
-                   open_price: Decimal, at: datetime) -> list[dict[str, Any]]:
-    """The database's roll, in memory (backtests and replays): both legs fill at the given prices."""
-    done = []
-    for layer in plan.layers:
-        p = portfolio.positions[layer.position_id]
-        pnl = ((close_price - p.entry_price) * layer.lots * layer.point_value).quantize(CENT, ROUND_HALF_UP)
-        basis = open_price - close_price
-        portfolio.closed_equity += pnl
-        p.rollover_pnl += pnl
-        if p.original_entry_price is None:
-            p.original_entry_price = p.entry_price
-        if p.original_expiry is None:
-            p.original_expiry = p.expiry
-        if p.original_strike is None:
-            p.original_strike = p.strike
-        p.entry_price = open_price
-        p.lots, p.quantity = layer.new_lots, layer.new_lots * layer.new_lot_size
-        p.futures_symbol, p.expiry, p.contract_month = layer.to_symbol, layer.to_expiry, layer.to_contract_month
-        p.strike, p.ce_symbol, p.pe_symbol = layer.to_strike, layer.to_ce_symbol, layer.to_pe_symbol
-        p.initial_stop += basis
-        p.current_stop += basis
-        p.highest_close += basis
-        p.unrealized_pnl = Decimal(0)
-        p.rollover_status, p.rollover_count, p.rollover_timestamp = "none", p.rollover_count + 1, at
-        portfolio.dirty_positions[p.position_id] = p
-        done.append({"position_id": p.position_id, "close_price": close_price, "close_pnl": pnl,
-                     "open_price": open_price, "basis": basis, "lots": layer.new_lots})
-    portfolio.marks[plan.instrument] = open_price
-    portfolio.equity_high = max(portfolio.equity_high, portfolio.closed_equity)  # as pm.roll_open does
-    return done

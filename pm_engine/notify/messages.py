@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
-from pm_engine.notify.kinds import KINDS
+from pm_engine.core.replay.notification_kinds import KINDS
 
 IST = ZoneInfo("Asia/Kolkata")
 DIGEST_LINES = 60  # a digest lists this many events, then counts the rest

@@ -1,4 +1,4 @@
-"""The daily report's text, from figures gathered elsewhere (``pm_engine.ops.notifications``).
+"""The daily report's text, from figures gathered elsewhere (``pm_engine.ops.daily_report``).
 
 The figures are the ones ``pm-engine status --as-of`` and ``pm-engine report`` show for the same
 day (the same functions produce them), so the phone and the terminal never disagree.

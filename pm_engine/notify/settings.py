@@ -14,7 +14,7 @@ from datetime import time
 from typing import Any, Mapping, Optional
 
 from pm_engine.core.errors import ConfigError
-from pm_engine.notify.kinds import DEFAULT_EVENTS, KINDS, LEVELS
+from pm_engine.core.replay.notification_kinds import DEFAULT_EVENTS, KINDS, LEVELS
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pm_engine.store.gateway import Store
 from pm_engine.store.queries import QUERIES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pm_engine.notify.sender import Notifier
+    from pm_engine.notify.notifier import Notifier
     from pm_engine.ops.rollover import Roller
     from pm_engine.ops.sender import OrderSender
 
@@ -57,7 +57,7 @@ class BackgroundJobs:
     def __init__(self, engine: TradingEngine, settings: JobSettings = JobSettings(),
                  version: Optional[str] = None, notifier: Optional["Notifier"] = None,
                  roller: Optional["Roller"] = None, sender: Optional["OrderSender"] = None) -> None:
-        from pm_engine.ops.notifications import DatabaseWatch, NotificationSender
+        from pm_engine.ops.delivery import DatabaseWatch, NotificationDelivery
 
         assert isinstance(engine.store, Store), "background jobs need a PostgreSQL store"
         self.engine = engine
@@ -77,20 +77,20 @@ class BackgroundJobs:
         self.watch = DatabaseWatch(notifier, engine.instance_id)
         self.sender = sender  # the OpenAlgo order sender the engine sends through; None: the paper broker
         paper = sender is None
-        self.notifications = (NotificationSender(self.store, notifier, engine.instance_id, lambda: self.is_leader,
-                                                 paper=paper)
-                              if notifier is not None and notifier.targets else None)
+        self.delivery = (NotificationDelivery(self.store, notifier, engine.instance_id, lambda: self.is_leader,
+                                              paper=paper)
+                         if notifier is not None and notifier.targets else None)
 
     def start(self) -> "BackgroundJobs":
         self._thread.start()
-        if self.notifications is not None:
-            self.notifications.start()
+        if self.delivery is not None:
+            self.delivery.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self.notifications is not None:
-            self.notifications.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._release()

@@ -77,6 +77,15 @@ class OrderQueries:
         """Entries queued longer than ``max_age_s`` expire; the reason says "market closed" for ``closed``."""
         return self.executor.run("expire_stale_entries", f"{max_age_s} seconds", list(closed))
 
+    def check_identity(self) -> dict[str, Any]:
+        """The restore guard (pm.check_database_identity): ``state`` recorded | same | restored | unknown and
+        ``held_orders``, the queued orders held since a restore into another cluster was found."""
+        return dict(self.executor.scalar("check_database_identity"))
+
+    def release_restored(self, by: str) -> int:
+        """The trader's release of the orders held since a restore (a checked principal); how many."""
+        return int(self.executor.scalar("release_restored_orders", by))
+
     def abandon_sending(self, after_s: float) -> int:
         return int(self.executor.scalar("abandon_sending", f"{after_s} seconds"))
 
@@ -134,7 +143,3 @@ class OrderQueries:
         """Report the broker's state (ok | session_expired | unreachable); the event's id when it changed, else None."""
         value = self.executor.scalar("record_broker_session", state, message[:500] or None, instance_id)
         return None if value is None else int(value)
-
-
-ORDER_STATES = ("queued", "sending", "open", "partially_filled", "filled", "rejected", "cancelled", "expired",
-                "unknown", "needs_review")

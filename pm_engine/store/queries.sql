@@ -377,6 +377,14 @@ SELECT * FROM pm.sendable_orders(%s);
 -- Queued entries older than max_order_age become expired ("market closed" for the exchanges named closed).
 SELECT * FROM pm.expire_stale_entries(%s::interval, %s::text[]);
 
+-- check_database_identity --
+-- Is this database in the cluster it was recorded in? A restore into another holds the orders queued until then.
+SELECT pm.check_database_identity();
+
+-- release_restored_orders --
+-- The trader's release of the orders held since a restore was found; how many are sendable again.
+SELECT pm.release_restored_orders(%s);
+
 -- abandon_sending --
 -- Attempts started longer ago than the interval become unknown (their sender died).
 SELECT pm.abandon_sending(%s::interval);

@@ -14,10 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from pm_engine.core.errors import PmError
+from pm_engine.core.replay.states import ORDER_STATES
 from pm_engine.core.signals import SignalValidationError, parse_timestamp
 from pm_engine.core.statistics import as_json
 from pm_engine.store.gateway import Store
-from pm_engine.store.orders import ORDER_STATES
 
 
 class HealthView(Protocol):

@@ -11,7 +11,7 @@ import pytest
 
 from pm_engine.store.connection import DatabaseConfig
 from pm_engine.store.errors import NotificationTransitionError, OrderTransitionError, RollTransitionError, error_for
-from pm_engine.store.orders import ORDER_STATES
+from pm_engine.core.replay.states import ORDER_STATES
 from tests.helpers import rows
 
 

@@ -30,9 +30,8 @@ import pytest
 from pm_engine.config import DatabaseConfig
 from pm_engine.core.contracts import ContractCalendar
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS
-from pm_engine.ops.cluster import LocalCluster, find_bindir
+from pm_engine.ops.cluster import LocalCluster, find_bindir, temporary_cluster
 from pm_engine.tools import children
-from pm_engine.tools.clusters import temporary_cluster
 from tests.brokersim import Sim, sim, sim_process  # noqa: F401 - fixtures
 from tests.helpers import payload, rows
 
@@ -158,3 +157,62 @@ def test_dump_restored_into_a_fresh_cluster_resumes_and_sends_no_stale_entry(
     at_broker = [(o["symbol"], o["action"]) for o in sim.state()["orders"]]
     assert at_broker == [(GOLD.symbol, "BUY"), (GOLD.symbol, "SELL")]  # the stale Silver entry never reached it
     assert status_json(restored)["positions"] == []
+
+
+def test_a_queued_exit_in_a_restored_database_is_held_until_the_trader_releases_it(
+        db_config: DatabaseConfig, sim: Sim, fresh_cluster: LocalCluster, tmp_path: Path) -> None:  # noqa: F811
+    """An exit queued in the backup may have been sent and filled since: after a restore into another cluster it
+    is held (never sent blindly) while new orders go, until ``pm-engine orders release-restored``."""
+    assert GOLD is not None and SILVER is not None
+    sim.control("price", {"symbol": GOLD.symbol, "price": "75000"})
+    sim.control("price", {"symbol": SILVER.symbol, "price": "90000"})
+    original = engine(db_config, sim, tmp_path / "original.log")
+    try:
+        assert alert(original, payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, stamp(), stop=74300, atr=400,
+                                       er=0.8))["outcome"] == "executed"
+        wait_for(lambda: orders(db_config).get(GOLD.symbol) == "filled")
+        sim.control("faults", {"session_expired": True})
+        assert alert(original, payload("EXIT", "GOLD_MINI", "ALL", 75500, stamp(), reason="SIGNAL"))["outcome"] == \
+            "executed"
+        time.sleep(1.5)  # the broker refuses every call: the exit stays queued
+        assert rows(db_config, "SELECT side, status FROM pm.broker_orders ORDER BY created_at") == \
+            [("BUY", "filled"), ("SELL", "queued")]
+        dump = tmp_path / "pm_engine.dump"
+        pg_tool("pg_dump", "-Fc", "-h", db_config.host, "-p", str(db_config.port), "-U", db_config.user,
+                "-d", db_config.database, "-f", str(dump))
+    finally:
+        original.kill()
+
+    conn = psycopg2.connect(**fresh_cluster.config().dsn_kwargs())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE pm_restored")
+    conn.close()
+    restored = DatabaseConfig(host="127.0.0.1", port=fresh_cluster.port, database="pm_restored", user="postgres",
+                              password=fresh_cluster.password)
+    pg_tool("pg_restore", "--exit-on-error", "-h", "127.0.0.1", "-p", str(fresh_cluster.port), "-U", "postgres",
+            "-d", "pm_restored", str(dump))
+
+    sim.control("faults", {"session_expired": False})
+    log = tmp_path / "restored.log"
+    resumed = engine(restored, sim, log)
+    try:
+        wait_for(lambda: "restored from a backup" in log.read_text())
+        assert alert(resumed, payload("BASE_ENTRY", "SILVER_MINI", "Long_1", 90000, stamp(), stop=88500, atr=900,
+                                      er=0.8))["outcome"] == "executed"
+        wait_for(lambda: orders(restored).get(SILVER.symbol) == "filled")  # a new order goes as ever
+        time.sleep(1.0)
+        assert rows(restored, "SELECT status FROM pm.broker_orders WHERE side = 'SELL'") == [("queued",)]  # held
+        assert [(o["symbol"], o["action"]) for o in sim.state()["orders"]] == \
+            [(GOLD.symbol, "BUY"), (SILVER.symbol, "BUY")]
+        assert rows(restored, "SELECT count(*) FROM pm.anomalies WHERE kind = 'database_restored'") == [(1,)]
+        released = subprocess.run([sys.executable, "-m", "pm_engine", "orders", "release-restored"],
+                                  capture_output=True, text=True, timeout=60,
+                                  env={**os.environ, "DATABASE_URL": restored.url(hide_password=False)})
+        assert released.returncode == 0 and "released 1 held order(s)" in released.stdout, released.stderr
+        wait_for(lambda: rows(restored, "SELECT status FROM pm.broker_orders WHERE side = 'SELL'") == [("filled",)])
+    finally:
+        resumed.stop()
+    assert [(o["symbol"], o["action"]) for o in sim.state()["orders"]] == \
+        [(GOLD.symbol, "BUY"), (SILVER.symbol, "BUY"), (GOLD.symbol, "SELL")]  # the exit once, after the release
+    assert log.read_text().count("restored from a backup") == 1

@@ -1,4 +1,4 @@
-"""Issue 13: the breakers live (in pm.apply_signal) and in a replay (pm_engine/core/controls.py) block the same
+"""Issue 13: the breakers live (in pm.apply_signal) and in a replay (pm_engine/core/replay/controls.py) block the same
 signals with the same reasons."""
 
 from __future__ import annotations

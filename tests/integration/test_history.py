@@ -24,7 +24,8 @@ from pm_engine.core.backtest import run_backtest
 from pm_engine.core.engine import TradingEngine
 from pm_engine.core.portfolio import Book
 from pm_engine.core.signals import IST
-from pm_engine.core.statistics import Trade, as_json, in_exit_order, pnl_by_period
+from pm_engine.core.replay.statistics import pnl_by_period
+from pm_engine.core.statistics import Trade, as_json, in_exit_order
 from pm_engine.ops.cluster import LocalCluster
 from pm_engine.store.deploy import deploy
 from pm_engine.store.errors import HistoryUnavailableError

@@ -13,7 +13,8 @@ from typing import Any
 from pm_engine.config import DatabaseConfig
 from pm_engine.core.engine import TradingEngine
 from pm_engine.core.orders import Fill, Order
-from pm_engine.core.statistics import Trade, as_json, pnl_by_period, time_weighted_return
+from pm_engine.core.replay.statistics import pnl_by_period, time_weighted_return
+from pm_engine.core.statistics import Trade, as_json
 from pm_engine.store.gateway import Store
 from tests.helpers import payload, rows
 

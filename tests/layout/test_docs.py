@@ -103,7 +103,7 @@ def python_defs() -> frozenset[str]:
 
 
 def order_states() -> tuple[str, ...]:
-    from pm_engine.store.orders import ORDER_STATES
+    from pm_engine.core.replay.states import ORDER_STATES
     text = (ROOT / "db" / "migrations" / "008_order_states.sql").read_text()
     check = re.search(r"broker_orders_status_check CHECK \(status IN \(([^)]*)\)", text)
     assert check is not None, "migration 008's order states constraint moved: update this test"

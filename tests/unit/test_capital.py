@@ -1,4 +1,4 @@
-"""Capital flows in memory (core/capital.py, the twin of pm.record_capital_flow) and their statistics."""
+"""Capital flows in memory (core/replay/capital.py, the twin of pm.record_capital_flow) and their statistics."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pm_engine.core.capital import (InvalidAmountError, InvalidNoteError, WithdrawalRefusedError, check_amount,
-                                    parse_amount)
+from pm_engine.core.capital import InvalidAmountError, InvalidNoteError, WithdrawalRefusedError, parse_amount
 from pm_engine.core.engine import TradingEngine
-from pm_engine.core.statistics import time_weighted_return, trade_stats
+from pm_engine.core.replay.capital import check_amount
+from pm_engine.core.replay.statistics import time_weighted_return, trade_stats
 from tests.helpers import payload
 
 GOLD = payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 78000, "2026-10-30T10:30:00+05:30", stop=77880, atr=600, er=0.12)

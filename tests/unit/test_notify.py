@@ -18,13 +18,13 @@ from pm_engine import cli
 from pm_engine.config import DatabaseConfig, load_settings
 from pm_engine.core.engine import TradingEngine
 from pm_engine.core.errors import ConfigError, DatabaseUnavailableError
-from pm_engine.notify.kinds import DEFAULT_EVENTS, KINDS
+from pm_engine.core.replay.notification_kinds import DEFAULT_EVENTS, KINDS
 from pm_engine.notify.messages import Event, digest, render
-from pm_engine.notify.sender import Notifier, redact
+from pm_engine.notify.notifier import Notifier, redact
 from pm_engine.notify.settings import NotifySettings, notify_settings, parse_events
 from pm_engine.notify.report import DailyReport
-from pm_engine.ops.notifications import (IST, DatabaseWatch, NotificationSender, build_daily_report, next_rolls,
-                                         report_due)
+from pm_engine.ops.daily_report import IST, build_daily_report, next_rolls, report_due
+from pm_engine.ops.delivery import DatabaseWatch, NotificationDelivery
 from pm_engine.store.gateway import Store
 from tests.helpers import payload, rows
 from tests.receivers import JsonReceiver
@@ -266,9 +266,9 @@ def test_the_leader_sends_the_daily_report_once(db_config: DatabaseConfig, hook:
         notifier = Notifier(NotifySettings(urls=(url(hook),)))
         tomorrow = datetime.now(IST).date() + timedelta(days=1)
         clock = datetime.combine(tomorrow, time(0, 6), tzinfo=IST)
-        sender = NotificationSender(store, notifier, "leader-x", lambda: True, clock=lambda: clock)
+        sender = NotificationDelivery(store, notifier, "leader-x", lambda: True, clock=lambda: clock)
         assert sender.run_once() == 4  # three executed signals, then the report
-        again = NotificationSender(store, notifier, "leader-y", lambda: True, clock=lambda: clock)
+        again = NotificationDelivery(store, notifier, "leader-y", lambda: True, clock=lambda: clock)
         assert again.run_once() == 0  # the report of that day exists: a second leader adds nothing
         titles = [m.title for m in hook.messages]
         assert sum("daily report" in t for t in titles) == 1 and len(titles) == 4
@@ -326,15 +326,15 @@ def test_a_failing_url_is_logged_once_per_episode_then_hourly(db_config: Databas
     hook = JsonReceiver()  # not started: nothing listens on its port
     notifier = Notifier(NotifySettings(urls=(url(hook),), retry_s=0.1, retry_max_s=0.1))
     store = Store(db_config)
-    logger = logging.getLogger("pm_engine.ops.notifications")
+    logger = logging.getLogger("pm_engine.ops.delivery")
     try:
-        sender = NotificationSender(store, notifier, "leader-x", lambda: True)
+        sender = NotificationDelivery(store, notifier, "leader-x", lambda: True)
         now = [1000.0]
         sender.episodes = FailureEpisodes(logger, clock=lambda: now[0])
         TradingEngine(store=store, max_signal_age=None).process_payload(
             payload("BASE_ENTRY", "GOLD_MINI", "Long_1", 75000, "2026-10-30T12:30:00+05:30", stop=74300, atr=400,
                     er=0.8), check_time=False)
-        with caplog.at_level(logging.WARNING, logger="pm_engine.ops.notifications"):
+        with caplog.at_level(logging.WARNING, logger="pm_engine.ops.delivery"):
             for _ in range(6):  # six failed attempts within the hour
                 sender.run_once()
                 now[0] += 60

@@ -12,7 +12,8 @@ import pytest
 
 from pm_engine.core.contracts import ContractCalendar
 from pm_engine.core.engine import TradingEngine
-from pm_engine.core.rollover import RollPlanError, plan_roll, resized_lots, roll_in_memory
+from pm_engine.core.replay.rollover import roll_in_memory
+from pm_engine.core.rollover import RollPlanError, plan_roll, resized_lots
 from tests.helpers import payload
 from tests.unit.test_contracts import load_instruments_from
 
@@ -82,3 +83,25 @@ def test_the_in_memory_roll_realizes_the_old_pnl_and_shifts_the_stops() -> None:
     assert (p.entry_price, p.original_entry_price, p.futures_symbol, p.rollover_count, p.rollover_timestamp) == \
         (D(75850), D(75000), "GOLDM05FEB27FUT", 1, at)
     assert p.original_expiry == "2027-01-05" and p.expiry == "2027-02-05"
+
+
+def test_the_in_memory_roll_drops_the_old_signal_price_and_enters_a_synthetics_legs(tmp_path: Path) -> None:
+    """As pm.roll_move_layer: the old contract's alert price is no reference for the new fill (a book loaded from
+    the database holds one), and a synthetic layer's call and put are entered at their paper prices."""
+    e = engine()
+    enter(e, "GOLD_MINI", 75000, 74300, 400)
+    plan = plan_roll(e.portfolio, e.contracts, "GOLD_MINI")
+    p = e.portfolio.positions[plan.layers[0].position_id]
+    p.signal_price = D("74990")
+    roll_in_memory(e.portfolio, plan, D("75600"), D("75850"), datetime(2026, 12, 28, 6, 0, tzinfo=timezone.utc))
+    assert (p.signal_price, p.ce_entry_price, p.pe_entry_price) == (None, None, None)
+
+    table = load_instruments_from({"BANK_NIFTY": {"contract": {"execution": "synthetic", "strike_step": 500}}},
+                                  tmp_path)
+    s = engine(instruments=table, contracts=ContractCalendar(table))
+    enter(s, "BANK_NIFTY", 52000, 51650, 350)
+    plan = plan_roll(s.portfolio, s.contracts, "BANK_NIFTY", mark=D("53260"))
+    q = s.portfolio.positions[plan.layers[0].position_id]
+    roll_in_memory(s.portfolio, plan, D("53260"), D("53310"), datetime(2026, 12, 28, 6, 0, tzinfo=timezone.utc))
+    assert (q.strike, q.ce_entry_price, q.pe_entry_price) == (53500, D("100.00"), D("290.00"))
+    assert q.strike + q.ce_entry_price - q.pe_entry_price == q.entry_price == D("53310")

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import apprise
 
 from pm_engine.core.errors import ConfigError
-from pm_engine.notify.kinds import KINDS
+from pm_engine.core.replay.notification_kinds import KINDS
 from pm_engine.notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,11 @@
 """The kinds of notification: one catalogue, so ``notify.events`` can be checked before anything runs.
 
-The kinds the database records are also rows of ``pm.notification_kinds`` (migration 010, with the
-same levels; ``tests/unit/test_notify.py`` compares the two). ``stored=False``: sent directly by the
-process that sees it (the database cannot record its own outage, nor a process its own stop).
+SQL twin: the rows of ``pm.notification_kinds`` (migrations 010 and 015) and its level check
+(``notification_kinds_level_check``). The database records an event only of a kind it has a row for;
+Python needs the catalogue before any database is reachable (to refuse a misspelt ``notify.events``),
+so it keeps its own, and ``tests/db/test_constants.py`` requires the stored kinds, their levels and
+the levels themselves to be the database's. ``stored=False``: sent directly by the process that sees
+it (the database cannot record its own outage, nor a process its own stop).
 """
 
 from __future__ import annotations

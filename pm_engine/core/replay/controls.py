@@ -1,10 +1,12 @@
 """Trading controls for an engine without a database (``pm-engine backtest --breakers FILE``).
 
-Live, the database evaluates the trading mode, instrument locks and breakers inside pm.apply_signal
-(``db/functions/62_controls.sql``), so every instance obeys them at the same commit. A replay has
-no database, so this module mirrors those functions step by step — the same order, thresholds and
-reason texts. ``tests/integration/test_controls.py`` replays one stream both ways and requires the
-same outcome and reason for every signal, which keeps the two definitions one idea.
+SQL twin: ``db/functions/62_controls.sql`` (``pm.control_blocks``, ``pm.breaker_daily_loss``,
+``pm.breaker_max_entries``, ``pm.breaker_cooling_off``, ``pm.lock_reason``). Live, the database evaluates
+the trading mode, instrument locks and breakers inside pm.apply_signal, so every instance obeys them at
+the same commit. A replay has no database, so this module mirrors those functions step by step — the
+same order, thresholds and reason texts. ``tests/db/test_twins.py`` feeds both the same small cases
+at each threshold and ``tests/integration/test_controls.py`` replays one long stream both ways; both
+require the same outcome and reason for every signal, which keeps the two definitions one idea.
 """
 
 from __future__ import annotations
