@@ -137,3 +137,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(
             f"pgTAP: {stats['assertions']} assertions in {stats['files']} files, "
             f"{stats['assertions'] - stats['failed']} passed, {stats['failed']} failed")
+
+
+@pytest.fixture
+def hook() -> Iterator[Any]:
+    """A local JSON notification receiver (tests/receivers.py), stopped after the test."""
+    from tests.receivers import JsonReceiver
+
+    receiver = JsonReceiver().start()
+    yield receiver
+    receiver.stop()
