@@ -205,7 +205,8 @@ def test_every_sql_name_exists():
 # PostgreSQL's and the libraries' own functions the documents name beside ours
 BUILTINS = frozenset({"clock_timestamp", "statement_timestamp", "transaction_timestamp", "now", "numeric", "connect",
                       "pg_advisory_xact_lock", "pg_try_advisory_lock", "pg_advisory_lock", "txid_current",
-                      "pg_current_wal_lsn", "gen_random_uuid", "date_trunc", "coalesce", "greatest", "least"})
+                      "pg_current_wal_lsn", "gen_random_uuid", "date_trunc", "coalesce", "greatest", "least",
+                      "pg_control_system"})
 
 
 def test_db_readme_functions_exist():
