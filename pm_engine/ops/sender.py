@@ -99,6 +99,7 @@ class OrderSender:
         self.health = BrokerHealth(waiting=client.oldest_call_s, slow_after_s=settings.slow_after_s)
         self.rounds = 0
         self._wake = threading.Event()
+        self._follow_wake = threading.Event()  # set after a send: its fill is looked for at once, not a poll later
         self._stop = threading.Event()
         self.placer = OrderPlacer(self.states, client, hours, self.health, self._now, settings.guard_base_pct,
                                   settings.guard_pyramid_pct)
@@ -130,6 +131,7 @@ class OrderSender:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._follow_wake.set()
         for thread in (self._thread, self._follow_thread):
             if thread.is_alive():
                 thread.join(timeout=15)
@@ -148,9 +150,10 @@ class OrderSender:
 
     def _follow_loop(self) -> None:
         while not self._stop.is_set():
+            self._follow_wake.clear()  # before reading the books: a send meanwhile asks for another look
             self._safely(self.follower.follow)
             self.tell_health()
-            self._stop.wait(self.settings.poll_s)
+            self._follow_wake.wait(self.settings.poll_s)
 
     def tick(self) -> None:
         """One whole round on this thread, the sends waited for; never raises (a database or broker outage is
@@ -229,6 +232,7 @@ class OrderSender:
             with self._busy_lock:
                 self._busy.discard(key)
             self._wake.set()  # the position's next order may be sendable now
+            self._follow_wake.set()  # and what was sent may have filled: the follower looks now
 
     def tell_health(self) -> None:
         """Report a change of the broker's state to the database (one notification per episode, any instance).
