@@ -100,3 +100,16 @@ RETURNS SETOF text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_cat
                         WHERE l.roll_id = r.roll_id AND NOT pm.layer_on_paper(l.position_id))
      ORDER BY o.client_order_id;
 $$;
+
+-- pm.roll_legs_filled
+-- A roll moves on only once every leg of the kind (close, open) filled (PM083 otherwise); its history rows then
+-- carry the roll's fingerprint.
+CREATE OR REPLACE FUNCTION pm.roll_legs_filled(r pm.rolls, p_leg text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = p_leg AND status <> 'filled') THEN
+        PERFORM pm.raise_error('PM083', format('roll %s: its %s legs have not all filled', r.roll_id, p_leg));
+    END IF;
+    PERFORM set_config('pm.fingerprint', 'roll-' || r.roll_id, true);
+END;
+$$;

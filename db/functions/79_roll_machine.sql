@@ -232,10 +232,7 @@ DECLARE
     f record;
 BEGIN
     r := pm.lock_roll(p_roll_id, 'opening');
-    IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = 'close' AND status <> 'filled') THEN
-        PERFORM pm.raise_error('PM083', format('roll %s: its close legs have not all filled', r.roll_id));
-    END IF;
-    PERFORM set_config('pm.fingerprint', 'roll-' || r.roll_id, true);
+    PERFORM pm.roll_legs_filled(r, 'close');
     FOR l IN SELECT * FROM pm.roll_layers WHERE roll_id = r.roll_id ORDER BY position_id LOOP
         SELECT * INTO f FROM pm.roll_layer_fill(l, 'close');
         PERFORM pm.roll_close_layer_realized(l, l.lots, f.price);
@@ -258,10 +255,7 @@ DECLARE
     f record;
 BEGIN
     r := pm.lock_roll(p_roll_id, 'rolled');
-    IF EXISTS (SELECT 1 FROM pm.broker_orders WHERE roll_id = r.roll_id AND roll_leg = 'open' AND status <> 'filled') THEN
-        PERFORM pm.raise_error('PM083', format('roll %s: its open legs have not all filled', r.roll_id));
-    END IF;
-    PERFORM set_config('pm.fingerprint', 'roll-' || r.roll_id, true);
+    PERFORM pm.roll_legs_filled(r, 'open');
     FOR l IN SELECT * FROM pm.roll_layers WHERE roll_id = r.roll_id ORDER BY position_id LOOP
         SELECT * INTO f FROM pm.roll_layer_fill(l, 'open');
         PERFORM pm.roll_move_layer(l, f.lots, f.price, f.call_price, f.put_price);

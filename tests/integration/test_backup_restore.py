@@ -95,6 +95,24 @@ def pg_tool(name: str, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def take_dump(config: DatabaseConfig, dump: Path) -> None:
+    pg_tool("pg_dump", "-Fc", "-h", config.host, "-p", str(config.port), "-U", config.user, "-d", config.database,
+            "-f", str(dump))
+
+
+def restore(dump: Path, cluster: LocalCluster) -> DatabaseConfig:
+    """The dump restored into a new database of another cluster, as a trader moving to a new server would."""
+    conn = psycopg2.connect(**cluster.config().dsn_kwargs())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE pm_restored")
+    conn.close()
+    pg_tool("pg_restore", "--exit-on-error", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres",
+            "-d", "pm_restored", str(dump))
+    return DatabaseConfig(host="127.0.0.1", port=cluster.port, database="pm_restored", user="postgres",
+                          password=cluster.password)
+
+
 @pytest.fixture
 def fresh_cluster() -> Iterator[LocalCluster]:
     cluster = temporary_cluster()
@@ -120,23 +138,13 @@ def test_dump_restored_into_a_fresh_cluster_resumes_and_sends_no_stale_entry(
         time.sleep(1.5)  # the sender tries, the broker refuses: the entry stays queued
         assert orders(db_config)[SILVER.symbol] == "queued"
         dump = tmp_path / "pm_engine.dump"
-        info = db_config
-        pg_tool("pg_dump", "-Fc", "-h", info.host, "-p", str(info.port), "-U", info.user, "-d", info.database,
-                "-f", str(dump))
+        take_dump(db_config, dump)
     finally:
         original.kill()  # the machine dies after the backup
     before = status_json(db_config)
     assert {p["instrument"] for p in before["positions"]} == {"GOLD_MINI", "SILVER_MINI"}
 
-    conn = psycopg2.connect(**fresh_cluster.config().dsn_kwargs())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE pm_restored")
-    conn.close()
-    restored = DatabaseConfig(host="127.0.0.1", port=fresh_cluster.port, database="pm_restored", user="postgres",
-                              password=fresh_cluster.password)
-    pg_tool("pg_restore", "--exit-on-error", "-h", "127.0.0.1", "-p", str(fresh_cluster.port), "-U", "postgres",
-            "-d", "pm_restored", str(dump))
+    restored = restore(dump, fresh_cluster)
 
     assert children.committed_book(restored) == children.committed_book(db_config)
     assert the_book(status_json(restored)) == the_book(before)
@@ -178,20 +186,11 @@ def test_a_queued_exit_in_a_restored_database_is_held_until_the_trader_releases_
         assert rows(db_config, "SELECT side, status FROM pm.broker_orders ORDER BY created_at") == \
             [("BUY", "filled"), ("SELL", "queued")]
         dump = tmp_path / "pm_engine.dump"
-        pg_tool("pg_dump", "-Fc", "-h", db_config.host, "-p", str(db_config.port), "-U", db_config.user,
-                "-d", db_config.database, "-f", str(dump))
+        take_dump(db_config, dump)
     finally:
         original.kill()
 
-    conn = psycopg2.connect(**fresh_cluster.config().dsn_kwargs())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE pm_restored")
-    conn.close()
-    restored = DatabaseConfig(host="127.0.0.1", port=fresh_cluster.port, database="pm_restored", user="postgres",
-                              password=fresh_cluster.password)
-    pg_tool("pg_restore", "--exit-on-error", "-h", "127.0.0.1", "-p", str(fresh_cluster.port), "-U", "postgres",
-            "-d", "pm_restored", str(dump))
+    restored = restore(dump, fresh_cluster)
 
     sim.control("faults", {"session_expired": False})
     log = tmp_path / "restored.log"
