@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from pm_engine.core.instruments import DEFAULT_INSTRUMENTS, InstrumentConfig, PortfolioConfig, with_lot_size
@@ -22,6 +22,11 @@ from pm_engine.core.sizing import percent_of, position_risk, position_vol
 
 if TYPE_CHECKING:  # pragma: no cover
     from pm_engine.core.state_store import StateStore
+
+
+def paise(amount: Decimal) -> Decimal:
+    """An amount of rupees to 0.01, half away from zero (PostgreSQL's round for numeric)."""
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,13 @@ class Book:
         return other
 
     def adopt(self, work: "Book") -> None:
-        """Take over a working copy's state once its effects are durable."""
-        self.closed_equity, self.equity_high, self.version = work.closed_equity, work.equity_high, work.version
+        """Take over a working copy's state once its effects are durable.
+
+        Closed equity and ``equity_high`` are kept in paise, rounded half away from zero as the database stores
+        them (``round(…, 2)`` in pm.apply_state): a book that kept the unrounded sum would drift from the stored
+        one with a fractional point value, and the database refuses a closed equity that disagrees (PM094)."""
+        self.closed_equity, self.equity_high, self.version = paise(work.closed_equity), paise(work.equity_high), \
+            work.version
         self.trades_closed, self.realized_total = work.trades_closed, work.realized_total
         self.positions, self.pyramiding = work.positions, work.pyramiding
         self.marks, self.closed = work.marks, work.closed

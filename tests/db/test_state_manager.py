@@ -448,3 +448,24 @@ def test_two_instances_alternating_stay_within_two_round_trips(store: Store,
     finally:
         other_db.close()
         fills.close()
+
+
+def test_a_fractional_point_value_books_every_exit(store: Store) -> None:
+    """A point value with more than two decimals (a custom instrument, a lot-size change) gives realized P&L finer
+    than a paisa; the database stores closed equity in paise and refuses a figure that disagrees (PM094), so the
+    engine keeps the book in paise too and the second exit is booked like the first."""
+    from dataclasses import replace
+
+    instruments = {**DEFAULT_INSTRUMENTS, "GOLD_MINI": replace(DEFAULT_INSTRUMENTS["GOLD_MINI"],
+                                                               point_value=D(175) / D(3))}
+    engine = TradingEngine(instruments=instruments, store=store)
+    for n, (entry, exit_) in enumerate([(75000, 75000.05), (75100, 75100.05)]):
+        day = f"2026-10-{27 + n}"
+        entered = engine.process_payload(payload("BASE_ENTRY", "GOLD_MINI", "Long_1", entry, f"{day}T10:30:00+05:30",
+                                                 stop=entry - 300, atr=400, er=0.8), check_time=False)
+        assert entered.outcome.value == "executed", entered.reason
+        done = engine.process_payload(payload("EXIT", "GOLD_MINI", "Long_1", exit_, f"{day}T14:30:00+05:30",
+                                              reason="SIGNAL"), check_time=False)
+        assert done.outcome.value == "executed", done.reason
+    stored = D(str(store.book.get_portfolio_state()["closed_equity"]))
+    assert engine.portfolio.closed_equity == stored and stored == stored.quantize(D("0.01"))
