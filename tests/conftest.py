@@ -34,6 +34,9 @@ def load_schema(host: str, port: int, user: str, dbname: str, password: Any = No
     try:
         with conn, conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
+            # each test's database is a copy of this template (another OID): the restore guard would take it for
+            # a restored database, so the template records none and each copy records itself at its first check
+            cur.execute("DELETE FROM pm.database_identity")
     finally:
         conn.close()
 

@@ -1,6 +1,6 @@
 -- pm.check_database_identity
--- The sender's question at start and every minute: is this database still in the cluster it was recorded in?
--- 'recorded' (first look), 'same', 'restored' (another cluster: orders queued until now are held, one
+-- The sender's question at start and every minute: is this still the database recorded (its cluster's system
+-- identifier and its OID)? 'recorded' (first look), 'same', 'restored' (a copy: orders queued until now held, one
 -- database_restored anomaly) or 'unknown' (the owner may not read pg_control: no guard). With the orders held.
 CREATE OR REPLACE FUNCTION pm.check_database_identity()
 RETURNS jsonb
@@ -15,7 +15,8 @@ DECLARE
     held integer;
 BEGIN
     BEGIN
-        SELECT system_identifier::text INTO here FROM pg_control_system();
+        SELECT c.system_identifier::text || ':' || d.oid::text INTO here
+          FROM pg_control_system() c, pg_database d WHERE d.datname = current_database();
     EXCEPTION WHEN insufficient_privilege THEN
         RETURN jsonb_build_object('state', 'unknown', 'held_orders', 0);
     END;
@@ -30,7 +31,7 @@ BEGIN
                                         released_at = NULL, released_by = NULL;
         SELECT count(*) INTO held FROM pm.broker_orders WHERE status = 'queued';
         INSERT INTO pm.anomalies (kind, fingerprint, instrument, signal_type, position, reason)
-        VALUES ('database_restored', left('restore-' || here, 64), 'ALL', 'RESTORE', 'ALL', format('this database was restored into another cluster (was %s, now %s): %s queued '
+        VALUES ('database_restored', left('restore-' || here, 64), 'ALL', 'RESTORE', 'ALL', format('this database was restored from a backup (was %s, now %s): %s queued '
                              'order(s) held until `pm-engine orders release-restored`',
                              known.system_identifier, here, held));
         verdict := 'restored';

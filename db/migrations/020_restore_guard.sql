@@ -1,12 +1,13 @@
--- Migration 020: the restore guard. The cluster a database lives in is recorded by its system identifier
--- (pg_control_system(): the same on a physical standby, new for a pg_dump restored into another cluster).
--- When the sender finds the database in a cluster other than the recorded one, every order queued before
+-- Migration 020: the restore guard. The database is recorded by its cluster's system identifier and its own
+-- OID (pg_control_system() and pg_database: both the same on a physical standby; a pg_dump restored into
+-- another cluster, or into a new database of the same one, has another pair). When the sender finds the
+-- database is not the recorded one, every order queued before
 -- that moment is held (pm.sendable_orders skips it) until the trader releases them: the orders of a backup
 -- may since have been sent, filled or made pointless at the broker, so none is sent blindly.
 
 CREATE TABLE pm.database_identity (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    system_identifier text NOT NULL,
+    system_identifier text NOT NULL,  -- '<cluster system identifier>:<database oid>'
     recorded_at timestamptz NOT NULL DEFAULT now(),
     held_since timestamptz,          -- set when a restore was found; orders queued up to it wait
     released_at timestamptz,
@@ -17,7 +18,8 @@ CREATE TABLE pm.database_identity (
 DO $$
 BEGIN
     INSERT INTO pm.database_identity (system_identifier)
-    SELECT system_identifier::text FROM pg_catalog.pg_control_system();
+    SELECT c.system_identifier::text || ':' || d.oid::text
+      FROM pg_catalog.pg_control_system() c, pg_catalog.pg_database d WHERE d.datname = current_database();
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'restore guard: pg_control_system() not readable by this role; the sender records the cluster';
 END;

@@ -1,6 +1,6 @@
 -- The restore guard (migration 020, 73_restore_guard.sql): the cluster recorded at deploy, a database found in
 -- another cluster holds the orders queued until then, the trader's release, and the anomaly it leaves.
-SELECT plan(12);
+SELECT plan(13);
 
 CREATE FUNCTION pg_temp.order(id text, side text DEFAULT 'SELL') RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -11,13 +11,16 @@ BEGIN
 END;
 $$;
 
+-- (the tests' databases are copies of a template that records none: the first check records this one)
+SELECT is(pm.check_database_identity(), '{"state": "recorded", "held_orders": 0}'::jsonb, 'the first look records it');
 SELECT is((SELECT system_identifier FROM pm.database_identity),
-          (SELECT system_identifier::text FROM pg_control_system()), 'the deploy recorded this cluster');
-SELECT is(pm.check_database_identity(), '{"state": "same", "held_orders": 0}'::jsonb, 'the same cluster: nothing held');
+          (SELECT c.system_identifier::text || ':' || d.oid FROM pg_control_system() c, pg_database d
+            WHERE d.datname = current_database()), 'as its cluster and its own OID');
+SELECT is(pm.check_database_identity(), '{"state": "same", "held_orders": 0}'::jsonb, 'the same database: nothing held');
 SELECT pg_temp.order('x-1');
 SELECT is((SELECT count(*)::int FROM pm.sendable_orders(10)), 1, 'a queued exit is sendable');
 
--- the database as a dump restored into another cluster finds it: the recorded identifier is not this cluster's
+-- a dump restored into another cluster, or another database of this one, finds another identifier
 UPDATE pm.database_identity SET system_identifier = '42';
 SELECT is(pm.check_database_identity(), '{"state": "restored", "held_orders": 1}'::jsonb,
           'another cluster: restored, the queued exit held');

@@ -173,6 +173,7 @@ class OrderSender:
             log.warning("broker sender: %s", exc)
 
     def _housekeep(self) -> None:
+        self._check_identity()  # first: until the restore guard has answered once, nothing is handed out
         now = self.clock()
         closed = [exchange for exchange in SESSIONS if not self.hours.is_open(exchange, now)]
         for row in self.states.expire_stale_entries(self.settings.max_order_age_s, closed):
@@ -180,7 +181,6 @@ class OrderSender:
         abandoned = self.states.abandon_sending(self.settings.abandoned_after_s)
         if abandoned:
             log.warning("%d order(s) left in 'sending' by a stopped sender are now unknown", abandoned)
-        self._check_identity()
 
     def _check_identity(self) -> None:
         """The restore guard, at the first round and then once a minute: a database restored into another cluster
@@ -188,8 +188,8 @@ class OrderSender:
         now = time.monotonic()
         if self._identity_at is not None and now - self._identity_at < IDENTITY_EVERY_S:
             return
-        self._identity_at = now
         held = int(self.states.check_identity().get("held_orders") or 0)
+        self._identity_at = now  # only once it answered: a failed check is asked again at the next round
         if held and held != self._held_told:
             log.warning("this database was restored from a backup into another cluster: %d queued order(s) from "
                         "before are held, not sent; compare them with the broker (`pm-engine orders --state "
@@ -199,6 +199,8 @@ class OrderSender:
     def _dispatch(self) -> list["Future[None]"]:
         """Hand the sendable orders to the workers: one job per position (its orders in their order), none for a
         position a worker is still sending for, at most ``send_workers`` at once (the rest wait for a round)."""
+        if self._identity_at is None:  # the restore guard has not answered yet (a database error): send nothing
+            return []
         try:
             rows = self.states.sendable()
         except (PmError, psycopg2.Error) as exc:
