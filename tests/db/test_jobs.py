@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal as D
 from typing import Any, Callable, Iterator
 
@@ -78,7 +79,13 @@ def test_one_leader_and_takeover_when_it_dies(db_config: DatabaseConfig, engines
     first.tick()
     assert first.runs["cleanup"] == 1  # daily, not every tick
     first._release()  # the leader's session ends (what a crash does to its connection)
+    # the server frees the lock when its backend has ended the session, a moment after the client closed it:
+    # the next leader is whoever's tick comes after that (a round of the jobs thread, here up to 10 s of ticks)
+    deadline = time.monotonic() + 10
     second.tick()
+    while not second.is_leader and time.monotonic() < deadline:
+        time.sleep(0.05)
+        second.tick()
     assert second.is_leader and second.runs["cleanup"] == 1
     with second.store.transaction() as cur:
         cur.execute("SELECT instance_id FROM pm.instance_metadata WHERE is_leader")
