@@ -114,16 +114,6 @@ BEGIN
             format('current version %s', current));
     END IF;
     FOR item IN SELECT * FROM jsonb_array_elements(coalesce(positions, '[]')) LOOP
-        -- a close books money: only an open row, at the version the caller read, can be closed (a closed document
-        -- inserted, or sent again, would add its realized P&L to closed equity a second time)
-        IF item -> 'doc' ->> 'status' = 'closed' AND NOT EXISTS (
-               SELECT 1 FROM pm.portfolio_positions p
-                WHERE p.position_id = item -> 'doc' ->> 'position_id' AND p.status = 'open'
-                  AND p.version = (item ->> 'expected_version')::integer) THEN
-            PERFORM pm.raise_error('PM094', format('position %s: a close needs its open row at the version read '
-                                                   '(closed equity moves only by what a signal really closes)',
-                                                   item -> 'doc' ->> 'position_id'));
-        END IF;
         PERFORM pm.save_position(item -> 'doc', (item ->> 'expected_version')::integer);
         IF item -> 'doc' ->> 'status' = 'closed' THEN
             realized := realized + coalesce((item -> 'doc' ->> 'realized_pnl')::numeric, 0);
